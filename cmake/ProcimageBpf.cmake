@@ -1,0 +1,70 @@
+# procimage_bpf_object(<target> <source.bpf.c> [INCLUDES dir...])
+#
+# Compiles a CO-RE BPF program with clang and generates its libbpf skeleton with bpftool.
+# Creates an INTERFACE library <target> whose include directory holds <stem>.skel.h, where
+# <stem> is the source file name without ".bpf.c". Nothing generated lands in the source tree.
+#
+# vmlinux.h is generated once per build tree from the running kernel's BTF
+# (/sys/kernel/btf/vmlinux) unless PROCIMAGE_VMLINUX_DIR names a folder that already has one.
+
+find_program(PROCIMAGE_CLANG NAMES clang clang-14 REQUIRED)
+find_program(PROCIMAGE_BPFTOOL NAMES bpftool PATHS /usr/sbin /sbin REQUIRED)
+
+if(NOT PROCIMAGE_VMLINUX_DIR)
+  set(PROCIMAGE_VMLINUX_DIR "${CMAKE_BINARY_DIR}/vmlinux")
+  if(NOT EXISTS "${PROCIMAGE_VMLINUX_DIR}/vmlinux.h")
+    file(MAKE_DIRECTORY "${PROCIMAGE_VMLINUX_DIR}")
+    execute_process(
+      COMMAND "${PROCIMAGE_BPFTOOL}" btf dump file /sys/kernel/btf/vmlinux format c
+      OUTPUT_FILE "${PROCIMAGE_VMLINUX_DIR}/vmlinux.h"
+      RESULT_VARIABLE _pi_btf_rc)
+    if(NOT _pi_btf_rc EQUAL 0)
+      file(REMOVE "${PROCIMAGE_VMLINUX_DIR}/vmlinux.h")
+      message(FATAL_ERROR "cannot generate vmlinux.h: bpftool btf dump of /sys/kernel/btf/vmlinux failed "
+                          "(the kernel needs CONFIG_DEBUG_INFO_BTF)")
+    endif()
+  endif()
+endif()
+
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64")
+  set(PROCIMAGE_BPF_ARCH x86)
+elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64")
+  set(PROCIMAGE_BPF_ARCH arm64)
+else()
+  set(PROCIMAGE_BPF_ARCH ${CMAKE_SYSTEM_PROCESSOR})
+endif()
+
+function(procimage_bpf_object target src)
+  cmake_parse_arguments(PARSE_ARGV 2 ARG "" "" "INCLUDES")
+  get_filename_component(_abs "${src}" ABSOLUTE)
+  get_filename_component(_name "${src}" NAME)
+  string(REGEX REPLACE "\\.bpf\\.c$" "" _stem "${_name}")
+  set(_out "${CMAKE_CURRENT_BINARY_DIR}/bpf/${_stem}")
+  set(_obj "${_out}/${_stem}.bpf.o")
+  set(_skel "${_out}/${_stem}.skel.h")
+  set(_incs "-I${PROCIMAGE_VMLINUX_DIR}")
+  foreach(_d ${ARG_INCLUDES} ${PROCIMAGE_BPF_INCLUDES})
+    list(APPEND _incs "-I${_d}")
+  endforeach()
+  get_filename_component(_srcdir "${_abs}" DIRECTORY)
+  list(APPEND _incs "-I${_srcdir}")
+  file(GLOB _deps "${_srcdir}/*.h")
+  add_custom_command(
+    OUTPUT "${_obj}"
+    COMMAND ${CMAKE_COMMAND} -E make_directory "${_out}"
+    COMMAND "${PROCIMAGE_CLANG}" -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_${PROCIMAGE_BPF_ARCH}
+            -Wall -Wno-unused-function ${_incs} -c "${_abs}" -o "${_obj}"
+    DEPENDS "${_abs}" ${_deps} ${PROCIMAGE_BPF_DEPENDS}
+    COMMENT "BPF ${_name}"
+    VERBATIM)
+  add_custom_command(
+    OUTPUT "${_skel}"
+    COMMAND "${PROCIMAGE_BPFTOOL}" gen skeleton "${_obj}" name "${_stem}_bpf" > "${_skel}"
+    DEPENDS "${_obj}"
+    COMMENT "skeleton ${_stem}.skel.h"
+    VERBATIM)
+  add_custom_target(${target}_gen DEPENDS "${_skel}")
+  add_library(${target} INTERFACE)
+  add_dependencies(${target} ${target}_gen)
+  target_include_directories(${target} INTERFACE "${_out}")
+endfunction()

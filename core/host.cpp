@@ -1,0 +1,612 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "host.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <map>
+
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+namespace procimage::core {
+
+struct ring_source {
+	host::probe_inst *probe;
+	uint32_t index;
+};
+
+struct host::sink_inst {
+	component spec;
+	plugin_ptr plugin;
+	void *inst = nullptr;
+	pi_host api{};
+	uint64_t records = 0;
+	uint64_t errors = 0;
+	bool failed = false;
+};
+
+struct host::probe_inst {
+	host *owner = nullptr;
+	component spec;
+	plugin_ptr plugin;
+	void *inst = nullptr;
+	uint32_t slot = 0;
+	pi_host api{};
+	pi_probe_io io{};
+	target_spec target;
+	std::vector<size_t> sinks;
+	std::vector<std::unique_ptr<ring_source>> sources;
+	bool attached = false;
+	uint64_t kernel_records = 0;
+	uint64_t emitted = 0;
+	uint64_t lost_total = 0;
+	uint64_t errors = 0;
+	std::shared_ptr<spdlog::logger> log;
+
+	const pi_probe_ops &ops() const { return *plugin->desc->probe; }
+	std::string label() const
+	{
+		return "probe '" + spec.id + "' (" + plugin->name() + " " + plugin->version() + ")";
+	}
+};
+
+namespace {
+
+std::shared_ptr<spdlog::logger> named_logger(const std::string &name)
+{
+	auto l = spdlog::get(name);
+	if (!l) {
+		l = spdlog::default_logger()->clone(name);
+		spdlog::register_logger(l);
+	}
+	return l;
+}
+
+int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	static auto log = named_logger("libbpf");
+	char buf[1024];
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	size_t n = strlen(buf);
+	while (n && buf[n - 1] == '\n')
+		buf[--n] = 0;
+	switch (level) {
+	case LIBBPF_WARN: log->warn("{}", buf); break;
+	case LIBBPF_INFO: log->debug("{}", buf); break;
+	default: log->trace("{}", buf); break;
+	}
+	return 0;
+}
+
+uint64_t read_percpu_sum(int fd)
+{
+	if (fd < 0)
+		return 0;
+	int ncpu = libbpf_num_possible_cpus();
+	if (ncpu <= 0)
+		return 0;
+	std::vector<uint64_t> vals(static_cast<size_t>(ncpu));
+	uint32_t key = 0;
+	if (bpf_map_lookup_elem(fd, &key, vals.data()) != 0)
+		return 0;
+	uint64_t sum = 0;
+	for (uint64_t v : vals)
+		sum += v;
+	return sum;
+}
+
+} // namespace
+
+host::host() = default;
+
+host::~host()
+{
+	shutdown();
+	if (rb_)
+		ring_buffer__free(rb_);
+	for (int fd : {epfd_, timerfd_, sigfd_})
+		if (fd >= 0)
+			close(fd);
+}
+
+void host::log_cb(void *ctx, int level, const char *msg)
+{
+	auto *p = static_cast<probe_inst *>(ctx);
+	auto &l = *p->log;
+	switch (level) {
+	case PI_LOG_DEBUG: l.debug("{}", msg); break;
+	case PI_LOG_INFO: l.info("{}", msg); break;
+	case PI_LOG_WARN: l.warn("{}", msg); break;
+	default: l.error("{}", msg); break;
+	}
+}
+
+void host::emit_cb(void *ctx, const pi_record *rec)
+{
+	auto *p = static_cast<probe_inst *>(ctx);
+	if (!rec || rec->size < sizeof(pi_record)) {
+		p->errors++;
+		p->log->error("emitted a malformed record");
+		return;
+	}
+	p->emitted++;
+	p->owner->deliver(p->sinks, *rec);
+}
+
+void host::deliver(const std::vector<size_t> &sinks, const pi_record &rec)
+{
+	for (size_t i : sinks) {
+		auto &s = *sinks_[i];
+		if (s.failed)
+			continue;
+		int rc;
+		try {
+			rc = s.plugin->desc->sink->write(s.inst, &rec);
+		} catch (...) {
+			rc = PI_ERR;
+		}
+		if (rc == PI_OK) {
+			s.records++;
+			continue;
+		}
+		s.errors++;
+		s.failed = true;
+		spdlog::error("sink '{}' ({} {}) failed to write a {}/{} record; it receives no more records",
+			      s.spec.id, s.plugin->name(), s.plugin->version(), rec.probe ? rec.probe : "?",
+			      rec.event ? rec.event : "?");
+	}
+}
+
+int host::ringbuf_cb(void *ctx, void *data, size_t size)
+{
+	auto *src = static_cast<ring_source *>(ctx);
+	auto *p = src->probe;
+	p->kernel_records++;
+	int rc;
+	try {
+		rc = p->ops().on_data(p->inst, src->index, data, size);
+	} catch (...) {
+		rc = PI_ERR;
+	}
+	if (rc != PI_OK) {
+		if (p->errors++ < 5)
+			p->log->error("{} could not decode a {}-byte record", p->label(), size);
+	}
+	return 0;
+}
+
+result<void> host::prepare(const pipeline &p, const host_options &opts)
+{
+	pipe_ = p;
+	dirs_ = opts.plugin_dirs;
+	for (const auto &d : p.plugin_dirs)
+		dirs_.push_back(d);
+	for (const auto &d : default_plugin_dirs())
+		dirs_.push_back(d);
+
+	auto check = [&](pi_plugin_kind kind, const component &c) -> result<plugin_ptr> {
+		auto pl = find_plugin(kind, c.plugin, dirs_);
+		if (!pl)
+			return pl.err().context(c.json_path);
+		char err[PI_ERRBUF_SIZE] = "";
+		std::string cfg = c.config.dump();
+		int rc;
+		try {
+			rc = kind == PI_KIND_PROBE ? (*pl)->desc->probe->validate(cfg.c_str(), err, sizeof err)
+						   : (*pl)->desc->sink->validate(cfg.c_str(), err, sizeof err);
+		} catch (...) {
+			rc = PI_ERR;
+			snprintf(err, sizeof err, "validate threw an exception");
+		}
+		if (rc != PI_OK)
+			return usage_error(c.json_path + "." + std::string(err[0] ? err : "invalid configuration"));
+		return pl;
+	};
+
+	for (const auto &c : p.sinks) {
+		auto pl = check(PI_KIND_SINK, c);
+		if (!pl)
+			return pl.err();
+		auto s = std::make_unique<sink_inst>();
+		s->spec = c;
+		s->plugin = *pl;
+		sinks_.push_back(std::move(s));
+	}
+	if (p.probes.size() > PI_MAX_SLOTS)
+		return usage_error("probes: at most " + std::to_string(PI_MAX_SLOTS) + " probes per host");
+	uint32_t slot = 0;
+	for (const auto &c : p.probes) {
+		auto pl = check(PI_KIND_PROBE, c);
+		if (!pl)
+			return pl.err();
+		auto pr = std::make_unique<probe_inst>();
+		pr->owner = this;
+		pr->spec = c;
+		pr->plugin = *pl;
+		pr->slot = slot++;
+		pr->target = c.target ? *c.target : p.target;
+		pr->sinks = p.sinks_of(c.id);
+		pr->log = named_logger(c.id);
+		probes_.push_back(std::move(pr));
+	}
+	return {};
+}
+
+result<void> host::start()
+{
+	libbpf_set_print(libbpf_log);
+	if (auto r = ensure_mounts(); !r)
+		return r;
+	boot_to_epoch_ = boot_to_epoch_offset_ns();
+	uint32_t self = static_cast<uint32_t>(getpid());
+	if (auto r = act_.load(self); !r)
+		return r;
+
+	// Sinks first: a probe's first record must find them ready.
+	for (auto &s : sinks_) {
+		s->api.size = sizeof(pi_host);
+		s->api.api_major = PI_API_MAJOR;
+		s->api.api_minor = PI_API_MINOR;
+		s->api.ctx = nullptr;
+		s->api.log = nullptr;
+		s->api.boot_to_epoch_ns = boot_to_epoch_;
+		s->api.interval_ms = pipe_.interval_ms;
+		s->api.self_tgid = self;
+		s->api.control_map_fd = s->api.targets_map_fd = -1;
+		char err[PI_ERRBUF_SIZE] = "";
+		std::string cfg = s->spec.config.dump();
+		s->inst = s->plugin->desc->sink->create(&s->api, cfg.c_str(), err, sizeof err);
+		if (!s->inst)
+			return runtime_error(s->spec.json_path + ": sink " + s->plugin->name() + " " +
+					     s->plugin->version() + " failed to start: " + (err[0] ? err : "no reason given"));
+	}
+
+	for (auto &p : probes_) {
+		p->api.size = sizeof(pi_host);
+		p->api.api_major = PI_API_MAJOR;
+		p->api.api_minor = PI_API_MINOR;
+		p->api.slot = p->slot;
+		p->api.ctx = p.get();
+		p->api.log = log_cb;
+		p->api.emit = emit_cb;
+		p->api.control_map_fd = act_.control_fd();
+		p->api.targets_map_fd = act_.targets_fd();
+		p->api.boot_to_epoch_ns = boot_to_epoch_;
+		p->api.interval_ms = pipe_.interval_ms;
+		p->api.self_tgid = self;
+		char err[PI_ERRBUF_SIZE] = "";
+		std::string cfg = p->spec.config.dump();
+		try {
+			p->inst = p->ops().create(&p->api, cfg.c_str(), err, sizeof err);
+		} catch (...) {
+			p->inst = nullptr;
+			snprintf(err, sizeof err, "create threw an exception");
+		}
+		if (!p->inst)
+			return runtime_error(p->label() + " failed to start: " + (err[0] ? err : "no reason given"));
+		p->io.size = sizeof(pi_probe_io);
+		p->io.lost_map_fd = -1;
+		int rc;
+		try {
+			rc = p->ops().load(p->inst, &p->io, err, sizeof err);
+		} catch (...) {
+			rc = PI_ERR;
+			snprintf(err, sizeof err, "load threw an exception");
+		}
+		if (rc != PI_OK)
+			return runtime_error(p->label() + " failed to load: " + (err[0] ? err : "no reason given"));
+		if (p->io.n_ringbufs > PI_MAX_RINGBUFS)
+			return runtime_error(p->label() + " reported " + std::to_string(p->io.n_ringbufs) + " ring buffers");
+		for (uint32_t i = 0; i < p->io.n_ringbufs; i++) {
+			p->sources.push_back(std::make_unique<ring_source>(ring_source{p.get(), i}));
+			ring_source *src = p->sources.back().get();
+			if (!rb_) {
+				rb_ = ring_buffer__new(p->io.ringbuf_fds[i], ringbuf_cb, src, nullptr);
+				if (!rb_)
+					return runtime_error(p->label() + ": cannot set up its ring buffer: " +
+							     std::strerror(errno));
+			} else if (ring_buffer__add(rb_, p->io.ringbuf_fds[i], ringbuf_cb, src) != 0) {
+				return runtime_error(p->label() + ": cannot add its ring buffer: " + std::strerror(errno));
+			}
+		}
+	}
+
+	epfd_ = epoll_create1(EPOLL_CLOEXEC);
+	timerfd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	sigset_t set;
+	sigemptyset(&set);
+	for (int s : {SIGINT, SIGTERM, SIGCHLD, SIGHUP})
+		sigaddset(&set, s);
+	sigprocmask(SIG_BLOCK, &set, nullptr);
+	sigfd_ = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (epfd_ < 0 || timerfd_ < 0 || sigfd_ < 0)
+		return runtime_error(std::string("cannot set up the event loop: ") + std::strerror(errno));
+	itimerspec its{};
+	its.it_interval.tv_sec = pipe_.interval_ms / 1000;
+	its.it_interval.tv_nsec = static_cast<long>(pipe_.interval_ms % 1000) * 1000000L;
+	its.it_value = its.it_interval;
+	timerfd_settime(timerfd_, 0, &its, nullptr);
+	auto add = [&](int fd, uint64_t tag) {
+		epoll_event ev{};
+		ev.events = EPOLLIN;
+		ev.data.u64 = tag;
+		return epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev);
+	};
+	if ((rb_ && add(ring_buffer__epoll_fd(rb_), 1) != 0) || add(timerfd_, 2) != 0 || add(sigfd_, 3) != 0)
+		return runtime_error(std::string("cannot set up the event loop: ") + std::strerror(errno));
+
+	if (!pipe_.command.empty()) {
+		if (auto r = cmd_.start(pipe_.command); !r)
+			return r;
+		for (auto &p : probes_) {
+			if (p->spec.target)
+				continue; // the probe has a target of its own
+			p->target = target_spec{};
+			p->target.kind = target_spec::kind_t::tgid;
+			p->target.ids = {static_cast<uint32_t>(cmd_.pid())};
+			p->target.follow = true;
+		}
+	}
+
+	if (pipe_.start_active) {
+		for (auto &p : probes_) {
+			if (auto r = act_.activate(p->slot, p->target); !r)
+				return r.err().context(p->label());
+			char err[PI_ERRBUF_SIZE] = "";
+			if (p->ops().attach(p->inst, err, sizeof err) != PI_OK)
+				return runtime_error(p->label() + " failed to attach: " + (err[0] ? err : "no reason given"));
+			p->attached = true;
+			spdlog::info("{} collecting for {}", p->label(), p->target.describe());
+		}
+	}
+
+	if (!pipe_.command.empty()) {
+		if (auto r = cmd_.release(); !r)
+			return r;
+	}
+	return {};
+}
+
+void host::flush_sinks()
+{
+	for (auto &s : sinks_) {
+		if (!s->inst || s->failed || !s->plugin->desc->sink->flush)
+			continue;
+		int rc;
+		try {
+			rc = s->plugin->desc->sink->flush(s->inst);
+		} catch (...) {
+			rc = PI_ERR;
+		}
+		if (rc != PI_OK) {
+			s->failed = true;
+			s->errors++;
+			spdlog::error("sink '{}' ({} {}) failed to flush; it receives no more records", s->spec.id,
+				      s->plugin->name(), s->plugin->version());
+		}
+	}
+}
+
+void host::host_record(const std::vector<size_t> &sinks, const char *event, const std::string &source,
+		       const std::vector<std::pair<const char *, uint64_t>> &values)
+{
+	std::vector<pi_field> fields;
+	pi_field src{};
+	src.key = "source";
+	src.type = PI_FT_STR;
+	src.v.s = source.c_str();
+	fields.push_back(src);
+	for (const auto &[k, v] : values) {
+		pi_field f{};
+		f.key = k;
+		f.type = PI_FT_U64;
+		f.v.u = v;
+		fields.push_back(f);
+	}
+	pi_record r{};
+	r.size = sizeof r;
+	r.probe = "procimage";
+	r.event = event;
+	r.ts_ns = boot_now_ns() + boot_to_epoch_;
+	r.pid = static_cast<uint32_t>(getpid());
+	r.tid = r.pid;
+	r.cpu = -1;
+	r.comm = "procimage";
+	r.nfields = static_cast<uint32_t>(fields.size());
+	r.fields = fields.data();
+	deliver(sinks, r);
+}
+
+void host::check_lost()
+{
+	for (auto &p : probes_) {
+		uint64_t total = read_percpu_sum(p->io.lost_map_fd);
+		if (total > p->lost_total) {
+			uint64_t now_lost = total - p->lost_total;
+			p->lost_total = total;
+			p->log->warn("{} lost {} records (ring buffer or map full; {} in all)", p->label(), now_lost, total);
+			host_record(p->sinks, "lost", p->spec.id, {{"lost", now_lost}, {"lost_total", total}});
+		}
+	}
+	uint64_t core = read_percpu_sum(act_.lost_fd());
+	if (core > core_lost_) {
+		uint64_t now_lost = core - core_lost_;
+		core_lost_ = core;
+		spdlog::warn("the target map is full: {} descendants could not be followed", now_lost);
+		std::vector<size_t> all;
+		for (size_t i = 0; i < sinks_.size(); i++)
+			all.push_back(i);
+		host_record(all, "lost", "targets", {{"lost", now_lost}, {"lost_total", core}});
+	}
+}
+
+void host::tick(bool final)
+{
+	uint64_t now = boot_now_ns();
+	for (auto &p : probes_) {
+		if (!p->inst || !p->ops().on_tick)
+			continue;
+		int rc;
+		try {
+			rc = p->ops().on_tick(p->inst, now, final ? 1 : 0);
+		} catch (...) {
+			rc = PI_ERR;
+		}
+		if (rc != PI_OK && p->errors++ < 5)
+			p->log->error("{} failed in its periodic work", p->label());
+	}
+	check_lost();
+}
+
+void host::drain()
+{
+	if (rb_)
+		ring_buffer__consume(rb_);
+}
+
+int host::loop()
+{
+	epoll_event evs[8];
+	while (!stopping_) {
+		int n = epoll_wait(epfd_, evs, 8, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			spdlog::error("epoll_wait: {}", std::strerror(errno));
+			return EXIT_RUNTIME;
+		}
+		bool consumed = false;
+		for (int i = 0; i < n; i++) {
+			switch (evs[i].data.u64) {
+			case 1:
+				drain();
+				consumed = true;
+				break;
+			case 2: {
+				uint64_t expirations;
+				while (read(timerfd_, &expirations, sizeof expirations) > 0) {
+				}
+				drain();
+				tick(false);
+				consumed = true;
+				break;
+			}
+			case 3: {
+				signalfd_siginfo si{};
+				while (read(sigfd_, &si, sizeof si) == sizeof si) {
+					if (si.ssi_signo == SIGCHLD) {
+						if (cmd_.pid() > 0 && cmd_.poll_exit()) {
+							spdlog::info("command exited with status {}", cmd_.shell_status());
+							stopping_ = true;
+						}
+					} else if (cmd_.pid() > 0 && !cmd_.exited() && si.ssi_signo != SIGHUP) {
+						// Let the command end first so its exit is traced; a second
+						// signal stops at once.
+						static int forwarded = 0;
+						if (forwarded++ == 0) {
+							spdlog::info("signal {}: passing it to the command", si.ssi_signo);
+							cmd_.kill_with(static_cast<int>(si.ssi_signo));
+						} else {
+							stopping_ = true;
+						}
+					} else {
+						spdlog::info("signal {}: stopping", si.ssi_signo);
+						stopping_ = true;
+					}
+				}
+				break;
+			}
+			}
+		}
+		if (consumed)
+			flush_sinks();
+	}
+	return 0;
+}
+
+void host::shutdown()
+{
+	for (auto &p : probes_) {
+		if (p->attached) {
+			char err[PI_ERRBUF_SIZE] = "";
+			if (p->ops().detach(p->inst, err, sizeof err) != PI_OK)
+				p->log->warn("{} failed to detach: {}", p->label(), err);
+			p->attached = false;
+			act_.deactivate(p->slot);
+		}
+	}
+	for (auto &p : probes_) {
+		if (p->inst)
+			p->ops().destroy(p->inst);
+		p->inst = nullptr;
+	}
+	for (auto &s : sinks_) {
+		if (s->inst)
+			s->plugin->desc->sink->destroy(s->inst);
+		s->inst = nullptr;
+	}
+}
+
+int host::run(const pipeline &p, const host_options &opts)
+{
+	if (auto r = prepare(p, opts); !r) {
+		spdlog::error("{}", r.err().msg);
+		return r.err().code;
+	}
+	if (opts.check_only)
+		return EXIT_OK_CODE;
+	if (auto r = check_privileges(); !r) {
+		spdlog::error("{}", r.err().msg);
+		return r.err().code;
+	}
+	if (auto r = start(); !r) {
+		spdlog::error("{}", r.err().msg);
+		drain();
+		flush_sinks();
+		return r.err().code;
+	}
+	int rc = loop();
+	// Detach first so nothing new arrives, then deliver what is queued.
+	for (auto &pr : probes_) {
+		if (pr->attached) {
+			char err[PI_ERRBUF_SIZE] = "";
+			pr->ops().detach(pr->inst, err, sizeof err);
+			pr->attached = false;
+			act_.deactivate(pr->slot);
+		}
+	}
+	drain();
+	tick(true);
+	std::vector<size_t> all;
+	for (size_t i = 0; i < sinks_.size(); i++)
+		all.push_back(i);
+	for (auto &pr : probes_) {
+		host_record(all, "summary", pr->spec.id,
+			    {{"records", pr->kernel_records}, {"lost_total", pr->lost_total}, {"errors", pr->errors}});
+		spdlog::info("{}: {} kernel records, {} lost, {} decode errors", pr->label(), pr->kernel_records,
+			     pr->lost_total, pr->errors);
+	}
+	flush_sinks();
+	bool sink_failed = false;
+	for (auto &s : sinks_)
+		sink_failed |= s->failed;
+	shutdown();
+	if (rc != 0)
+		return rc;
+	if (cmd_.pid() > 0) {
+		if (!cmd_.exited()) {
+			cmd_.kill_with(SIGTERM);
+		}
+		return cmd_.exited() ? cmd_.shell_status() : EXIT_RUNTIME;
+	}
+	return sink_failed ? EXIT_RUNTIME : EXIT_OK_CODE;
+}
+
+} // namespace procimage::core

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The host: resolves and checks plugins, loads probes with the shared activation map, runs the
+// event bus (one epoll over every ring buffer, a timerfd for periodic work, a signalfd) and
+// delivers records to the sinks wired in the pipeline. Shuts down cleanly on SIGINT/SIGTERM or
+// when the traced command exits.
+#pragma once
+
+#include "activation.hpp"
+#include "pipeline.hpp"
+#include "plugin_loader.hpp"
+#include "result.hpp"
+#include "system.hpp"
+
+#include <procimage/plugin_api.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+struct ring_buffer;
+
+namespace procimage::core {
+
+struct host_options {
+	std::vector<std::string> plugin_dirs; // searched before the pipeline's and the defaults
+	bool check_only = false;              // validate the pipeline and plugins, load nothing
+};
+
+class host {
+public:
+	host();
+	~host();
+	host(const host &) = delete;
+	host &operator=(const host &) = delete;
+
+	// Runs the pipeline to the end; returns procimage's exit status.
+	int run(const pipeline &p, const host_options &opts);
+
+	// Plugin resolution and configuration checks only (no privileges needed).
+	result<void> prepare(const pipeline &p, const host_options &opts);
+
+	struct probe_inst;
+	struct sink_inst;
+
+private:
+	result<void> start();
+	int loop();
+	void shutdown();
+	void drain();
+	void tick(bool final);
+	void check_lost();
+	void flush_sinks();
+	void host_record(const std::vector<size_t> &sinks, const char *event, const std::string &source,
+			 const std::vector<std::pair<const char *, uint64_t>> &values);
+	void deliver(const std::vector<size_t> &sinks, const pi_record &rec);
+
+	static void emit_cb(void *ctx, const pi_record *rec);
+	static void log_cb(void *ctx, int level, const char *msg);
+	static int ringbuf_cb(void *ctx, void *data, size_t size);
+
+	pipeline pipe_;
+	std::vector<std::string> dirs_;
+	std::vector<std::unique_ptr<sink_inst>> sinks_;
+	std::vector<std::unique_ptr<probe_inst>> probes_;
+	activation act_;
+	held_command cmd_;
+	ring_buffer *rb_ = nullptr;
+	int epfd_ = -1, timerfd_ = -1, sigfd_ = -1;
+	uint64_t boot_to_epoch_ = 0;
+	uint64_t core_lost_ = 0;
+	bool stopping_ = false;
+	int exit_status_ = 0;
+};
+
+} // namespace procimage::core

@@ -1,0 +1,323 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// procimage: a portrait of a process's whole life, from eBPF probes.
+#include "host.hpp"
+#include "pipeline.hpp"
+#include "plugin_loader.hpp"
+
+#include <boost/program_options.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <set>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace po = boost::program_options;
+using namespace procimage::core;
+
+namespace {
+
+const char *USAGE = R"(Usage:
+  procimage --pipeline FILE [options] [-- CMD [ARGS...]]
+  procimage [-a|-k|-l|-r|-s|-S]... [-p TID | -P TGID] [-o SINK]... [options] [-- CMD [ARGS...]]
+
+A portrait of a process's whole life: key time points, locks, resources, scheduling delay
+and syscalls, each beside the same figure for the whole system.
+
+With "-- CMD", procimage starts CMD, traces it (and its descendants) from before its exec to
+its exit, then flushes and exits with CMD's exit status. Without it, procimage traces its
+target until SIGINT or SIGTERM.
+
+Probe shorthands (they build a pipeline; see --print-pipeline):
+  -a, --all          every probe this installation has
+  -k, --keytime      key time points: fork, vfork, threads, exec, exit (--cpu: on/off-CPU)
+  -l, --lock         user-space locks
+  -r, --resource     CPU, memory and I/O use
+  -s, --syscall      syscall sequences and latencies
+  -S, --schedule     scheduling delay
+
+Exit status: CMD's status with "-- CMD"; otherwise 0 on success, 1 on a run-time failure,
+2 on a bad command line or pipeline (nothing was loaded), 3 on missing privileges
+(root, or CAP_BPF and CAP_PERFMON, are needed).
+
+Options)";
+
+const std::vector<std::pair<std::string, std::string>> SEED_PROBES = {
+	{"keytime", "k"}, {"lock", "l"}, {"resource", "r"}, {"syscall", "s"}, {"schedule", "S"}};
+
+std::string program_dir_hint(const std::vector<std::string> &dirs)
+{
+	std::string s;
+	for (const auto &d : dirs)
+		s += (s.empty() ? "" : ", ") + d;
+	return s;
+}
+
+result<component> sink_from_flag(const std::string &spec)
+{
+	// FORMAT or FORMAT:ARG — stdout | jsonl[:PATH] | csv:DIR | NAME (any sink plugin)
+	auto colon = spec.find(':');
+	std::string name = spec.substr(0, colon);
+	std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
+	component c;
+	c.plugin = name;
+	c.id = name;
+	c.json_path = "sinks." + name;
+	if (name == "jsonl") {
+		if (!arg.empty())
+			c.config["path"] = arg;
+	} else if (name == "csv") {
+		if (arg.empty())
+			return usage_error("--output csv:DIR: give the folder for the CSV files");
+		c.config["dir"] = arg;
+	} else if (!arg.empty()) {
+		return usage_error("--output " + spec + ": only jsonl:PATH and csv:DIR take an argument");
+	}
+	return c;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	auto logger = spdlog::stderr_color_mt("procimage");
+	spdlog::set_default_logger(logger);
+	spdlog::set_pattern("procimage: %^%l%$: [%n] %v");
+	spdlog::set_level(spdlog::level::info);
+
+	// Everything after "--" is the command to trace.
+	std::vector<std::string> command;
+	int our_argc = argc;
+	for (int i = 1; i < argc; i++) {
+		if (std::string(argv[i]) == "--") {
+			our_argc = i;
+			for (int j = i + 1; j < argc; j++)
+				command.emplace_back(argv[j]);
+			break;
+		}
+	}
+
+	po::options_description desc(USAGE);
+	// clang-format off
+	desc.add_options()
+		("help,h", "show this help")
+		("pipeline", po::value<std::string>(), "run the pipeline in FILE (JSON; see docs/pipeline.md)")
+		("all,a", "every probe found (see --list-plugins)")
+		("keytime,k", "the keytime probe")
+		("lock,l", "the lock probe")
+		("resource,r", "the resource probe")
+		("syscall,s", "the syscall probe")
+		("schedule,S", "the schedule probe")
+		("pid,p", po::value<uint32_t>(), "target one thread, by the kernel's pid (TID); 0 with -c: a CPU's idle task")
+		("tid", po::value<uint32_t>(), "same as --pid")
+		("tgid,P", po::value<uint32_t>(), "target a process (thread group) by its TGID")
+		("cpuid,c", po::value<int32_t>(), "with -p 0: the idle task of this CPU")
+		("myproc,m", "do not exclude procimage's own threads")
+		("cpu", "keytime: also on-CPU / off-CPU intervals and why the thread went off CPU")
+		("stacks", "keytime: kernel stack at each off-CPU point (needs --cpu)")
+		("output,o", po::value<std::vector<std::string>>(),
+		 "sink, repeatable: stdout, jsonl[:PATH], csv:DIR, or any sink plugin name (default stdout)")
+		("interval", po::value<uint32_t>(), "periodic reporting interval in ms (default 1000)")
+		("inactive", "load and verify the probes, collect nothing until activated")
+		("plugin-dir", po::value<std::vector<std::string>>(), "also look for plugins here (repeatable, searched first)")
+		("list-plugins", "list the probe and sink plugins found, with their versions")
+		("print-pipeline", "print the pipeline the command line builds, as JSON, and exit")
+		("check", "check the pipeline and the plugins' configurations, load nothing, and exit")
+		("verbose,v", po::value<int>()->implicit_value(1)->zero_tokens(), "debug logging (-v), libbpf's too")
+		("quiet,q", "warnings and errors only");
+	// clang-format on
+
+	po::variables_map vm;
+	try {
+		po::store(po::command_line_parser(our_argc, argv).options(desc).run(), vm);
+		po::notify(vm);
+	} catch (const std::exception &e) {
+		std::fprintf(stderr, "procimage: %s (see procimage --help)\n", e.what());
+		return EXIT_USAGE;
+	}
+	if (vm.count("help")) {
+		std::cout << desc << "\nDocumentation: docs/pipeline.md, docs/events.md, docs/plugin-abi.md\n";
+		return 0;
+	}
+	if (vm.count("verbose"))
+		spdlog::set_level(spdlog::level::debug);
+	if (vm.count("quiet"))
+		spdlog::set_level(spdlog::level::warn);
+
+	host_options opts;
+	if (vm.count("plugin-dir"))
+		opts.plugin_dirs = vm["plugin-dir"].as<std::vector<std::string>>();
+	opts.check_only = vm.count("check") > 0;
+
+	if (vm.count("list-plugins")) {
+		auto dirs = opts.plugin_dirs;
+		for (auto &d : default_plugin_dirs())
+			dirs.push_back(d);
+		auto list = list_plugins(dirs);
+		std::printf("%-6s %-12s %-9s %-5s %-50s %s\n", "KIND", "NAME", "VERSION", "ABI", "PATH", "DESCRIPTION");
+		for (const auto &l : list) {
+			if (l.plugin) {
+				const auto *d = l.plugin->desc;
+				std::printf("%-6s %-12s %-9s %u.%-3u %-50s %s\n", kind_name(d->kind), d->name, d->version,
+					    d->api_major, d->api_minor, l.path.c_str(), d->description ? d->description : "");
+			} else {
+				std::printf("%-6s %-12s %-9s %-5s %-50s unusable: %s\n", "?", "?", "?", "?", l.path.c_str(),
+					    l.problem.c_str());
+			}
+		}
+		if (list.empty())
+			std::printf("(no plugins in %s)\n", program_dir_hint(dirs).c_str());
+		return 0;
+	}
+
+	bool shorthand = false;
+	for (const char *k : {"all", "keytime", "lock", "resource", "syscall", "schedule", "pid", "tid", "tgid",
+			      "cpuid", "myproc", "cpu", "stacks", "output", "interval", "inactive"})
+		shorthand |= vm.count(k) > 0;
+
+	pipeline p;
+	if (vm.count("pipeline")) {
+		for (const char *k : {"all", "keytime", "lock", "resource", "syscall", "schedule", "cpu", "stacks", "output"})
+			if (vm.count(k)) {
+				std::fprintf(stderr, "procimage: --%s cannot be combined with --pipeline (the pipeline file "
+						     "names its probes and sinks)\n", k);
+				return EXIT_USAGE;
+			}
+		auto r = load_pipeline_file(vm["pipeline"].as<std::string>());
+		if (!r) {
+			std::fprintf(stderr, "procimage: %s\n", r.err().msg.c_str());
+			return r.err().code;
+		}
+		p = std::move(*r);
+	} else {
+		if (!shorthand && command.empty()) {
+			std::fprintf(stderr, "procimage: nothing to do: give --pipeline FILE, probe flags "
+					     "(-a -k -l -r -s -S) or -- CMD (see procimage --help)\n");
+			return EXIT_USAGE;
+		}
+		std::vector<std::string> names;
+		if (vm.count("all")) {
+			auto dirs = opts.plugin_dirs;
+			for (auto &d : default_plugin_dirs())
+				dirs.push_back(d);
+			std::vector<std::string> missing;
+			for (const auto &[n, _] : SEED_PROBES) {
+				if (find_plugin(PI_KIND_PROBE, n, dirs))
+					names.push_back(n);
+				else
+					missing.push_back(n);
+			}
+			for (const auto &m : missing)
+				spdlog::warn("-a: the {} probe is not in this installation", m);
+			if (names.empty()) {
+				spdlog::error("-a: no probe plugins found in {}", program_dir_hint(dirs));
+				return EXIT_USAGE;
+			}
+		} else {
+			for (const auto &[n, _] : SEED_PROBES)
+				if (vm.count(n))
+					names.push_back(n);
+			if (names.empty())
+				names.push_back("keytime"); // "procimage -- CMD" alone: the life of CMD
+		}
+		for (const auto &n : names) {
+			component c;
+			c.id = c.plugin = n;
+			c.json_path = "probes." + n;
+			if (n == "keytime") {
+				if (vm.count("cpu"))
+					c.config["cpu"] = true;
+				if (vm.count("stacks"))
+					c.config["stacks"] = true;
+			}
+			p.probes.push_back(c);
+		}
+		if ((vm.count("cpu") || vm.count("stacks")) &&
+		    std::find(names.begin(), names.end(), "keytime") == names.end()) {
+			std::fprintf(stderr, "procimage: --cpu and --stacks are keytime options: add -k\n");
+			return EXIT_USAGE;
+		}
+		if (vm.count("output")) {
+			std::set<std::string> ids;
+			for (const auto &o : vm["output"].as<std::vector<std::string>>()) {
+				auto c = sink_from_flag(o);
+				if (!c) {
+					std::fprintf(stderr, "procimage: %s\n", c.err().msg.c_str());
+					return EXIT_USAGE;
+				}
+				std::string id = c->id;
+				for (int n = 2; ids.count(c->id); n++)
+					c->id = id + "/" + std::to_string(n);
+				ids.insert(c->id);
+				p.sinks.push_back(*c);
+			}
+		} else {
+			component c;
+			c.id = c.plugin = "stdout";
+			c.json_path = "sinks.stdout";
+			p.sinks.push_back(c);
+		}
+		wire w;
+		for (auto &c : p.probes)
+			w.probes.push_back(c.id);
+		for (auto &c : p.sinks)
+			w.sinks.push_back(c.id);
+		p.wires.push_back(w);
+	}
+
+	// Target flags apply on top of either form.
+	nlohmann::json t;
+	int kinds = (vm.count("pid") ? 1 : 0) + (vm.count("tid") ? 1 : 0) + (vm.count("tgid") ? 1 : 0);
+	if (kinds > 1) {
+		std::fprintf(stderr, "procimage: give only one of -p/--pid/--tid and -P/--tgid\n");
+		return EXIT_USAGE;
+	}
+	if (kinds && !command.empty()) {
+		std::fprintf(stderr, "procimage: -p/-P and \"-- CMD\" both name a target: give one\n");
+		return EXIT_USAGE;
+	}
+	if (vm.count("pid"))
+		t["tid"] = vm["pid"].as<uint32_t>();
+	else if (vm.count("tid"))
+		t["tid"] = vm["tid"].as<uint32_t>();
+	else if (vm.count("tgid"))
+		t["tgid"] = vm["tgid"].as<uint32_t>();
+	if (vm.count("cpuid"))
+		t["cpu"] = vm["cpuid"].as<int32_t>();
+	if (vm.count("myproc"))
+		t["include_self"] = true;
+	if (!t.empty()) {
+		if (!t.contains("tid") && !t.contains("tgid"))
+			t["all"] = true;
+		auto ts = parse_target(t, "target");
+		if (!ts) {
+			std::fprintf(stderr, "procimage: %s (from -p/-P/-c/-m)\n", ts.err().msg.c_str());
+			return EXIT_USAGE;
+		}
+		p.target = *ts;
+	}
+	if (vm.count("interval")) {
+		uint32_t ms = vm["interval"].as<uint32_t>();
+		if (ms < 10 || ms > 3600000) {
+			std::fprintf(stderr, "procimage: --interval: expected 10..3600000 ms, got %u\n", ms);
+			return EXIT_USAGE;
+		}
+		p.interval_ms = ms;
+	}
+	if (vm.count("inactive"))
+		p.start_active = false;
+	if (!command.empty())
+		p.command = command;
+
+	if (vm.count("print-pipeline")) {
+		std::cout << p.to_json().dump(2) << "\n";
+		return 0;
+	}
+
+	host h;
+	return h.run(p, opts);
+}

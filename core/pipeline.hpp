@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// The pipeline document: probes, their targets, sinks and the wiring between them.
+// Format: docs/pipeline.md.
+#pragma once
+
+#include "result.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace procimage::core {
+
+constexpr int PIPELINE_VERSION = 1;
+
+struct target_spec {
+	enum class kind_t { all, tid, tgid };
+	kind_t kind = kind_t::all;
+	std::vector<uint32_t> ids;
+	bool include_self = false; // do not exclude procimage's own threads
+	bool follow = false;       // processes forked by a target join it
+	int32_t idle_cpu = -1;     // with tid 0: that CPU's idle task
+
+	std::string describe() const;
+	nlohmann::json to_json() const;
+};
+
+struct component {
+	std::string id;     // key in "probes" / "sinks", e.g. "jsonl/errors"
+	std::string plugin; // plugin name or path to a .so
+	nlohmann::json config = nlohmann::json::object(); // keys passed to the plugin
+	std::optional<target_spec> target;                 // probes only
+	std::string json_path;                             // "probes.keytime"
+};
+
+struct wire {
+	std::vector<std::string> probes;
+	std::vector<std::string> sinks;
+};
+
+struct pipeline {
+	int version = PIPELINE_VERSION;
+	std::vector<std::string> plugin_dirs;
+	target_spec target;
+	bool start_active = true;
+	uint32_t interval_ms = 1000;
+	std::vector<component> probes;
+	std::vector<component> sinks;
+	std::vector<wire> wires;
+	std::vector<std::string> command;
+
+	nlohmann::json to_json() const;
+	// Sinks wired to the probe (indices into sinks).
+	std::vector<size_t> sinks_of(const std::string &probe_id) const;
+};
+
+// Structural validation (plugin configs are checked by the plugins themselves).
+// base_dir resolves relative plugin_dirs and plugin paths.
+result<pipeline> parse_pipeline(const nlohmann::json &doc, const std::string &base_dir = ".");
+result<pipeline> load_pipeline_file(const std::string &path);
+result<target_spec> parse_target(const nlohmann::json &j, const std::string &path);
+
+} // namespace procimage::core

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// libbpf helpers for probe plugins: reuse of the host's shared maps and RAII for the kernel
+// objects a probe owns.
+#pragma once
+
+#include <procimage/sdk.hpp>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace procimage::sdk {
+
+inline std::string errno_text(int err)
+{
+	if (err < 0)
+		err = -err;
+	return std::string(std::strerror(err));
+}
+
+// Point the object's pi_control / pi_targets maps at the host's; call between open and load.
+inline void reuse_shared_maps(bpf_object *obj, const pi_host &host)
+{
+	struct {
+		const char *name;
+		int fd;
+	} maps[] = {{"pi_control", host.control_map_fd}, {"pi_targets", host.targets_map_fd}};
+	for (const auto &m : maps) {
+		bpf_map *map = bpf_object__find_map_by_name(obj, m.name);
+		if (!map)
+			throw std::runtime_error(std::string("BPF object has no map ") + m.name +
+						 " (include procimage/bpf/procimage.bpf.h)");
+		int err = bpf_map__reuse_fd(map, m.fd);
+		if (err)
+			throw std::runtime_error(std::string("cannot reuse the host's ") + m.name +
+						 " map: " + errno_text(err));
+	}
+}
+
+// The fd of the probe's pi_lost counter map, for pi_probe_io.lost_map_fd.
+inline int lost_map_fd(bpf_object *obj)
+{
+	bpf_map *map = bpf_object__find_map_by_name(obj, "pi_lost");
+	return map ? bpf_map__fd(map) : -1;
+}
+
+// Links attached by a probe, destroyed together.
+class links {
+public:
+	links() = default;
+	links(const links &) = delete;
+	links &operator=(const links &) = delete;
+	~links() { clear(); }
+
+	// Attach one program with its section's default attach type.
+	void attach(bpf_program *prog)
+	{
+		bpf_link *l = bpf_program__attach(prog);
+		if (!l) {
+			int err = errno;
+			throw std::runtime_error(std::string("cannot attach ") + bpf_program__name(prog) +
+						 " (" + bpf_program__section_name(prog) + "): " + errno_text(err));
+		}
+		links_.push_back(l);
+	}
+	// Attach every program of the object that is set to autoload.
+	void attach_all(bpf_object *obj)
+	{
+		bpf_program *prog;
+		bpf_object__for_each_program(prog, obj)
+		{
+			if (bpf_program__autoload(prog))
+				attach(prog);
+		}
+	}
+	void add(bpf_link *l) { links_.push_back(l); }
+	void clear()
+	{
+		for (auto *l : links_)
+			bpf_link__destroy(l);
+		links_.clear();
+	}
+	bool empty() const { return links_.empty(); }
+
+private:
+	std::vector<bpf_link *> links_;
+};
+
+} // namespace procimage::sdk

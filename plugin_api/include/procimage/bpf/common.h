@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Types shared by the kernel side (BPF) and the user side of every probe: the activation map
+ * layout owned by the host and the header every ring-buffer record starts with.
+ * Fixed-width types only, explicit padding.
+ */
+#ifndef PROCIMAGE_BPF_COMMON_H
+#define PROCIMAGE_BPF_COMMON_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define PI_COMM_LEN 16
+#define PI_MAX_SLOTS 32      /* probe instances one host can run */
+#define PI_MAX_TARGETS 16384 /* entries of the shared target map */
+
+/* pi_control[slot].mode */
+enum pi_mode {
+	PI_MODE_OFF = 0,     /* the probe collects nothing */
+	PI_MODE_ALL = 1,     /* every thread (procimage itself excluded unless include_self) */
+	PI_MODE_TARGETS = 2, /* threads / thread groups listed in pi_targets for this slot */
+};
+
+struct pi_control {
+	__u32 mode;         /* enum pi_mode */
+	__u32 self_tgid;    /* procimage's own tgid */
+	__u32 include_self; /* 1: do not exclude self_tgid */
+	__s32 idle_cpu;     /* >= 0: the target includes that CPU's idle task (tid 0) */
+	__u64 generation;   /* bumped on every (re)activation */
+};
+
+enum pi_target_kind {
+	PI_TK_TID = 1,  /* one thread, by the kernel's pid */
+	PI_TK_TGID = 2, /* a whole thread group */
+};
+
+struct pi_target_key {
+	__u32 id;
+	__u32 kind; /* enum pi_target_kind */
+};
+
+struct pi_target_val {
+	__u64 slots;        /* bit n: probe slot n targets this id */
+	__u64 follow_slots; /* bit n: children forked by this process join slot n's target */
+};
+
+/* The header every ring-buffer record starts with. */
+struct pi_event_header {
+	__u16 kind;  /* probe-specific record type */
+	__u16 size;  /* size of the whole record in bytes */
+	__u32 cpu;
+	__u64 ts_boot_ns;   /* bpf_ktime_get_boot_ns() */
+	__u32 pid;          /* tgid */
+	__u32 tid;          /* the kernel's pid */
+	__u64 pid_start_ns; /* group leader's start time, ns since boot */
+	char comm[PI_COMM_LEN];
+};
+
+#endif /* PROCIMAGE_BPF_COMMON_H */

@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Kernel-side helpers for procimage probes. Include after vmlinux.h and the libbpf headers:
+ *
+ *   #include "vmlinux.h"
+ *   #include <bpf/bpf_helpers.h>
+ *   #include <bpf/bpf_core_read.h>
+ *   #include <bpf/bpf_tracing.h>
+ *   #include <procimage/bpf/procimage.bpf.h>
+ *
+ * It declares the host-owned shared maps (pi_control, pi_targets: the host replaces them with
+ * its own before load), the probe's lost-record counter (pi_lost) and pi_slot, the probe's
+ * activation slot written by the host into rodata.
+ */
+#ifndef PROCIMAGE_PROCIMAGE_BPF_H
+#define PROCIMAGE_PROCIMAGE_BPF_H
+
+#include <procimage/bpf/common.h>
+
+const volatile __u32 pi_slot = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PI_MAX_SLOTS);
+	__type(key, __u32);
+	__type(value, struct pi_control);
+} pi_control SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PI_MAX_TARGETS);
+	__type(key, struct pi_target_key);
+	__type(value, struct pi_target_val);
+} pi_targets SEC(".maps");
+
+/* Records or map entries this probe could not store, read and reported by the host. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} pi_lost SEC(".maps");
+
+static __always_inline void pi_count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&pi_lost, &zero);
+	if (n)
+		*n += 1;
+}
+
+/* Is this thread part of the probe's current target? */
+static __always_inline bool pi_wanted(__u32 tgid, __u32 tid)
+{
+	__u32 slot = pi_slot;
+	struct pi_control *c = bpf_map_lookup_elem(&pi_control, &slot);
+	if (!c || c->mode == PI_MODE_OFF)
+		return false;
+	if (tgid == c->self_tgid && !c->include_self)
+		return false;
+	if (tid == 0)
+		return c->idle_cpu >= 0 && (__u32)c->idle_cpu == bpf_get_smp_processor_id();
+	if (c->mode == PI_MODE_ALL)
+		return true;
+	__u64 bit = 1ULL << (slot & (PI_MAX_SLOTS - 1));
+	struct pi_target_key key = {.id = tid, .kind = PI_TK_TID};
+	struct pi_target_val *v = bpf_map_lookup_elem(&pi_targets, &key);
+	if (v && (v->slots & bit))
+		return true;
+	key.id = tgid;
+	key.kind = PI_TK_TGID;
+	v = bpf_map_lookup_elem(&pi_targets, &key);
+	return v && (v->slots & bit);
+}
+
+static __always_inline bool pi_wanted_current(void)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	return pi_wanted(id >> 32, (__u32)id);
+}
+
+static __always_inline bool pi_wanted_task(struct task_struct *t)
+{
+	return pi_wanted(BPF_CORE_READ(t, tgid), BPF_CORE_READ(t, pid));
+}
+
+/* Reserve a ring-buffer record; a full buffer is counted in pi_lost, never silent. */
+static __always_inline void *pi_reserve(void *ringbuf, __u64 size)
+{
+	void *p = bpf_ringbuf_reserve(ringbuf, size, 0);
+	if (!p)
+		pi_count_lost();
+	return p;
+}
+
+/* Fill the common header from a task (not necessarily current). */
+static __always_inline void pi_fill_header(struct pi_event_header *h, __u16 kind, __u16 size,
+					   struct task_struct *t)
+{
+	h->kind = kind;
+	h->size = size;
+	h->cpu = bpf_get_smp_processor_id();
+	h->ts_boot_ns = bpf_ktime_get_boot_ns();
+	h->pid = BPF_CORE_READ(t, tgid);
+	h->tid = BPF_CORE_READ(t, pid);
+	h->pid_start_ns = BPF_CORE_READ(t, group_leader, start_boottime);
+	BPF_CORE_READ_STR_INTO(&h->comm, t, comm);
+}
+
+static __always_inline void pi_fill_header_current(struct pi_event_header *h, __u16 kind,
+						   __u16 size)
+{
+	pi_fill_header(h, kind, size, (struct task_struct *)bpf_get_current_task_btf());
+}
+
+#endif /* PROCIMAGE_PROCIMAGE_BPF_H */

@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * procimage plugin ABI.
+ *
+ * The whole boundary between the procimage host and a probe or sink plugin is this C header.
+ * A plugin is a shared object that exports exactly one symbol, `procimage_plugin_entry`,
+ * declared with PROCIMAGE_PLUGIN_ENTRY(). The symbol is a pointer to a function returning the
+ * plugin's descriptor. The host reads the descriptor's size and ABI version before touching
+ * anything else and refuses a plugin whose major version differs from its own or whose minor
+ * version is newer. The full contract is in docs/plugin-abi.md.
+ *
+ * Rules that keep the boundary safe:
+ *  - every struct that crosses it starts with its own size (forward compatibility);
+ *  - no C++ exception crosses it (functions return PI_OK / PI_ERR and an error text);
+ *  - memory is freed by the side that allocated it: strings handed to the host are copied by
+ *    the host before the call returns;
+ *  - plugins log through the host's log callback.
+ */
+#ifndef PROCIMAGE_PLUGIN_API_H
+#define PROCIMAGE_PLUGIN_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PI_API_MAJOR 1
+#define PI_API_MINOR 0
+
+/* Test builds may override the version a plugin declares (to build mismatched plugins). */
+#ifndef PI_PLUGIN_API_MAJOR
+#define PI_PLUGIN_API_MAJOR PI_API_MAJOR
+#endif
+#ifndef PI_PLUGIN_API_MINOR
+#define PI_PLUGIN_API_MINOR PI_API_MINOR
+#endif
+
+#define PI_OK 0
+#define PI_ERR (-1)
+
+/* Size of the error buffer the host passes to every call that can fail. */
+#define PI_ERRBUF_SIZE 512
+
+enum pi_log_level {
+	PI_LOG_DEBUG = 0,
+	PI_LOG_INFO = 1,
+	PI_LOG_WARN = 2,
+	PI_LOG_ERROR = 3,
+};
+
+/* ----------------------------------------------------------------------------------------
+ * Records: what probes emit and sinks receive.
+ * ---------------------------------------------------------------------------------------- */
+
+enum pi_field_type {
+	PI_FT_I64 = 1,  /* v.i */
+	PI_FT_U64 = 2,  /* v.u */
+	PI_FT_F64 = 3,  /* v.d */
+	PI_FT_STR = 4,  /* v.s (NUL-terminated UTF-8) */
+	PI_FT_BOOL = 5, /* v.u != 0 */
+	PI_FT_STRV = 6, /* v.sv[0..count) */
+	PI_FT_U64V = 7, /* v.uv[0..count) */
+};
+
+/* How a value should be shown to a human. Machine sinks (JSON, CSV) print the raw value; the
+ * unit is carried by the field name (`dur_ns`, `bytes`). */
+enum pi_field_fmt {
+	PI_FMT_PLAIN = 0,
+	PI_FMT_DURATION_NS = 1, /* shown as ns/µs/ms/s */
+	PI_FMT_BYTES = 2,       /* shown as B/KiB/MiB/GiB */
+	PI_FMT_ERRNO = 3,       /* negative errno, shown as -ENOENT */
+	PI_FMT_SIGNAL = 4,      /* signal number, shown as SIGKILL */
+	PI_FMT_HEX = 5,         /* shown as 0x… */
+	PI_FMT_PERCENT = 6,     /* a percentage, shown with % */
+	PI_FMT_LOG2_HIST = 7,   /* U64V: bucket i counts values in [2^i, 2^(i+1)) */
+};
+
+struct pi_field {
+	const char *key;
+	uint16_t type; /* enum pi_field_type */
+	uint16_t fmt;  /* enum pi_field_fmt */
+	uint32_t count; /* element count for STRV / U64V */
+	union {
+		int64_t i;
+		uint64_t u;
+		double d;
+		const char *s;
+		const char *const *sv;
+		const uint64_t *uv;
+	} v;
+};
+
+struct pi_record {
+	uint32_t size;     /* sizeof(struct pi_record) as built by the emitter */
+	uint32_t nfields;
+	const char *probe; /* instance name of the emitting probe, e.g. "keytime" */
+	const char *event; /* record type, e.g. "exec" */
+	uint64_t ts_ns;    /* Unix epoch, nanoseconds */
+	uint32_t pid;      /* process id (the kernel's tgid); 0 for host records */
+	uint32_t tid;      /* thread id (the kernel's pid) */
+	int32_t cpu;       /* CPU the event happened on, -1 if not applicable */
+	uint32_t reserved;
+	uint64_t pid_start_ns; /* process start, ns since boot: (pid, pid_start_ns) is unique */
+	const char *comm;
+	const struct pi_field *fields;
+};
+
+/* ----------------------------------------------------------------------------------------
+ * What the host hands to every plugin instance.
+ * ---------------------------------------------------------------------------------------- */
+
+struct pi_host {
+	uint32_t size;
+	uint32_t api_major;
+	uint32_t api_minor;
+	uint32_t slot; /* probe's activation slot (bit in the target map), 0..PI_MAX_SLOTS-1 */
+	void *ctx;     /* opaque host context for the callbacks below */
+	void (*log)(void *ctx, int level, const char *msg);
+	/* Send a record to every sink wired to this probe. Safe only on the host thread (inside
+	 * the plugin's callbacks). The record and its strings are copied before return. */
+	void (*emit)(void *ctx, const struct pi_record *rec);
+	/* File descriptors of the host-owned shared maps, to be reused by the probe's BPF object
+	 * (bpf_map__reuse_fd on maps named "pi_control" and "pi_targets"). */
+	int control_map_fd;
+	int targets_map_fd;
+	/* Convert a bpf_ktime_get_boot_ns() timestamp to Unix epoch ns. */
+	uint64_t boot_to_epoch_ns;
+	uint32_t interval_ms; /* periodic reporting interval of the pipeline */
+	uint32_t self_tgid;   /* procimage's own process id */
+};
+
+/* Event sources a probe hands to the host's bus after load. */
+#define PI_MAX_RINGBUFS 4
+struct pi_probe_io {
+	uint32_t size;
+	uint32_t n_ringbufs;
+	int ringbuf_fds[PI_MAX_RINGBUFS]; /* BPF_MAP_TYPE_RINGBUF fds; records decoded by on_data */
+	int lost_map_fd; /* per-CPU array, key 0, u64 per CPU: records the kernel could not queue */
+};
+
+/* ----------------------------------------------------------------------------------------
+ * Probe plugins.
+ * ---------------------------------------------------------------------------------------- */
+
+struct pi_probe_ops {
+	uint32_t size;
+	/* Check a configuration (JSON object text) without loading anything. On error write a
+	 * message starting with the offending key ("argv_max: expected an integer 1..64"). */
+	int (*validate)(const char *config_json, char *err, size_t errlen);
+	/* Create an instance; nothing is loaded into the kernel yet. */
+	void *(*create)(const struct pi_host *host, const char *config_json, char *err,
+			size_t errlen);
+	/* Open and load the BPF object (verifier runs here), reusing the host's shared maps. */
+	int (*load)(void *inst, struct pi_probe_io *io, char *err, size_t errlen);
+	/* Attach the loaded programs / detach them (may be called repeatedly). */
+	int (*attach)(void *inst, char *err, size_t errlen);
+	int (*detach)(void *inst, char *err, size_t errlen);
+	/* One ring-buffer record from ringbuf_fds[index]. Decode it and emit records. */
+	int (*on_data)(void *inst, uint32_t index, const void *data, size_t len);
+	/* Periodic work (timerfd), now in boot ns; final != 0 on the last call before exit. */
+	int (*on_tick)(void *inst, uint64_t now_boot_ns, int final);
+	void (*destroy)(void *inst);
+};
+
+/* ----------------------------------------------------------------------------------------
+ * Sink plugins.
+ * ---------------------------------------------------------------------------------------- */
+
+struct pi_sink_ops {
+	uint32_t size;
+	int (*validate)(const char *config_json, char *err, size_t errlen);
+	void *(*create)(const struct pi_host *host, const char *config_json, char *err,
+			size_t errlen);
+	int (*write)(void *inst, const struct pi_record *rec);
+	/* Called after each batch drained from the bus and at exit. */
+	int (*flush)(void *inst);
+	void (*destroy)(void *inst);
+};
+
+/* ----------------------------------------------------------------------------------------
+ * The descriptor every plugin exports.
+ * ---------------------------------------------------------------------------------------- */
+
+enum pi_plugin_kind {
+	PI_KIND_PROBE = 1,
+	PI_KIND_SINK = 2,
+};
+
+struct pi_plugin_desc {
+	uint32_t size;      /* sizeof(struct pi_plugin_desc) as built by the plugin */
+	uint32_t api_major; /* PI_PLUGIN_API_MAJOR the plugin was built with */
+	uint32_t api_minor;
+	uint32_t kind;      /* enum pi_plugin_kind */
+	const char *name;   /* e.g. "keytime" */
+	const char *version; /* the plugin's own version, e.g. "1.0.0" */
+	const char *description;
+	const struct pi_probe_ops *probe; /* when kind == PI_KIND_PROBE */
+	const struct pi_sink_ops *sink;   /* when kind == PI_KIND_SINK */
+};
+
+typedef const struct pi_plugin_desc *(*pi_plugin_entry_fn)(void);
+
+/*
+ * Export the entry point. `fn` is a function `const struct pi_plugin_desc *fn(void)`.
+ * The exported object is a pointer to that function (the layout Boost.DLL's import_alias
+ * expects), so the host loads it with Boost.DLL while the plugin needs nothing but this header.
+ */
+#ifdef __cplusplus
+#define PI_EXTERN_C extern "C"
+#else
+#define PI_EXTERN_C
+#endif
+#define PROCIMAGE_PLUGIN_ENTRY(fn)                                                               \
+	PI_EXTERN_C __attribute__((visibility("default"))) const void *procimage_plugin_entry;   \
+	const void *procimage_plugin_entry = (const void *)(&fn)
+
+#define PI_ENTRY_SYMBOL "procimage_plugin_entry"
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PROCIMAGE_PLUGIN_API_H */

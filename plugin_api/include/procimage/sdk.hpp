@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Header-only C++ helpers on top of the C plugin ABI (plugin_api.h). Nothing here crosses the
+// boundary: the macros at the end turn a C++ class into the C descriptor and operation tables,
+// catching every exception at the boundary and turning it into an error text.
+#pragma once
+
+#include <procimage/plugin_api.h>
+#include <procimage/bpf/common.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace procimage::sdk {
+
+// A configuration problem; the message starts with the offending key.
+struct config_error : std::runtime_error {
+	using std::runtime_error::runtime_error;
+};
+
+inline void log(const pi_host &host, int level, const std::string &msg)
+{
+	if (host.log)
+		host.log(host.ctx, level, msg.c_str());
+}
+
+// Builds a pi_record; owns every string and array the record points to.
+class record {
+public:
+	record(std::string probe, std::string event) : probe_(std::move(probe)), event_(std::move(event))
+	{
+	}
+
+	// Fill the common fields from a kernel record header.
+	record &header(const pi_event_header &h, const pi_host &host)
+	{
+		ts_ns_ = h.ts_boot_ns + host.boot_to_epoch_ns;
+		pid_ = h.pid;
+		tid_ = h.tid;
+		cpu_ = static_cast<int32_t>(h.cpu);
+		pid_start_ns_ = h.pid_start_ns;
+		comm_.assign(h.comm, strnlen(h.comm, sizeof(h.comm)));
+		return *this;
+	}
+	record &ts(uint64_t epoch_ns) { ts_ns_ = epoch_ns; return *this; }
+	record &ids(uint32_t pid, uint32_t tid) { pid_ = pid; tid_ = tid; return *this; }
+	record &cpu(int32_t c) { cpu_ = c; return *this; }
+	record &comm(std::string c) { comm_ = std::move(c); return *this; }
+	record &pid_start(uint64_t ns) { pid_start_ns_ = ns; return *this; }
+
+	record &u64(const char *key, uint64_t v, pi_field_fmt fmt = PI_FMT_PLAIN)
+	{
+		pi_field f = base(key, PI_FT_U64, fmt);
+		f.v.u = v;
+		return push(f);
+	}
+	record &i64(const char *key, int64_t v, pi_field_fmt fmt = PI_FMT_PLAIN)
+	{
+		pi_field f = base(key, PI_FT_I64, fmt);
+		f.v.i = v;
+		return push(f);
+	}
+	record &f64(const char *key, double v, pi_field_fmt fmt = PI_FMT_PLAIN)
+	{
+		pi_field f = base(key, PI_FT_F64, fmt);
+		f.v.d = v;
+		return push(f);
+	}
+	record &boolean(const char *key, bool v)
+	{
+		pi_field f = base(key, PI_FT_BOOL, PI_FMT_PLAIN);
+		f.v.u = v ? 1 : 0;
+		return push(f);
+	}
+	record &str(const char *key, std::string v)
+	{
+		pi_field f = base(key, PI_FT_STR, PI_FMT_PLAIN);
+		f.v.s = strings_.emplace_back(std::move(v)).c_str();
+		return push(f);
+	}
+	record &strv(const char *key, const std::vector<std::string> &v)
+	{
+		auto &ptrs = ptr_arrays_.emplace_back();
+		for (const auto &s : v)
+			ptrs.push_back(strings_.emplace_back(s).c_str());
+		pi_field f = base(key, PI_FT_STRV, PI_FMT_PLAIN);
+		f.count = static_cast<uint32_t>(ptrs.size());
+		f.v.sv = ptrs.data();
+		return push(f);
+	}
+	record &u64v(const char *key, std::vector<uint64_t> v, pi_field_fmt fmt = PI_FMT_PLAIN)
+	{
+		auto &arr = u64_arrays_.emplace_back(std::move(v));
+		pi_field f = base(key, PI_FT_U64V, fmt);
+		f.count = static_cast<uint32_t>(arr.size());
+		f.v.uv = arr.data();
+		return push(f);
+	}
+
+	// The C view; valid while this object lives and is not modified.
+	const pi_record &view()
+	{
+		rec_ = pi_record{};
+		rec_.size = sizeof(pi_record);
+		rec_.nfields = static_cast<uint32_t>(fields_.size());
+		rec_.probe = probe_.c_str();
+		rec_.event = event_.c_str();
+		rec_.ts_ns = ts_ns_;
+		rec_.pid = pid_;
+		rec_.tid = tid_;
+		rec_.cpu = cpu_;
+		rec_.pid_start_ns = pid_start_ns_;
+		rec_.comm = comm_.c_str();
+		rec_.fields = fields_.data();
+		return rec_;
+	}
+
+	void emit(const pi_host &host) { host.emit(host.ctx, &view()); }
+
+private:
+	pi_field base(const char *key, pi_field_type t, pi_field_fmt fmt)
+	{
+		pi_field f{};
+		f.key = keys_.emplace_back(key).c_str();
+		f.type = static_cast<uint16_t>(t);
+		f.fmt = static_cast<uint16_t>(fmt);
+		return f;
+	}
+	record &push(const pi_field &f)
+	{
+		fields_.push_back(f);
+		return *this;
+	}
+
+	std::string probe_, event_, comm_;
+	uint64_t ts_ns_ = 0, pid_start_ns_ = 0;
+	uint32_t pid_ = 0, tid_ = 0;
+	int32_t cpu_ = -1;
+	std::deque<std::string> keys_, strings_;
+	std::deque<std::vector<const char *>> ptr_arrays_;
+	std::deque<std::vector<uint64_t>> u64_arrays_;
+	std::vector<pi_field> fields_;
+	pi_record rec_{};
+};
+
+// Base of a probe written in C++. Every method may throw; the trampolines below turn an
+// exception into PI_ERR plus its message.
+class probe {
+public:
+	explicit probe(const pi_host &host) : host_(host) {}
+	virtual ~probe() = default;
+	virtual void load(pi_probe_io &io) = 0;
+	virtual void attach() = 0;
+	virtual void detach() = 0;
+	virtual void on_data(uint32_t index, const void *data, size_t len) = 0;
+	virtual void on_tick(uint64_t /*now_boot_ns*/, bool /*final*/) {}
+
+protected:
+	const pi_host &host() const { return host_; }
+
+private:
+	pi_host host_;
+};
+
+class sink {
+public:
+	explicit sink(const pi_host &host) : host_(host) {}
+	virtual ~sink() = default;
+	virtual void write(const pi_record &rec) = 0;
+	virtual void flush() {}
+
+protected:
+	const pi_host &host() const { return host_; }
+
+private:
+	pi_host host_;
+};
+
+namespace detail {
+
+inline void set_err(char *err, size_t len, const char *msg)
+{
+	if (err && len) {
+		std::snprintf(err, len, "%s", msg);
+	}
+}
+
+template <typename F> int guard(char *err, size_t len, F &&f)
+{
+	try {
+		f();
+		return PI_OK;
+	} catch (const std::exception &e) {
+		set_err(err, len, e.what());
+	} catch (...) {
+		set_err(err, len, "unknown exception");
+	}
+	return PI_ERR;
+}
+
+template <typename P> struct probe_tramp {
+	static int validate(const char *cfg, char *err, size_t len)
+	{
+		return guard(err, len, [&] { P::validate(cfg ? cfg : "{}"); });
+	}
+	static void *create(const pi_host *host, const char *cfg, char *err, size_t len)
+	{
+		P *p = nullptr;
+		guard(err, len, [&] { p = new P(*host, cfg ? cfg : "{}"); });
+		return p;
+	}
+	static int load(void *inst, pi_probe_io *io, char *err, size_t len)
+	{
+		return guard(err, len, [&] { static_cast<P *>(inst)->load(*io); });
+	}
+	static int attach(void *inst, char *err, size_t len)
+	{
+		return guard(err, len, [&] { static_cast<P *>(inst)->attach(); });
+	}
+	static int detach(void *inst, char *err, size_t len)
+	{
+		return guard(err, len, [&] { static_cast<P *>(inst)->detach(); });
+	}
+	static int on_data(void *inst, uint32_t index, const void *data, size_t size)
+	{
+		auto *p = static_cast<P *>(inst);
+		return guard(nullptr, 0, [&] { p->on_data(index, data, size); });
+	}
+	static int on_tick(void *inst, uint64_t now, int final)
+	{
+		return guard(nullptr, 0, [&] { static_cast<P *>(inst)->on_tick(now, final != 0); });
+	}
+	static void destroy(void *inst)
+	{
+		try {
+			delete static_cast<P *>(inst);
+		} catch (...) {
+		}
+	}
+};
+
+template <typename S> struct sink_tramp {
+	static int validate(const char *cfg, char *err, size_t len)
+	{
+		return guard(err, len, [&] { S::validate(cfg ? cfg : "{}"); });
+	}
+	static void *create(const pi_host *host, const char *cfg, char *err, size_t len)
+	{
+		S *s = nullptr;
+		guard(err, len, [&] { s = new S(*host, cfg ? cfg : "{}"); });
+		return s;
+	}
+	static int write(void *inst, const pi_record *rec)
+	{
+		return guard(nullptr, 0, [&] { static_cast<S *>(inst)->write(*rec); });
+	}
+	static int flush(void *inst)
+	{
+		return guard(nullptr, 0, [&] { static_cast<S *>(inst)->flush(); });
+	}
+	static void destroy(void *inst)
+	{
+		try {
+			delete static_cast<S *>(inst);
+		} catch (...) {
+		}
+	}
+};
+
+} // namespace detail
+} // namespace procimage::sdk
+
+// Define the descriptor and entry point of a probe implemented by class CLS, which must
+// derive from procimage::sdk::probe, have a constructor (const pi_host&, const std::string&
+// config) and a static validate(const std::string& config) that throws config_error.
+#define PROCIMAGE_DEFINE_PROBE(CLS, NAME, VERSION, DESCRIPTION)                                  \
+	namespace {                                                                              \
+	using pi_tramp_ = procimage::sdk::detail::probe_tramp<CLS>;                              \
+	const pi_probe_ops pi_probe_ops_ = {                                                     \
+		sizeof(pi_probe_ops), pi_tramp_::validate, pi_tramp_::create, pi_tramp_::load,    \
+		pi_tramp_::attach,    pi_tramp_::detach,   pi_tramp_::on_data, pi_tramp_::on_tick, \
+		pi_tramp_::destroy,                                                               \
+	};                                                                                       \
+	const pi_plugin_desc pi_desc_ = {                                                        \
+		sizeof(pi_plugin_desc), PI_PLUGIN_API_MAJOR, PI_PLUGIN_API_MINOR, PI_KIND_PROBE,   \
+		NAME, VERSION, DESCRIPTION, &pi_probe_ops_, nullptr,                              \
+	};                                                                                       \
+	const pi_plugin_desc *pi_describe_() { return &pi_desc_; }                                \
+	}                                                                                        \
+	PROCIMAGE_PLUGIN_ENTRY(pi_describe_)
+
+#define PROCIMAGE_DEFINE_SINK(CLS, NAME, VERSION, DESCRIPTION)                                   \
+	namespace {                                                                              \
+	using pi_tramp_ = procimage::sdk::detail::sink_tramp<CLS>;                               \
+	const pi_sink_ops pi_sink_ops_ = {                                                       \
+		sizeof(pi_sink_ops), pi_tramp_::validate, pi_tramp_::create,                      \
+		pi_tramp_::write,    pi_tramp_::flush,    pi_tramp_::destroy,                     \
+	};                                                                                       \
+	const pi_plugin_desc pi_desc_ = {                                                        \
+		sizeof(pi_plugin_desc), PI_PLUGIN_API_MAJOR, PI_PLUGIN_API_MINOR, PI_KIND_SINK,    \
+		NAME, VERSION, DESCRIPTION, nullptr, &pi_sink_ops_,                               \
+	};                                                                                       \
+	const pi_plugin_desc *pi_describe_() { return &pi_desc_; }                                \
+	}                                                                                        \
+	PROCIMAGE_PLUGIN_ENTRY(pi_describe_)

@@ -1,0 +1,384 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * keytime: the key time points of a process's life, from tracepoints only.
+ *
+ *  task_newtask (tp_btf)          fork / vfork / thread creation, with the real clone flags
+ *  sys_enter/exit_execve(at) (tp)  exec attempts with filename, argv and result (failures too)
+ *  sched_process_exec (tp_btf)    a successful exec; execs that never passed a syscall
+ *  sched_process_exit (tp_btf)    every thread's exit, with exit code / signal
+ *  sched_switch (tp_btf)          optional on-CPU / off-CPU intervals and why it went off
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <procimage/bpf/procimage.bpf.h>
+#include "keytime.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+const volatile __u32 kt_argv_max = 16;
+const volatile bool kt_stacks_on = false;
+
+#define CLONE_VFORK_FLAG 0x00004000ULL
+#define CLONE_THREAD_FLAG 0x00010000ULL
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} kt_events SEC(".maps");
+
+/* exec attempts between syscall entry and exit, by thread id */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct kt_exec);
+} kt_exec_inflight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kt_exec);
+} kt_exec_scratch SEC(".maps");
+
+struct vfork_parent {
+	__u64 start_ns;
+	__u32 pid;
+	__u32 tid;
+};
+
+/* vfork children whose parent is still suspended, by child thread id */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct vfork_parent);
+} kt_vforks SEC(".maps");
+
+struct cpu_state {
+	__u64 since_ns;
+	__u32 on; /* 1: on CPU since since_ns; 0: off CPU */
+	__u32 reason;
+	__u32 state;
+	__s32 stack_id;
+	__u32 cpu;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct cpu_state);
+} kt_cpustate SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 1); /* resized by the user side when stacks are on */
+	__type(key, __u32);
+	__uint(value_size, KT_MAX_STACK * sizeof(__u64));
+} kt_stacks SEC(".maps");
+
+/* ------------------------------------------------------------------ creation */
+
+SEC("tp_btf/task_newtask")
+int BPF_PROG(kt_newtask, struct task_struct *child, u64 clone_flags)
+{
+	if (!pi_wanted_current())
+		return 0;
+	struct kt_newtask *e = pi_reserve(&kt_events, sizeof(*e));
+	if (!e)
+		return 0;
+	pi_fill_header_current(&e->h, KT_NEWTASK, sizeof(*e));
+	e->clone_flags = clone_flags;
+	e->child_pid = BPF_CORE_READ(child, tgid);
+	e->child_tid = BPF_CORE_READ(child, pid);
+	BPF_CORE_READ_STR_INTO(&e->child_comm, child, comm);
+	e->pad = 0;
+	if (clone_flags & CLONE_THREAD_FLAG) {
+		e->clone_kind = KT_CLONE_THREAD;
+	} else if (clone_flags & CLONE_VFORK_FLAG) {
+		e->clone_kind = KT_CLONE_VFORK;
+		struct vfork_parent vp = {.start_ns = e->h.ts_boot_ns, .pid = e->h.pid, .tid = e->h.tid};
+		if (bpf_map_update_elem(&kt_vforks, &e->child_tid, &vp, BPF_ANY) != 0)
+			pi_count_lost();
+	} else {
+		e->clone_kind = KT_CLONE_FORK;
+	}
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* The vfork parent resumes when its child execs or exits. */
+static __always_inline void vfork_release(struct task_struct *t, __u32 tid, __u32 by_exec)
+{
+	struct vfork_parent *vp = bpf_map_lookup_elem(&kt_vforks, &tid);
+	if (!vp)
+		return;
+	struct kt_vfork_done *e = pi_reserve(&kt_events, sizeof(*e));
+	if (e) {
+		pi_fill_header(&e->h, KT_VFORK_DONE, sizeof(*e), t);
+		e->parent_pid = vp->pid;
+		e->parent_tid = vp->tid;
+		e->dur_ns = e->h.ts_boot_ns - vp->start_ns;
+		e->by_exec = by_exec;
+		e->pad = 0;
+		bpf_ringbuf_submit(e, 0);
+	}
+	bpf_map_delete_elem(&kt_vforks, &tid);
+}
+
+/* ------------------------------------------------------------------ exec */
+
+static __always_inline void read_argv(struct kt_exec *e, const char *const *argv)
+{
+	__u32 max = kt_argv_max;
+	const char *p = NULL;
+	for (int i = 0; i < KT_MAX_ARGS; i++) {
+		if (bpf_probe_read_user(&p, sizeof(p), &argv[i]) != 0 || !p)
+			return;
+		if (i >= max || e->args_size > KT_ARGS_SIZE - KT_ARG_LEN) {
+			e->flags |= KT_EXEC_ARGS_TRUNCATED;
+			return;
+		}
+		long n = bpf_probe_read_user_str(&e->args[e->args_size], KT_ARG_LEN, p);
+		if (n <= 0)
+			return;
+		if (n == KT_ARG_LEN)
+			e->flags |= KT_EXEC_ARGS_TRUNCATED;
+		e->args_size += n;
+		e->argc++;
+	}
+	if (bpf_probe_read_user(&p, sizeof(p), &argv[KT_MAX_ARGS]) == 0 && p)
+		e->flags |= KT_EXEC_ARGS_TRUNCATED;
+}
+
+static __always_inline int exec_enter(const char *filename, const char *const *argv)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	if (!pi_wanted(id >> 32, tid))
+		return 0;
+	__u32 zero = 0;
+	struct kt_exec *e = bpf_map_lookup_elem(&kt_exec_scratch, &zero);
+	if (!e)
+		return 0;
+	pi_fill_header_current(&e->h, KT_EXEC, sizeof(*e));
+	__builtin_memcpy(e->old_comm, e->h.comm, sizeof(e->old_comm));
+	e->ret = 0;
+	e->old_tid = tid;
+	e->argc = 0;
+	e->flags = 0;
+	e->args_size = 0;
+	e->pad = 0;
+	e->filename[0] = 0;
+	bpf_probe_read_user_str(e->filename, sizeof(e->filename), filename);
+	read_argv(e, argv);
+	if (bpf_map_update_elem(&kt_exec_inflight, &tid, e, BPF_ANY) != 0)
+		pi_count_lost();
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_execve")
+int kt_enter_execve(struct trace_event_raw_sys_enter *ctx)
+{
+	return exec_enter((const char *)ctx->args[0], (const char *const *)ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_execveat")
+int kt_enter_execveat(struct trace_event_raw_sys_enter *ctx)
+{
+	return exec_enter((const char *)ctx->args[1], (const char *const *)ctx->args[2]);
+}
+
+static __always_inline int exec_exit(long ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct kt_exec *e = bpf_map_lookup_elem(&kt_exec_inflight, &tid);
+	if (!e)
+		return 0;
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
+	char old_comm[PI_COMM_LEN];
+	__builtin_memcpy(old_comm, e->old_comm, sizeof(old_comm));
+	pi_fill_header(&e->h, KT_EXEC, sizeof(*e), t);
+	__builtin_memcpy(e->old_comm, old_comm, sizeof(old_comm));
+	e->ret = (__s32)ret;
+	__u64 size = sizeof(*e) - KT_ARGS_SIZE + e->args_size;
+	if (size > sizeof(*e))
+		size = sizeof(*e);
+	e->h.size = size;
+	if (bpf_ringbuf_output(&kt_events, e, size, 0) != 0)
+		pi_count_lost();
+	bpf_map_delete_elem(&kt_exec_inflight, &tid);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_execve")
+int kt_exit_execve(struct trace_event_raw_sys_exit *ctx)
+{
+	return exec_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_execveat")
+int kt_exit_execveat(struct trace_event_raw_sys_exit *ctx)
+{
+	return exec_exit(ctx->ret);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(kt_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tid = BPF_CORE_READ(p, pid);
+	__u32 old = (__u32)old_pid;
+	vfork_release(p, old, 1);
+	struct kt_exec *e = bpf_map_lookup_elem(&kt_exec_inflight, &old);
+	if (e) {
+		/* A non-leader thread exec'd and took over the leader's id: the syscall returns
+		 * under the new id. */
+		if (old != tid) {
+			if (bpf_map_update_elem(&kt_exec_inflight, &tid, e, BPF_ANY) != 0)
+				pi_count_lost();
+			bpf_map_delete_elem(&kt_exec_inflight, &old);
+		}
+		return 0;
+	}
+	/* No syscall entry seen (kernel-started exec, or target activated mid-exec). */
+	if (!pi_wanted(BPF_CORE_READ(p, tgid), tid))
+		return 0;
+	struct kt_exec *r = pi_reserve(&kt_events, sizeof(*r));
+	if (!r)
+		return 0;
+	pi_fill_header(&r->h, KT_EXEC, sizeof(*r), p);
+	r->ret = 0;
+	r->old_tid = old;
+	r->flags = KT_EXEC_FROM_MM;
+	r->argc = 0;
+	r->pad = 0;
+	r->old_comm[0] = 0;
+	bpf_probe_read_kernel_str(r->filename, sizeof(r->filename), BPF_CORE_READ(bprm, filename));
+	unsigned long start = BPF_CORE_READ(p, mm, arg_start);
+	unsigned long end = BPF_CORE_READ(p, mm, arg_end);
+	__u64 len = end > start ? end - start : 0;
+	if (len > KT_ARGS_SIZE) {
+		len = KT_ARGS_SIZE;
+		r->flags |= KT_EXEC_ARGS_TRUNCATED;
+	}
+	if (len && bpf_probe_read_user(r->args, len, (const void *)start) != 0)
+		len = 0;
+	r->args_size = len;
+	bpf_ringbuf_submit(r, 0);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ exit */
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(kt_process_exit, struct task_struct *p, bool group_dead)
+{
+	__u32 tid = BPF_CORE_READ(p, pid);
+	vfork_release(p, tid, 0);
+	bpf_map_delete_elem(&kt_exec_inflight, &tid);
+	if (!pi_wanted(BPF_CORE_READ(p, tgid), tid))
+		return 0;
+	struct kt_exit *e = pi_reserve(&kt_events, sizeof(*e));
+	if (!e)
+		return 0;
+	pi_fill_header(&e->h, KT_EXIT, sizeof(*e), p);
+	e->exit_code = BPF_CORE_READ(p, exit_code);
+	e->group_dead = group_dead ? 1 : 0;
+	e->thread_start_ns = BPF_CORE_READ(p, start_boottime);
+	e->process_start_ns = e->h.pid_start_ns;
+	e->ppid = BPF_CORE_READ(p, real_parent, tgid);
+	e->pad = 0;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ on/off CPU */
+
+#define TS_INTERRUPTIBLE 0x0001
+#define TS_UNINTERRUPTIBLE 0x0002
+#define TS_STOPPED 0x0004
+#define TS_TRACED 0x0008
+#define TS_EXIT_DEAD 0x0010
+#define TS_EXIT_ZOMBIE 0x0020
+#define TS_PARKED 0x0040
+#define TS_DEAD 0x0080
+#define TS_NOLOAD 0x0400
+
+static __always_inline __u32 offcpu_reason(bool preempt, __u32 state)
+{
+	if (preempt)
+		return KT_OFF_PREEMPTED;
+	if (state == 0)
+		return KT_OFF_YIELD;
+	if (state & (TS_DEAD | TS_EXIT_DEAD | TS_EXIT_ZOMBIE))
+		return KT_OFF_DEAD;
+	if (state & TS_STOPPED)
+		return KT_OFF_STOPPED;
+	if (state & TS_TRACED)
+		return KT_OFF_TRACED;
+	if (state & TS_PARKED)
+		return KT_OFF_PARKED;
+	if ((state & TS_UNINTERRUPTIBLE) && (state & TS_NOLOAD))
+		return KT_OFF_IDLE_WAIT;
+	if (state & TS_UNINTERRUPTIBLE)
+		return KT_OFF_DISK;
+	if (state & TS_INTERRUPTIBLE)
+		return KT_OFF_SLEEPING;
+	return KT_OFF_OTHER;
+}
+
+static __always_inline void emit_cpu(struct task_struct *t, __u16 kind, struct cpu_state *st)
+{
+	struct kt_cpu *e = pi_reserve(&kt_events, sizeof(*e));
+	if (!e)
+		return;
+	pi_fill_header(&e->h, kind, sizeof(*e), t);
+	e->start_ns = st->since_ns;
+	e->reason = st->reason;
+	e->state = st->state;
+	e->stack_id = st->stack_id;
+	e->prev_cpu = st->cpu;
+	bpf_ringbuf_submit(e, 0);
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(kt_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u32 cpu = bpf_get_smp_processor_id();
+	__u32 ptid = BPF_CORE_READ(prev, pid);
+	if (pi_wanted(BPF_CORE_READ(prev, tgid), ptid)) {
+		struct cpu_state *st = bpf_map_lookup_elem(&kt_cpustate, &ptid);
+		if (st && st->on)
+			emit_cpu(prev, KT_ONCPU, st);
+		__u32 reason = offcpu_reason(preempt, prev_state);
+		if (reason == KT_OFF_DEAD) {
+			bpf_map_delete_elem(&kt_cpustate, &ptid);
+		} else {
+			struct cpu_state ns = {
+				.since_ns = now, .on = 0, .reason = reason, .state = prev_state,
+				.stack_id = -1, .cpu = cpu,
+			};
+			if (kt_stacks_on)
+				ns.stack_id = bpf_get_stackid(ctx, &kt_stacks, 0);
+			if (bpf_map_update_elem(&kt_cpustate, &ptid, &ns, BPF_ANY) != 0)
+				pi_count_lost();
+		}
+	}
+	__u32 ntid = BPF_CORE_READ(next, pid);
+	if (pi_wanted(BPF_CORE_READ(next, tgid), ntid)) {
+		struct cpu_state *st = bpf_map_lookup_elem(&kt_cpustate, &ntid);
+		if (st && !st->on)
+			emit_cpu(next, KT_OFFCPU, st);
+		struct cpu_state ns = {.since_ns = now, .on = 1, .stack_id = -1, .cpu = cpu};
+		if (bpf_map_update_elem(&kt_cpustate, &ntid, &ns, BPF_ANY) != 0)
+			pi_count_lost();
+	}
+	return 0;
+}

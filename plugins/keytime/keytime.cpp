@@ -1,0 +1,301 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// keytime probe, user side: load/attach keytime.bpf.c, decode its records.
+#include "keytime.h"
+#include "keytime.skel.h"
+
+#include <procimage/bpf.hpp>
+#include <procimage/config.hpp>
+#include <procimage/sdk.hpp>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <unordered_map>
+
+namespace procimage::keytime {
+
+namespace sdk = procimage::sdk;
+
+struct config {
+	bool cpu = false;
+	bool stacks = false;
+	uint32_t argv_max = 16;
+	uint32_t ringbuf_kb = 1024;
+
+	explicit config(const std::string &text)
+	{
+		sdk::config_reader r(text);
+		cpu = r.get_bool("cpu", false);
+		stacks = r.get_bool("stacks", false);
+		argv_max = static_cast<uint32_t>(r.get_int("argv_max", 16, 1, KT_MAX_ARGS));
+		ringbuf_kb = static_cast<uint32_t>(r.get_int("ringbuf_kb", 1024, 64, 1 << 20));
+		if (ringbuf_kb & (ringbuf_kb - 1))
+			throw sdk::config_error("ringbuf_kb: expected a power of two, got " +
+						std::to_string(ringbuf_kb));
+		if (stacks && !cpu)
+			throw sdk::config_error("stacks: needs \"cpu\": true (stacks are taken at off-CPU points)");
+		r.finish();
+	}
+};
+
+const char *clone_kind_name(uint32_t k)
+{
+	switch (k) {
+	case KT_CLONE_FORK: return "fork";
+	case KT_CLONE_VFORK: return "vfork";
+	case KT_CLONE_THREAD: return "thread";
+	default: return "unknown";
+	}
+}
+
+const char *offcpu_reason_name(uint32_t r)
+{
+	switch (r) {
+	case KT_OFF_PREEMPTED: return "preempted";
+	case KT_OFF_YIELD: return "yield";
+	case KT_OFF_SLEEPING: return "sleeping";
+	case KT_OFF_DISK: return "disk_wait";
+	case KT_OFF_IDLE_WAIT: return "idle_wait";
+	case KT_OFF_STOPPED: return "stopped";
+	case KT_OFF_TRACED: return "traced";
+	case KT_OFF_DEAD: return "dead";
+	case KT_OFF_PARKED: return "parked";
+	default: return "other";
+	}
+}
+
+// Kernel symbols from /proc/kallsyms, for off-CPU stacks.
+class kallsyms {
+public:
+	void load()
+	{
+		std::ifstream in("/proc/kallsyms");
+		std::string line;
+		while (std::getline(in, line)) {
+			std::istringstream ls(line);
+			std::string addr, type, name;
+			if (!(ls >> addr >> type >> name))
+				continue;
+			if (type != "t" && type != "T" && type != "w" && type != "W")
+				continue;
+			uint64_t a = std::stoull(addr, nullptr, 16);
+			if (a)
+				syms_.emplace(a, name);
+		}
+	}
+	std::string name(uint64_t addr) const
+	{
+		auto it = syms_.upper_bound(addr);
+		if (it == syms_.begin())
+			return hex(addr);
+		--it;
+		return it->second + "+0x" + hexdigits(addr - it->first);
+	}
+
+private:
+	static std::string hexdigits(uint64_t v)
+	{
+		std::ostringstream o;
+		o << std::hex << v;
+		return o.str();
+	}
+	static std::string hex(uint64_t v) { return "0x" + hexdigits(v); }
+	std::map<uint64_t, std::string> syms_;
+};
+
+class keytime_probe final : public sdk::probe {
+public:
+	static void validate(const std::string &text) { config c(text); }
+
+	keytime_probe(const pi_host &host, const std::string &text) : sdk::probe(host), cfg_(text)
+	{
+	}
+
+	~keytime_probe() override
+	{
+		links_.clear();
+		keytime_bpf__destroy(skel_);
+	}
+
+	void load(pi_probe_io &io) override
+	{
+		skel_ = keytime_bpf__open();
+		if (!skel_)
+			throw std::runtime_error("cannot open the keytime BPF object: " + sdk::errno_text(errno));
+		skel_->rodata->pi_slot = host().slot;
+		skel_->rodata->kt_argv_max = cfg_.argv_max;
+		skel_->rodata->kt_stacks_on = cfg_.stacks;
+		sdk::reuse_shared_maps(skel_->obj, host());
+		bpf_map__set_max_entries(skel_->maps.kt_events, cfg_.ringbuf_kb * 1024);
+		if (cfg_.stacks)
+			bpf_map__set_max_entries(skel_->maps.kt_stacks, 16384);
+		bpf_program__set_autoload(skel_->progs.kt_switch, cfg_.cpu);
+		int err = keytime_bpf__load(skel_);
+		if (err)
+			throw std::runtime_error("cannot load the keytime BPF object: " + sdk::errno_text(err));
+		if (cfg_.stacks)
+			syms_.load();
+		io.n_ringbufs = 1;
+		io.ringbuf_fds[0] = bpf_map__fd(skel_->maps.kt_events);
+		io.lost_map_fd = sdk::lost_map_fd(skel_->obj);
+	}
+
+	void attach() override
+	{
+		if (links_.empty())
+			links_.attach_all(skel_->obj);
+	}
+
+	void detach() override { links_.clear(); }
+
+	void on_data(uint32_t, const void *data, size_t len) override
+	{
+		if (len < sizeof(pi_event_header))
+			throw std::runtime_error("short record (" + std::to_string(len) + " bytes)");
+		const auto *h = static_cast<const pi_event_header *>(data);
+		switch (h->kind) {
+		case KT_EXEC: return on_exec(data, len);
+		case KT_EXIT: return on_exit(*need<kt_exit>(data, len));
+		case KT_NEWTASK: return on_newtask(*need<kt_newtask>(data, len));
+		case KT_VFORK_DONE: return on_vfork_done(*need<kt_vfork_done>(data, len));
+		case KT_ONCPU:
+		case KT_OFFCPU: return on_cpu(*need<kt_cpu>(data, len));
+		default: throw std::runtime_error("unknown record kind " + std::to_string(h->kind));
+		}
+	}
+
+private:
+	template <typename T> static const T *need(const void *data, size_t len)
+	{
+		if (len < sizeof(T))
+			throw std::runtime_error("short record (" + std::to_string(len) + " bytes)");
+		return static_cast<const T *>(data);
+	}
+
+	sdk::record make(const char *event, const pi_event_header &h)
+	{
+		sdk::record r("keytime", event);
+		r.header(h, host());
+		return r;
+	}
+
+	static std::string cstr(const char *s, size_t max) { return std::string(s, strnlen(s, max)); }
+
+	void on_exec(const void *data, size_t len)
+	{
+		const size_t fixed = offsetof(kt_exec, args);
+		if (len < fixed)
+			throw std::runtime_error("short exec record");
+		const auto *e = static_cast<const kt_exec *>(data);
+		size_t args_size = std::min<size_t>(e->args_size, len - fixed);
+		std::vector<std::string> argv;
+		bool truncated = e->flags & KT_EXEC_ARGS_TRUNCATED;
+		size_t pos = 0;
+		while (pos < args_size) {
+			size_t n = strnlen(e->args + pos, args_size - pos);
+			if (argv.size() == cfg_.argv_max) {
+				truncated = true;
+				break;
+			}
+			argv.emplace_back(e->args + pos, n);
+			pos += n + 1;
+		}
+		auto r = make("exec", e->h);
+		r.str("filename", cstr(e->filename, sizeof(e->filename)))
+			.strv("argv", argv)
+			.boolean("argv_truncated", truncated)
+			.i64("ret", e->ret, PI_FMT_ERRNO)
+			.str("old_comm", cstr(e->old_comm, sizeof(e->old_comm)))
+			.u64("old_tid", e->old_tid);
+		r.emit(host());
+	}
+
+	void on_exit(const kt_exit &e)
+	{
+		uint64_t now = e.h.ts_boot_ns;
+		uint32_t sig = e.exit_code & 0x7f;
+		auto r = make("exit", e.h);
+		r.u64("exit_code", sig ? 0 : (e.exit_code >> 8) & 0xff)
+			.u64("signal", sig, PI_FMT_SIGNAL)
+			.boolean("core_dumped", (e.exit_code & 0x80) != 0)
+			.boolean("group_dead", e.group_dead != 0)
+			.u64("ppid", e.ppid)
+			.u64("thread_lifetime_ns", now - std::min<uint64_t>(now, e.thread_start_ns), PI_FMT_DURATION_NS);
+		if (e.group_dead)
+			r.u64("process_lifetime_ns", now - std::min<uint64_t>(now, e.process_start_ns), PI_FMT_DURATION_NS);
+		auto it = births_.find(e.h.tid);
+		if (it != births_.end()) {
+			r.str("created_by", clone_kind_name(it->second));
+			births_.erase(it);
+		} else {
+			r.str("created_by", "unknown");
+		}
+		r.emit(host());
+	}
+
+	void on_newtask(const kt_newtask &e)
+	{
+		births_[e.child_tid] = e.clone_kind;
+		auto r = make(clone_kind_name(e.clone_kind), e.h);
+		r.u64("child_pid", e.child_pid)
+			.u64("child_tid", e.child_tid)
+			.str("child_comm", cstr(e.child_comm, sizeof(e.child_comm)))
+			.u64("clone_flags", e.clone_flags, PI_FMT_HEX);
+		r.emit(host());
+	}
+
+	void on_vfork_done(const kt_vfork_done &e)
+	{
+		auto r = make("vfork_done", e.h);
+		r.u64("parent_pid", e.parent_pid)
+			.u64("parent_tid", e.parent_tid)
+			.u64("suspended_ns", e.dur_ns, PI_FMT_DURATION_NS)
+			.str("by", e.by_exec ? "exec" : "exit");
+		r.emit(host());
+	}
+
+	void on_cpu(const kt_cpu &e)
+	{
+		bool off = e.h.kind == KT_OFFCPU;
+		uint64_t dur = e.h.ts_boot_ns - std::min<uint64_t>(e.h.ts_boot_ns, e.start_ns);
+		auto r = make(off ? "offcpu" : "oncpu", e.h);
+		r.u64("dur_ns", dur, PI_FMT_DURATION_NS);
+		if (off) {
+			r.str("reason", offcpu_reason_name(e.reason))
+				.u64("state", e.state, PI_FMT_HEX)
+				.u64("prev_cpu", e.prev_cpu);
+			if (cfg_.stacks)
+				r.strv("kstack", stack(e.stack_id));
+		}
+		r.emit(host());
+	}
+
+	std::vector<std::string> stack(int32_t id)
+	{
+		std::vector<std::string> out;
+		if (id < 0)
+			return out;
+		uint64_t ips[KT_MAX_STACK] = {};
+		if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.kt_stacks), &id, ips) != 0)
+			return out;
+		for (uint64_t ip : ips) {
+			if (!ip)
+				break;
+			out.push_back(syms_.name(ip));
+		}
+		return out;
+	}
+
+	config cfg_;
+	keytime_bpf *skel_ = nullptr;
+	sdk::links links_;
+	kallsyms syms_;
+	std::unordered_map<uint32_t, uint32_t> births_; // child tid -> kt_clone_kind
+};
+
+} // namespace procimage::keytime
+
+PROCIMAGE_DEFINE_PROBE(procimage::keytime::keytime_probe, "keytime", "1.0.0",
+		       "key time points: fork, vfork, thread creation, exec, exit, on/off CPU");

@@ -1,0 +1,244 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "format.hpp"
+
+#include <cinttypes>
+#include <cmath>
+#include <csignal>
+#include <cstring>
+#include <ctime>
+
+namespace procimage::sinks {
+
+std::string clock_time(uint64_t epoch_ns, bool utc)
+{
+	time_t secs = static_cast<time_t>(epoch_ns / 1000000000ULL);
+	struct tm tm {};
+	if (utc)
+		gmtime_r(&secs, &tm);
+	else
+		localtime_r(&secs, &tm);
+	char buf[32];
+	std::snprintf(buf, sizeof buf, "%02d:%02d:%02d.%06llu", tm.tm_hour, tm.tm_min, tm.tm_sec,
+		      static_cast<unsigned long long>((epoch_ns % 1000000000ULL) / 1000));
+	return buf;
+}
+
+static std::string fixed(double v, const char *unit)
+{
+	char buf[48];
+	int prec = v < 10 ? 3 : v < 100 ? 2 : 1;
+	std::snprintf(buf, sizeof buf, "%.*f%s", prec, v, unit);
+	return buf;
+}
+
+std::string human_duration(uint64_t ns)
+{
+	if (ns < 1000)
+		return std::to_string(ns) + "ns";
+	if (ns < 1000000)
+		return fixed(ns / 1e3, "µs");
+	if (ns < 1000000000ULL)
+		return fixed(ns / 1e6, "ms");
+	return fixed(ns / 1e9, "s");
+}
+
+std::string human_bytes(uint64_t b)
+{
+	if (b < 1024)
+		return std::to_string(b) + "B";
+	if (b < (1ULL << 20))
+		return fixed(b / 1024.0, "KiB");
+	if (b < (1ULL << 30))
+		return fixed(b / 1048576.0, "MiB");
+	return fixed(b / 1073741824.0, "GiB");
+}
+
+std::string errno_name(int64_t v)
+{
+	if (v >= 0)
+		return std::to_string(v);
+	const char *n = strerrorname_np(static_cast<int>(-v));
+	return n ? std::string("-") + n : std::to_string(v);
+}
+
+std::string signal_name(uint64_t sig)
+{
+	if (sig == 0)
+		return "none";
+	const char *n = sigabbrev_np(static_cast<int>(sig));
+	return n ? std::string("SIG") + n : "SIG" + std::to_string(sig);
+}
+
+static std::string hex(uint64_t v)
+{
+	char buf[24];
+	std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);
+	return buf;
+}
+
+static std::string number(const pi_field &f)
+{
+	switch (f.type) {
+	case PI_FT_I64: return std::to_string(f.v.i);
+	case PI_FT_U64: return std::to_string(f.v.u);
+	case PI_FT_F64: {
+		char buf[48];
+		std::snprintf(buf, sizeof buf, "%.6g", f.v.d);
+		return buf;
+	}
+	default: return "";
+	}
+}
+
+std::string plain_value(const pi_field &f)
+{
+	switch (f.type) {
+	case PI_FT_STR: return f.v.s ? f.v.s : "";
+	case PI_FT_BOOL: return f.v.u ? "true" : "false";
+	case PI_FT_STRV: {
+		std::string out;
+		for (uint32_t i = 0; i < f.count; i++)
+			out += (i ? " " : "") + std::string(f.v.sv[i] ? f.v.sv[i] : "");
+		return out;
+	}
+	case PI_FT_U64V: {
+		std::string out;
+		for (uint32_t i = 0; i < f.count; i++)
+			out += (i ? " " : "") + std::to_string(f.v.uv[i]);
+		return out;
+	}
+	default: return number(f);
+	}
+}
+
+static bool needs_quotes(const std::string &s)
+{
+	if (s.empty())
+		return true;
+	for (char c : s)
+		if (c == ' ' || c == '"' || c == '\\' || c == '=' || static_cast<unsigned char>(c) < 0x20)
+			return true;
+	return false;
+}
+
+static std::string quote_text(const std::string &s)
+{
+	std::string out = "\"";
+	for (char c : s) {
+		if (c == '"' || c == '\\')
+			out += '\\';
+		if (c == '\n')
+			out += "\\n";
+		else
+			out += c;
+	}
+	return out + "\"";
+}
+
+std::string human_value(const pi_field &f)
+{
+	if (f.type == PI_FT_STR) {
+		std::string s = f.v.s ? f.v.s : "";
+		return needs_quotes(s) ? quote_text(s) : s;
+	}
+	if (f.type == PI_FT_STRV) {
+		std::string out = "[";
+		for (uint32_t i = 0; i < f.count; i++) {
+			std::string s = f.v.sv[i] ? f.v.sv[i] : "";
+			out += (i ? " " : "") + (needs_quotes(s) ? quote_text(s) : s);
+		}
+		return out + "]";
+	}
+	if (f.type == PI_FT_U64V) {
+		if (f.fmt == PI_FMT_LOG2_HIST) {
+			// only the non-empty buckets: "[1µs,2µs):5"
+			std::string out = "{";
+			bool first = true;
+			for (uint32_t i = 0; i < f.count; i++) {
+				if (!f.v.uv[i])
+					continue;
+				out += (first ? "" : " ") + std::string("2^") + std::to_string(i) + ":" +
+				       std::to_string(f.v.uv[i]);
+				first = false;
+			}
+			return out + "}";
+		}
+		return "[" + plain_value(f) + "]";
+	}
+	if (f.type == PI_FT_BOOL)
+		return f.v.u ? "yes" : "no";
+	uint64_t u = f.type == PI_FT_I64 ? static_cast<uint64_t>(f.v.i) : f.v.u;
+	switch (f.fmt) {
+	case PI_FMT_DURATION_NS:
+		return f.type == PI_FT_F64 ? human_duration(static_cast<uint64_t>(f.v.d)) : human_duration(u);
+	case PI_FMT_BYTES:
+		return f.type == PI_FT_F64 ? human_bytes(static_cast<uint64_t>(f.v.d)) : human_bytes(u);
+	case PI_FMT_ERRNO: return errno_name(f.type == PI_FT_I64 ? f.v.i : static_cast<int64_t>(f.v.u));
+	case PI_FMT_SIGNAL: return signal_name(u);
+	case PI_FMT_HEX: return hex(u);
+	case PI_FMT_PERCENT: {
+		char buf[32];
+		std::snprintf(buf, sizeof buf, "%.1f%%", f.type == PI_FT_F64 ? f.v.d : static_cast<double>(u));
+		return buf;
+	}
+	default: return number(f);
+	}
+}
+
+nlohmann::ordered_json json_value(const pi_field &f)
+{
+	switch (f.type) {
+	case PI_FT_I64: return f.v.i;
+	case PI_FT_U64: return f.v.u;
+	case PI_FT_F64: return std::isfinite(f.v.d) ? nlohmann::ordered_json(f.v.d) : nlohmann::ordered_json(nullptr);
+	case PI_FT_BOOL: return f.v.u != 0;
+	case PI_FT_STR: return f.v.s ? f.v.s : "";
+	case PI_FT_STRV: {
+		auto a = nlohmann::ordered_json::array();
+		for (uint32_t i = 0; i < f.count; i++)
+			a.push_back(f.v.sv[i] ? f.v.sv[i] : "");
+		return a;
+	}
+	case PI_FT_U64V: {
+		auto a = nlohmann::ordered_json::array();
+		for (uint32_t i = 0; i < f.count; i++)
+			a.push_back(f.v.uv[i]);
+		return a;
+	}
+	default: return nullptr;
+	}
+}
+
+nlohmann::ordered_json record_json(const pi_record &r)
+{
+	nlohmann::ordered_json o; // keep common keys first
+	o["ts_ns"] = r.ts_ns;
+	o["probe"] = r.probe ? r.probe : "";
+	o["event"] = r.event ? r.event : "";
+	o["pid"] = r.pid;
+	o["tid"] = r.tid;
+	o["comm"] = r.comm ? r.comm : "";
+	if (r.cpu >= 0)
+		o["cpu"] = r.cpu;
+	if (r.pid_start_ns)
+		o["pid_start_ns"] = r.pid_start_ns;
+	for (uint32_t i = 0; i < r.nfields; i++)
+		o[r.fields[i].key] = json_value(r.fields[i]);
+	return o;
+}
+
+std::string csv_cell(const std::string &s)
+{
+	bool quote = s.find_first_of(",\"\r\n") != std::string::npos;
+	if (!quote)
+		return s;
+	std::string out = "\"";
+	for (char c : s) {
+		if (c == '"')
+			out += '"';
+		out += c;
+	}
+	return out + "\"";
+}
+
+} // namespace procimage::sinks

@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Formatting of record values shared by the sinks: human text (stdout), JSON values (jsonl)
+// and RFC 4180 CSV cells (csv).
+#pragma once
+
+#include <procimage/plugin_api.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace procimage::sinks {
+
+// "20:45:01.123456" (local or UTC) from Unix epoch ns.
+std::string clock_time(uint64_t epoch_ns, bool utc);
+
+// A duration for humans: "850ns", "12.3µs", "4.56ms", "1.234s".
+std::string human_duration(uint64_t ns);
+std::string human_bytes(uint64_t bytes);
+// "-ENOENT" for -2, "0" for 0.
+std::string errno_name(int64_t neg_errno);
+// "SIGKILL" for 9, "none" for 0.
+std::string signal_name(uint64_t sig);
+
+// The value of one field as a human reads it (stdout sink).
+std::string human_value(const pi_field &f);
+// The value of one field as JSON (raw numbers: the unit is in the key).
+nlohmann::ordered_json json_value(const pi_field &f);
+// The whole record as one JSON object (common keys first).
+nlohmann::ordered_json record_json(const pi_record &r);
+// One CSV cell, quoted per RFC 4180 when needed.
+std::string csv_cell(const std::string &s);
+// The raw value of one field as text (arrays joined by a space).
+std::string plain_value(const pi_field &f);
+
+} // namespace procimage::sinks

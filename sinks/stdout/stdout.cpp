@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// stdout sink: one human-readable line per record, in columns:
+//   TIME  PID  TID  COMM  PROBE  EVENT  key=value …
+#include "../common/format.hpp"
+
+#include <procimage/config.hpp>
+#include <procimage/sdk.hpp>
+
+#include <cstdio>
+
+namespace procimage::sinks {
+
+class stdout_sink final : public sdk::sink {
+public:
+	static void validate(const std::string &text) { read(text); }
+
+	stdout_sink(const pi_host &host, const std::string &text) : sdk::sink(host)
+	{
+		auto c = read(text);
+		utc_ = c.utc;
+		header_ = c.header;
+	}
+
+	void write(const pi_record &r) override
+	{
+		if (header_) {
+			std::fprintf(out_, "%-15s %7s %7s %-16s %-8s %-11s %s\n", "TIME", "PID", "TID", "COMM",
+				     "PROBE", "EVENT", "DETAILS");
+			header_ = false;
+		}
+		std::string line = clock_time(r.ts_ns, utc_);
+		char ids[64];
+		std::snprintf(ids, sizeof ids, " %7u %7u ", r.pid, r.tid);
+		line += ids;
+		std::string comm = r.comm ? r.comm : "";
+		comm.resize(std::max<size_t>(comm.size(), 16), ' ');
+		line += comm + " ";
+		std::string probe = r.probe ? r.probe : "";
+		probe.resize(std::max<size_t>(probe.size(), 8), ' ');
+		std::string event = r.event ? r.event : "";
+		event.resize(std::max<size_t>(event.size(), 11), ' ');
+		line += probe + " " + event;
+		for (uint32_t i = 0; i < r.nfields; i++)
+			line += std::string(" ") + r.fields[i].key + "=" + human_value(r.fields[i]);
+		line += '\n';
+		std::fwrite(line.data(), 1, line.size(), out_);
+	}
+
+	void flush() override { std::fflush(out_); }
+
+private:
+	struct cfg {
+		bool utc;
+		bool header;
+	};
+	static cfg read(const std::string &text)
+	{
+		sdk::config_reader r(text);
+		cfg c{};
+		c.utc = r.get_enum("time", "local", {"local", "utc"}) == "utc";
+		c.header = r.get_bool("header", true);
+		r.finish();
+		return c;
+	}
+
+	FILE *out_ = stdout;
+	bool utc_ = false;
+	bool header_ = true;
+};
+
+} // namespace procimage::sinks
+
+PROCIMAGE_DEFINE_SINK(procimage::sinks::stdout_sink, "stdout", "1.0.0",
+		      "human-readable lines on standard output");
