@@ -202,11 +202,15 @@ result<void> host::prepare(const pipeline &p, const host_options &opts)
 			rc = kind == PI_KIND_PROBE ? (*pl)->desc->probe->validate(cfg.c_str(), err, sizeof err)
 						   : (*pl)->desc->sink->validate(cfg.c_str(), err, sizeof err);
 		} catch (...) {
-			rc = PI_ERR;
-			snprintf(err, sizeof err, "validate threw an exception");
+			return usage_error(c.json_path + ": plugin '" + (*pl)->name() + "' " + (*pl)->version() +
+					   " threw an exception while checking its configuration");
 		}
-		if (rc != PI_OK)
-			return usage_error(c.json_path + "." + std::string(err[0] ? err : "invalid configuration"));
+		if (rc != PI_OK) {
+			// Plugins name the key first ("path: expected a string"): make it a JSON path.
+			std::string msg = err[0] ? err : "invalid configuration";
+			bool keyed = msg.find(": ") != std::string::npos && msg.find(' ') > msg.find(": ");
+			return usage_error(c.json_path + (keyed ? "." : ": ") + msg);
+		}
 		return pl;
 	};
 

@@ -46,8 +46,10 @@ struct {
 
 struct vfork_parent {
 	__u64 start_ns;
+	__u64 pid_start_ns;
 	__u32 pid;
 	__u32 tid;
+	char comm[PI_COMM_LEN];
 };
 
 /* vfork children whose parent is still suspended, by child thread id */
@@ -102,7 +104,9 @@ int BPF_PROG(kt_newtask, struct task_struct *child, u64 clone_flags)
 		e->clone_kind = KT_CLONE_THREAD;
 	} else if (clone_flags & CLONE_VFORK_FLAG) {
 		e->clone_kind = KT_CLONE_VFORK;
-		struct vfork_parent vp = {.start_ns = e->h.ts_boot_ns, .pid = e->h.pid, .tid = e->h.tid};
+		struct vfork_parent vp = {.start_ns = e->h.ts_boot_ns, .pid_start_ns = e->h.pid_start_ns,
+					  .pid = e->h.pid, .tid = e->h.tid};
+		__builtin_memcpy(vp.comm, e->h.comm, sizeof(vp.comm));
 		if (bpf_map_update_elem(&kt_vforks, &e->child_tid, &vp, BPF_ANY) != 0)
 			pi_count_lost();
 	} else {
@@ -112,17 +116,24 @@ int BPF_PROG(kt_newtask, struct task_struct *child, u64 clone_flags)
 	return 0;
 }
 
-/* The vfork parent resumes when its child execs or exits. */
-static __always_inline void vfork_release(struct task_struct *t, __u32 tid, __u32 by_exec)
+/* The vfork parent resumes when its child execs or exits: the record is the parent's. */
+static __always_inline void vfork_release(struct task_struct *child, __u32 tid, __u32 by_exec)
 {
 	struct vfork_parent *vp = bpf_map_lookup_elem(&kt_vforks, &tid);
 	if (!vp)
 		return;
 	struct kt_vfork_done *e = pi_reserve(&kt_events, sizeof(*e));
 	if (e) {
-		pi_fill_header(&e->h, KT_VFORK_DONE, sizeof(*e), t);
-		e->parent_pid = vp->pid;
-		e->parent_tid = vp->tid;
+		e->h.kind = KT_VFORK_DONE;
+		e->h.size = sizeof(*e);
+		e->h.cpu = bpf_get_smp_processor_id();
+		e->h.ts_boot_ns = bpf_ktime_get_boot_ns();
+		e->h.pid = vp->pid;
+		e->h.tid = vp->tid;
+		e->h.pid_start_ns = vp->pid_start_ns;
+		__builtin_memcpy(e->h.comm, vp->comm, sizeof(e->h.comm));
+		e->child_pid = BPF_CORE_READ(child, tgid);
+		e->child_tid = tid;
 		e->dur_ns = e->h.ts_boot_ns - vp->start_ns;
 		e->by_exec = by_exec;
 		e->pad = 0;

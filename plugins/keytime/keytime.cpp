@@ -249,8 +249,8 @@ private:
 	void on_vfork_done(const kt_vfork_done &e)
 	{
 		auto r = make("vfork_done", e.h);
-		r.u64("parent_pid", e.parent_pid)
-			.u64("parent_tid", e.parent_tid)
+		r.u64("child_pid", e.child_pid)
+			.u64("child_tid", e.child_tid)
 			.u64("suspended_ns", e.dur_ns, PI_FMT_DURATION_NS)
 			.str("by", e.by_exec ? "exec" : "exit");
 		r.emit(host());

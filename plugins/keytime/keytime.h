@@ -65,11 +65,11 @@ struct kt_newtask {
 	char child_comm[PI_COMM_LEN];
 };
 
-/* Header = the vfork child; the parent was suspended from the child's creation until now. */
+/* Header = the vfork parent, suspended from the child's creation until now. */
 struct kt_vfork_done {
 	struct pi_event_header h;
-	__u32 parent_pid;
-	__u32 parent_tid;
+	__u32 child_pid;
+	__u32 child_tid;
 	__u64 dur_ns;
 	__u32 by_exec; /* 1: child exec'd; 0: child exited */
 	__u32 pad;

@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: Apache-2.0
+// The host end to end: privileges, clean shutdown on signals, failing plugins, several sinks.
+#include "support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <csignal>
+#include <thread>
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+using nlohmann::json;
+namespace t = procimage::test;
+
+TEST_CASE("host: without root or CAP_BPF+CAP_PERFMON it says so and exits 3")
+{
+	REQUIRE_ROOT_OR_SKIP(); // needs root to drop to an unprivileged user
+	auto r = t::run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+			 "--bounding-set=-all", t::procimage_bin(), "-k", "--", "/bin/true"});
+	CHECK(r.status == 3);
+	CHECK_THAT(r.err, Catch::Contains("procimage needs root, or the capabilities CAP_BPF and CAP_PERFMON"));
+	CHECK_THAT(r.err, Catch::Contains("lacks CAP_BPF and CAP_PERFMON"));
+}
+
+TEST_CASE("host: SIGTERM flushes every sink and detaches; the summary is written")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	pid_t tool = fork();
+	if (tool == 0) {
+		int fd = open(d.file("err").c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+		dup2(fd, 2);
+		execl(t::procimage_bin().c_str(), "procimage", "-k", "-o", ("jsonl:" + d.file("out.jsonl")).c_str(), "-o",
+		      ("csv:" + d.file("csv")).c_str(), (char *)nullptr);
+		_exit(127);
+	}
+	for (int i = 0; i < 200 && t::read_file(d.file("err")).find("collecting for") == std::string::npos; i++)
+		std::this_thread::sleep_for(std::chrono::milliseconds(25));
+	REQUIRE_THAT(t::read_file(d.file("err")), Catch::Contains("collecting for all threads"));
+	auto w = t::run({"/bin/sh", "-c", "/bin/true; echo $$"});
+	REQUIRE(w.status == 0);
+	long shell = std::stol(w.out);
+	std::this_thread::sleep_for(std::chrono::milliseconds(100));
+	kill(tool, SIGTERM);
+	int st = 0;
+	waitpid(tool, &st, 0);
+	REQUIRE(WIFEXITED(st));
+	CHECK(WEXITSTATUS(st) == 0);
+	auto recs = t::read_jsonl(d.file("out.jsonl"));
+	// the system-wide target saw the shell's exit, and procimage's own threads were excluded
+	bool shell_exit = false;
+	for (const auto &r : recs) {
+		if (r["probe"] != "keytime")
+			continue;
+		CHECK(r["pid"] != tool);
+		shell_exit |= r["event"] == "exit" && r["pid"] == shell;
+	}
+	CHECK(shell_exit);
+	CHECK(recs.back()["event"] == "summary");
+	// the CSV sink got the same exits
+	std::string csv = t::read_file(d.file("csv/keytime_exit.csv"));
+	CHECK_THAT(csv, Catch::StartsWith("ts_ns,probe,event,pid,tid,comm,cpu,pid_start_ns,exit_code,signal"));
+	CHECK_THAT(csv, Catch::Contains(",keytime,exit," + std::to_string(shell) + "," + std::to_string(shell) + ","));
+	// and nothing is left attached: no BPF link of ours survives the host
+	auto links = t::sh("bpftool link show 2>/dev/null | grep -c 'kt_\\|pi_follow' || true");
+	CHECK(std::stoi(links.out) == 0);
+}
+
+TEST_CASE("host: a sink that throws is reported by name; the others keep their records")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	t::write_file(d.file("p.json"), R"({"version": 1,
+		"probes": {"keytime": {}},
+		"sinks": {"bad": {"plugin": ")" + std::string(PROCIMAGE_TEST_PLUGIN_DIR) + R"(/sink_throwing.so"},
+		          "jsonl": {"path": ")" + d.file("out.jsonl") + R"("}}})");
+	auto r = t::run({t::procimage_bin(), "--pipeline", d.file("p.json"), "--", "/bin/sh", "-c", "exit 6"});
+	CHECK(r.status == 6);
+	CHECK_THAT(r.err, Catch::Contains("sink 'bad' (throwing 0.0.1) failed to write a keytime/"));
+	auto recs = t::read_jsonl(d.file("out.jsonl"));
+	bool exit6 = false;
+	for (const auto &rec : recs)
+		exit6 |= rec["event"] == "exit" && rec["exit_code"] == 6;
+	CHECK(exit6);
+}
+
+TEST_CASE("host: a probe that throws is reported by name and the host exits cleanly")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	t::write_file(d.file("p.json"), R"({"version": 1,
+		"probes": {"boom": {"plugin": ")" + std::string(PROCIMAGE_TEST_PLUGIN_DIR) + R"(/probe_throwing.so"}}})");
+	auto r = t::run({t::procimage_bin(), "--pipeline", d.file("p.json"), "--", "/bin/true"});
+	CHECK(r.status == 1);
+	CHECK_THAT(r.err, Catch::Contains("probe 'boom' (throwing 0.0.1) failed to start: create threw an exception"));
+}
+
+TEST_CASE("host: a command that cannot be run gives 127 and a message")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	auto r = t::run({t::procimage_bin(), "-q", "-k", "-o", "jsonl:/dev/null", "--", "/nonexistent/cmd"});
+	CHECK(r.status == 127);
+	CHECK_THAT(r.err, Catch::Contains("cannot run /nonexistent/cmd: No such file or directory"));
+}
+
+TEST_CASE("host: the stdout sink prints the portrait with readable values")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	auto r = t::run({t::procimage_bin(), "-q", "-k", "--", "/bin/sh", "-c", "/nonexistent/x; kill -9 $$"});
+	CHECK(r.status == 128 + 9);
+	CHECK_THAT(r.out, Catch::StartsWith("TIME "));
+	CHECK_THAT(r.out, Catch::Contains("filename=/nonexistent/x"));
+	CHECK_THAT(r.out, Catch::Contains("ret=-ENOENT"));
+	CHECK_THAT(r.out, Catch::Contains("signal=SIGKILL"));
+}

@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: Apache-2.0
+// keytime end to end: the procimage binary traces the demo workload ("-- CMD" mode) and every
+// key time point the workload reports about itself must be in the JSON lines, once, with the
+// right ids, codes and order.
+#include "support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <functional>
+#include <set>
+#include <sstream>
+#include <csignal>
+#include <thread>
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+using nlohmann::json;
+namespace t = procimage::test;
+
+namespace {
+
+std::vector<json> select(const std::vector<json> &recs, const std::string &event,
+			 const std::function<bool(const json &)> &pred = nullptr)
+{
+	std::vector<json> out;
+	for (const auto &r : recs)
+		if (r.value("probe", "") == "keytime" && r["event"] == event && (!pred || pred(r)))
+			out.push_back(r);
+	return out;
+}
+
+json one(const std::vector<json> &v, const std::string &what)
+{
+	INFO(what);
+	REQUIRE(v.size() == 1);
+	return v[0];
+}
+
+} // namespace
+
+TEST_CASE("keytime: the whole life of the demo workload, from -- CMD")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	auto r = t::run({t::procimage_bin(), "-q", "-k", "-o", "jsonl:" + d.file("out.jsonl"), "--",
+			 t::build_dir() + "/procimage-demo"},
+			{{"PROCIMAGE_DEMO_LOG", d.file("demo.log")}});
+	INFO(r.err);
+	REQUIRE(r.status == 3); // the demo's own exit status, passed on
+	auto truth = t::read_kv(d.file("demo.log"));
+	REQUIRE(truth.count("exit_status"));
+	auto recs = t::read_jsonl(d.file("out.jsonl"));
+	const long pid = truth["pid"];
+
+	// every record belongs to the demo or one of its descendants, never to anything else
+	std::set<long> family = {pid, truth["fork_child"], truth["vfork_child"], truth["killed_child"],
+				 truth["group_child"]};
+	for (const auto &rec : recs) {
+		if (rec["probe"] != "keytime")
+			continue;
+		INFO(rec.dump());
+		CHECK(family.count(rec["pid"].get<long>()));
+	}
+
+	// birth: the exec of the demo itself, from before its first instruction
+	auto execs = select(recs, "exec", [&](const json &e) { return e["pid"] == pid && e["ret"] == 0; });
+	const json &birth = one(execs, "the demo's successful exec");
+	CHECK(birth["filename"] == t::build_dir() + "/procimage-demo");
+	CHECK(birth["argv"] == json::array({t::build_dir() + "/procimage-demo"}));
+	CHECK(birth["comm"] == "procimage-demo");
+	const uint64_t start = birth["pid_start_ns"];
+
+	// 1. fork, child exits 7
+	const json &fork = one(select(recs, "fork", [&](const json &e) { return e["child_pid"] == truth["fork_child"]; }),
+			       "fork record");
+	CHECK(fork["pid"] == pid);
+	CHECK(fork["tid"] == pid);
+	CHECK(fork["child_tid"] == truth["fork_child"]);
+	const json &fork_exit = one(select(recs, "exit", [&](const json &e) { return e["tid"] == truth["fork_child"]; }),
+				    "fork child's exit");
+	CHECK(fork_exit["exit_code"] == 7);
+	CHECK(fork_exit["signal"] == 0);
+	CHECK(fork_exit["group_dead"] == true);
+	CHECK(fork_exit["created_by"] == "fork");
+	CHECK(fork_exit["ppid"] == pid);
+	CHECK(fork_exit["ts_ns"] > fork["ts_ns"]);
+
+	// 2. vfork + exec of /bin/true, the parent resumes at the exec
+	const json &vfork = one(select(recs, "vfork", [&](const json &e) { return e["child_pid"] == truth["vfork_child"]; }),
+				"vfork record");
+	CHECK(vfork["pid"] == pid);
+	CHECK((vfork["clone_flags"].get<uint64_t>() & 0x4000) != 0); // CLONE_VFORK
+	const json &vexec = one(select(recs, "exec", [&](const json &e) { return e["pid"] == truth["vfork_child"]; }),
+				"vfork child's exec");
+	CHECK(vexec["filename"] == "/bin/true");
+	CHECK(vexec["argv"] == json::parse(R"(["/bin/true", "demo-arg"])"));
+	CHECK(vexec["ret"] == 0);
+	CHECK(vexec["old_comm"] == "procimage-demo");
+	const json &vdone = one(select(recs, "vfork_done", [&](const json &e) { return e["child_pid"] == truth["vfork_child"]; }),
+				"vfork_done record");
+	CHECK(vdone["pid"] == pid); // the parent's record: its suspension ended
+	CHECK(vdone["tid"] == pid);
+	CHECK(vdone["child_tid"] == truth["vfork_child"]);
+	CHECK(vdone["by"] == "exec");
+	CHECK(vdone["suspended_ns"].get<uint64_t>() > 0);
+	CHECK(vdone["suspended_ns"].get<uint64_t>() < 1000000000ULL);
+	const json &vexit = one(select(recs, "exit", [&](const json &e) { return e["tid"] == truth["vfork_child"]; }),
+				"vfork child's exit");
+	CHECK(vexit["exit_code"] == 0);
+	CHECK(vexit["created_by"] == "vfork");
+	CHECK(vexit["comm"] == "true");
+
+	// 3. the failed exec, with its errno
+	const json &bad = one(select(recs, "exec", [&](const json &e) { return e["ret"] != 0 && e["pid"] == pid; }),
+			      "failed exec");
+	CHECK(bad["filename"] == "/nonexistent/procimage-missing");
+	CHECK(bad["ret"] == -truth["failed_exec_errno"]);
+	CHECK(bad["argv"] == json::parse(R"(["/nonexistent/procimage-missing", "x"])"));
+
+	// 4. two threads, born and ended
+	for (const char *key : {"thread1_tid", "thread2_tid"}) {
+		INFO(key);
+		const long tid = truth[key];
+		const json &born = one(select(recs, "thread", [&](const json &e) { return e["child_tid"] == tid; }), "thread");
+		CHECK(born["child_pid"] == pid);
+		CHECK(born["pid"] == pid);
+		CHECK((born["clone_flags"].get<uint64_t>() & 0x10000) != 0); // CLONE_THREAD
+		const json &end = one(select(recs, "exit", [&](const json &e) { return e["tid"] == tid; }), "thread exit");
+		CHECK(end["pid"] == pid);
+		CHECK(end["group_dead"] == false);
+		CHECK(end["created_by"] == "thread");
+		CHECK(end["exit_code"] == 0);
+		// each thread sleeps 20 ms: its lifetime is at least that, and well under a second
+		CHECK(end["thread_lifetime_ns"].get<uint64_t>() >= 20000000ULL);
+		CHECK(end["thread_lifetime_ns"].get<uint64_t>() < 1000000000ULL);
+		CHECK(end["ts_ns"] > born["ts_ns"]);
+	}
+
+	// 5. the child killed by SIGKILL
+	const json &killed = one(select(recs, "exit", [&](const json &e) { return e["tid"] == truth["killed_child"]; }),
+				 "killed child's exit");
+	CHECK(killed["signal"] == SIGKILL);
+	CHECK(killed["exit_code"] == 0);
+	CHECK(truth["killed_child_status"] == 128 + SIGKILL);
+
+	// 6. exit_group from a two-thread child: both threads end with status 5, one is the last
+	auto gexits = select(recs, "exit", [&](const json &e) { return e["pid"] == truth["group_child"]; });
+	REQUIRE(gexits.size() == 2);
+	std::set<long> gtids;
+	int last = 0;
+	for (const auto &e : gexits) {
+		gtids.insert(e["tid"].get<long>());
+		CHECK(e["exit_code"] == 5);
+		CHECK(e["signal"] == 0);
+		last += e["group_dead"].get<bool>() ? 1 : 0;
+	}
+	CHECK(gtids == std::set<long>{truth["group_child"], truth["group_thread_tid"]});
+	CHECK(last == 1);
+
+	// 7. the demo's own end: status 3, its lifetime, last of its records
+	const json &end = one(select(recs, "exit", [&](const json &e) { return e["tid"] == pid; }), "demo exit");
+	CHECK(end["exit_code"] == 3);
+	CHECK(end["group_dead"] == true);
+	CHECK(end["pid_start_ns"] == start);
+	CHECK(end["process_lifetime_ns"].get<uint64_t>() > 30000000ULL); // threads 20 ms + kill wait 10 ms
+	for (const auto &rec : recs)
+		if (rec["probe"] == "keytime" && rec["pid"] == pid)
+			CHECK(rec["ts_ns"] <= end["ts_ns"]);
+
+	// no duplicates: each (event, tid, child, filename, ret) appears once
+	std::set<std::string> seen;
+	for (const auto &rec : recs) {
+		if (rec["probe"] != "keytime")
+			continue;
+		std::string key = rec["event"].get<std::string>() + "/" + std::to_string(rec["tid"].get<long>()) + "/" +
+				  rec.value("child_tid", json(0)).dump() + "/" + rec.value("filename", "") + "/" +
+				  rec.value("ret", json(0)).dump();
+		INFO(key);
+		CHECK(seen.insert(key).second);
+	}
+
+	// nothing lost, and the summary says so
+	CHECK(std::none_of(recs.begin(), recs.end(), [](const json &e) { return e["event"] == "lost"; }));
+	auto summary = std::find_if(recs.begin(), recs.end(), [](const json &e) { return e["event"] == "summary"; });
+	REQUIRE(summary != recs.end());
+	CHECK((*summary)["source"] == "keytime");
+	CHECK((*summary)["lost_total"] == 0);
+	CHECK((*summary)["errors"] == 0);
+}
+
+TEST_CASE("keytime: on/off-CPU intervals agree with the kernel's own switch counts")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	// 50 sleeps of 2 ms: at least 50 voluntary switches, each an off-CPU "sleeping" interval
+	auto r = t::run({t::procimage_bin(), "-q", "-k", "--cpu", "-o", "jsonl:" + d.file("out.jsonl"), "--",
+			 t::build_dir() + "/procimage-workload", "sleeps", "50", "2"});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	std::istringstream out(r.out);
+	long pid = 0, vol = 0;
+	out >> pid >> vol;
+	REQUIRE(pid > 0);
+	auto recs = t::read_jsonl(d.file("out.jsonl"));
+	auto sleeps = select(recs, "offcpu", [&](const json &e) {
+		return e["tid"] == pid && e["reason"] == "sleeping" && e["dur_ns"].get<uint64_t>() >= 2000000ULL;
+	});
+	// every 2 ms sleep shows up as an off-CPU interval of at least 2 ms
+	CHECK(sleeps.size() >= 50);
+	// and never more voluntary off-CPU intervals than the kernel counted voluntary switches
+	auto voluntary = select(recs, "offcpu", [&](const json &e) {
+		return e["tid"] == pid && e["reason"] != "preempted";
+	});
+	CHECK(voluntary.size() <= static_cast<size_t>(vol));
+	auto oncpu = select(recs, "oncpu", [&](const json &e) { return e["tid"] == pid; });
+	CHECK(oncpu.size() >= 50);
+}
+
+TEST_CASE("keytime: -P targets one running process and nothing else")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	// Two identical shells wait on their FIFOs; only the first is targeted.
+	REQUIRE(t::sh("mkfifo " + d.file("a") + " " + d.file("b")).status == 0);
+	auto spawn = [&](const std::string &fifo) {
+		pid_t p = fork();
+		if (p == 0) {
+			execl("/bin/sh", "sh", "-c", ("read x < " + fifo + "; /bin/true; exit 4").c_str(), (char *)nullptr);
+			_exit(127);
+		}
+		return p;
+	};
+	pid_t target = spawn(d.file("a"));
+	pid_t decoy = spawn(d.file("b"));
+	pid_t tool = fork();
+	if (tool == 0) {
+		int fd = open(d.file("err").c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+		dup2(fd, 2);
+		execl(t::procimage_bin().c_str(), "procimage", "-k", "-P", std::to_string(target).c_str(), "-o",
+		      ("jsonl:" + d.file("out.jsonl")).c_str(), (char *)nullptr);
+		_exit(127);
+	}
+	// wait until the probe is attached
+	for (int i = 0; i < 200 && t::read_file(d.file("err")).find("collecting for") == std::string::npos; i++)
+		std::this_thread::sleep_for(std::chrono::milliseconds(25));
+	REQUIRE_THAT(t::read_file(d.file("err")), Catch::Contains("collecting for process " + std::to_string(target)));
+	REQUIRE(t::sh("echo go > " + d.file("a") + "; echo go > " + d.file("b")).status == 0);
+	int st = 0;
+	waitpid(target, &st, 0);
+	CHECK(WEXITSTATUS(st) == 4);
+	waitpid(decoy, &st, 0);
+	std::this_thread::sleep_for(std::chrono::milliseconds(100));
+	kill(tool, SIGINT);
+	waitpid(tool, &st, 0);
+	CHECK(WIFEXITED(st));
+	CHECK(WEXITSTATUS(st) == 0);
+
+	auto recs = t::read_jsonl(d.file("out.jsonl"));
+	size_t keytime = 0;
+	for (const auto &rec : recs) {
+		if (rec["probe"] != "keytime")
+			continue;
+		keytime++;
+		INFO(rec.dump());
+		CHECK(rec["pid"] == target); // not the decoy, not the target's children (not followed)
+	}
+	CHECK(keytime >= 2);
+	// the shell starts /bin/true with fork or vfork, whichever it uses
+	auto forks = select(recs, "fork");
+	auto vforks = select(recs, "vfork");
+	forks.insert(forks.end(), vforks.begin(), vforks.end());
+	REQUIRE(forks.size() == 1);
+	CHECK(forks[0]["pid"] == target);
+	const json &end = one(select(recs, "exit"), "target exit");
+	CHECK(end["tid"] == target);
+	CHECK(end["exit_code"] == 4);
+	// flushed on SIGINT: the summary is there
+	CHECK(std::any_of(recs.begin(), recs.end(), [](const json &e) { return e["event"] == "summary"; }));
+}

@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Deliberately broken plugins for the host's tests, one per VARIANT:
+//   1 sink built for another major ABI (PI_PLUGIN_API_MAJOR=2)
+//   2 sink built for a newer minor ABI (PI_PLUGIN_API_MINOR=99)
+//   3 sink whose write throws a C++ exception straight through the C boundary
+//   4 probe whose create throws straight through the C boundary
+//   5 a shared object with no procimage entry point
+#include <procimage/plugin_api.h>
+
+#include <stdexcept>
+
+#if VARIANT == 1 || VARIANT == 2 || VARIANT == 3
+namespace {
+int validate(const char *, char *, size_t) { return PI_OK; }
+int dummy;
+void *create(const pi_host *, const char *, char *, size_t) { return &dummy; }
+int write_rec(void *, const pi_record *)
+{
+#if VARIANT == 3
+	throw std::runtime_error("sink exploded");
+#else
+	return PI_OK;
+#endif
+}
+int flush(void *) { return PI_OK; }
+void destroy(void *) {}
+const pi_sink_ops ops = {sizeof(pi_sink_ops), validate, create, write_rec, flush, destroy};
+const pi_plugin_desc desc = {sizeof(pi_plugin_desc), PI_PLUGIN_API_MAJOR, PI_PLUGIN_API_MINOR, PI_KIND_SINK,
+			     PLUGIN_NAME, "0.0.1", "test plugin", nullptr, &ops};
+const pi_plugin_desc *describe() { return &desc; }
+} // namespace
+PROCIMAGE_PLUGIN_ENTRY(describe);
+#elif VARIANT == 4
+namespace {
+int validate(const char *, char *, size_t) { return PI_OK; }
+void *create(const pi_host *, const char *, char *, size_t) { throw std::runtime_error("probe exploded"); }
+int load(void *, pi_probe_io *, char *, size_t) { return PI_OK; }
+int attach(void *, char *, size_t) { return PI_OK; }
+int detach(void *, char *, size_t) { return PI_OK; }
+int on_data(void *, uint32_t, const void *, size_t) { return PI_OK; }
+int on_tick(void *, uint64_t, int) { return PI_OK; }
+void destroy(void *) {}
+const pi_probe_ops ops = {sizeof(pi_probe_ops), validate, create, load, attach, detach, on_data, on_tick, destroy};
+const pi_plugin_desc desc = {sizeof(pi_plugin_desc), PI_PLUGIN_API_MAJOR, PI_PLUGIN_API_MINOR, PI_KIND_PROBE,
+			     PLUGIN_NAME, "0.0.1", "test plugin", &ops, nullptr};
+const pi_plugin_desc *describe() { return &desc; }
+} // namespace
+PROCIMAGE_PLUGIN_ENTRY(describe);
+#else
+extern "C" __attribute__((visibility("default"))) int not_a_plugin() { return 42; }
+#endif

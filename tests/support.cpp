@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "support.hpp"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace procimage::test {
+
+namespace fs = std::filesystem;
+
+run_result run(const std::vector<std::string> &argv, const std::map<std::string, std::string> &env)
+{
+	int out[2], err[2];
+	if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0)
+		throw std::runtime_error("pipe failed");
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(out[1], 1);
+		dup2(err[1], 2);
+		for (const auto &[k, v] : env)
+			setenv(k.c_str(), v.c_str(), 1);
+		std::vector<char *> args;
+		for (const auto &a : argv)
+			args.push_back(const_cast<char *>(a.c_str()));
+		args.push_back(nullptr);
+		execvp(args[0], args.data());
+		dprintf(2, "exec %s: %s\n", args[0], strerror(errno));
+		_exit(127);
+	}
+	close(out[1]);
+	close(err[1]);
+	run_result r;
+	pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+	int open_fds = 2;
+	char buf[65536];
+	while (open_fds > 0) {
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (int i = 0; i < 2; i++) {
+			if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			ssize_t n = read(fds[i].fd, buf, sizeof buf);
+			if (n <= 0) {
+				close(fds[i].fd);
+				fds[i].fd = -1;
+				open_fds--;
+			} else {
+				(i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(n));
+			}
+		}
+	}
+	int st = 0;
+	waitpid(pid, &st, 0);
+	r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	return r;
+}
+
+run_result sh(const std::string &cmd) { return run({"/bin/sh", "-c", cmd}); }
+
+bool is_root() { return geteuid() == 0; }
+
+std::string build_dir() { return PROCIMAGE_TEST_BUILD_DIR; }
+std::string source_dir() { return PROCIMAGE_TEST_SOURCE_DIR; }
+std::string procimage_bin() { return build_dir() + "/procimage"; }
+
+temp_dir::temp_dir()
+{
+	char tmpl[] = "/tmp/procimage-test-XXXXXX";
+	if (!mkdtemp(tmpl))
+		throw std::runtime_error("mkdtemp failed");
+	path_ = tmpl;
+	chmod(path_.c_str(), 0755);
+}
+
+temp_dir::~temp_dir()
+{
+	std::error_code ec;
+	if (!std::getenv("PROCIMAGE_TEST_KEEP"))
+		fs::remove_all(path_, ec);
+}
+
+std::string read_file(const std::string &path)
+{
+	std::ifstream in(path);
+	std::stringstream ss;
+	ss << in.rdbuf();
+	return ss.str();
+}
+
+void write_file(const std::string &path, const std::string &text)
+{
+	std::ofstream o(path);
+	o << text;
+}
+
+std::vector<nlohmann::json> read_jsonl(const std::string &path)
+{
+	std::vector<nlohmann::json> out;
+	std::ifstream in(path);
+	std::string line;
+	while (std::getline(in, line))
+		if (!line.empty())
+			out.push_back(nlohmann::json::parse(line));
+	return out;
+}
+
+std::map<std::string, long> read_kv(const std::string &path)
+{
+	std::map<std::string, long> out;
+	std::ifstream in(path);
+	std::string line;
+	while (std::getline(in, line)) {
+		auto eq = line.find('=');
+		if (eq != std::string::npos)
+			out[line.substr(0, eq)] = std::stol(line.substr(eq + 1));
+	}
+	return out;
+}
+
+} // namespace procimage::test

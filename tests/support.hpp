@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: Apache-2.0
+// Helpers shared by the tests: running commands, temporary folders, reading JSON lines.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace procimage::test {
+
+struct run_result {
+	int status = -1; // exit status, or 128 + signal
+	std::string out;
+	std::string err;
+};
+
+// Run argv (no shell) with extra environment entries, capturing stdout and stderr.
+run_result run(const std::vector<std::string> &argv, const std::map<std::string, std::string> &env = {});
+// Same through /bin/sh -c.
+run_result sh(const std::string &cmd);
+
+bool is_root();
+std::string build_dir();  // where procimage and plugins/ are
+std::string source_dir();
+std::string procimage_bin();
+
+// A fresh folder under /tmp, removed at destruction.
+class temp_dir {
+public:
+	temp_dir();
+	~temp_dir();
+	const std::string &path() const { return path_; }
+	std::string file(const std::string &name) const { return path_ + "/" + name; }
+
+private:
+	std::string path_;
+};
+
+std::string read_file(const std::string &path);
+void write_file(const std::string &path, const std::string &text);
+std::vector<nlohmann::json> read_jsonl(const std::string &path);
+// key=value lines (the demo workload's log)
+std::map<std::string, long> read_kv(const std::string &path);
+
+} // namespace procimage::test
+
+// Root-only tests say why they skip; CI runs as root.
+#define REQUIRE_ROOT_OR_SKIP()                                                                   \
+	do {                                                                                     \
+		if (!procimage::test::is_root()) {                                               \
+			WARN("skipped: needs root (loads BPF programs); CI runs it as root");     \
+			return;                                                                  \
+		}                                                                                \
+	} while (0)

@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: Apache-2.0
+// Each sink's exact output for given records.
+#include "format.hpp"
+#include "plugin_loader.hpp"
+#include "support.hpp"
+
+#include <procimage/sdk.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <fcntl.h>
+#include <unistd.h>
+
+using namespace procimage;
+namespace t = procimage::test;
+
+namespace {
+
+pi_host fake_host()
+{
+	pi_host h{};
+	h.size = sizeof h;
+	h.api_major = PI_API_MAJOR;
+	h.api_minor = PI_API_MINOR;
+	h.control_map_fd = h.targets_map_fd = -1;
+	return h;
+}
+
+// 2026-11-25 20:45:01.123456789 UTC
+constexpr uint64_t TS = 1795639501123456789ULL;
+
+sdk::record exec_record()
+{
+	sdk::record r("keytime", "exec");
+	r.ts(TS).ids(4242, 4243).cpu(1).comm("bash").pid_start(777);
+	r.str("filename", "/bin/ls")
+		.strv("argv", {"ls", "-l", "a b", "say \"hi\", ok"})
+		.boolean("argv_truncated", false)
+		.i64("ret", -2, PI_FMT_ERRNO)
+		.u64("dur_ns", 1500, PI_FMT_DURATION_NS)
+		.u64("signal", 9, PI_FMT_SIGNAL)
+		.u64("clone_flags", 0x4100, PI_FMT_HEX)
+		.u64("bytes", 3 * 1048576, PI_FMT_BYTES)
+		.f64("cpu_pct", 12.5, PI_FMT_PERCENT);
+	return r;
+}
+
+struct loaded_sink {
+	core::plugin_ptr plugin;
+	void *inst = nullptr;
+	pi_host host = fake_host();
+
+	loaded_sink(const std::string &name, const std::string &cfg)
+	{
+		auto p = core::load_plugin(t::build_dir() + "/plugins/sink_" + name + ".so");
+		REQUIRE(p.ok());
+		plugin = *p;
+		char err[PI_ERRBUF_SIZE] = "";
+		inst = plugin->desc->sink->create(&host, cfg.c_str(), err, sizeof err);
+		INFO(err);
+		REQUIRE(inst);
+	}
+	~loaded_sink()
+	{
+		if (inst)
+			plugin->desc->sink->destroy(inst);
+	}
+	void write(sdk::record &r) { REQUIRE(plugin->desc->sink->write(inst, &r.view()) == PI_OK); }
+	void flush() { REQUIRE(plugin->desc->sink->flush(inst) == PI_OK); }
+};
+
+// Run f with stdout redirected to a file; return what it printed.
+template <typename F> std::string capture_stdout(F f)
+{
+	t::temp_dir d;
+	std::fflush(stdout);
+	int saved = dup(1);
+	int fd = open(d.file("out").c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+	dup2(fd, 1);
+	close(fd);
+	f();
+	std::fflush(stdout);
+	dup2(saved, 1);
+	close(saved);
+	return t::read_file(d.file("out"));
+}
+
+} // namespace
+
+TEST_CASE("values are shown in human units")
+{
+	using namespace procimage::sinks;
+	CHECK(human_duration(850) == "850ns");
+	CHECK(human_duration(1500) == "1.500µs");
+	CHECK(human_duration(4560000) == "4.560ms");
+	CHECK(human_duration(20000000) == "20.00ms");
+	CHECK(human_duration(1234000000) == "1.234s");
+	CHECK(human_bytes(512) == "512B");
+	CHECK(human_bytes(3 * 1048576) == "3.000MiB");
+	CHECK(errno_name(-2) == "-ENOENT");
+	CHECK(errno_name(-16) == "-EBUSY");
+	CHECK(errno_name(0) == "0");
+	CHECK(signal_name(9) == "SIGKILL");
+	CHECK(signal_name(11) == "SIGSEGV");
+	CHECK(signal_name(0) == "none");
+	CHECK(clock_time(TS, true) == "20:45:01.123456");
+	CHECK(csv_cell("plain") == "plain");
+	CHECK(csv_cell("a,b") == "\"a,b\"");
+	CHECK(csv_cell("say \"hi\"") == "\"say \"\"hi\"\"\"");
+	CHECK(csv_cell("two\nlines") == "\"two\nlines\"");
+}
+
+TEST_CASE("stdout sink: one aligned line per record with readable values")
+{
+	auto out = capture_stdout([] {
+		loaded_sink s("stdout", R"({"time": "utc"})");
+		auto r = exec_record();
+		s.write(r);
+		s.flush();
+	});
+	CHECK(out ==
+	      "TIME                PID     TID COMM             PROBE    EVENT       DETAILS\n"
+	      "20:45:01.123456    4242    4243 bash             keytime  exec        filename=/bin/ls "
+	      "argv=[ls -l \"a b\" \"say \\\"hi\\\", ok\"] argv_truncated=no ret=-ENOENT dur_ns=1.500µs "
+	      "signal=SIGKILL clone_flags=0x4100 bytes=3.000MiB cpu_pct=12.5%\n");
+}
+
+TEST_CASE("jsonl sink: one JSON object per line, raw values, units in the keys")
+{
+	t::temp_dir d;
+	{
+		loaded_sink s("jsonl", "{\"path\": \"" + d.file("out.jsonl") + "\"}");
+		auto r = exec_record();
+		s.write(r);
+		s.write(r);
+		s.flush();
+	}
+	std::string text = t::read_file(d.file("out.jsonl"));
+	std::string line =
+		R"({"ts_ns":1795639501123456789,"probe":"keytime","event":"exec","pid":4242,"tid":4243,"comm":"bash",)"
+		R"("cpu":1,"pid_start_ns":777,"filename":"/bin/ls","argv":["ls","-l","a b","say \"hi\", ok"],)"
+		R"("argv_truncated":false,"ret":-2,"dur_ns":1500,"signal":9,"clone_flags":16640,"bytes":3145728,)"
+		R"("cpu_pct":12.5})";
+	CHECK(text == line + "\n" + line + "\n");
+	// and jq reads it
+	auto r = t::sh("jq -c '.argv[3]' " + d.file("out.jsonl"));
+	CHECK(r.status == 0);
+	CHECK(r.out == "\"say \\\"hi\\\", ok\"\n\"say \\\"hi\\\", ok\"\n");
+}
+
+TEST_CASE("csv sink: RFC 4180, one file per record type, header from the first record")
+{
+	t::temp_dir d;
+	{
+		loaded_sink s("csv", "{\"dir\": \"" + d.file("csv") + "\"}");
+		auto r = exec_record();
+		s.write(r);
+		sdk::record other("keytime", "exec");
+		other.ts(TS).ids(1, 1).comm("x,y").str("filename", "/a").u64("late_field", 5);
+		s.write(other);
+		sdk::record exit_rec("keytime", "exit");
+		exit_rec.ts(TS).ids(1, 2).comm("z").u64("exit_code", 3);
+		s.write(exit_rec);
+		s.flush();
+	}
+	CHECK(t::read_file(d.file("csv/keytime_exec.csv")) ==
+	      "ts_ns,probe,event,pid,tid,comm,cpu,pid_start_ns,filename,argv,argv_truncated,ret,dur_ns,signal,"
+	      "clone_flags,bytes,cpu_pct,extra\r\n"
+	      "1795639501123456789,keytime,exec,4242,4243,bash,1,777,/bin/ls,\"ls -l a b say \"\"hi\"\", ok\",false,-2,"
+	      "1500,9,16640,3145728,12.5,\r\n"
+	      "1795639501123456789,keytime,exec,1,1,\"x,y\",,0,/a,,,,,,,,,late_field=5\r\n");
+	CHECK(t::read_file(d.file("csv/keytime_exit.csv")) ==
+	      "ts_ns,probe,event,pid,tid,comm,cpu,pid_start_ns,exit_code,extra\r\n"
+	      "1795639501123456789,keytime,exit,1,2,z,,0,3,\r\n");
+}

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: Apache-2.0
+// The plugin boundary: version checks and plugins that fail.
+#include "host.hpp"
+#include "plugin_loader.hpp"
+#include "support.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace procimage::core;
+namespace t = procimage::test;
+
+static std::string test_plugin(const std::string &file) { return std::string(PROCIMAGE_TEST_PLUGIN_DIR) + "/" + file; }
+
+TEST_CASE("the in-tree plugins load and describe themselves")
+{
+	for (const auto &[file, kind, name] : std::vector<std::tuple<std::string, uint32_t, std::string>>{
+		     {"probe_keytime.so", PI_KIND_PROBE, "keytime"},
+		     {"sink_stdout.so", PI_KIND_SINK, "stdout"},
+		     {"sink_jsonl.so", PI_KIND_SINK, "jsonl"},
+		     {"sink_csv.so", PI_KIND_SINK, "csv"}}) {
+		auto p = load_plugin(t::build_dir() + "/plugins/" + file);
+		INFO(file);
+		REQUIRE(p.ok());
+		CHECK((*p)->desc->kind == kind);
+		CHECK((*p)->name() == name);
+		CHECK((*p)->desc->api_major == PI_API_MAJOR);
+		CHECK((*p)->desc->api_minor <= PI_API_MINOR);
+	}
+}
+
+TEST_CASE("a plugin built for another major ABI is refused, naming plugin and both versions")
+{
+	auto p = load_plugin(test_plugin("sink_abi_major.so"));
+	REQUIRE_FALSE(p.ok());
+	CHECK(p.err().msg == "plugin 'abi_major' 0.0.1 (" + test_plugin("sink_abi_major.so") +
+				     ") was built for plugin ABI 2.0; this procimage speaks ABI 1.0 (major versions "
+				     "differ): rebuild the plugin against this procimage's plugin_api");
+}
+
+TEST_CASE("a plugin needing a newer minor ABI is refused")
+{
+	auto p = load_plugin(test_plugin("sink_abi_minor.so"));
+	REQUIRE_FALSE(p.ok());
+	CHECK(p.err().msg == "plugin 'abi_minor' 0.0.1 (" + test_plugin("sink_abi_minor.so") +
+				     ") needs plugin ABI 1.99, newer than this procimage's ABI 1.0: upgrade procimage "
+				     "or rebuild the plugin");
+}
+
+TEST_CASE("a shared object without the entry point is refused")
+{
+	auto p = load_plugin(test_plugin("sink_not_plugin.so"));
+	REQUIRE_FALSE(p.ok());
+	CHECK_THAT(p.err().msg, Catch::Contains("not a procimage plugin (no procimage_plugin_entry symbol"));
+	p = load_plugin("/etc/hostname");
+	REQUIRE_FALSE(p.ok());
+	CHECK_THAT(p.err().msg, Catch::StartsWith("plugin /etc/hostname: cannot load"));
+}
+
+TEST_CASE("a mismatched plugin named in a pipeline stops it with exit code 2")
+{
+	t::temp_dir d;
+	t::write_file(d.file("p.json"), R"({"version": 1, "probes": {"keytime": {}}, "sinks": {"old": {"plugin": ")" +
+						  test_plugin("sink_abi_major.so") + R"("}}})");
+	auto r = t::run({t::procimage_bin(), "--pipeline", d.file("p.json"), "--check"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("sinks.old: plugin 'abi_major' 0.0.1"));
+	CHECK_THAT(r.err, Catch::Contains("was built for plugin ABI 2.0; this procimage speaks ABI 1.0"));
+}
+
+TEST_CASE("--list-plugins shows every plugin with its version, and why one is unusable")
+{
+	auto r = t::run({t::procimage_bin(), "--list-plugins", "--plugin-dir", PROCIMAGE_TEST_PLUGIN_DIR});
+	CHECK(r.status == 0);
+	CHECK_THAT(r.out, Catch::Contains("probe  keytime      1.0.0     1.0"));
+	CHECK_THAT(r.out, Catch::Contains("sink   jsonl        1.0.0     1.0"));
+	CHECK_THAT(r.out, Catch::Contains("unusable: plugin 'abi_major' 0.0.1"));
+	CHECK_THAT(r.out, Catch::Contains("sink_not_plugin.so"));
+}
