@@ -111,7 +111,7 @@ host::~host()
 	shutdown();
 	if (rb_)
 		ring_buffer__free(rb_);
-	for (int fd : {epfd_, timerfd_, sigfd_})
+	for (int fd : {epfd_, timerfd_, flushfd_, sigfd_})
 		if (fd >= 0)
 			close(fd);
 }
@@ -262,6 +262,8 @@ result<void> host::start()
 		s->api.log = nullptr;
 		s->api.boot_to_epoch_ns = boot_to_epoch_;
 		s->api.interval_ms = pipe_.interval_ms;
+		s->api.flush_ms = pipe_.flush_ms;
+		s->api.wakeup_bytes = pipe_.wakeup_bytes;
 		s->api.self_tgid = self;
 		s->api.control_map_fd = s->api.targets_map_fd = -1;
 		char err[PI_ERRBUF_SIZE] = "";
@@ -284,6 +286,8 @@ result<void> host::start()
 		p->api.targets_map_fd = act_.targets_fd();
 		p->api.boot_to_epoch_ns = boot_to_epoch_;
 		p->api.interval_ms = pipe_.interval_ms;
+		p->api.flush_ms = pipe_.flush_ms;
+		p->api.wakeup_bytes = pipe_.wakeup_bytes;
 		p->api.self_tgid = self;
 		char err[PI_ERRBUF_SIZE] = "";
 		std::string cfg = p->spec.config.dump();
@@ -324,26 +328,36 @@ result<void> host::start()
 
 	epfd_ = epoll_create1(EPOLL_CLOEXEC);
 	timerfd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	flushfd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	sigset_t set;
 	sigemptyset(&set);
 	for (int s : {SIGINT, SIGTERM, SIGCHLD, SIGHUP})
 		sigaddset(&set, s);
 	sigprocmask(SIG_BLOCK, &set, nullptr);
 	sigfd_ = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (epfd_ < 0 || timerfd_ < 0 || sigfd_ < 0)
+	if (epfd_ < 0 || timerfd_ < 0 || flushfd_ < 0 || sigfd_ < 0)
 		return runtime_error(std::string("cannot set up the event loop: ") + std::strerror(errno));
 	itimerspec its{};
 	its.it_interval.tv_sec = pipe_.interval_ms / 1000;
 	its.it_interval.tv_nsec = static_cast<long>(pipe_.interval_ms % 1000) * 1000000L;
 	its.it_value = its.it_interval;
 	timerfd_settime(timerfd_, 0, &its, nullptr);
+	// Records are batched in the ring buffers (see pi_host.wakeup_bytes): drain them at least
+	// every flush_ms. Only needed while some probe has a ring buffer.
+	itimerspec fl{};
+	fl.it_interval.tv_sec = pipe_.flush_ms / 1000;
+	fl.it_interval.tv_nsec = static_cast<long>(pipe_.flush_ms % 1000) * 1000000L;
+	fl.it_value = fl.it_interval;
+	if (rb_ && pipe_.wakeup_bytes)
+		timerfd_settime(flushfd_, 0, &fl, nullptr);
 	auto add = [&](int fd, uint64_t tag) {
 		epoll_event ev{};
 		ev.events = EPOLLIN;
 		ev.data.u64 = tag;
 		return epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev);
 	};
-	if ((rb_ && add(ring_buffer__epoll_fd(rb_), 1) != 0) || add(timerfd_, 2) != 0 || add(sigfd_, 3) != 0)
+	if ((rb_ && add(ring_buffer__epoll_fd(rb_), 1) != 0) || add(timerfd_, 2) != 0 || add(sigfd_, 3) != 0 ||
+	    add(flushfd_, 4) != 0)
 		return runtime_error(std::string("cannot set up the event loop: ") + std::strerror(errno));
 
 	if (!pipe_.command.empty()) {
@@ -493,6 +507,14 @@ int host::loop()
 				drain();
 				consumed = true;
 				break;
+			case 4: {
+				uint64_t expirations;
+				while (read(flushfd_, &expirations, sizeof expirations) > 0) {
+				}
+				drain();
+				consumed = true;
+				break;
+			}
 			case 2: {
 				uint64_t expirations;
 				while (read(timerfd_, &expirations, sizeof expirations) > 0) {

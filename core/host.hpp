@@ -66,7 +66,7 @@ private:
 	activation act_;
 	held_command cmd_;
 	ring_buffer *rb_ = nullptr;
-	int epfd_ = -1, timerfd_ = -1, sigfd_ = -1;
+	int epfd_ = -1, timerfd_ = -1, flushfd_ = -1, sigfd_ = -1;
 	uint64_t boot_to_epoch_ = 0;
 	uint64_t core_lost_ = 0;
 	bool stopping_ = false;

@@ -211,8 +211,8 @@ result<pipeline> parse_pipeline(const json &doc, const std::string &base_dir)
 	if (!doc.is_object())
 		return at("", std::string("a pipeline must be a JSON object, got ") + type_name(doc));
 	static const std::set<std::string> known = {"version", "plugin_dirs", "target", "start",
-						    "interval_ms", "probes", "sinks", "pipelines",
-						    "command"};
+						    "interval_ms", "flush_ms", "wakeup_bytes", "probes", "sinks",
+						    "pipelines", "command"};
 	for (const auto &[k, _] : doc.items())
 		if (!known.count(k))
 			return at(k, "unknown key");
@@ -250,6 +250,18 @@ result<pipeline> parse_pipeline(const json &doc, const std::string &base_dir)
 		if (!v.is_number_integer() || v.get<int64_t>() < 10 || v.get<int64_t>() > 3600000)
 			return at("interval_ms", "expected an integer in 10..3600000");
 		p.interval_ms = v.get<uint32_t>();
+	}
+	if (doc.contains("flush_ms")) {
+		const json &v = doc["flush_ms"];
+		if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 60000)
+			return at("flush_ms", "expected an integer in 1..60000");
+		p.flush_ms = v.get<uint32_t>();
+	}
+	if (doc.contains("wakeup_bytes")) {
+		const json &v = doc["wakeup_bytes"];
+		if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > (1 << 30))
+			return at("wakeup_bytes", "expected an integer in 0..1073741824 (0: wake for every record)");
+		p.wakeup_bytes = v.get<uint32_t>();
 	}
 	if (!doc.contains("probes"))
 		return at("probes", "required (at least one probe)");
@@ -360,6 +372,8 @@ json pipeline::to_json() const
 	j["target"] = target.to_json();
 	j["start"] = start_active ? "active" : "inactive";
 	j["interval_ms"] = interval_ms;
+	j["flush_ms"] = flush_ms;
+	j["wakeup_bytes"] = wakeup_bytes;
 	auto comps = [](const std::vector<component> &cs, bool probes) {
 		json o = json::object();
 		for (const auto &c : cs) {

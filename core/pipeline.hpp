@@ -48,6 +48,8 @@ struct pipeline {
 	target_spec target;
 	bool start_active = true;
 	uint32_t interval_ms = 1000;
+	uint32_t flush_ms = 100;          // ring buffers drained and sinks flushed at least this often
+	uint32_t wakeup_bytes = 65536;    // pending bytes at which a probe wakes the host earlier
 	std::vector<component> probes;
 	std::vector<component> sinks;
 	std::vector<wire> wires;

@@ -9,7 +9,7 @@ PKGS=(
   jq strace util-linux
 )
 # Peer tools the benchmarks compare against.
-BENCH_PKGS=(libbpf-tools bpftrace)
+BENCH_PKGS=(libbpf-tools bpftrace bc)
 
 want=("${PKGS[@]}")
 if [ "${1:-}" = "--bench" ]; then want+=("${BENCH_PKGS[@]}"); fi

@@ -33,7 +33,7 @@ public:
 		skel_ = sigcount_bpf__open();
 		if (!skel_)
 			throw std::runtime_error("cannot open the sigcount BPF object");
-		skel_->rodata->pi_slot = host().slot;
+		sdk::set_common_rodata(skel_->rodata, host(), 0);
 		sdk::reuse_shared_maps(skel_->obj, host());
 		if (int err = sigcount_bpf__load(skel_))
 			throw std::runtime_error("cannot load the sigcount BPF object: " + sdk::errno_text(err));

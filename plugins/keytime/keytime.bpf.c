@@ -32,7 +32,6 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, struct kt_exec);
 } kt_exec_inflight SEC(".maps");
@@ -112,7 +111,7 @@ int BPF_PROG(kt_newtask, struct task_struct *child, u64 clone_flags)
 	} else {
 		e->clone_kind = KT_CLONE_FORK;
 	}
-	bpf_ringbuf_submit(e, 0);
+	pi_submit(&kt_events, e);
 	return 0;
 }
 
@@ -137,7 +136,7 @@ static __always_inline void vfork_release(struct task_struct *child, __u32 tid, 
 		e->dur_ns = e->h.ts_boot_ns - vp->start_ns;
 		e->by_exec = by_exec;
 		e->pad = 0;
-		bpf_ringbuf_submit(e, 0);
+		pi_submit(&kt_events, e);
 	}
 	bpf_map_delete_elem(&kt_vforks, &tid);
 }
@@ -221,8 +220,7 @@ static __always_inline int exec_exit(long ret)
 	if (size > sizeof(*e))
 		size = sizeof(*e);
 	e->h.size = size;
-	if (bpf_ringbuf_output(&kt_events, e, size, 0) != 0)
-		pi_count_lost();
+	pi_output(&kt_events, e, size);
 	bpf_map_delete_elem(&kt_exec_inflight, &tid);
 	return 0;
 }
@@ -280,7 +278,7 @@ int BPF_PROG(kt_process_exec, struct task_struct *p, pid_t old_pid, struct linux
 	if (len && bpf_probe_read_user(r->args, len, (const void *)start) != 0)
 		len = 0;
 	r->args_size = len;
-	bpf_ringbuf_submit(r, 0);
+	pi_submit(&kt_events, r);
 	return 0;
 }
 
@@ -304,7 +302,7 @@ int BPF_PROG(kt_process_exit, struct task_struct *p, bool group_dead)
 	e->process_start_ns = e->h.pid_start_ns;
 	e->ppid = BPF_CORE_READ(p, real_parent, tgid);
 	e->pad = 0;
-	bpf_ringbuf_submit(e, 0);
+	pi_submit(&kt_events, e);
 	return 0;
 }
 
@@ -354,7 +352,7 @@ static __always_inline void emit_cpu(struct task_struct *t, __u16 kind, struct c
 	e->state = st->state;
 	e->stack_id = st->stack_id;
 	e->prev_cpu = st->cpu;
-	bpf_ringbuf_submit(e, 0);
+	pi_submit(&kt_events, e);
 }
 
 SEC("tp_btf/sched_switch")

@@ -124,7 +124,7 @@ public:
 		skel_ = keytime_bpf__open();
 		if (!skel_)
 			throw std::runtime_error("cannot open the keytime BPF object: " + sdk::errno_text(errno));
-		skel_->rodata->pi_slot = host().slot;
+		sdk::set_common_rodata(skel_->rodata, host(), cfg_.ringbuf_kb * 1024ULL);
 		skel_->rodata->kt_argv_max = cfg_.argv_max;
 		skel_->rodata->kt_stacks_on = cfg_.stacks;
 		sdk::reuse_shared_maps(skel_->obj, host());

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "format.hpp"
 
+#include <charconv>
 #include <cinttypes>
 #include <cmath>
 #include <csignal>
@@ -185,46 +186,127 @@ std::string human_value(const pi_field &f)
 	}
 }
 
-nlohmann::ordered_json json_value(const pi_field &f)
+// JSON string body: UTF-8 passed through, invalid bytes replaced by U+FFFD, controls escaped.
+static void json_string(std::string &out, const char *s)
+{
+	out += '"';
+	const auto *p = reinterpret_cast<const unsigned char *>(s ? s : "");
+	while (*p) {
+		unsigned char c = *p;
+		if (c < 0x80) {
+			switch (c) {
+			case '"': out += "\\\""; break;
+			case '\\': out += "\\\\"; break;
+			case '\n': out += "\\n"; break;
+			case '\r': out += "\\r"; break;
+			case '\t': out += "\\t"; break;
+			default:
+				if (c < 0x20) {
+					char buf[8];
+					std::snprintf(buf, sizeof buf, "\\u%04x", c);
+					out += buf;
+				} else {
+					out += static_cast<char>(c);
+				}
+			}
+			p++;
+			continue;
+		}
+		// length of a well-formed UTF-8 sequence starting here, 0 if malformed
+		int len = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+		if (c == 0xc0 || c == 0xc1 || c > 0xf4)
+			len = 0;
+		for (int i = 1; i < len; i++)
+			if ((p[i] & 0xc0) != 0x80)
+				len = 0;
+		if (len == 0) {
+			out += "\xef\xbf\xbd";
+			p++;
+		} else {
+			out.append(reinterpret_cast<const char *>(p), static_cast<size_t>(len));
+			p += len;
+		}
+	}
+	out += '"';
+}
+
+static void json_number(std::string &out, double d)
+{
+	if (!std::isfinite(d)) {
+		out += "null";
+		return;
+	}
+	char buf[64];
+	auto r = std::to_chars(buf, buf + sizeof buf, d);
+	out.append(buf, r.ptr);
+}
+
+void append_json_value(std::string &out, const pi_field &f)
 {
 	switch (f.type) {
-	case PI_FT_I64: return f.v.i;
-	case PI_FT_U64: return f.v.u;
-	case PI_FT_F64: return std::isfinite(f.v.d) ? nlohmann::ordered_json(f.v.d) : nlohmann::ordered_json(nullptr);
-	case PI_FT_BOOL: return f.v.u != 0;
-	case PI_FT_STR: return f.v.s ? f.v.s : "";
-	case PI_FT_STRV: {
-		auto a = nlohmann::ordered_json::array();
-		for (uint32_t i = 0; i < f.count; i++)
-			a.push_back(f.v.sv[i] ? f.v.sv[i] : "");
-		return a;
-	}
-	case PI_FT_U64V: {
-		auto a = nlohmann::ordered_json::array();
-		for (uint32_t i = 0; i < f.count; i++)
-			a.push_back(f.v.uv[i]);
-		return a;
-	}
-	default: return nullptr;
+	case PI_FT_I64: out += std::to_string(f.v.i); break;
+	case PI_FT_U64: out += std::to_string(f.v.u); break;
+	case PI_FT_F64: json_number(out, f.v.d); break;
+	case PI_FT_BOOL: out += f.v.u ? "true" : "false"; break;
+	case PI_FT_STR: json_string(out, f.v.s); break;
+	case PI_FT_STRV:
+		out += '[';
+		for (uint32_t i = 0; i < f.count; i++) {
+			if (i)
+				out += ',';
+			json_string(out, f.v.sv[i]);
+		}
+		out += ']';
+		break;
+	case PI_FT_U64V:
+		out += '[';
+		for (uint32_t i = 0; i < f.count; i++) {
+			if (i)
+				out += ',';
+			out += std::to_string(f.v.uv[i]);
+		}
+		out += ']';
+		break;
+	default: out += "null";
 	}
 }
 
-nlohmann::ordered_json record_json(const pi_record &r)
+void append_record_json(std::string &out, const pi_record &r)
 {
-	nlohmann::ordered_json o; // keep common keys first
-	o["ts_ns"] = r.ts_ns;
-	o["probe"] = r.probe ? r.probe : "";
-	o["event"] = r.event ? r.event : "";
-	o["pid"] = r.pid;
-	o["tid"] = r.tid;
-	o["comm"] = r.comm ? r.comm : "";
-	if (r.cpu >= 0)
-		o["cpu"] = r.cpu;
-	if (r.pid_start_ns)
-		o["pid_start_ns"] = r.pid_start_ns;
-	for (uint32_t i = 0; i < r.nfields; i++)
-		o[r.fields[i].key] = json_value(r.fields[i]);
-	return o;
+	out += "{\"ts_ns\":";
+	out += std::to_string(r.ts_ns);
+	out += ",\"probe\":";
+	json_string(out, r.probe);
+	out += ",\"event\":";
+	json_string(out, r.event);
+	out += ",\"pid\":";
+	out += std::to_string(r.pid);
+	out += ",\"tid\":";
+	out += std::to_string(r.tid);
+	out += ",\"comm\":";
+	json_string(out, r.comm);
+	if (r.cpu >= 0) {
+		out += ",\"cpu\":";
+		out += std::to_string(r.cpu);
+	}
+	if (r.pid_start_ns) {
+		out += ",\"pid_start_ns\":";
+		out += std::to_string(r.pid_start_ns);
+	}
+	for (uint32_t i = 0; i < r.nfields; i++) {
+		out += ',';
+		json_string(out, r.fields[i].key);
+		out += ':';
+		append_json_value(out, r.fields[i]);
+	}
+	out += '}';
+}
+
+std::string record_json(const pi_record &r)
+{
+	std::string out;
+	append_record_json(out, r);
+	return out;
 }
 
 std::string csv_cell(const std::string &s)

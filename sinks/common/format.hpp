@@ -6,8 +6,6 @@
 
 #include <procimage/plugin_api.h>
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
 #include <string>
 
@@ -26,10 +24,11 @@ std::string signal_name(uint64_t sig);
 
 // The value of one field as a human reads it (stdout sink).
 std::string human_value(const pi_field &f);
-// The value of one field as JSON (raw numbers: the unit is in the key).
-nlohmann::ordered_json json_value(const pi_field &f);
-// The whole record as one JSON object (common keys first).
-nlohmann::ordered_json record_json(const pi_record &r);
+// The value of one field as JSON text (raw numbers: the unit is in the key).
+void append_json_value(std::string &out, const pi_field &f);
+// The whole record as one JSON object, common keys first, no newline.
+void append_record_json(std::string &out, const pi_record &r);
+std::string record_json(const pi_record &r);
 // One CSV cell, quoted per RFC 4180 when needed.
 std::string csv_cell(const std::string &s);
 // The raw value of one field as text (arrays joined by a space).

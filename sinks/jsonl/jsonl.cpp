@@ -39,9 +39,10 @@ public:
 
 	void write(const pi_record &r) override
 	{
-		std::string line = record_json(r).dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-		line += '\n';
-		if (std::fwrite(line.data(), 1, line.size(), out_) != line.size())
+		line_.clear();
+		append_record_json(line_, r);
+		line_ += '\n';
+		if (std::fwrite(line_.data(), 1, line_.size(), out_) != line_.size())
 			throw std::runtime_error(std::string("write failed: ") + std::strerror(errno));
 	}
 
@@ -68,6 +69,7 @@ private:
 
 	FILE *out_ = nullptr;
 	bool own_ = false;
+	std::string line_; // reused: no allocation per record
 };
 
 } // namespace procimage::sinks

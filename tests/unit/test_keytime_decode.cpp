@@ -19,7 +19,7 @@ struct collector {
 	std::vector<json> records;
 	static void emit(void *ctx, const pi_record *r)
 	{
-		static_cast<collector *>(ctx)->records.push_back(json::parse(sinks::record_json(*r).dump()));
+		static_cast<collector *>(ctx)->records.push_back(json::parse(sinks::record_json(*r)));
 	}
 };
 

@@ -43,6 +43,17 @@ inline void reuse_shared_maps(bpf_object *obj, const pi_host &host)
 	}
 }
 
+// Write the host's settings into the rodata every probe has (procimage.bpf.h): its slot and
+// the ring-buffer wakeup threshold, at most a quarter of the ring. Call between open and load.
+template <typename Rodata> void set_common_rodata(Rodata *ro, const pi_host &host, uint64_t ringbuf_bytes)
+{
+	ro->pi_slot = host.slot;
+	uint64_t w = host.wakeup_bytes;
+	if (w > ringbuf_bytes / 4)
+		w = ringbuf_bytes / 4;
+	ro->pi_wakeup_bytes = w;
+}
+
 // The fd of the probe's pi_lost counter map, for pi_probe_io.lost_map_fd.
 inline int lost_map_fd(bpf_object *obj)
 {

@@ -118,8 +118,8 @@ struct pi_host {
 	uint32_t slot; /* probe's activation slot (bit in the target map), 0..PI_MAX_SLOTS-1 */
 	void *ctx;     /* opaque host context for the callbacks below */
 	void (*log)(void *ctx, int level, const char *msg);
-	/* Send a record to every sink wired to this probe. Safe only on the host thread (inside
-	 * the plugin's callbacks). The record and its strings are copied before return. */
+	/* Send a record to every sink wired to this probe. Only on the host thread (inside the
+	 * plugin's callbacks). Delivered before return: the record may be freed afterwards. */
 	void (*emit)(void *ctx, const struct pi_record *rec);
 	/* File descriptors of the host-owned shared maps, to be reused by the probe's BPF object
 	 * (bpf_map__reuse_fd on maps named "pi_control" and "pi_targets"). */
@@ -129,6 +129,11 @@ struct pi_host {
 	uint64_t boot_to_epoch_ns;
 	uint32_t interval_ms; /* periodic reporting interval of the pipeline */
 	uint32_t self_tgid;   /* procimage's own process id */
+	/* Ring-buffer batching: records are submitted without waking the host until this many
+	 * bytes are pending (pi_wakeup_bytes rodata, see procimage.bpf.h); the host drains every
+	 * flush_ms anyway. 0 = wake the host for every record. */
+	uint32_t wakeup_bytes;
+	uint32_t flush_ms;
 };
 
 /* Event sources a probe hands to the host's bus after load. */

@@ -18,6 +18,8 @@
 #include <procimage/bpf/common.h>
 
 const volatile __u32 pi_slot = 0;
+/* Pending bytes at which a record wakes the host (0: every record). Set from pi_host. */
+const volatile __u64 pi_wakeup_bytes = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -91,6 +93,27 @@ static __always_inline void *pi_reserve(void *ringbuf, __u64 size)
 	if (!p)
 		pi_count_lost();
 	return p;
+}
+
+/* Submit flags: batch records until pi_wakeup_bytes are pending, then wake the host. */
+static __always_inline __u64 pi_submit_flags(void *ringbuf)
+{
+	if (!pi_wakeup_bytes)
+		return 0;
+	return bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA) >= pi_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+										: BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline void pi_submit(void *ringbuf, void *rec)
+{
+	bpf_ringbuf_submit(rec, pi_submit_flags(ringbuf));
+}
+
+/* Copy a finished record into the ring buffer (counted in pi_lost when full). */
+static __always_inline void pi_output(void *ringbuf, void *rec, __u64 size)
+{
+	if (bpf_ringbuf_output(ringbuf, rec, size, pi_submit_flags(ringbuf)) != 0)
+		pi_count_lost();
 }
 
 /* Fill the common header from a task (not necessarily current). */

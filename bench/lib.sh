@@ -1,0 +1,54 @@
+# Shared by the bench scripts: build, start/stop a tool in the background, run a workload
+# several times in interleaved rounds and print medians and ratios.
+set -euo pipefail
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+BUILD=${BUILD_DIR:-$ROOT/build}
+PROCIMAGE=$BUILD/procimage
+OUT=$(mktemp -d /tmp/procimage-bench.XXXXXX)
+trap 'stop_tool; rm -rf "$OUT"' EXIT
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then echo "bench: run as root (the tools load BPF programs)" >&2; exit 1; fi
+}
+
+build_bench() {
+  bash "$ROOT/scripts/install-deps.sh" --bench >/dev/null
+  bash "$ROOT/scripts/build.sh" >/dev/null
+  mkdir -p "$OUT/bin"
+  for src in "$@"; do
+    cc -O2 -pthread -o "$OUT/bin/$(basename "$src" .c)" "$BENCH_DIR/$src"
+  done
+}
+
+TOOL_PID=
+# start_tool LOGFILE READY_REGEX CMD...: start CMD in the background, wait until LOGFILE
+# matches READY_REGEX (the tool has attached).
+start_tool() {
+  local log=$1 ready=$2; shift 2
+  "$@" >"$log.out" 2>"$log" &
+  TOOL_PID=$!
+  for _ in $(seq 1 400); do
+    if grep -qE "$ready" "$log" "$log.out" 2>/dev/null; then sleep 0.2; return 0; fi
+    if ! kill -0 "$TOOL_PID" 2>/dev/null; then echo "bench: tool failed: $*" >&2; cat "$log" >&2; exit 1; fi
+    sleep 0.05
+  done
+  echo "bench: tool not ready after 20 s: $*" >&2; exit 1
+}
+stop_tool() {
+  if [ -n "${TOOL_PID:-}" ]; then
+    kill -INT "$TOOL_PID" 2>/dev/null || true
+    wait "$TOOL_PID" 2>/dev/null || true
+    TOOL_PID=
+  fi
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.6f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+
+# report NAME BASELINE_FILE FILE...: print median seconds and ratio against the baseline
+report_header() { printf '%-44s %12s %8s\n' "configuration" "median s" "ratio"; }
+report_line() {
+  local name=$1 base=$2 file=$3 b m
+  b=$(median <"$base"); m=$(median <"$file")
+  printf '%-44s %12.4f %7.3fx\n' "$name" "$m" "$(echo "$m / $b" | bc -l)"
+}
