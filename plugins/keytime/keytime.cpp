@@ -283,7 +283,12 @@ private:
 		for (uint64_t ip : ips) {
 			if (!ip)
 				break;
-			out.push_back(syms_.name(ip));
+			std::string name = syms_.name(ip);
+			// the frames of the BPF program and its trampoline are ours, not the task's
+			if (out.empty() && (name.rfind("bpf_prog_", 0) == 0 || name.rfind("bpf_trace_run", 0) == 0 ||
+					    name.rfind("__bpf_trace", 0) == 0))
+				continue;
+			out.push_back(std::move(name));
 		}
 		return out;
 	}

@@ -280,3 +280,27 @@ TEST_CASE("keytime: -P targets one running process and nothing else")
 	// flushed on SIGINT: the summary is there
 	CHECK(std::any_of(recs.begin(), recs.end(), [](const json &e) { return e["event"] == "summary"; }));
 }
+
+TEST_CASE("keytime: --stacks symbolizes the kernel stack where the thread went off CPU")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	auto r = t::run({t::procimage_bin(), "-q", "-k", "--cpu", "--stacks", "-o", "jsonl:" + d.file("out.jsonl"), "--",
+			 t::build_dir() + "/procimage-workload", "sleeps", "5", "3"});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	long pid = std::stol(r.out);
+	auto sleeps = select(t::read_jsonl(d.file("out.jsonl")), "offcpu", [&](const json &e) {
+		return e["tid"] == pid && e["reason"] == "sleeping" && e["dur_ns"].get<uint64_t>() >= 3000000ULL;
+	});
+	REQUIRE(sleeps.size() >= 5);
+	for (const auto &s : sleeps) {
+		INFO(s.dump());
+		REQUIRE(s["kstack"].is_array());
+		REQUIRE(!s["kstack"].empty());
+		// starts in the scheduler, not in procimage's own BPF program, and passes through the
+		// nanosleep path the workload took
+		CHECK_THAT(s["kstack"][0].get<std::string>(), Catch::Contains("schedule"));
+		CHECK_THAT(s["kstack"].dump(), Catch::Contains("nanosleep"));
+	}
+}
