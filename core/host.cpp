@@ -378,7 +378,17 @@ result<void> host::start()
 			if (auto r = act_.activate(p->slot, p->target); !r)
 				return r.err().context(p->label());
 			char err[PI_ERRBUF_SIZE] = "";
-			if (p->ops().attach(p->inst, err, sizeof err) != PI_OK)
+			pi_target pt{};
+			pt.size = sizeof pt;
+			pt.kind = p->target.kind == target_spec::kind_t::all   ? PI_TARGET_ALL
+				  : p->target.kind == target_spec::kind_t::tid ? PI_TARGET_TID
+									       : PI_TARGET_TGID;
+			pt.n_ids = static_cast<uint32_t>(p->target.ids.size());
+			pt.ids = p->target.ids.data();
+			pt.idle_cpu = p->target.idle_cpu;
+			pt.include_self = p->target.include_self;
+			pt.follow = p->target.follow;
+			if (p->ops().attach(p->inst, &pt, err, sizeof err) != PI_OK)
 				return runtime_error(p->label() + " failed to attach: " + (err[0] ? err : "no reason given"));
 			p->attached = true;
 			spdlog::info("{} collecting for {}", p->label(), p->target.describe());

@@ -40,7 +40,7 @@ public:
 		io.n_ringbufs = 0;
 		io.lost_map_fd = sdk::lost_map_fd(skel_->obj);
 	}
-	void attach() override
+	void attach(const pi_target &) override
 	{
 		if (links_.empty())
 			links_.attach_all(skel_->obj);

@@ -206,9 +206,10 @@ TEST_CASE("keytime: on/off-CPU intervals agree with the kernel's own switch coun
 	REQUIRE(pid > 0);
 	auto recs = t::read_jsonl(d.file("out.jsonl"));
 	auto sleeps = select(recs, "offcpu", [&](const json &e) {
-		return e["tid"] == pid && e["reason"] == "sleeping" && e["dur_ns"].get<uint64_t>() >= 2000000ULL;
+		return e["tid"] == pid && e["reason"] == "sleeping" && e["dur_ns"].get<uint64_t>() >= 1500000ULL;
 	});
-	// every 2 ms sleep shows up as an off-CPU interval of at least 2 ms
+	// every 2 ms sleep shows up as an off-CPU interval of about 2 ms (the switch-out comes a
+	// little after the timer is armed, so allow 0.5 ms less)
 	CHECK(sleeps.size() >= 50);
 	// and never more voluntary off-CPU intervals than the kernel counted voluntary switches
 	auto voluntary = select(recs, "offcpu", [&](const json &e) {

@@ -36,7 +36,7 @@ namespace {
 int validate(const char *, char *, size_t) { return PI_OK; }
 void *create(const pi_host *, const char *, char *, size_t) { throw std::runtime_error("probe exploded"); }
 int load(void *, pi_probe_io *, char *, size_t) { return PI_OK; }
-int attach(void *, char *, size_t) { return PI_OK; }
+int attach(void *, const pi_target *, char *, size_t) { return PI_OK; }
 int detach(void *, char *, size_t) { return PI_OK; }
 int on_data(void *, uint32_t, const void *, size_t) { return PI_OK; }
 int on_tick(void *, uint64_t, int) { return PI_OK; }

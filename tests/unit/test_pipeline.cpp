@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+
 using namespace procimage::core;
 using nlohmann::json;
 namespace t = procimage::test;
@@ -201,7 +203,25 @@ TEST_CASE("the shorthand flags build the documented pipeline")
 
 TEST_CASE("naming a probe that is not built is a clear error")
 {
-	auto r = t::run({t::procimage_bin(), "-l", "--check"});
+	// the first seed probe this build lacks (or a name no build has)
+	std::string missing = "nosuchprobe", flag = "--nosuchprobe";
+	for (const auto &[name, f] : std::vector<std::pair<std::string, std::string>>{
+		     {"lock", "-l"}, {"resource", "-r"}, {"syscall", "-s"}, {"schedule", "-S"}})
+		if (!std::filesystem::exists(t::build_dir() + "/plugins/probe_" + name + ".so")) {
+			missing = name;
+			flag = f;
+			break;
+		}
+	if (missing == "nosuchprobe") {
+		auto p = parse_pipeline(json::parse(R"({"version": 1, "probes": {"nosuchprobe": {}}})"));
+		REQUIRE(p.ok());
+		host h;
+		auto r = h.prepare(*p, {});
+		REQUIRE_FALSE(r.ok());
+		CHECK_THAT(r.err().msg, Catch::Contains("no probe plugin named \"nosuchprobe\""));
+		return;
+	}
+	auto r = t::run({t::procimage_bin(), flag, "--check"});
 	CHECK(r.status == 2);
-	CHECK_THAT(r.err, Catch::Contains("probes.lock: no probe plugin named \"lock\""));
+	CHECK_THAT(r.err, Catch::Contains("probes." + missing + ": no probe plugin named \"" + missing + "\""));
 }

@@ -136,6 +136,25 @@ struct pi_host {
 	uint32_t flush_ms;
 };
 
+/* What a probe collects for (the same rules for every probe). The BPF side filters with
+ * pi_wanted() from the shared maps; a probe needs this only to attach per-process hooks
+ * (uprobes) or to label its output. */
+enum pi_target_kind {
+	PI_TARGET_ALL = 0,  /* every thread */
+	PI_TARGET_TID = 1,  /* threads, by the kernel's pid */
+	PI_TARGET_TGID = 2, /* processes (thread groups) */
+};
+
+struct pi_target {
+	uint32_t size;
+	uint32_t kind; /* enum pi_target_kind */
+	uint32_t n_ids;
+	int32_t idle_cpu;      /* >= 0 with kind TID and id 0: that CPU's idle task */
+	const uint32_t *ids;   /* n_ids ids, valid during the call */
+	uint32_t include_self; /* procimage's own threads are not excluded */
+	uint32_t follow;       /* processes forked by a target process join the target */
+};
+
 /* Event sources a probe hands to the host's bus after load. */
 #define PI_MAX_RINGBUFS 4
 struct pi_probe_io {
@@ -159,8 +178,10 @@ struct pi_probe_ops {
 			size_t errlen);
 	/* Open and load the BPF object (verifier runs here), reusing the host's shared maps. */
 	int (*load)(void *inst, struct pi_probe_io *io, char *err, size_t errlen);
-	/* Attach the loaded programs / detach them (may be called repeatedly). */
-	int (*attach)(void *inst, char *err, size_t errlen);
+	/* Attach the loaded programs for a target / detach them. The host calls attach when it
+	 * activates the probe and detach + attach when the target changes; the shared maps
+	 * already describe the target when attach is called. */
+	int (*attach)(void *inst, const struct pi_target *target, char *err, size_t errlen);
 	int (*detach)(void *inst, char *err, size_t errlen);
 	/* One ring-buffer record from ringbuf_fds[index]. Decode it and emit records. */
 	int (*on_data)(void *inst, uint32_t index, const void *data, size_t len);

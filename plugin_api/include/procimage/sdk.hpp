@@ -157,7 +157,7 @@ public:
 	explicit probe(const pi_host &host) : host_(host) {}
 	virtual ~probe() = default;
 	virtual void load(pi_probe_io &io) = 0;
-	virtual void attach() = 0;
+	virtual void attach(const pi_target &target) = 0;
 	virtual void detach() = 0;
 	virtual void on_data(uint32_t index, const void *data, size_t len) = 0;
 	virtual void on_tick(uint64_t /*now_boot_ns*/, bool /*final*/) {}
@@ -220,9 +220,9 @@ template <typename P> struct probe_tramp {
 	{
 		return guard(err, len, [&] { static_cast<P *>(inst)->load(*io); });
 	}
-	static int attach(void *inst, char *err, size_t len)
+	static int attach(void *inst, const pi_target *target, char *err, size_t len)
 	{
-		return guard(err, len, [&] { static_cast<P *>(inst)->attach(); });
+		return guard(err, len, [&] { static_cast<P *>(inst)->attach(*target); });
 	}
 	static int detach(void *inst, char *err, size_t len)
 	{

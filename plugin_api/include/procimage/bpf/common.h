@@ -30,14 +30,14 @@ struct pi_control {
 	__u64 generation;   /* bumped on every (re)activation */
 };
 
-enum pi_target_kind {
+enum pi_target_key_kind {
 	PI_TK_TID = 1,  /* one thread, by the kernel's pid */
 	PI_TK_TGID = 2, /* a whole thread group */
 };
 
 struct pi_target_key {
 	__u32 id;
-	__u32 kind; /* enum pi_target_kind */
+	__u32 kind; /* enum pi_target_key_kind */
 };
 
 struct pi_target_val {
