@@ -6,10 +6,11 @@ PKGS=(
   build-essential cmake pkg-config git
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   libboost-dev libboost-program-options-dev libspdlog-dev nlohmann-json3-dev catch2
-  jq strace util-linux
+  libseccomp-dev libcpp-httplib-dev
+  jq strace util-linux bc
 )
 # Peer tools the benchmarks compare against.
-BENCH_PKGS=(libbpf-tools bpftrace bc)
+BENCH_PKGS=(libbpf-tools bpftrace)
 
 want=("${PKGS[@]}")
 if [ "${1:-}" = "--bench" ]; then want+=("${BENCH_PKGS[@]}"); fi

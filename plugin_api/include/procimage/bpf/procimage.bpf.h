@@ -51,6 +51,15 @@ static __always_inline void pi_count_lost(void)
 		*n += 1;
 }
 
+/* Is the probe switched on at all? (System-wide reference figures are collected only while
+ * the probe is active; check this first on hot paths.) */
+static __always_inline bool pi_active(void)
+{
+	__u32 slot = pi_slot;
+	struct pi_control *c = bpf_map_lookup_elem(&pi_control, &slot);
+	return c && c->mode != PI_MODE_OFF;
+}
+
 /* Is this thread part of the probe's current target? */
 static __always_inline bool pi_wanted(__u32 tgid, __u32 tid)
 {
