@@ -25,9 +25,21 @@ result<void> activation::load(uint32_t self_tgid)
 	int err = core_bpf__load(skel_);
 	if (err)
 		return runtime_error("cannot load the host's BPF object: " + err_text(err));
-	err = core_bpf__attach(skel_);
-	if (err)
-		return runtime_error("cannot attach the host's fork/free tracepoints: " + err_text(err));
+	return {};
+}
+
+result<void> activation::set_following(bool on)
+{
+	if (on == following_)
+		return {};
+	if (on) {
+		int err = core_bpf__attach(skel_);
+		if (err)
+			return runtime_error("cannot attach the host's fork/free tracepoints: " + err_text(err));
+	} else {
+		core_bpf__detach(skel_);
+	}
+	following_ = on;
 	return {};
 }
 

@@ -24,8 +24,11 @@ public:
 	activation &operator=(const activation &) = delete;
 	~activation();
 
-	// Load the host's BPF object and attach its descendant-following programs.
+	// Load the host's BPF object (nothing attached yet).
 	result<void> load(uint32_t self_tgid);
+	// Attach / detach the descendant-following programs (attached while any probe is active,
+	// so an inactive host adds nothing to fork and exit).
+	result<void> set_following(bool on);
 
 	int control_fd() const;
 	int targets_fd() const;
@@ -39,6 +42,7 @@ public:
 private:
 	result<void> clear_slot(uint32_t slot);
 	core_bpf *skel_ = nullptr;
+	bool following_ = false;
 	uint32_t self_tgid_ = 0;
 	uint64_t generation_ = 0;
 };

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <algorithm>
 #include <cstring>
 #include <map>
 
@@ -44,6 +45,10 @@ struct host::probe_inst {
 	std::vector<size_t> sinks;
 	std::vector<std::unique_ptr<ring_source>> sources;
 	bool attached = false;
+	nlohmann::json options = nlohmann::json::object(); // of the current activation
+	uint64_t activated_boot_ns = 0;
+	uint64_t deadline_boot_ns = 0; // 0: no time limit
+	uint64_t records_at_activation = 0;
 	uint64_t kernel_records = 0;
 	uint64_t emitted = 0;
 	uint64_t lost_total = 0;
@@ -111,7 +116,7 @@ host::~host()
 	shutdown();
 	if (rb_)
 		ring_buffer__free(rb_);
-	for (int fd : {epfd_, timerfd_, flushfd_, sigfd_})
+	for (int fd : {epfd_, timerfd_, flushfd_, sigfd_, deadlinefd_})
 		if (fd >= 0)
 			close(fd);
 }
@@ -137,7 +142,22 @@ void host::emit_cb(void *ctx, const pi_record *rec)
 		return;
 	}
 	p->emitted++;
-	p->owner->deliver(p->sinks, *rec);
+	if (rec->probe && p->spec.id == rec->probe) {
+		p->owner->deliver(p->sinks, *rec);
+		return;
+	}
+	// Records carry the instance's id ("keytime/cpu"), whatever the plugin wrote.
+	pi_record named = *rec;
+	named.probe = p->spec.id.c_str();
+	p->owner->deliver(p->sinks, named);
+}
+
+std::vector<size_t> host::all_sinks() const
+{
+	std::vector<size_t> all;
+	for (size_t i = 0; i < sinks_.size(); i++)
+		all.push_back(i);
+	return all;
 }
 
 void host::deliver(const std::vector<size_t> &sinks, const pi_record &rec)
@@ -185,6 +205,7 @@ int host::ringbuf_cb(void *ctx, void *data, size_t size)
 result<void> host::prepare(const pipeline &p, const host_options &opts)
 {
 	pipe_ = p;
+	control_name_ = opts.control_name;
 	dirs_ = opts.plugin_dirs;
 	for (const auto &d : p.plugin_dirs)
 		dirs_.push_back(d);
@@ -249,6 +270,7 @@ result<void> host::start()
 	if (auto r = ensure_mounts(); !r)
 		return r;
 	boot_to_epoch_ = boot_to_epoch_offset_ns();
+	started_epoch_ns_ = boot_now_ns() + boot_to_epoch_;
 	uint32_t self = static_cast<uint32_t>(getpid());
 	if (auto r = act_.load(self); !r)
 		return r;
@@ -373,26 +395,30 @@ result<void> host::start()
 		}
 	}
 
-	if (pipe_.start_active) {
-		for (auto &p : probes_) {
-			if (auto r = act_.activate(p->slot, p->target); !r)
-				return r.err().context(p->label());
-			char err[PI_ERRBUF_SIZE] = "";
-			pi_target pt{};
-			pt.size = sizeof pt;
-			pt.kind = p->target.kind == target_spec::kind_t::all   ? PI_TARGET_ALL
-				  : p->target.kind == target_spec::kind_t::tid ? PI_TARGET_TID
-									       : PI_TARGET_TGID;
-			pt.n_ids = static_cast<uint32_t>(p->target.ids.size());
-			pt.ids = p->target.ids.data();
-			pt.idle_cpu = p->target.idle_cpu;
-			pt.include_self = p->target.include_self;
-			pt.follow = p->target.follow;
-			if (p->ops().attach(p->inst, &pt, err, sizeof err) != PI_OK)
-				return runtime_error(p->label() + " failed to attach: " + (err[0] ? err : "no reason given"));
-			p->attached = true;
-			spdlog::info("{} collecting for {}", p->label(), p->target.describe());
+	deadlinefd_ = timerfd_create(CLOCK_BOOTTIME, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (deadlinefd_ < 0 || add(deadlinefd_, 6) != 0)
+		return runtime_error(std::string("cannot set up the event loop: ") + std::strerror(errno));
+
+	// The control channel: every host but a "-- CMD" one can be driven by procimage-ctl.
+	bool active = pipe_.starts_active();
+	if (pipe_.command.empty()) {
+		auto r = ctl_.listen(control_name_);
+		if (!r) {
+			if (!active)
+				return r.err(); // an inactive host nobody can activate is useless
+			spdlog::warn("{}; this host collects but cannot be controlled", r.err().msg);
+		} else if (add(ctl_.fd(), 5) != 0) {
+			return runtime_error(std::string("cannot set up the control channel: ") + std::strerror(errno));
 		}
+	}
+
+	if (active) {
+		for (auto &p : probes_)
+			if (auto r = activate(*p, p->target, nlohmann::json::object(), 0); !r)
+				return r;
+	} else {
+		for (auto &p : probes_)
+			spdlog::info("{} loaded, inactive: activate it with procimage-ctl -a", p->label());
 	}
 
 	if (!pipe_.command.empty()) {
@@ -423,7 +449,7 @@ void host::flush_sinks()
 }
 
 void host::host_record(const std::vector<size_t> &sinks, const char *event, const std::string &source,
-		       const std::vector<std::pair<const char *, uint64_t>> &values)
+		       const std::vector<std::pair<const char *, uint64_t>> &values, uint64_t boot_ns)
 {
 	std::vector<pi_field> fields;
 	pi_field src{};
@@ -442,7 +468,7 @@ void host::host_record(const std::vector<size_t> &sinks, const char *event, cons
 	r.size = sizeof r;
 	r.probe = "procimage";
 	r.event = event;
-	r.ts_ns = boot_now_ns() + boot_to_epoch_;
+	r.ts_ns = (boot_ns ? boot_ns : boot_now_ns()) + boot_to_epoch_;
 	r.pid = static_cast<uint32_t>(getpid());
 	r.tid = r.pid;
 	r.cpu = -1;
@@ -468,10 +494,7 @@ void host::check_lost()
 		uint64_t now_lost = core - core_lost_;
 		core_lost_ = core;
 		spdlog::warn("the target map is full: {} descendants could not be followed", now_lost);
-		std::vector<size_t> all;
-		for (size_t i = 0; i < sinks_.size(); i++)
-			all.push_back(i);
-		host_record(all, "lost", "targets", {{"lost", now_lost}, {"lost_total", core}});
+		host_record(all_sinks(), "lost", "targets", {{"lost", now_lost}, {"lost_total", core}});
 	}
 }
 
@@ -534,6 +557,18 @@ int host::loop()
 				consumed = true;
 				break;
 			}
+			case 5:
+				serve_control();
+				consumed = true;
+				break;
+			case 6: {
+				uint64_t expirations;
+				while (read(deadlinefd_, &expirations, sizeof expirations) > 0) {
+				}
+				expire_deadlines();
+				consumed = true;
+				break;
+			}
 			case 3: {
 				signalfd_siginfo si{};
 				while (read(sigfd_, &si, sizeof si) == sizeof si) {
@@ -569,25 +604,285 @@ int host::loop()
 
 void host::shutdown()
 {
+	for (auto &p : probes_)
+		if (p->attached)
+			deactivate(*p, "shutdown");
 	for (auto &p : probes_) {
-		if (p->attached) {
-			char err[PI_ERRBUF_SIZE] = "";
-			if (p->ops().detach(p->inst, err, sizeof err) != PI_OK)
-				p->log->warn("{} failed to detach: {}", p->label(), err);
-			p->attached = false;
-			act_.deactivate(p->slot);
+		if (p->inst) {
+			try {
+				p->ops().destroy(p->inst);
+			} catch (...) {
+				p->log->error("{} threw while being destroyed", p->label());
+			}
 		}
-	}
-	for (auto &p : probes_) {
-		if (p->inst)
-			p->ops().destroy(p->inst);
 		p->inst = nullptr;
 	}
 	for (auto &s : sinks_) {
-		if (s->inst)
-			s->plugin->desc->sink->destroy(s->inst);
+		if (s->inst) {
+			try {
+				s->plugin->desc->sink->destroy(s->inst);
+			} catch (...) {
+				spdlog::error("sink '{}' threw while being destroyed", s->spec.id);
+			}
+		}
 		s->inst = nullptr;
 	}
+	update_following();
+}
+
+// ------------------------------------------------------------------------ activation
+
+static pi_target to_pi_target(const target_spec &t, const std::string &options)
+{
+	pi_target pt{};
+	pt.size = sizeof pt;
+	pt.kind = t.kind == target_spec::kind_t::all   ? PI_TARGET_ALL
+		  : t.kind == target_spec::kind_t::tid ? PI_TARGET_TID
+						       : PI_TARGET_TGID;
+	pt.n_ids = static_cast<uint32_t>(t.ids.size());
+	pt.ids = t.ids.data();
+	pt.idle_cpu = t.idle_cpu;
+	pt.include_self = t.include_self;
+	pt.follow = t.follow;
+	pt.options = options.c_str();
+	return pt;
+}
+
+result<void> host::activate(probe_inst &p, const target_spec &t, const nlohmann::json &options,
+			    uint32_t duration_s)
+{
+	if (p.attached)
+		deactivate(p, "retarget");
+	// Shared map first (so the programs see the target from their first event), then links.
+	if (auto r = act_.activate(p.slot, t); !r)
+		return r.err().context(p.label());
+	std::string opts = options.dump();
+	pi_target pt = to_pi_target(t, opts);
+	char err[PI_ERRBUF_SIZE] = "";
+	uint64_t on_ns = boot_now_ns(); // collection can start with the first link attached
+	int rc;
+	try {
+		rc = p.ops().attach(p.inst, &pt, err, sizeof err);
+	} catch (...) {
+		rc = PI_ERR;
+		snprintf(err, sizeof err, "attach threw an exception");
+	}
+	if (rc != PI_OK) {
+		act_.deactivate(p.slot);
+		return runtime_error(p.label() + " failed to attach: " + (err[0] ? err : "no reason given"));
+	}
+	p.attached = true;
+	p.target = t;
+	p.options = options;
+	p.activated_boot_ns = on_ns;
+	p.deadline_boot_ns = duration_s ? p.activated_boot_ns + duration_s * 1000000000ULL : 0;
+	p.records_at_activation = p.kernel_records;
+	update_following();
+	arm_deadline();
+	std::string what = t.describe() + (options.empty() ? "" : " with " + opts) +
+			   (duration_s ? " for " + std::to_string(duration_s) + " s" : "");
+	spdlog::info("{} collecting for {}", p.label(), what);
+	host_record(p.sinks, "activated", p.spec.id, {{"duration_s", duration_s}}, on_ns);
+	return {};
+}
+
+void host::deactivate(probe_inst &p, const char *why)
+{
+	if (!p.attached)
+		return;
+	// Off in the shared map first: collection stops at this instant, whatever detaching
+	// the links costs afterwards.
+	act_.deactivate(p.slot);
+	uint64_t off_ns = boot_now_ns();
+	// The partial interval and the queued records still belong to this activation.
+	drain();
+	if (p.ops().on_tick) {
+		try {
+			p.ops().on_tick(p.inst, off_ns, 0);
+		} catch (...) {
+		}
+	}
+	char err[PI_ERRBUF_SIZE] = "";
+	int rc;
+	try {
+		rc = p.ops().detach(p.inst, err, sizeof err);
+	} catch (...) {
+		rc = PI_ERR;
+		snprintf(err, sizeof err, "detach threw an exception");
+	}
+	if (rc != PI_OK)
+		p.log->warn("{} failed to detach: {}", p.label(), err);
+	p.attached = false;
+	p.deadline_boot_ns = 0;
+	drain();
+	spdlog::info("{} deactivated ({})", p.label(), why);
+	host_record(p.sinks, "deactivated", p.spec.id, {{"records", p.kernel_records - p.records_at_activation}},
+		    off_ns);
+	update_following();
+}
+
+void host::update_following()
+{
+	bool any = false;
+	for (auto &p : probes_)
+		any |= p->attached;
+	if (auto r = act_.set_following(any); !r)
+		spdlog::warn("{}", r.err().msg);
+}
+
+void host::arm_deadline()
+{
+	uint64_t next = 0;
+	for (auto &p : probes_)
+		if (p->attached && p->deadline_boot_ns && (!next || p->deadline_boot_ns < next))
+			next = p->deadline_boot_ns;
+	itimerspec its{};
+	if (next) {
+		its.it_value.tv_sec = static_cast<time_t>(next / 1000000000ULL);
+		its.it_value.tv_nsec = static_cast<long>(next % 1000000000ULL);
+	}
+	timerfd_settime(deadlinefd_, TFD_TIMER_ABSTIME, &its, nullptr);
+}
+
+void host::expire_deadlines()
+{
+	uint64_t now = boot_now_ns();
+	for (auto &p : probes_)
+		if (p->attached && p->deadline_boot_ns && p->deadline_boot_ns <= now)
+			deactivate(*p, "time limit reached");
+	arm_deadline();
+}
+
+// ------------------------------------------------------------------------ control channel
+
+void host::serve_control()
+{
+	auto req = ctl_.accept_request();
+	if (!req) {
+		spdlog::warn("control: {}", req.err().msg);
+		return;
+	}
+	nlohmann::json reply;
+	try {
+		reply = handle_control(req->body);
+	} catch (const std::exception &e) {
+		reply = {{"ok", false}, {"error", std::string("malformed request: ") + e.what()}};
+	}
+	reply["host_pid"] = getpid();
+	control_server::reply(req->conn, reply);
+	if (reply.value("ok", false) && req->body.value("cmd", "") == "finish")
+		stopping_ = true;
+}
+
+nlohmann::json host::status_json() const
+{
+	nlohmann::json probes = nlohmann::json::array();
+	uint64_t now = boot_now_ns();
+	for (const auto &p : probes_) {
+		nlohmann::json j = {{"name", p->spec.id},
+				    {"plugin", p->plugin->name()},
+				    {"version", p->plugin->version()},
+				    {"loaded", true},
+				    {"active", p->attached},
+				    {"records_total", p->kernel_records},
+				    {"lost_total", p->lost_total},
+				    {"errors", p->errors}};
+		if (p->attached) {
+			j["target"] = p->target.to_json();
+			j["target_text"] = p->target.describe();
+			j["options"] = p->options;
+			j["active_for_s"] = (now - p->activated_boot_ns) / 1e9;
+			j["records_since_activation"] = p->kernel_records - p->records_at_activation;
+			if (p->deadline_boot_ns)
+				j["remaining_s"] = p->deadline_boot_ns > now ? (p->deadline_boot_ns - now) / 1e9 : 0.0;
+		}
+		probes.push_back(j);
+	}
+	nlohmann::json sinks = nlohmann::json::array();
+	for (const auto &s : sinks_)
+		sinks.push_back({{"name", s->spec.id}, {"plugin", s->plugin->name()}, {"records", s->records},
+				 {"failed", s->failed}});
+	return {{"host_pid", getpid()},
+		{"channel", control_name_},
+		{"started_ns", started_epoch_ns_},
+		{"probes", probes},
+		{"sinks", sinks}};
+}
+
+nlohmann::json host::handle_control(const nlohmann::json &req)
+{
+	auto fail = [](const std::string &msg) { return nlohmann::json{{"ok", false}, {"error", msg}}; };
+	std::string cmd = req.value("cmd", "");
+	if (cmd == "ping")
+		return {{"ok", true}};
+	if (cmd == "status")
+		return {{"ok", true}, {"status", status_json()}};
+	if (cmd == "finish")
+		return {{"ok", true}, {"changed", {"host finishing: sinks flushed, probes detached"}}};
+	if (cmd != "activate" && cmd != "deactivate")
+		return fail("unknown command \"" + cmd + "\" (expected activate, deactivate, finish, status)");
+
+	// Which probes: the named ones (each must be loaded), or every loaded probe.
+	std::vector<probe_inst *> chosen;
+	nlohmann::json images = req.value("images", nlohmann::json::array());
+	if (!images.is_array())
+		return fail("images: expected an array of probe names");
+	for (const auto &n : images) {
+		if (!n.is_string())
+			return fail("images: expected an array of probe names");
+		probe_inst *found = nullptr;
+		for (auto &p : probes_)
+			if (p->spec.id == n.get<std::string>() || p->plugin->name() == n.get<std::string>())
+				found = p.get();
+		if (!found) {
+			std::string loaded;
+			for (auto &p : probes_)
+				loaded += (loaded.empty() ? "" : ", ") + p->spec.id;
+			return fail("the " + n.get<std::string>() + " probe is not loaded by this host (loaded: " +
+				    loaded + "); start the host with it, e.g. procimage -a");
+		}
+		if (std::find(chosen.begin(), chosen.end(), found) == chosen.end())
+			chosen.push_back(found);
+	}
+	if (chosen.empty())
+		for (auto &p : probes_)
+			chosen.push_back(p.get());
+
+	nlohmann::json changed = nlohmann::json::array();
+	if (cmd == "deactivate") {
+		for (auto *p : chosen) {
+			if (!p->attached) {
+				changed.push_back(p->spec.id + " was not active");
+				continue;
+			}
+			deactivate(*p, "procimage-ctl -d");
+			changed.push_back(p->spec.id + " deactivated");
+		}
+		return {{"ok", true}, {"changed", changed}};
+	}
+
+	// activate: check everything before changing anything
+	auto t = parse_target(req.value("target", nlohmann::json{{"all", true}}), "target");
+	if (!t)
+		return fail(t.err().msg);
+	if (auto r = check_target_exists(*t); !r)
+		return fail(r.err().msg);
+	int64_t duration = req.value("time_s", 0);
+	if (duration < 0 || duration > 7 * 24 * 3600)
+		return fail("time: expected 0..604800 seconds, got " + std::to_string(duration));
+	nlohmann::json options = req.value("options", nlohmann::json::object());
+	if (!options.is_object())
+		return fail("options: expected an object keyed by probe name");
+	for (auto *p : chosen) {
+		auto r = activate(*p, *t, options.value(p->plugin->name(), nlohmann::json::object()),
+				  static_cast<uint32_t>(duration));
+		if (!r)
+			return fail(r.err().msg);
+		changed.push_back(p->spec.id + " active for " + t->describe() +
+				  (duration ? " for " + std::to_string(duration) + " s" : ""));
+	}
+	flush_sinks();
+	return {{"ok", true}, {"changed", changed}};
 }
 
 int host::run(const pipeline &p, const host_options &opts)
@@ -602,6 +897,12 @@ int host::run(const pipeline &p, const host_options &opts)
 		spdlog::error("{}", r.err().msg);
 		return r.err().code;
 	}
+	if (pipe_.starts_active() && pipe_.command.empty())
+		for (const auto &pr : probes_)
+			if (auto r = check_target_exists(pr->target); !r) {
+				spdlog::error("{}: {}", pr->spec.json_path + ".target", r.err().msg);
+				return r.err().code;
+			}
 	if (auto r = start(); !r) {
 		spdlog::error("{}", r.err().msg);
 		drain();
@@ -610,19 +911,12 @@ int host::run(const pipeline &p, const host_options &opts)
 	}
 	int rc = loop();
 	// Detach first so nothing new arrives, then deliver what is queued.
-	for (auto &pr : probes_) {
-		if (pr->attached) {
-			char err[PI_ERRBUF_SIZE] = "";
-			pr->ops().detach(pr->inst, err, sizeof err);
-			pr->attached = false;
-			act_.deactivate(pr->slot);
-		}
-	}
+	for (auto &pr : probes_)
+		if (pr->attached)
+			deactivate(*pr, "finished");
 	drain();
 	tick(true);
-	std::vector<size_t> all;
-	for (size_t i = 0; i < sinks_.size(); i++)
-		all.push_back(i);
+	std::vector<size_t> all = all_sinks();
 	for (auto &pr : probes_) {
 		host_record(all, "summary", pr->spec.id,
 			    {{"records", pr->kernel_records}, {"lost_total", pr->lost_total}, {"errors", pr->errors}});

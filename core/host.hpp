@@ -7,6 +7,7 @@
 #pragma once
 
 #include "activation.hpp"
+#include "control.hpp"
 #include "pipeline.hpp"
 #include "plugin_loader.hpp"
 #include "result.hpp"
@@ -25,6 +26,7 @@ namespace procimage::core {
 struct host_options {
 	std::vector<std::string> plugin_dirs; // searched before the pipeline's and the defaults
 	bool check_only = false;              // validate the pipeline and plugins, load nothing
+	std::string control_name = "default"; // control channel for procimage-ctl
 };
 
 class host {
@@ -52,8 +54,22 @@ private:
 	void check_lost();
 	void flush_sinks();
 	void host_record(const std::vector<size_t> &sinks, const char *event, const std::string &source,
-			 const std::vector<std::pair<const char *, uint64_t>> &values);
+			 const std::vector<std::pair<const char *, uint64_t>> &values, uint64_t boot_ns = 0);
 	void deliver(const std::vector<size_t> &sinks, const pi_record &rec);
+	std::vector<size_t> all_sinks() const;
+
+	// Activation (the shared map, then the probe's links) and its undoing.
+	result<void> activate(probe_inst &p, const target_spec &t, const nlohmann::json &options,
+			      uint32_t duration_s);
+	void deactivate(probe_inst &p, const char *why);
+	void update_following();
+	void arm_deadline();
+	void expire_deadlines();
+
+	// The control channel.
+	void serve_control();
+	nlohmann::json handle_control(const nlohmann::json &req);
+	nlohmann::json status_json() const;
 
 	static void emit_cb(void *ctx, const pi_record *rec);
 	static void log_cb(void *ctx, int level, const char *msg);
@@ -66,7 +82,10 @@ private:
 	activation act_;
 	held_command cmd_;
 	ring_buffer *rb_ = nullptr;
-	int epfd_ = -1, timerfd_ = -1, flushfd_ = -1, sigfd_ = -1;
+	int epfd_ = -1, timerfd_ = -1, flushfd_ = -1, sigfd_ = -1, deadlinefd_ = -1;
+	control_server ctl_;
+	std::string control_name_ = "default";
+	uint64_t started_epoch_ns_ = 0;
 	uint64_t boot_to_epoch_ = 0;
 	uint64_t core_lost_ = 0;
 	bool stopping_ = false;

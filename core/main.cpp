@@ -122,7 +122,9 @@ int main(int argc, char **argv)
 		("output,o", po::value<std::vector<std::string>>(),
 		 "sink, repeatable: stdout, jsonl[:PATH], csv:DIR, or any sink plugin name (default stdout)")
 		("interval", po::value<uint32_t>(), "periodic reporting interval in ms (default 1000)")
-		("inactive", "load and verify the probes, collect nothing until activated")
+		("start", po::value<std::string>(), "active|inactive: collect at once, or load and verify the probes and wait for "
+		 "procimage-ctl -a (default: active when a target is given, inactive otherwise; -a alone waits)")
+		("name,n", po::value<std::string>()->default_value("default"), "name of the control channel (several hosts)")
 		("plugin-dir", po::value<std::vector<std::string>>(), "also look for plugins here (repeatable, searched first)")
 		("list-plugins", "list the probe and sink plugins found, with their versions")
 		("print-pipeline", "print the pipeline the command line builds, as JSON, and exit")
@@ -176,7 +178,7 @@ int main(int argc, char **argv)
 
 	bool shorthand = false;
 	for (const char *k : {"all", "keytime", "lock", "resource", "syscall", "schedule", "pid", "tid", "tgid",
-			      "cpuid", "myproc", "cpu", "stacks", "output", "interval", "inactive"})
+			      "cpuid", "myproc", "cpu", "stacks", "output", "interval", "start"})
 		shorthand |= vm.count(k) > 0;
 
 	pipeline p;
@@ -261,6 +263,10 @@ int main(int argc, char **argv)
 			c.json_path = "sinks.stdout";
 			p.sinks.push_back(c);
 		}
+		// "-k" and friends collect for every thread at once (no target = all threads); "-a"
+		// alone pre-attaches: load everything and wait for procimage-ctl.
+		if (!vm.count("all"))
+			p.target_given = true;
 		wire w;
 		for (auto &c : p.probes)
 			w.probes.push_back(c.id);
@@ -299,6 +305,7 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 		p.target = *ts;
+		p.target_given = true;
 	}
 	if (vm.count("interval")) {
 		uint32_t ms = vm["interval"].as<uint32_t>();
@@ -308,8 +315,15 @@ int main(int argc, char **argv)
 		}
 		p.interval_ms = ms;
 	}
-	if (vm.count("inactive"))
-		p.start_active = false;
+	if (vm.count("start")) {
+		std::string s = vm["start"].as<std::string>();
+		if (s != "active" && s != "inactive") {
+			std::fprintf(stderr, "procimage: --start: expected active or inactive, got %s\n", s.c_str());
+			return EXIT_USAGE;
+		}
+		p.start = s == "active";
+	}
+	opts.control_name = vm["name"].as<std::string>();
 	if (!command.empty())
 		p.command = command;
 

@@ -238,12 +238,13 @@ result<pipeline> parse_pipeline(const json &doc, const std::string &base_dir)
 		if (!t)
 			return t.err();
 		p.target = *t;
+		p.target_given = true;
 	}
 	if (doc.contains("start")) {
 		const json &s = doc["start"];
 		if (!s.is_string() || (s != "active" && s != "inactive"))
 			return at("start", "expected \"active\" or \"inactive\"");
-		p.start_active = s == "active";
+		p.start = s == "active";
 	}
 	if (doc.contains("interval_ms")) {
 		const json &v = doc["interval_ms"];
@@ -369,8 +370,10 @@ json pipeline::to_json() const
 	j["version"] = version;
 	if (!plugin_dirs.empty())
 		j["plugin_dirs"] = plugin_dirs;
-	j["target"] = target.to_json();
-	j["start"] = start_active ? "active" : "inactive";
+	if (target_given)
+		j["target"] = target.to_json();
+	if (start)
+		j["start"] = *start ? "active" : "inactive";
 	j["interval_ms"] = interval_ms;
 	j["flush_ms"] = flush_ms;
 	j["wakeup_bytes"] = wakeup_bytes;
@@ -394,6 +397,18 @@ json pipeline::to_json() const
 	if (!command.empty())
 		j["command"] = command;
 	return j;
+}
+
+bool pipeline::starts_active() const
+{
+	if (start)
+		return *start;
+	if (target_given || !command.empty())
+		return true;
+	for (const auto &c : probes)
+		if (c.target)
+			return true;
+	return false;
 }
 
 std::vector<size_t> pipeline::sinks_of(const std::string &probe_id) const

@@ -45,8 +45,10 @@ struct wire {
 struct pipeline {
 	int version = PIPELINE_VERSION;
 	std::vector<std::string> plugin_dirs;
-	target_spec target;
-	bool start_active = true;
+	target_spec target;               // all threads unless given
+	bool target_given = false;        // "target" present (or a flag / command set one)
+	std::optional<bool> start;        // "start": true = active; absent = active iff a target is given
+	bool starts_active() const;
 	uint32_t interval_ms = 1000;
 	uint32_t flush_ms = 100;          // ring buffers drained and sinks flushed at least this often
 	uint32_t wakeup_bytes = 65536;    // pending bytes at which a probe wakes the host earlier

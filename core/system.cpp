@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "system.hpp"
 
+#include "pipeline.hpp"
+
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -63,6 +65,39 @@ result<void> check_privileges()
 		     "probes; this process lacks " +
 			     missing + " (run it with sudo, or: setcap cap_bpf,cap_perfmon+ep procimage)",
 		     EXIT_PRIVILEGE};
+}
+
+static long status_tgid(uint32_t id)
+{
+	std::ifstream in("/proc/" + std::to_string(id) + "/status");
+	std::string line;
+	while (std::getline(in, line))
+		if (line.rfind("Tgid:", 0) == 0)
+			return std::stol(line.substr(5));
+	return -1;
+}
+
+result<void> check_target_exists(const target_spec &t)
+{
+	if (t.idle_cpu >= 0) {
+		long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+		if (t.idle_cpu >= ncpu)
+			return usage_error("cpu " + std::to_string(t.idle_cpu) + " does not exist (this machine has " +
+					   std::to_string(ncpu) + " CPUs: 0.." + std::to_string(ncpu - 1) + ")");
+	}
+	for (uint32_t id : t.ids) {
+		if (id == 0)
+			continue; // the idle task, checked above
+		long tgid = status_tgid(id);
+		if (tgid < 0)
+			return usage_error(std::string(t.kind == target_spec::kind_t::tid ? "thread " : "process ") +
+					   std::to_string(id) + " does not exist");
+		if (t.kind == target_spec::kind_t::tgid && tgid != static_cast<long>(id))
+			return usage_error(std::to_string(id) + " is a thread of process " + std::to_string(tgid) +
+					   ", not a process: target it with -p " + std::to_string(id) + " or -P " +
+					   std::to_string(tgid));
+	}
+	return {};
 }
 
 result<void> ensure_mounts()

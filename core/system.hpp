@@ -17,6 +17,11 @@ namespace procimage::core {
 // Root, or CAP_BPF + CAP_PERFMON (CAP_SYS_ADMIN also accepted). Fails with EXIT_PRIVILEGE.
 result<void> check_privileges();
 
+struct target_spec;
+// The target's threads / processes exist now (a thread id must be a live thread, a process
+// id a thread-group leader; CPU numbers must exist).
+result<void> check_target_exists(const target_spec &t);
+
 // Mount bpffs at /sys/fs/bpf and tracefs at /sys/kernel/tracing when they are missing.
 result<void> ensure_mounts();
 

@@ -131,7 +131,8 @@ public:
 		bpf_map__set_max_entries(skel_->maps.kt_events, cfg_.ringbuf_kb * 1024);
 		if (cfg_.stacks)
 			bpf_map__set_max_entries(skel_->maps.kt_stacks, 16384);
-		bpf_program__set_autoload(skel_->progs.kt_switch, cfg_.cpu);
+		// kt_switch is always loaded (verified once) but attached only when an activation asks
+		// for on/off-CPU intervals: procimage-ctl -k 1 can turn them on without a reload.
 		int err = keytime_bpf__load(skel_);
 		if (err)
 			throw std::runtime_error("cannot load the keytime BPF object: " + sdk::errno_text(err));
@@ -142,10 +143,25 @@ public:
 		io.lost_map_fd = sdk::lost_map_fd(skel_->obj);
 	}
 
-	void attach(const pi_target &) override
+	void attach(const pi_target &target) override
 	{
-		if (links_.empty())
-			links_.attach_all(skel_->obj);
+		bool cpu = cfg_.cpu;
+		if (target.options) {
+			auto opts = nlohmann::json::parse(target.options);
+			if (opts.contains("cpu"))
+				cpu = opts.at("cpu").get<bool>();
+		}
+		if (cfg_.stacks && !cpu)
+			throw std::runtime_error("stacks are configured: activate keytime with on/off-CPU (-k 1)");
+		links_.clear();
+		reset();
+		bpf_program *prog;
+		bpf_object__for_each_program(prog, skel_->obj)
+		{
+			if (prog == skel_->progs.kt_switch && !cpu)
+				continue;
+			links_.attach(prog);
+		}
 	}
 
 	void detach() override { links_.clear(); }
@@ -298,6 +314,23 @@ private:
 	sdk::links links_;
 	kallsyms syms_;
 	std::unordered_map<uint32_t, uint32_t> births_; // child tid -> kt_clone_kind
+
+	// A new activation starts clean: no half-open interval, exec or vfork from before.
+	void reset()
+	{
+		births_.clear();
+		clear_map(bpf_map__fd(skel_->maps.kt_cpustate), sizeof(uint32_t));
+		clear_map(bpf_map__fd(skel_->maps.kt_exec_inflight), sizeof(uint32_t));
+		clear_map(bpf_map__fd(skel_->maps.kt_vforks), sizeof(uint32_t));
+	}
+
+	static void clear_map(int fd, size_t key_size)
+	{
+		std::vector<char> next(key_size);
+		while (bpf_map_get_next_key(fd, nullptr, next.data()) == 0)
+			if (bpf_map_delete_elem(fd, next.data()) != 0)
+				break;
+	}
 };
 
 } // namespace procimage::keytime

@@ -44,8 +44,25 @@ TEST_CASE("a minimal pipeline gets a stdout sink and wires every probe to every 
 	CHECK(p->sinks[0].id == "stdout");
 	CHECK(p->sinks_of("keytime") == std::vector<size_t>{0});
 	CHECK(p->target.kind == target_spec::kind_t::all);
-	CHECK(p->start_active);
+	CHECK_FALSE(p->target_given);
+	CHECK_FALSE(p->starts_active()); // no target: load and wait for procimage-ctl
 	CHECK(p->interval_ms == 1000);
+}
+
+TEST_CASE("a pipeline starts active when it names a target, unless told otherwise")
+{
+	auto p = parse_pipeline(json::parse(R"({"version": 1, "probes": {"keytime": {}}, "target": {"all": true}})"));
+	REQUIRE(p.ok());
+	CHECK(p->starts_active());
+	p = parse_pipeline(json::parse(R"({"version": 1, "probes": {"keytime": {}}, "target": {"tgid": 1}, "start": "inactive"})"));
+	REQUIRE(p.ok());
+	CHECK_FALSE(p->starts_active());
+	p = parse_pipeline(json::parse(R"({"version": 1, "probes": {"keytime": {}}, "start": "active"})"));
+	REQUIRE(p.ok());
+	CHECK(p->starts_active());
+	p = parse_pipeline(json::parse(R"({"version": 1, "probes": {"keytime": {}}, "command": ["true"]})"));
+	REQUIRE(p.ok());
+	CHECK(p->starts_active());
 }
 
 TEST_CASE("component ids name their plugin, OpenTelemetry style")

@@ -153,6 +153,10 @@ struct pi_target {
 	const uint32_t *ids;   /* n_ids ids, valid during the call */
 	uint32_t include_self; /* procimage's own threads are not excluded */
 	uint32_t follow;       /* processes forked by a target process join the target */
+	/* Activation options for this probe as a JSON object ("{}" when none), e.g. keytime's
+	 * {"cpu": true} from procimage-ctl -k 1. They override the probe's configuration for this
+	 * activation only. Valid during the call. */
+	const char *options;
 };
 
 /* Event sources a probe hands to the host's bus after load. */

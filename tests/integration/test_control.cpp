@@ -1,0 +1,335 @@
+// SPDX-License-Identifier: Apache-2.0
+// Pre-attach now, activate later: procimage -a waits inactive; procimage-ctl activates,
+// retargets, limits, deactivates, inspects and finishes it.
+#include "support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <csignal>
+#include <fstream>
+#include <thread>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+using nlohmann::json;
+namespace t = procimage::test;
+
+namespace {
+
+std::string ctl_bin() { return t::build_dir() + "/procimage-ctl"; }
+
+// A shell that runs /bin/true once per line written to its FIFO, and exits 0 at EOF.
+struct fifo_worker {
+	pid_t pid = -1;
+	int fd = -1;
+
+	explicit fifo_worker(const std::string &fifo)
+	{
+		mkfifo(fifo.c_str(), 0600);
+		pid = fork();
+		if (pid == 0) {
+			execl("/bin/sh", "sh", "-c", ("while read x; do /bin/true; done < " + fifo).c_str(), (char *)nullptr);
+			_exit(127);
+		}
+		fd = open(fifo.c_str(), O_WRONLY); // blocks until the shell opens it
+	}
+	void poke(int n = 1)
+	{
+		for (int i = 0; i < n; i++) {
+			REQUIRE(write(fd, "x\n", 2) == 2);
+			std::this_thread::sleep_for(std::chrono::milliseconds(20));
+		}
+	}
+	~fifo_worker()
+	{
+		if (fd >= 0)
+			close(fd);
+		int st;
+		if (pid > 0)
+			waitpid(pid, &st, 0);
+	}
+};
+
+// procimage -a in the background, its stderr in a file.
+struct bg_host {
+	pid_t pid = -1;
+	std::string err;
+
+	bg_host(const t::temp_dir &d, const std::vector<std::string> &args)
+	{
+		err = d.file("host.err");
+		pid = fork();
+		if (pid == 0) {
+			int fd = open(err.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+			dup2(fd, 2);
+			std::vector<char *> argv;
+			std::string bin = t::procimage_bin();
+			argv.push_back(const_cast<char *>(bin.c_str()));
+			for (auto &a : args)
+				argv.push_back(const_cast<char *>(a.c_str()));
+			argv.push_back(nullptr);
+			execv(argv[0], argv.data());
+			_exit(127);
+		}
+	}
+	bool wait_log(const std::string &needle, int ms = 10000)
+	{
+		for (int i = 0; i < ms / 25; i++) {
+			if (t::read_file(err).find(needle) != std::string::npos)
+				return true;
+			std::this_thread::sleep_for(std::chrono::milliseconds(25));
+		}
+		return false;
+	}
+	int wait_exit()
+	{
+		int st = 0;
+		waitpid(pid, &st, 0);
+		pid = -1;
+		return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	}
+	~bg_host()
+	{
+		if (pid > 0) {
+			kill(pid, SIGKILL);
+			wait_exit();
+		}
+	}
+};
+
+std::vector<json> keytime_of(const std::vector<json> &recs, long pid)
+{
+	std::vector<json> out;
+	for (const auto &r : recs)
+		if (r["probe"] == "keytime" && r["pid"] == pid)
+			out.push_back(r);
+	return out;
+}
+
+// The name of a control channel nobody else uses.
+std::string channel(const char *what) { return std::string("test-") + what + "-" + std::to_string(getpid()); }
+
+} // namespace
+
+TEST_CASE("control: inactive until activated, then only the target, retarget, deactivate, finish")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	const std::string ch = channel("cycle");
+	bg_host host(d, {"-a", "--name", ch, "-o", "jsonl:" + d.file("out.jsonl")});
+	REQUIRE(host.wait_log("inactive: activate it with procimage-ctl -a"));
+	fifo_worker a(d.file("a")), b(d.file("b"));
+
+	// inactive: nothing is collected (and the probes are not attached)
+	a.poke(2);
+	b.poke(2);
+	auto st = t::run({ctl_bin(), "--name", ch, "--status", "--json"});
+	REQUIRE(st.status == 0);
+	auto status = json::parse(st.out);
+	for (const auto &p : status["probes"]) {
+		CHECK(p["active"] == false);
+		CHECK(p["records_total"] == 0);
+	}
+
+	// activate keytime for a only
+	auto r = t::run({ctl_bin(), "--name", ch, "-a", "-k", "0", "-P", std::to_string(a.pid)});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	CHECK_THAT(r.out, Catch::Contains("keytime active for process " + std::to_string(a.pid)));
+	a.poke(3);
+	b.poke(3);
+	st = t::run({ctl_bin(), "--name", ch, "--status", "--json"});
+	status = json::parse(st.out);
+	REQUIRE(status["probes"][0]["active"] == true);
+	CHECK(status["probes"][0]["target"] == json{{"tgid", a.pid}});
+	CHECK(status["probes"][0]["records_since_activation"].get<uint64_t>() >= 3);
+
+	// retarget to b: from now on only b
+	r = t::run({ctl_bin(), "--name", ch, "-a", "-k", "0", "-P", std::to_string(b.pid)});
+	REQUIRE(r.status == 0);
+	b.poke(2);
+	a.poke(2);
+	r = t::run({ctl_bin(), "--name", ch, "-d"});
+	REQUIRE(r.status == 0);
+	CHECK_THAT(r.out, Catch::Contains("keytime deactivated"));
+	a.poke(2);
+	b.poke(2);
+
+	// finish: the host flushes, detaches and exits 0; the channel is gone
+	r = t::run({ctl_bin(), "--name", ch, "-f"});
+	REQUIRE(r.status == 0);
+	CHECK(host.wait_exit() == 0);
+	r = t::run({ctl_bin(), "--name", ch, "--status"});
+	CHECK(r.status == 1);
+	CHECK_THAT(r.err, Catch::Contains("no procimage host is running"));
+
+	auto recs = t::read_jsonl(d.file("out.jsonl"));
+	// the host's own activation records frame the windows
+	std::vector<uint64_t> act, deact;
+	for (const auto &rec : recs) {
+		if (rec["probe"] == "procimage" && rec["event"] == "activated")
+			act.push_back(rec["ts_ns"]);
+		if (rec["probe"] == "procimage" && rec["event"] == "deactivated")
+			deact.push_back(rec["ts_ns"]);
+	}
+	REQUIRE(act.size() == 2);
+	REQUIRE(deact.size() == 2); // the retarget closes the first window
+	// a: exactly the 3 pokes of the first window (fork + exit of each /bin/true child is the
+	// shell's fork; the child's own records belong to other processes, not followed)
+	auto ra = keytime_of(recs, a.pid);
+	size_t a_forks = std::count_if(ra.begin(), ra.end(), [](const json &e) { return e["event"] == "fork" || e["event"] == "vfork"; });
+	CHECK(a_forks == 3);
+	for (const auto &e : ra) {
+		CHECK(e["ts_ns"].get<uint64_t>() >= act[0]);
+		CHECK(e["ts_ns"].get<uint64_t>() <= act[1]);
+	}
+	auto rb = keytime_of(recs, b.pid);
+	size_t b_forks = std::count_if(rb.begin(), rb.end(), [](const json &e) { return e["event"] == "fork" || e["event"] == "vfork"; });
+	CHECK(b_forks == 2);
+	for (const auto &e : rb) {
+		CHECK(e["ts_ns"].get<uint64_t>() >= act[1]);
+		CHECK(e["ts_ns"].get<uint64_t>() <= deact[1]);
+	}
+	// nothing from anyone else
+	for (const auto &rec : recs)
+		if (rec["probe"] == "keytime")
+			CHECK((rec["pid"] == a.pid || rec["pid"] == b.pid));
+}
+
+TEST_CASE("control: -t 1 activates for about a second, then records stop")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	const std::string ch = channel("time");
+	bg_host host(d, {"-a", "--name", ch, "-o", "jsonl:" + d.file("out.jsonl")});
+	REQUIRE(host.wait_log("inactive"));
+	// a shell running /bin/true every 20 ms for about 3 s
+	pid_t w = fork();
+	if (w == 0) {
+		execl("/bin/sh", "sh", "-c", "i=0; while [ $i -lt 150 ]; do /bin/true; sleep 0.02; i=$((i+1)); done",
+		      (char *)nullptr);
+		_exit(127);
+	}
+	auto r = t::run({ctl_bin(), "--name", ch, "-a", "-P", std::to_string(w), "-t", "1"});
+	REQUIRE(r.status == 0);
+	CHECK_THAT(r.out, Catch::Contains("for 1 s"));
+	int st;
+	waitpid(w, &st, 0);
+	REQUIRE(t::run({ctl_bin(), "--name", ch, "-f"}).status == 0);
+	CHECK(host.wait_exit() == 0);
+
+	auto recs = t::read_jsonl(d.file("out.jsonl"));
+	uint64_t on = 0, off = 0;
+	for (const auto &rec : recs) {
+		if (rec["event"] == "activated")
+			on = rec["ts_ns"];
+		if (rec["event"] == "deactivated")
+			off = rec["ts_ns"];
+	}
+	REQUIRE(on);
+	REQUIRE(off);
+	// the timer fires after 1 s (allow 0.3 s for a loaded machine)
+	CHECK(off - on >= 1000000000ULL);
+	CHECK(off - on < 1300000000ULL);
+	auto rw = keytime_of(recs, w);
+	CHECK(rw.size() >= 20); // ~45 forks in that second
+	for (const auto &e : rw) {
+		CHECK(e["ts_ns"].get<uint64_t>() >= on);
+		CHECK(e["ts_ns"].get<uint64_t>() <= off);
+	}
+}
+
+TEST_CASE("control: errors are clear, exit non-zero, and leave the host as it was")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	const std::string ch = channel("errors");
+
+	// no host running
+	auto r = t::run({ctl_bin(), "--name", ch, "-a"});
+	CHECK(r.status == 1);
+	CHECK_THAT(r.err, Catch::Contains("no procimage host is running with --name " + ch));
+
+	bg_host host(d, {"-a", "--name", ch, "-o", "jsonl:" + d.file("out.jsonl")});
+	REQUIRE(host.wait_log("inactive"));
+
+	// a second host on the same channel is refused and names the first
+	auto second = t::run({t::procimage_bin(), "-a", "--name", ch, "-o", "jsonl:/dev/null"});
+	CHECK(second.status == 1);
+	CHECK_THAT(second.err, Catch::Contains("another procimage host (pid " + std::to_string(host.pid) +
+					       ") already holds the control channel"));
+
+	// an image the host did not load
+	r = t::run({ctl_bin(), "--name", ch, "-a", "-S"});
+	CHECK(r.status == 1);
+	CHECK_THAT(r.err, Catch::Contains("the schedule probe is not loaded by this host (loaded: keytime)"));
+
+	// a pid that does not exist, a thread given as a process, out-of-range values
+	r = t::run({ctl_bin(), "--name", ch, "-a", "-P", "999999"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("process 999999 does not exist"));
+	r = t::run({ctl_bin(), "--name", ch, "-a", "-p", "999999"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("thread 999999 does not exist"));
+	r = t::run({ctl_bin(), "--name", ch, "-a", "-s", "51"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("-s: expected a batch size of 1..50, got 51"));
+	r = t::run({ctl_bin(), "--name", ch, "-a", "-k", "2"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("-k: expected 0"));
+	r = t::run({ctl_bin(), "--name", ch, "-a", "-p", "0"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("required with \"tid\": 0"));
+	r = t::run({ctl_bin(), "--name", ch, "-a", "-p", "0", "-c", "4096"});
+	CHECK(r.status == 2);
+	r = t::run({ctl_bin(), "--name", ch, "-a", "-p", "0", "-c", "999"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("cpu 999 does not exist"));
+	r = t::run({ctl_bin(), "--name", ch, "-a", "-t", "-1"});
+	CHECK(r.status == 2);
+	r = t::run({ctl_bin(), "--name", ch, "-a", "-d"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("give exactly one of -a, -d, -f, --status"));
+	r = t::run({ctl_bin(), "--name", ch, "-d", "-P", "1"});
+	CHECK(r.status == 2);
+
+	// the host is untouched: still inactive, nothing recorded
+	auto st = t::run({ctl_bin(), "--name", ch, "--status"});
+	CHECK(st.status == 0);
+	CHECK_THAT(st.out, Catch::Contains("keytime"));
+	CHECK_THAT(st.out, Catch::Contains("inactive"));
+
+	// a thread id given as a process: checked by the host as well as the controller
+	r = t::run({ctl_bin(), "--name", ch, "--tid", std::to_string(getpid()), "-a"});
+	CHECK(r.status == 0); // --tid is --pid
+	r = t::run({ctl_bin(), "--name", ch, "-d"});
+	CHECK(r.status == 0);
+
+	// only root or the host's user may control it
+	r = t::run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ctl_bin(), "--name", ch, "--status"});
+	CHECK(r.status == 1);
+	CHECK_THAT(r.err, Catch::Contains("permission denied: only root or uid 0 may control this procimage host"));
+}
+
+TEST_CASE("control: a host killed with SIGKILL leaves nothing that stops the next start")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	const std::string ch = channel("kill");
+	{
+		bg_host first(d, {"-a", "--name", ch, "-o", "jsonl:/dev/null"});
+		REQUIRE(first.wait_log("inactive"));
+		kill(first.pid, SIGKILL);
+		first.wait_exit();
+	}
+	t::temp_dir d2;
+	bg_host second(d2, {"-a", "--name", ch, "-o", "jsonl:/dev/null"});
+	REQUIRE(second.wait_log("inactive"));
+	auto r = t::run({ctl_bin(), "--name", ch, "-f"});
+	CHECK(r.status == 0);
+	CHECK(second.wait_exit() == 0);
+}
