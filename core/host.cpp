@@ -31,6 +31,7 @@ struct host::sink_inst {
 	uint64_t records = 0;
 	uint64_t errors = 0;
 	bool failed = false;
+	std::shared_ptr<spdlog::logger> log;
 };
 
 struct host::probe_inst {
@@ -121,16 +122,24 @@ host::~host()
 			close(fd);
 }
 
-void host::log_cb(void *ctx, int level, const char *msg)
+static void log_to(spdlog::logger &l, int level, const char *msg)
 {
-	auto *p = static_cast<probe_inst *>(ctx);
-	auto &l = *p->log;
 	switch (level) {
 	case PI_LOG_DEBUG: l.debug("{}", msg); break;
 	case PI_LOG_INFO: l.info("{}", msg); break;
 	case PI_LOG_WARN: l.warn("{}", msg); break;
 	default: l.error("{}", msg); break;
 	}
+}
+
+void host::log_cb(void *ctx, int level, const char *msg)
+{
+	log_to(*static_cast<probe_inst *>(ctx)->log, level, msg);
+}
+
+void host::sink_log_cb(void *ctx, int level, const char *msg)
+{
+	log_to(*static_cast<sink_inst *>(ctx)->log, level, msg);
 }
 
 void host::emit_cb(void *ctx, const pi_record *rec)
@@ -280,8 +289,9 @@ result<void> host::start()
 		s->api.size = sizeof(pi_host);
 		s->api.api_major = PI_API_MAJOR;
 		s->api.api_minor = PI_API_MINOR;
-		s->api.ctx = nullptr;
-		s->api.log = nullptr;
+		s->log = named_logger(s->spec.id);
+		s->api.ctx = s.get();
+		s->api.log = sink_log_cb;
 		s->api.boot_to_epoch_ns = boot_to_epoch_;
 		s->api.interval_ms = pipe_.interval_ms;
 		s->api.flush_ms = pipe_.flush_ms;
@@ -290,7 +300,12 @@ result<void> host::start()
 		s->api.control_map_fd = s->api.targets_map_fd = -1;
 		char err[PI_ERRBUF_SIZE] = "";
 		std::string cfg = s->spec.config.dump();
-		s->inst = s->plugin->desc->sink->create(&s->api, cfg.c_str(), err, sizeof err);
+		try {
+			s->inst = s->plugin->desc->sink->create(&s->api, cfg.c_str(), err, sizeof err);
+		} catch (...) {
+			s->inst = nullptr;
+			snprintf(err, sizeof err, "create threw an exception");
+		}
 		if (!s->inst)
 			return runtime_error(s->spec.json_path + ": sink " + s->plugin->name() + " " +
 					     s->plugin->version() + " failed to start: " + (err[0] ? err : "no reason given"));

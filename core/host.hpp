@@ -73,6 +73,7 @@ private:
 
 	static void emit_cb(void *ctx, const pi_record *rec);
 	static void log_cb(void *ctx, int level, const char *msg);
+	static void sink_log_cb(void *ctx, int level, const char *msg);
 	static int ringbuf_cb(void *ctx, void *data, size_t size);
 
 	pipeline pipe_;

@@ -282,7 +282,7 @@ int main(int argc, char **argv)
 		std::fprintf(stderr, "procimage: give only one of -p/--pid/--tid and -P/--tgid\n");
 		return EXIT_USAGE;
 	}
-	if (kinds && !command.empty()) {
+	if (kinds && (!command.empty() || !p.command.empty())) {
 		std::fprintf(stderr, "procimage: -p/-P and \"-- CMD\" both name a target: give one\n");
 		return EXIT_USAGE;
 	}

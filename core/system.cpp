@@ -173,10 +173,11 @@ result<void> held_command::start(const std::vector<std::string> &argv)
 		if (n != 1)
 			_exit(127); // the host gave up before releasing us
 		execvp(args[0], args.data());
-		std::string msg = std::string("procimage: cannot run ") + args[0] + ": " + std::strerror(errno) + "\n";
+		int e = errno;
+		std::string msg = std::string("procimage: cannot run ") + args[0] + ": " + std::strerror(e) + "\n";
 		ssize_t w = write(STDERR_FILENO, msg.data(), msg.size());
 		(void)w;
-		_exit(errno == ENOENT ? 127 : 126);
+		_exit(e == ENOENT ? 127 : 126);
 	}
 	close(fds[0]);
 	pid_ = pid;

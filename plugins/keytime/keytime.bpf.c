@@ -121,7 +121,7 @@ static __always_inline void vfork_release(struct task_struct *child, __u32 tid, 
 	struct vfork_parent *vp = bpf_map_lookup_elem(&kt_vforks, &tid);
 	if (!vp)
 		return;
-	struct kt_vfork_done *e = pi_reserve(&kt_events, sizeof(*e));
+	struct kt_vfork_done *e = pi_active() ? pi_reserve(&kt_events, sizeof(*e)) : NULL;
 	if (e) {
 		e->h.kind = KT_VFORK_DONE;
 		e->h.size = sizeof(*e);
@@ -157,8 +157,12 @@ static __always_inline void read_argv(struct kt_exec *e, const char *const *argv
 		long n = bpf_probe_read_user_str(&e->args[e->args_size], KT_ARG_LEN, p);
 		if (n <= 0)
 			return;
-		if (n == KT_ARG_LEN)
-			e->flags |= KT_EXEC_ARGS_TRUNCATED;
+		if (n == KT_ARG_LEN) {
+			/* exactly KT_ARG_LEN-1 characters is complete; more was cut */
+			char next = 0;
+			if (bpf_probe_read_user(&next, 1, p + KT_ARG_LEN - 1) != 0 || next)
+				e->flags |= KT_EXEC_ARGS_TRUNCATED;
+		}
 		e->args_size += n;
 		e->argc++;
 	}
@@ -185,7 +189,8 @@ static __always_inline int exec_enter(const char *filename, const char *const *a
 	e->args_size = 0;
 	e->pad = 0;
 	e->filename[0] = 0;
-	bpf_probe_read_user_str(e->filename, sizeof(e->filename), filename);
+	if (bpf_probe_read_user_str(e->filename, sizeof(e->filename), filename) < 0)
+		e->flags |= KT_EXEC_UNREADABLE; /* not resident: a successful exec re-reads it */
 	read_argv(e, argv);
 	if (bpf_map_update_elem(&kt_exec_inflight, &tid, e, BPF_ANY) != 0)
 		pi_count_lost();
@@ -210,6 +215,11 @@ static __always_inline int exec_exit(long ret)
 	struct kt_exec *e = bpf_map_lookup_elem(&kt_exec_inflight, &tid);
 	if (!e)
 		return 0;
+	if (!pi_active()) {
+		/* deactivated while the exec ran: it ends outside the window */
+		bpf_map_delete_elem(&kt_exec_inflight, &tid);
+		return 0;
+	}
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
 	char old_comm[PI_COMM_LEN];
 	__builtin_memcpy(old_comm, e->old_comm, sizeof(old_comm));
@@ -237,6 +247,23 @@ int kt_exit_execveat(struct trace_event_raw_sys_exit *ctx)
 	return exec_exit(ctx->ret);
 }
 
+/* argv as the new image got it: NUL-separated at mm->arg_start (the user side splits it and
+ * applies argv_max). */
+static __always_inline void read_mm_args(struct kt_exec *e, struct task_struct *p)
+{
+	unsigned long start = BPF_CORE_READ(p, mm, arg_start);
+	unsigned long end = BPF_CORE_READ(p, mm, arg_end);
+	__u64 len = end > start ? end - start : 0;
+	if (len > KT_ARGS_SIZE) {
+		len = KT_ARGS_SIZE;
+		e->flags |= KT_EXEC_ARGS_TRUNCATED;
+	}
+	if (len && bpf_probe_read_user(e->args, len, (const void *)start) != 0)
+		len = 0;
+	e->args_size = len;
+	e->argc = 0; /* counted by the user side */
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(kt_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -245,6 +272,11 @@ int BPF_PROG(kt_process_exec, struct task_struct *p, pid_t old_pid, struct linux
 	vfork_release(p, old, 1);
 	struct kt_exec *e = bpf_map_lookup_elem(&kt_exec_inflight, &old);
 	if (e) {
+		/* The exec succeeded: take the filename the kernel resolved and the argv the new
+		 * image received (always resident), not what the caller's pages held at entry. */
+		bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
+		e->flags &= ~(__u32)(KT_EXEC_UNREADABLE | KT_EXEC_ARGS_TRUNCATED);
+		read_mm_args(e, p);
 		/* A non-leader thread exec'd and took over the leader's id: the syscall returns
 		 * under the new id. */
 		if (old != tid) {
@@ -268,16 +300,7 @@ int BPF_PROG(kt_process_exec, struct task_struct *p, pid_t old_pid, struct linux
 	r->pad = 0;
 	r->old_comm[0] = 0;
 	bpf_probe_read_kernel_str(r->filename, sizeof(r->filename), BPF_CORE_READ(bprm, filename));
-	unsigned long start = BPF_CORE_READ(p, mm, arg_start);
-	unsigned long end = BPF_CORE_READ(p, mm, arg_end);
-	__u64 len = end > start ? end - start : 0;
-	if (len > KT_ARGS_SIZE) {
-		len = KT_ARGS_SIZE;
-		r->flags |= KT_EXEC_ARGS_TRUNCATED;
-	}
-	if (len && bpf_probe_read_user(r->args, len, (const void *)start) != 0)
-		len = 0;
-	r->args_size = len;
+	read_mm_args(r, p);
 	pi_submit(&kt_events, r);
 	return 0;
 }
@@ -316,6 +339,7 @@ int BPF_PROG(kt_process_exit, struct task_struct *p, bool group_dead)
 #define TS_EXIT_ZOMBIE 0x0020
 #define TS_PARKED 0x0040
 #define TS_DEAD 0x0080
+#define TS_WAKEKILL 0x0100
 #define TS_NOLOAD 0x0400
 
 static __always_inline __u32 offcpu_reason(bool preempt, __u32 state)
@@ -334,6 +358,8 @@ static __always_inline __u32 offcpu_reason(bool preempt, __u32 state)
 		return KT_OFF_PARKED;
 	if ((state & TS_UNINTERRUPTIBLE) && (state & TS_NOLOAD))
 		return KT_OFF_IDLE_WAIT;
+	if ((state & TS_UNINTERRUPTIBLE) && (state & TS_WAKEKILL))
+		return KT_OFF_KILLABLE;
 	if (state & TS_UNINTERRUPTIBLE)
 		return KT_OFF_DISK;
 	if (state & TS_INTERRUPTIBLE)
@@ -374,8 +400,11 @@ int BPF_PROG(kt_switch, bool preempt, struct task_struct *prev, struct task_stru
 				.since_ns = now, .on = 0, .reason = reason, .state = prev_state,
 				.stack_id = -1, .cpu = cpu,
 			};
-			if (kt_stacks_on)
+			if (kt_stacks_on) {
 				ns.stack_id = bpf_get_stackid(ctx, &kt_stacks, 0);
+				if (ns.stack_id < 0 && ns.stack_id != -14 /* EFAULT: no stack */)
+					pi_count_lost(); /* map full or hash collision */
+			}
 			if (bpf_map_update_elem(&kt_cpustate, &ptid, &ns, BPF_ANY) != 0)
 				pi_count_lost();
 		}

@@ -62,6 +62,7 @@ const char *offcpu_reason_name(uint32_t r)
 	case KT_OFF_TRACED: return "traced";
 	case KT_OFF_DEAD: return "dead";
 	case KT_OFF_PARKED: return "parked";
+	case KT_OFF_KILLABLE: return "killable_wait";
 	default: return "other";
 	}
 }
@@ -222,6 +223,7 @@ private:
 		r.str("filename", cstr(e->filename, sizeof(e->filename)))
 			.strv("argv", argv)
 			.boolean("argv_truncated", truncated)
+			.boolean("unreadable", (e->flags & KT_EXEC_UNREADABLE) != 0)
 			.i64("ret", e->ret, PI_FMT_ERRNO)
 			.str("old_comm", cstr(e->old_comm, sizeof(e->old_comm)))
 			.u64("old_tid", e->old_tid);
@@ -253,6 +255,10 @@ private:
 
 	void on_newtask(const kt_newtask &e)
 	{
+		// Births whose exit is never seen (a target thread that exec'd away its id, children
+		// outside a -p target) must not grow without bound.
+		if (births_.size() >= 1u << 16)
+			births_.clear();
 		births_[e.child_tid] = e.clone_kind;
 		auto r = make(clone_kind_name(e.clone_kind), e.h);
 		r.u64("child_pid", e.child_pid)

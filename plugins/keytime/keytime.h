@@ -23,6 +23,7 @@ enum kt_kind {
 enum kt_exec_flags {
 	KT_EXEC_ARGS_TRUNCATED = 1, /* more arguments than kept, or one was cut */
 	KT_EXEC_FROM_MM = 2,        /* argv read from the new image (no syscall entry seen) */
+	KT_EXEC_UNREADABLE = 4,     /* failed exec whose filename could not be read at entry */
 };
 
 struct kt_exec {
@@ -86,6 +87,7 @@ enum kt_offcpu_reason {
 	KT_OFF_DEAD = 8,
 	KT_OFF_PARKED = 9,
 	KT_OFF_OTHER = 10,
+	KT_OFF_KILLABLE = 11,     /* TASK_KILLABLE: uninterruptible but fatal signals wake it */
 };
 
 struct kt_cpu {

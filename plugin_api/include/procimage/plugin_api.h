@@ -98,7 +98,7 @@ struct pi_record {
 	const char *probe; /* instance name of the emitting probe, e.g. "keytime" */
 	const char *event; /* record type, e.g. "exec" */
 	uint64_t ts_ns;    /* Unix epoch, nanoseconds */
-	uint32_t pid;      /* process id (the kernel's tgid); 0 for host records */
+	uint32_t pid;      /* process id (the kernel's tgid); procimage's own for host records */
 	uint32_t tid;      /* thread id (the kernel's pid) */
 	int32_t cpu;       /* CPU the event happened on, -1 if not applicable */
 	uint32_t reserved;
@@ -175,7 +175,7 @@ struct pi_probe_io {
 struct pi_probe_ops {
 	uint32_t size;
 	/* Check a configuration (JSON object text) without loading anything. On error write a
-	 * message starting with the offending key ("argv_max: expected an integer 1..64"). */
+	 * message starting with the offending key ("argv_max: expected an integer in 1..32"). */
 	int (*validate)(const char *config_json, char *err, size_t errlen);
 	/* Create an instance; nothing is loaded into the kernel yet. */
 	void *(*create)(const struct pi_host *host, const char *config_json, char *err,
