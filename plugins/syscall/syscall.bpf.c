@@ -1,0 +1,396 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * syscall: every system call's latency and result, aggregated in the kernel.
+ *
+ *  tp_btf/sys_enter      note the entry time in a per-CPU slot (the thread is on this CPU)
+ *  tp_btf/sched_switch   a thread leaving its CPU inside a call: move the entry to its task
+ *                        storage (calls that block are the minority)
+ *  tp_btf/sys_exit       latency = now - entry; add it to the system-wide per-CPU array and,
+ *                        for targeted threads, to the per-target per-CPU hash and to the
+ *                        thread's sequence batch (sent as one ring-buffer record when full)
+ *  tp_btf/sched_process_exit  send a leaving thread's partial batch
+ *  iter/task             on demand from the user side: calls in flight for longer than the
+ *                        in-progress threshold; partial batches at the end of collection
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <procimage/bpf/procimage.bpf.h>
+#include "syscall_records.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Fixed at load */
+const volatile __u32 sc_batch_len = 10;    /* calls per sequence record, 1..SC_BATCH_MAX */
+const volatile bool sc_system = true;      /* system-wide reference figures */
+const volatile bool sc_sequence = true;    /* sequence batches */
+const volatile __u64 sc_inprogress_ns = 0; /* in-flight age reported by the iterator */
+
+/* Written by the user side through the mmapped .bss */
+__u64 sc_epoch;      /* interval number, bumped at each tick */
+__u32 sc_run;        /* attach number: entries of an earlier attach are ignored */
+__u32 sc_by_thread;  /* per-target keys are tids (1) or tgids (0) */
+__u32 sc_iter_mode;  /* enum sc_iter_mode */
+
+#define PF_EXITING_FLAG 0x00000004
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} sc_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sc_cpu);
+} sc_cpu SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SC_NR_SLOTS);
+	__type(key, __u32);
+	__type(value, struct sc_stats);
+} sc_sys SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096); /* config max_keys */
+	__type(key, struct sc_key);
+	__type(value, struct sc_tstats);
+} sc_target SEC(".maps");
+
+/* A zeroed per-target value with its identity filled in, to create entries (too big for
+ * the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sc_tstats);
+} sc_tstats_init SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sc_inflight);
+} sc_task SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sc_seqbuf);
+} sc_seq SEC(".maps");
+
+/* ------------------------------------------------------------------ helpers */
+
+static __always_inline struct pi_control *sc_control(void)
+{
+	__u32 slot = pi_slot;
+	struct pi_control *c = bpf_map_lookup_elem(&pi_control, &slot);
+	return c && c->mode != PI_MODE_OFF ? c : NULL;
+}
+
+/* pi_wanted() for the current thread, remembered per CPU for the last thread asked about:
+ * a thread making many calls in a row pays the target-map lookups once. The answer is
+ * keyed by tid, the thread's start time (tids are reused), the activation generation (the
+ * host bumps it whenever the target changes) and the attach number. */
+static __always_inline bool sc_wanted(struct pi_control *c, struct sc_cpu *cpu, __u32 tgid, __u32 tid)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u64 start = t->start_time;
+	if (cpu->cache_tid == tid && cpu->cache_start == start && cpu->cache_gen == c->generation &&
+	    cpu->cache_run == sc_run)
+		return cpu->cache_wanted;
+	bool w = pi_wanted(tgid, tid);
+	cpu->cache_tid = tid;
+	cpu->cache_start = start;
+	cpu->cache_gen = c->generation;
+	cpu->cache_run = sc_run;
+	cpu->cache_wanted = w;
+	return w;
+}
+
+static __always_inline __u32 log2_slot(__u64 v)
+{
+	__u32 r = 0, s;
+	s = (v > 0xffffffffULL) << 5; v >>= s; r |= s;
+	s = (v > 0xffff) << 4; v >>= s; r |= s;
+	s = (v > 0xff) << 3; v >>= s; r |= s;
+	s = (v > 0xf) << 2; v >>= s; r |= s;
+	s = (v > 0x3) << 1; v >>= s; r |= s;
+	r |= (v >> 1);
+	return r < SC_HIST_SLOTS ? r : SC_HIST_SLOTS - 1;
+}
+
+/* One call into one per-CPU statistics copy: no atomics needed. */
+static __always_inline void stats_add(struct sc_stats *s, __u64 lat, __u32 err, __u64 epoch)
+{
+	if (s->count == 0 || lat < s->min_ns)
+		s->min_ns = lat;
+	if (lat > s->max_ns)
+		s->max_ns = lat;
+	s->count++;
+	s->errors += err;
+	s->total_ns += lat;
+	__u32 i = epoch & 1;
+	if (s->iepoch[i] != epoch) {
+		s->iepoch[i] = epoch;
+		s->imax_ns[i] = lat;
+		s->imin_ns[i] = lat;
+	} else {
+		if (lat > s->imax_ns[i])
+			s->imax_ns[i] = lat;
+		if (lat < s->imin_ns[i])
+			s->imin_ns[i] = lat;
+	}
+	s->hist[log2_slot(lat)]++;
+}
+
+static __always_inline void target_add(struct task_struct *t, __u32 tgid, __u32 tid, __u32 slot, __u64 lat,
+				       __u32 err, __u64 epoch)
+{
+	struct sc_key key = {.id = sc_by_thread ? tid : tgid, .nr = slot};
+	struct sc_tstats *v = bpf_map_lookup_elem(&sc_target, &key);
+	if (!v) {
+		__u32 zero = 0;
+		struct sc_tstats *init = bpf_map_lookup_elem(&sc_tstats_init, &zero);
+		if (!init)
+			return;
+		init->pid = tgid;
+		init->tid = sc_by_thread ? tid : 0;
+		init->pid_start_ns = BPF_CORE_READ(t, group_leader, start_boottime);
+		if (sc_by_thread)
+			bpf_get_current_comm(init->comm, sizeof(init->comm));
+		else
+			BPF_CORE_READ_STR_INTO(&init->comm, t, group_leader, comm);
+		bpf_map_update_elem(&sc_target, &key, init, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&sc_target, &key);
+		if (!v) {
+			pi_count_lost(); /* sc_target is full (config max_keys) */
+			return;
+		}
+	}
+	stats_add(&v->s, lat, err, epoch);
+}
+
+static __always_inline __u64 batch_size(__u32 n)
+{
+	__u64 size = offsetof(struct sc_batch, calls) + (__u64)n * sizeof(struct sc_call);
+	/* keep the bound visible to the verifier, whatever the compiler did with n */
+	asm volatile("" : "+r"(size));
+	if (size > sizeof(struct sc_batch))
+		size = sizeof(struct sc_batch);
+	return size;
+}
+
+/* Send the thread's pending calls as one record. */
+static __always_inline void seq_flush(struct sc_seqbuf *sb, struct task_struct *t, __u32 reason)
+{
+	__u32 n = sb->b.n;
+	if (n > SC_BATCH_MAX)
+		n = SC_BATCH_MAX;
+	__u64 size = batch_size(n);
+	pi_fill_header(&sb->b.h, SC_BATCH, size, t);
+	sb->b.reason = reason;
+	pi_output(&sc_events, &sb->b, size);
+	sb->b.first += n;
+	sb->b.n = 0;
+}
+
+static __always_inline void seq_add(struct task_struct *t, __u32 nr, __u64 lat, long ret, __u64 epoch)
+{
+	struct sc_seqbuf *sb = bpf_task_storage_get(&sc_seq, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!sb) {
+		pi_count_lost();
+		return;
+	}
+	if (sb->run != sc_run) {
+		sb->run = sc_run;
+		sb->b.first = 0;
+		sb->b.n = 0;
+	}
+	__u32 n = sb->b.n;
+	if (n && sb->epoch != epoch) {
+		/* the first call of a new interval: the earlier ones go out now */
+		seq_flush(sb, t, SC_FLUSH_INTERVAL);
+		n = 0;
+	}
+	if (n == 0)
+		sb->epoch = epoch;
+	if (n >= SC_BATCH_MAX)
+		return;
+	struct sc_call *c = &sb->b.calls[n];
+	c->lat_ns = lat;
+	c->ret = ret;
+	c->nr = nr;
+	c->pad = 0;
+	sb->b.n = n + 1;
+	if (n + 1 >= sc_batch_len)
+		seq_flush(sb, t, SC_FLUSH_FULL);
+}
+
+/* ------------------------------------------------------------------ hot hooks */
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sc_enter, struct pt_regs *regs, long id)
+{
+	struct pi_control *c = sc_control();
+	if (!c)
+		return 0;
+	__u32 zero = 0;
+	struct sc_cpu *cpu = bpf_map_lookup_elem(&sc_cpu, &zero);
+	if (!cpu)
+		return 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid;
+	/* Without system-wide figures only the target's calls are timed. */
+	if (!sc_system && !sc_wanted(c, cpu, pid_tgid >> 32, tid))
+		return 0;
+	cpu->enter_ns = bpf_ktime_get_boot_ns();
+	cpu->tid = tid;
+	cpu->nr = (__u32)id;
+	cpu->run = sc_run;
+	return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	__u32 zero = 0;
+	struct sc_cpu *cpu = bpf_map_lookup_elem(&sc_cpu, &zero);
+	if (!cpu || !cpu->tid)
+		return 0; /* no call in flight on this CPU */
+	__u32 tid = cpu->tid;
+	cpu->tid = 0;
+	if (tid != (__u32)prev->pid || cpu->run != sc_run)
+		return 0; /* stale */
+	if (prev->flags & PF_EXITING_FLAG)
+		return 0; /* exit / exit_group: the call never returns */
+	struct sc_inflight *f = bpf_task_storage_get(&sc_task, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!f) {
+		pi_count_lost();
+		return 0;
+	}
+	f->enter_ns = cpu->enter_ns;
+	f->nr = cpu->nr;
+	f->run = cpu->run;
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(sc_exit, struct pt_regs *regs, long ret)
+{
+	struct pi_control *c = sc_control();
+	if (!c)
+		return 0;
+	__u32 zero = 0;
+	struct sc_cpu *cpu = bpf_map_lookup_elem(&sc_cpu, &zero);
+	if (!cpu)
+		return 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid;
+	__u64 enter;
+	__u32 nr;
+	if (cpu->tid == tid && cpu->run == sc_run) {
+		/* the thread never left this CPU during the call */
+		enter = cpu->enter_ns;
+		nr = cpu->nr;
+		cpu->tid = 0;
+	} else {
+		/* it blocked (entry moved at the switch), or the call began before collection,
+		 * or this is a new task's first return from clone/fork */
+		struct sc_inflight *f =
+			bpf_task_storage_get(&sc_task, bpf_get_current_task_btf(), 0, 0);
+		if (!f || f->run != sc_run)
+			return 0;
+		enter = f->enter_ns;
+		nr = f->nr;
+		f->run = 0;
+	}
+	__u64 lat = bpf_ktime_get_boot_ns() - enter;
+	__u32 err = ret < 0 && ret >= -4095;
+	__u32 slot = nr < SC_NR_OTHER ? nr : SC_NR_OTHER;
+	__u64 epoch = sc_epoch;
+	if (sc_system) {
+		struct sc_stats *s = bpf_map_lookup_elem(&sc_sys, &slot);
+		if (s)
+			stats_add(s, lat, err, epoch);
+	}
+	if (!sc_wanted(c, cpu, pid_tgid >> 32, tid))
+		return 0;
+	struct task_struct *t = bpf_get_current_task_btf();
+	target_add(t, pid_tgid >> 32, tid, slot, lat, err, epoch);
+	if (sc_sequence)
+		seq_add(t, nr, lat, ret, epoch);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(sc_task_exit, struct task_struct *p, bool group_dead)
+{
+	struct sc_seqbuf *sb = bpf_task_storage_get(&sc_seq, p, 0, 0);
+	if (sb && sb->run == sc_run && sb->b.n)
+		seq_flush(sb, p, SC_FLUSH_EXIT);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ scans */
+
+SEC("iter/task")
+int sc_scan(struct bpf_iter__task *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *t = ctx->task;
+	if (!t)
+		return 0;
+	if (sc_iter_mode == SC_ITER_FLUSH) {
+		/* after detach: nothing else touches the buffers */
+		struct sc_seqbuf *sb = bpf_task_storage_get(&sc_seq, t, 0, 0);
+		if (!sb || sb->run != sc_run || !sb->b.n)
+			return 0;
+		__u32 n = sb->b.n;
+		if (n > SC_BATCH_MAX)
+			n = SC_BATCH_MAX;
+		__u64 size = batch_size(n);
+		pi_fill_header(&sb->b.h, SC_BATCH, size, t);
+		sb->b.reason = SC_FLUSH_END;
+		bpf_seq_write(seq, &sb->b, size);
+		sb->b.first += n;
+		sb->b.n = 0;
+		return 0;
+	}
+	if (!pi_wanted(t->tgid, t->pid))
+		return 0;
+	__u64 enter = 0;
+	__u32 nr = 0;
+	struct sc_inflight *f = bpf_task_storage_get(&sc_task, t, 0, 0);
+	if (f && f->run == sc_run) {
+		enter = f->enter_ns;
+		nr = f->nr;
+	} else {
+		/* running on a CPU inside a call that has not blocked (yet) */
+		__u32 zero = 0;
+		struct sc_cpu *cpu = bpf_map_lookup_percpu_elem(&sc_cpu, &zero, t->thread_info.cpu);
+		if (cpu && cpu->tid == (__u32)t->pid && cpu->run == sc_run) {
+			enter = cpu->enter_ns;
+			nr = cpu->nr;
+		}
+	}
+	if (!enter)
+		return 0;
+	__u64 now = bpf_ktime_get_boot_ns();
+	if (now < enter || now - enter < sc_inprogress_ns)
+		return 0;
+	struct sc_inprogress r = {};
+	pi_fill_header(&r.h, SC_INPROGRESS, sizeof(r), t);
+	r.enter_ns = enter;
+	r.elapsed_ns = now - enter;
+	r.nr = nr;
+	bpf_seq_write(seq, &r, sizeof(r));
+	return 0;
+}

@@ -1,0 +1,582 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// syscall probe, user side: load/attach syscall.bpf.c, read its in-kernel statistics at every
+// tick, decode its sequence batches, report calls stuck in progress.
+#include "syscall_report.hpp"
+#include "syscall_records.h"
+#include "syscall.skel.h"
+
+#include <procimage/bpf.hpp>
+#include <procimage/config.hpp>
+#include <procimage/sdk.hpp>
+
+#include <seccomp.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <set>
+#include <unordered_map>
+
+#include <time.h>
+#include <unistd.h>
+
+namespace procimage::syscalls {
+
+namespace sdk = procimage::sdk;
+
+struct config {
+	uint32_t batch = 10;
+	bool sequence = true;
+	std::string by = "auto";
+	uint32_t inprogress_ms = 1000;
+	bool system = true;
+	std::string system_rows = "target";
+	uint32_t max_keys = 4096;
+	uint32_t ringbuf_kb = 1024;
+
+	explicit config(const std::string &text)
+	{
+		sdk::config_reader r(text);
+		batch = static_cast<uint32_t>(r.get_int("batch", 10, 1, SC_BATCH_MAX));
+		sequence = r.get_bool("sequence", true);
+		by = r.get_enum("by", "auto", {"auto", "thread", "process"});
+		inprogress_ms = static_cast<uint32_t>(r.get_int("inprogress_ms", 1000, 0, 3600000));
+		system = r.get_bool("system", true);
+		system_rows = r.get_enum("system_rows", "target", {"target", "all", "none"});
+		max_keys = static_cast<uint32_t>(r.get_int("max_keys", 4096, 64, 1 << 20));
+		ringbuf_kb = static_cast<uint32_t>(r.get_int("ringbuf_kb", 1024, 64, 1 << 20));
+		if (ringbuf_kb & (ringbuf_kb - 1))
+			throw sdk::config_error("ringbuf_kb: expected a power of two, got " +
+						std::to_string(ringbuf_kb));
+		if (!system && r.json().contains("system_rows"))
+			throw sdk::config_error("system_rows: needs \"system\": true (no system-wide figures are collected)");
+		r.finish();
+	}
+};
+
+// x86_64 syscall names from libseccomp, cached.
+class names {
+public:
+	const std::string &of(uint32_t nr)
+	{
+		auto it = cache_.find(nr);
+		if (it != cache_.end())
+			return it->second;
+		std::string n;
+		if (nr <= 0x7fffffff) {
+			char *s = seccomp_syscall_resolve_num_arch(SCMP_ARCH_X86_64, static_cast<int>(nr));
+			if (s) {
+				n = s;
+				std::free(s);
+			}
+		}
+		if (n.empty())
+			n = "nr_" + std::to_string(static_cast<int32_t>(nr));
+		return cache_.emplace(nr, std::move(n)).first->second;
+	}
+	// The name of a statistics slot (SC_NR_OTHER gathers the numbers outside 0..510).
+	const std::string &of_slot(uint32_t slot)
+	{
+		static const std::string other = "other";
+		return slot == SC_NR_OTHER ? other : of(slot);
+	}
+
+private:
+	std::unordered_map<uint32_t, std::string> cache_;
+};
+
+std::string short_duration(uint64_t ns)
+{
+	char buf[32];
+	if (ns < 1000)
+		std::snprintf(buf, sizeof buf, "%lluns", static_cast<unsigned long long>(ns));
+	else if (ns < 1000000)
+		std::snprintf(buf, sizeof buf, "%.1fµs", ns / 1e3);
+	else if (ns < 1000000000ULL)
+		std::snprintf(buf, sizeof buf, "%.1fms", ns / 1e6);
+	else
+		std::snprintf(buf, sizeof buf, "%.2fs", ns / 1e9);
+	return buf;
+}
+
+std::string errno_text(int64_t e)
+{
+	const char *n = strerrorname_np(static_cast<int>(e));
+	return n ? std::string("-") + n : "-" + std::to_string(e);
+}
+
+const char *reason_name(uint32_t r)
+{
+	switch (r) {
+	case SC_FLUSH_FULL: return "full";
+	case SC_FLUSH_INTERVAL: return "interval";
+	case SC_FLUSH_EXIT: return "exit";
+	case SC_FLUSH_END: return "end";
+	default: return "unknown";
+	}
+}
+
+// Identity of a per-target row (a thread or a process).
+struct owner {
+	uint32_t pid = 0;
+	uint32_t tid = 0;
+	uint64_t pid_start_ns = 0;
+	std::string comm;
+};
+
+class syscall_probe final : public sdk::probe {
+public:
+	static void validate(const std::string &text) { config c(text); }
+
+	syscall_probe(const pi_host &host, const std::string &text) : sdk::probe(host), cfg_(text)
+	{
+		ncpu_ = libbpf_num_possible_cpus();
+		if (ncpu_ <= 0)
+			throw std::runtime_error("cannot count the possible CPUs: " + sdk::errno_text(ncpu_));
+	}
+
+	~syscall_probe() override
+	{
+		links_.clear();
+		if (iter_link_)
+			bpf_link__destroy(iter_link_);
+		syscall_bpf__destroy(skel_);
+	}
+
+	void load(pi_probe_io &io) override
+	{
+		skel_ = syscall_bpf__open();
+		if (!skel_)
+			throw std::runtime_error("cannot open the syscall BPF object: " + sdk::errno_text(errno));
+		sdk::set_common_rodata(skel_->rodata, host(), cfg_.ringbuf_kb * 1024ULL);
+		skel_->rodata->sc_batch_len = cfg_.batch;
+		skel_->rodata->sc_system = cfg_.system;
+		skel_->rodata->sc_sequence = cfg_.sequence;
+		skel_->rodata->sc_inprogress_ns = cfg_.inprogress_ms * 1000000ULL;
+		sdk::reuse_shared_maps(skel_->obj, host());
+		bpf_map__set_max_entries(skel_->maps.sc_events, cfg_.ringbuf_kb * 1024);
+		bpf_map__set_max_entries(skel_->maps.sc_target, cfg_.max_keys);
+		bpf_program__set_autoload(skel_->progs.sc_task_exit, cfg_.sequence);
+		int err = syscall_bpf__load(skel_);
+		if (err)
+			throw std::runtime_error("cannot load the syscall BPF object: " + sdk::errno_text(err));
+		iter_link_ = bpf_program__attach_iter(skel_->progs.sc_scan, nullptr);
+		if (!iter_link_)
+			throw std::runtime_error("cannot create the task iterator: " + sdk::errno_text(errno));
+		io.n_ringbufs = 1;
+		io.ringbuf_fds[0] = bpf_map__fd(skel_->maps.sc_events);
+		io.lost_map_fd = sdk::lost_map_fd(skel_->obj);
+	}
+
+	void attach(const pi_target &target) override
+	{
+		if (!links_.empty())
+			return;
+		uint64_t now = boot_now();
+		if (measured_)
+			report(now, false); // what the previous attach counted and nobody reported yet
+		emit_pending();
+		reset();
+		by_thread_ = cfg_.by == "thread" || (cfg_.by == "auto" && target.kind == PI_TARGET_TID);
+		skel_->bss->sc_by_thread = by_thread_ ? 1 : 0;
+		skel_->bss->sc_run = ++run_;
+		skel_->bss->sc_epoch = ++epoch_;
+		last_tick_ns_ = now;
+		// The switch and exit hooks first: an entry noted by sys_enter must never miss them.
+		try {
+			links_.attach(skel_->progs.sc_switch);
+			links_.attach(skel_->progs.sc_exit);
+			if (cfg_.sequence)
+				links_.attach(skel_->progs.sc_task_exit);
+			links_.attach(skel_->progs.sc_enter);
+		} catch (...) {
+			links_.clear();
+			throw;
+		}
+		measured_ = true;
+	}
+
+	void detach() override
+	{
+		if (links_.empty())
+			return;
+		links_.clear();
+		// Nothing runs any more: collect the partial batches (sent at the next tick, after the
+		// host has drained the ring buffer, so that each thread's batches stay in order).
+		if (cfg_.sequence)
+			scan(SC_ITER_FLUSH, boot_now());
+	}
+
+	void on_data(uint32_t, const void *data, size_t len) override
+	{
+		if (len < sizeof(pi_event_header))
+			throw std::runtime_error("short record (" + std::to_string(len) + " bytes)");
+		const auto *h = static_cast<const pi_event_header *>(data);
+		if (h->kind != SC_BATCH)
+			throw std::runtime_error("unknown record kind " + std::to_string(h->kind));
+		on_batch(data, len);
+	}
+
+	void on_tick(uint64_t now, bool final) override
+	{
+		if (!skel_ || !measured_)
+			return;
+		emit_pending();
+		report(now, !links_.empty());
+		if (!final && !links_.empty() && cfg_.inprogress_ms)
+			scan(SC_ITER_INPROGRESS, now);
+	}
+
+private:
+	static uint64_t boot_now()
+	{
+		timespec ts{};
+		clock_gettime(CLOCK_BOOTTIME, &ts);
+		return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+	}
+
+	// ---------------------------------------------------------------- sequences
+
+	void on_batch(const void *data, size_t len)
+	{
+		const size_t fixed = offsetof(sc_batch, calls);
+		if (len < fixed)
+			throw std::runtime_error("short batch record (" + std::to_string(len) + " bytes)");
+		const auto *b = static_cast<const sc_batch *>(data);
+		size_t n = std::min<size_t>({b->n, SC_BATCH_MAX, (len - fixed) / sizeof(sc_call)});
+		std::vector<std::string> names, calls;
+		std::vector<uint64_t> nrs, lats, rets, errs;
+		for (size_t i = 0; i < n; i++) {
+			const sc_call &c = b->calls[i];
+			const std::string &name = names_.of(c.nr);
+			bool err = is_error(c.ret);
+			names.push_back(name);
+			nrs.push_back(c.nr);
+			lats.push_back(c.lat_ns);
+			rets.push_back(err ? 0 : static_cast<uint64_t>(c.ret));
+			errs.push_back(err ? static_cast<uint64_t>(-c.ret) : 0);
+			calls.push_back(name + "=" + (err ? errno_text(-c.ret) : std::to_string(c.ret)) + " " +
+					short_duration(c.lat_ns));
+		}
+		sdk::record r("syscall", "sequence");
+		r.header(b->h, host());
+		r.u64("first", b->first)
+			.u64("count", n)
+			.str("reason", reason_name(b->reason))
+			.strv("calls", calls)
+			.strv("syscalls", names)
+			.u64v("nr", std::move(nrs))
+			.u64v("lat_ns", std::move(lats))
+			.u64v("ret", std::move(rets))
+			.u64v("errno", std::move(errs));
+		r.emit(host());
+	}
+
+	void emit_pending()
+	{
+		auto pending = std::move(pending_);
+		pending_.clear();
+		for (const auto &rec : pending)
+			on_batch(rec.data(), rec.size());
+	}
+
+	// ---------------------------------------------------------------- task iterator
+
+	void scan(uint32_t mode, uint64_t now)
+	{
+		skel_->bss->sc_iter_mode = mode;
+		int fd = bpf_iter_create(bpf_link__fd(iter_link_));
+		if (fd < 0)
+			throw std::runtime_error("cannot start the task iterator: " + sdk::errno_text(errno));
+		std::vector<char> buf;
+		char chunk[65536];
+		for (;;) {
+			ssize_t n = read(fd, chunk, sizeof chunk);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			buf.insert(buf.end(), chunk, chunk + n);
+		}
+		close(fd);
+		size_t pos = 0;
+		while (pos + sizeof(pi_event_header) <= buf.size()) {
+			const auto *h = reinterpret_cast<const pi_event_header *>(buf.data() + pos);
+			if (h->size < sizeof(pi_event_header) || pos + h->size > buf.size())
+				break;
+			if (h->kind == SC_BATCH)
+				pending_.emplace_back(buf.data() + pos, buf.data() + pos + h->size);
+			else if (h->kind == SC_INPROGRESS && h->size >= sizeof(sc_inprogress))
+				on_inprogress(*reinterpret_cast<const sc_inprogress *>(h), now);
+			pos += h->size;
+		}
+	}
+
+	void on_inprogress(const sc_inprogress &p, uint64_t)
+	{
+		sdk::record r("syscall", "inprogress");
+		r.header(p.h, host());
+		r.str("syscall", names_.of(p.nr))
+			.u64("nr", p.nr)
+			.u64("elapsed_ns", p.elapsed_ns, PI_FMT_DURATION_NS)
+			.u64("started_ns", p.enter_ns + host().boot_to_epoch_ns)
+			.u64("threshold_ns", cfg_.inprogress_ms * 1000000ULL, PI_FMT_DURATION_NS);
+		r.emit(host());
+	}
+
+	// ---------------------------------------------------------------- statistics
+
+	void reset()
+	{
+		// system-wide array: zero every slot on every CPU
+		std::vector<sc_stats> zeros(static_cast<size_t>(ncpu_));
+		int sys_fd = bpf_map__fd(skel_->maps.sc_sys);
+		for (uint32_t k = 0; k < SC_NR_SLOTS; k++)
+			bpf_map_update_elem(sys_fd, &k, zeros.data(), BPF_ANY);
+		// per-target hash: empty it
+		int t_fd = bpf_map__fd(skel_->maps.sc_target);
+		sc_key key{}, next{};
+		std::vector<sc_key> keys;
+		for (const sc_key *prev = nullptr; bpf_map_get_next_key(t_fd, prev, &next) == 0; prev = &key) {
+			keys.push_back(next);
+			key = next;
+		}
+		for (const auto &k : keys)
+			bpf_map_delete_elem(t_fd, &k);
+		prev_target_.clear();
+		prev_sys_.clear();
+		owners_.clear();
+	}
+
+	static uint64_t key_of(const sc_key &k) { return (static_cast<uint64_t>(k.id) << 32) | k.nr; }
+
+	struct row {
+		uint32_t id;
+		uint32_t slot;
+		figures now;
+		interval d;
+	};
+
+	// Read every counter, emit what changed since the last report. `running`: the kernel is
+	// still counting, so start a new interval first.
+	void report(uint64_t now, bool running)
+	{
+		uint64_t ended = epoch_;
+		if (running)
+			skel_->bss->sc_epoch = ++epoch_;
+		uint64_t interval_ns = now - std::min(now, last_tick_ns_);
+		last_tick_ns_ = now;
+		uint64_t ts = now + host().boot_to_epoch_ns;
+
+		// ---- per target: one row per (thread or process, syscall) with calls in the interval,
+		// then one totals row per thread or process
+		struct per_owner {
+			std::vector<row> rows;
+			figures cum;
+			std::map<uint32_t, uint64_t> cum_counts;
+		};
+		std::map<uint32_t, per_owner> owners;
+		std::vector<sc_tstats> vals(static_cast<size_t>(ncpu_));
+		std::vector<sc_stats> stats(static_cast<size_t>(ncpu_));
+		int t_fd = bpf_map__fd(skel_->maps.sc_target);
+		sc_key key{}, next{};
+		std::vector<sc_key> gone;
+		for (const sc_key *prev = nullptr; bpf_map_get_next_key(t_fd, prev, &next) == 0; prev = &key) {
+			key = next;
+			if (bpf_map_lookup_elem(t_fd, &key, vals.data()) != 0)
+				continue;
+			owner &o = owners_[key.id];
+			for (size_t c = 0; c < vals.size(); c++) {
+				stats[c] = vals[c].s;
+				if (o.comm.empty() && vals[c].comm[0]) {
+					o.pid = vals[c].pid;
+					o.tid = vals[c].tid;
+					o.pid_start_ns = vals[c].pid_start_ns;
+					o.comm.assign(vals[c].comm, strnlen(vals[c].comm, sizeof vals[c].comm));
+				}
+			}
+			figures f = merge(stats.data(), stats.size(), ended);
+			figures &before = prev_target_[key_of(key)];
+			interval d = since(f, before);
+			before = f;
+			per_owner &po = owners[key.id];
+			po.cum += f;
+			if (f.count)
+				po.cum_counts[key.nr] = f.count;
+			if (d.count)
+				po.rows.push_back({key.id, key.nr, f, d});
+			else if (running && !alive(o))
+				gone.push_back(key);
+		}
+		// keys of ended tasks whose last figures were reported earlier: free them
+		for (const auto &k : gone) {
+			bpf_map_delete_elem(t_fd, &k);
+			prev_target_.erase(key_of(k));
+		}
+
+		std::set<uint32_t> target_slots;
+		for (auto &[id, po] : owners) {
+			if (po.rows.empty())
+				continue;
+			std::sort(po.rows.begin(), po.rows.end(), [](const row &a, const row &b) {
+				return a.d.count != b.d.count ? a.d.count > b.d.count : a.slot < b.slot;
+			});
+			const owner &o = owners_[id];
+			interval all;
+			std::map<uint32_t, uint64_t> counts;
+			for (const row &rw : po.rows) {
+				target_slots.insert(rw.slot);
+				all += rw.d;
+				counts[rw.slot] = rw.d.count;
+				emit_row("target", o, ts, rw.slot, rw.d, rw.now, interval_ns);
+			}
+			emit_totals("target", o, ts, all, po.cum, counts, po.cum_counts, interval_ns);
+		}
+
+		// ---- the whole system
+		if (!cfg_.system)
+			return;
+		std::vector<sc_stats> sys(static_cast<size_t>(ncpu_) * SC_NR_SLOTS);
+		if (!read_system(sys))
+			return;
+		owner system{0, 0, 0, "(system)"};
+		interval all;
+		figures all_cum;
+		std::map<uint32_t, uint64_t> counts, cum_counts;
+		for (uint32_t s = 0; s < SC_NR_SLOTS; s++) {
+			figures f = merge(&sys[static_cast<size_t>(s) * ncpu_], ncpu_, ended);
+			figures &before = prev_sys_[s];
+			interval d = since(f, before);
+			before = f;
+			all += d;
+			all_cum += f;
+			if (d.count)
+				counts[s] = d.count;
+			if (f.count)
+				cum_counts[s] = f.count;
+			bool want = cfg_.system_rows == "all" ? d.count > 0
+				    : cfg_.system_rows == "target" ? target_slots.count(s) > 0
+								     : false;
+			if (want)
+				emit_row("system", system, ts, s, d, f, interval_ns);
+		}
+		if (all.count)
+			emit_totals("system", system, ts, all, all_cum, counts, cum_counts, interval_ns);
+	}
+
+	bool read_system(std::vector<sc_stats> &out)
+	{
+		int fd = bpf_map__fd(skel_->maps.sc_sys);
+		std::vector<uint32_t> keys(SC_NR_SLOTS);
+		uint32_t count = SC_NR_SLOTS, out_batch = 0;
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		int err = bpf_map_lookup_batch(fd, nullptr, &out_batch, keys.data(), out.data(), &count, &opts);
+		if ((err == 0 || errno == ENOENT) && count == SC_NR_SLOTS) {
+			// the values come in key order
+			for (uint32_t i = 0; i < count; i++)
+				if (keys[i] != i)
+					return read_system_slow(out);
+			return true;
+		}
+		return read_system_slow(out);
+	}
+
+	bool read_system_slow(std::vector<sc_stats> &out)
+	{
+		int fd = bpf_map__fd(skel_->maps.sc_sys);
+		for (uint32_t k = 0; k < SC_NR_SLOTS; k++)
+			if (bpf_map_lookup_elem(fd, &k, &out[static_cast<size_t>(k) * ncpu_]) != 0)
+				return false;
+		return true;
+	}
+
+	static bool alive(const owner &o)
+	{
+		if (!o.pid)
+			return false;
+		std::string path = "/proc/" + std::to_string(o.pid);
+		if (o.tid)
+			path += "/task/" + std::to_string(o.tid);
+		return access(path.c_str(), F_OK) == 0;
+	}
+
+	sdk::record make(const char *event, const owner &o, uint64_t ts)
+	{
+		sdk::record r("syscall", event);
+		r.ts(ts).ids(o.pid, o.tid).comm(o.comm).pid_start(o.pid_start_ns);
+		return r;
+	}
+
+	void emit_row(const char *scope, const owner &o, uint64_t ts, uint32_t slot, const interval &d,
+		      const figures &cum, uint64_t interval_ns)
+	{
+		auto r = make("syscall", o, ts);
+		r.str("scope", scope).str("syscall", names_.of_slot(slot)).u64("nr", slot);
+		figures_fields(r, d, cum);
+		r.u64("interval_ns", interval_ns, PI_FMT_DURATION_NS);
+		r.emit(host());
+	}
+
+	void emit_totals(const char *scope, const owner &o, uint64_t ts, const interval &d, const figures &cum,
+			 const std::map<uint32_t, uint64_t> &counts, const std::map<uint32_t, uint64_t> &cum_counts,
+			 uint64_t interval_ns)
+	{
+		auto r = make("totals", o, ts);
+		r.str("scope", scope);
+		figures_fields(r, d, cum);
+		auto top_fields = [&](const char *names_key, const char *counts_key, const std::map<uint32_t, uint64_t> &c) {
+			std::vector<std::string> n;
+			std::vector<uint64_t> v;
+			for (const auto &[slot, count] : top(c, 3)) {
+				n.push_back(names_.of_slot(slot));
+				v.push_back(count);
+			}
+			r.strv(names_key, n).u64v(counts_key, std::move(v));
+		};
+		top_fields("top", "top_count", counts);
+		top_fields("cum_top", "cum_top_count", cum_counts);
+		r.u64("interval_ns", interval_ns, PI_FMT_DURATION_NS);
+		r.emit(host());
+	}
+
+	static void figures_fields(sdk::record &r, const interval &d, const figures &cum)
+	{
+		r.u64("count", d.count)
+			.u64("errors", d.errors)
+			.u64("total_ns", d.total_ns, PI_FMT_DURATION_NS)
+			.u64("avg_ns", d.avg_ns(), PI_FMT_DURATION_NS)
+			.u64("max_ns", d.max_ns, PI_FMT_DURATION_NS)
+			.u64("min_ns", d.min_ns, PI_FMT_DURATION_NS)
+			.u64v("hist_ns", std::vector<uint64_t>(d.hist.begin(), d.hist.end()), PI_FMT_LOG2_HIST)
+			.u64("cum_count", cum.count)
+			.u64("cum_errors", cum.errors)
+			.u64("cum_total_ns", cum.total_ns, PI_FMT_DURATION_NS)
+			.u64("cum_avg_ns", cum.count ? cum.total_ns / cum.count : 0, PI_FMT_DURATION_NS)
+			.u64("cum_max_ns", cum.max_ns, PI_FMT_DURATION_NS)
+			.u64("cum_min_ns", cum.count ? cum.min_ns : 0, PI_FMT_DURATION_NS);
+	}
+
+	config cfg_;
+	int ncpu_ = 0;
+	syscall_bpf *skel_ = nullptr;
+	bpf_link *iter_link_ = nullptr;
+	sdk::links links_;
+	names names_;
+	bool measured_ = false;
+	bool by_thread_ = false;
+	uint32_t run_ = 0;
+	uint64_t epoch_ = 0;
+	uint64_t last_tick_ns_ = 0;
+	std::unordered_map<uint64_t, figures> prev_target_; // (id << 32 | slot) -> last cumulative
+	std::unordered_map<uint32_t, figures> prev_sys_;
+	std::unordered_map<uint32_t, owner> owners_;
+	std::vector<std::vector<char>> pending_; // END batches collected at detach
+};
+
+} // namespace procimage::syscalls
+
+PROCIMAGE_DEFINE_PROBE(procimage::syscalls::syscall_probe, "syscall", "1.0.0",
+		       "system calls: sequences, per-syscall counts, errors and latency, beside the whole system");
