@@ -1,0 +1,731 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * lock: user-space lock request, wait and hold times, and who holds a lock a thread waits for.
+ *
+ *  uprobe    pthread_{mutex,rwlock,spin}_*lock entry  (lk_lock_enter)   request time, per thread
+ *  uretprobe the same functions' return               (lk_lock_return)  acquired or failed (errno)
+ *  uprobe    pthread_cond_{,timed,clock}wait entry    (lk_cond_enter)   the mutex is released
+ *  uretprobe pthread_cond_*wait return                (lk_lock_return)  the mutex is held again
+ *  uprobe    pthread_{mutex,rwlock,spin}_unlock        (lk_unlock)       hold ends
+ *  tracepoint syscalls/sys_{enter,exit}_futex          (lk_futex_*)      waits, wakes, contention
+ *  tp_btf    sched_process_exec / sched_process_fork   (lk_exec, lk_fork) new processes to probe
+ *
+ * Uprobes are attached by the user side to the target processes' libc only, never
+ * system-wide; the futex tracepoints are the only hooks every process passes through, and they
+ * return at once for threads outside the target unless the system-wide reference is on.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <procimage/bpf/procimage.bpf.h>
+#include "lock.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Set before load by the user side. */
+const volatile bool lk_acq_events = false;   /* stream every hold / failed acquisition */
+const volatile bool lk_system_on = true;     /* whole-system futex reference figures */
+const volatile __u64 lk_contention_min_ns = 1000000;
+
+/* Set at every activation by the user side (the mode depends on the target). */
+__u64 lk_epoch_ns = 0; /* boot ns of the activation: per-thread state older than this is ignored */
+__u32 lk_full = 0;     /* 1: hold tracking through uprobes; 0: contention-only mode */
+
+#define EOWNERDEAD_ 130
+#define ETIMEDOUT_ 110
+
+#define FUTEX_WAIT_ 0
+#define FUTEX_WAKE_ 1
+#define FUTEX_REQUEUE_ 3
+#define FUTEX_CMP_REQUEUE_ 4
+#define FUTEX_WAKE_OP_ 5
+#define FUTEX_LOCK_PI_ 6
+#define FUTEX_UNLOCK_PI_ 7
+#define FUTEX_WAIT_BITSET_ 9
+#define FUTEX_WAKE_BITSET_ 10
+#define FUTEX_WAIT_REQUEUE_PI_ 11
+#define FUTEX_LOCK_PI2_ 13
+#define FUTEX_CMD_MASK_ (~(128 | 256)) /* without FUTEX_PRIVATE_FLAG, FUTEX_CLOCK_REALTIME */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} lk_events SEC(".maps");
+
+/* Per-thread state: the lock call and the futex call under way. */
+struct lk_task_state {
+	/* lock call under way (uprobe entry -> return) */
+	__u64 req_ns;
+	__u64 req_addr;
+	__u64 req_futex_ns;
+	__u32 req_op;
+	__u32 req_contended;
+	/* futex call under way */
+	__u64 fx_ns;
+	__u64 fx_addr;
+	__u32 fx_cmd;
+	__u32 fx_wanted;
+	/* the holder of the lock the futex word belongs to, at the wait's start */
+	__u64 fx_lock_addr;
+	__u64 fx_holder_since;
+	__u32 fx_holder_tid;
+	__u32 fx_holder_readers;
+	__u32 fx_holder_type;
+	/* locks this thread holds now */
+	__u32 held;
+	char fx_holder_comm[PI_COMM_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct lk_task_state);
+} lk_task SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct lk_hold_key);
+	__type(value, struct lk_hold);
+} lk_holds SEC(".maps");
+
+struct lk_owner_key {
+	__u64 addr;
+	__u32 tgid;
+	__u32 pad;
+};
+
+struct lk_owner {
+	__u64 since_ns;
+	__u32 tid;     /* 0: held for reading by readers not known individually */
+	__u32 readers; /* rwlock held for reading */
+	__u32 type;
+	__u32 pad;
+	char comm[PI_COMM_LEN];
+};
+
+/* Who holds each lock now: a futex wait on the lock's word names it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct lk_owner_key);
+	__type(value, struct lk_owner);
+} lk_owner SEC(".maps");
+
+struct lk_waker {
+	__u64 ts_ns;
+	__u32 tid;
+	__u32 pad;
+};
+
+/* The last thread that woke each futex word of the target. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct lk_owner_key);
+	__type(value, struct lk_waker);
+} lk_wakers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096); /* config max_locks */
+	__type(key, struct lk_lock_key);
+	__type(value, struct lk_lock_stats);
+} lk_locks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096); /* config max_threads */
+	__type(key, __u32);
+	__type(value, struct lk_thread_stats);
+} lk_threads SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 8192); /* config max_futexes */
+	__type(key, struct lk_futex_key);
+	__type(value, struct lk_futex_stats);
+} lk_futex SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2); /* 0: target, 1: whole system */
+	__type(key, __u32);
+	__type(value, struct lk_sys_stats);
+} lk_system SEC(".maps");
+
+/* Zeroed values to create entries from (too large for the BPF stack). */
+struct lk_zero {
+	struct lk_lock_stats lock;
+	struct lk_thread_stats thread;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lk_zero);
+} lk_zeroes SEC(".maps");
+
+/* ------------------------------------------------------------------ helpers */
+
+static __always_inline __u32 log2_slot(__u64 v)
+{
+	__u32 r = 0, s;
+	s = (v > 0xFFFFFFFFULL) << 5; v >>= s; r |= s;
+	s = (v > 0xFFFF) << 4; v >>= s; r |= s;
+	s = (v > 0xFF) << 3; v >>= s; r |= s;
+	s = (v > 0xF) << 2; v >>= s; r |= s;
+	s = (v > 0x3) << 1; v >>= s; r |= s;
+	r |= (v >> 1);
+	return r < LK_HIST_SLOTS ? r : LK_HIST_SLOTS - 1;
+}
+
+static __always_inline __u32 op_type(__u32 op)
+{
+	if (op >= LK_OP_MUTEX_LOCK && op <= LK_OP_MUTEX_CLOCKLOCK)
+		return LK_TYPE_MUTEX;
+	if (op >= LK_OP_RW_RDLOCK && op <= LK_OP_RW_CLOCKRDLOCK)
+		return LK_TYPE_RWLOCK_READ;
+	if (op >= LK_OP_RW_WRLOCK && op <= LK_OP_RW_CLOCKWRLOCK)
+		return LK_TYPE_RWLOCK_WRITE;
+	if (op == LK_OP_SPIN_LOCK || op == LK_OP_SPIN_TRYLOCK)
+		return LK_TYPE_SPIN;
+	if (op >= LK_OP_COND_WAIT && op <= LK_OP_COND_CLOCKWAIT)
+		return LK_TYPE_MUTEX;
+	return LK_TYPE_UNKNOWN;
+}
+
+static __always_inline bool is_cond(__u32 op)
+{
+	return op >= LK_OP_COND_WAIT && op <= LK_OP_COND_CLOCKWAIT;
+}
+
+static __always_inline struct lk_task_state *task_state(bool create)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	return bpf_task_storage_get(&lk_task, t, 0, create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+
+static __always_inline struct lk_lock_stats *lock_stats(__u32 tgid, __u32 type, __u64 addr)
+{
+	struct lk_lock_key key = {.addr = addr, .tgid = tgid, .type = type};
+	struct lk_lock_stats *s = bpf_map_lookup_elem(&lk_locks, &key);
+	if (s)
+		return s;
+	__u32 zero = 0;
+	struct lk_zero *z = bpf_map_lookup_elem(&lk_zeroes, &zero);
+	if (!z)
+		return NULL;
+	if (bpf_map_update_elem(&lk_locks, &key, &z->lock, BPF_NOEXIST) != 0 &&
+	    !bpf_map_lookup_elem(&lk_locks, &key)) {
+		pi_count_lost();
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&lk_locks, &key);
+}
+
+static __always_inline struct lk_thread_stats *thread_stats(__u32 tgid, __u32 tid)
+{
+	struct lk_thread_stats *s = bpf_map_lookup_elem(&lk_threads, &tid);
+	if (s)
+		return s;
+	__u32 zero = 0;
+	struct lk_zero *z = bpf_map_lookup_elem(&lk_zeroes, &zero);
+	if (!z)
+		return NULL;
+	if (bpf_map_update_elem(&lk_threads, &tid, &z->thread, BPF_NOEXIST) != 0 &&
+	    !bpf_map_lookup_elem(&lk_threads, &tid)) {
+		pi_count_lost();
+		return NULL;
+	}
+	s = bpf_map_lookup_elem(&lk_threads, &tid);
+	if (s) {
+		s->tgid = tgid;
+		bpf_get_current_comm(s->comm, sizeof(s->comm));
+	}
+	return s;
+}
+
+/* An acquisition ended: acquired (ok) or failed after wait_ns. */
+static __always_inline void account_acquire(__u32 tgid, __u32 tid, __u32 type, __u64 addr, __u64 wait_ns,
+					    bool ok, bool contended, bool count_wait)
+{
+	struct lk_lock_stats *ls = lock_stats(tgid, type, addr);
+	if (ls) {
+		if (ok)
+			ls->acquisitions++;
+		else
+			ls->failed++;
+		if (contended)
+			ls->contended++;
+		if (count_wait) {
+			ls->wait_total_ns += wait_ns;
+			if (wait_ns > ls->wait_max_ns)
+				ls->wait_max_ns = wait_ns;
+			__u32 slot = log2_slot(wait_ns);
+			if (slot < LK_HIST_SLOTS)
+				ls->wait_hist[slot]++;
+		}
+	}
+	struct lk_thread_stats *ts = thread_stats(tgid, tid);
+	if (ts) {
+		if (ok)
+			ts->acquisitions++;
+		else
+			ts->failed++;
+		if (contended)
+			ts->contended++;
+		if (count_wait) {
+			ts->wait_total_ns += wait_ns;
+			if (wait_ns > ts->wait_max_ns)
+				ts->wait_max_ns = wait_ns;
+		}
+	}
+}
+
+static __always_inline void account_release(__u32 tgid, __u32 tid, __u32 type, __u64 addr, __u64 hold_ns)
+{
+	struct lk_lock_stats *ls = lock_stats(tgid, type, addr);
+	if (ls) {
+		ls->releases++;
+		ls->hold_total_ns += hold_ns;
+		if (hold_ns > ls->hold_max_ns)
+			ls->hold_max_ns = hold_ns;
+		__u32 slot = log2_slot(hold_ns);
+		if (slot < LK_HIST_SLOTS)
+			ls->hold_hist[slot]++;
+	}
+	struct lk_thread_stats *ts = thread_stats(tgid, tid);
+	if (ts) {
+		ts->releases++;
+		ts->hold_total_ns += hold_ns;
+		if (hold_ns > ts->hold_max_ns)
+			ts->hold_max_ns = hold_ns;
+	}
+}
+
+static __always_inline void emit_acq(__u64 addr, __u64 req, __u64 acq, __u64 wait, __u64 hold, __u64 fwait,
+				     __u32 op, __u32 type, __s32 ret, __u32 nest, __u32 contended)
+{
+	struct lk_acq *e = pi_reserve(&lk_events, sizeof(*e));
+	if (!e)
+		return;
+	pi_fill_header_current(&e->h, LK_ACQ, sizeof(*e));
+	e->lock_addr = addr;
+	e->request_ns = req;
+	e->acquired_ns = acq;
+	e->wait_ns = wait;
+	e->hold_ns = hold;
+	e->futex_wait_ns = fwait;
+	e->op = op;
+	e->type = type;
+	e->ret = ret;
+	e->depth = nest;
+	e->contended = contended;
+	e->pad = 0;
+	pi_submit(&lk_events, e);
+}
+
+static __always_inline void owner_acquire(__u32 tgid, __u32 tid, __u64 addr, __u32 type, __u64 now)
+{
+	struct lk_owner_key key = {.addr = addr, .tgid = tgid};
+	if (type == LK_TYPE_RWLOCK_READ) {
+		struct lk_owner *o = bpf_map_lookup_elem(&lk_owner, &key);
+		if (o && o->type == LK_TYPE_RWLOCK_READ) {
+			__sync_fetch_and_add(&o->readers, 1);
+			return;
+		}
+	}
+	struct lk_owner o = {.since_ns = now, .tid = tid, .type = type,
+			     .readers = type == LK_TYPE_RWLOCK_READ ? 1 : 0};
+	bpf_get_current_comm(o.comm, sizeof(o.comm));
+	if (bpf_map_update_elem(&lk_owner, &key, &o, BPF_ANY) != 0)
+		pi_count_lost();
+}
+
+static __always_inline void owner_release(__u32 tgid, __u32 tid, __u64 addr, __u32 type)
+{
+	struct lk_owner_key key = {.addr = addr, .tgid = tgid};
+	struct lk_owner *o = bpf_map_lookup_elem(&lk_owner, &key);
+	if (!o)
+		return;
+	if (type == LK_TYPE_RWLOCK_READ && o->type == LK_TYPE_RWLOCK_READ) {
+		if (__sync_fetch_and_add(&o->readers, -1) > 1) {
+			/* other readers remain; the one named may be gone */
+			if (o->tid == tid)
+				o->tid = 0;
+			return;
+		}
+		bpf_map_delete_elem(&lk_owner, &key);
+		return;
+	}
+	if (o->tid == tid)
+		bpf_map_delete_elem(&lk_owner, &key);
+}
+
+/* End the hold of (tid, addr), if one is tracked. */
+static __always_inline void release(__u32 tgid, __u32 tid, __u64 addr, __u32 unlock_op)
+{
+	struct lk_hold_key key = {.addr = addr, .tid = tid};
+	struct lk_hold *h = bpf_map_lookup_elem(&lk_holds, &key);
+	if (!h)
+		return; /* taken before activation, or not a lock we saw taken */
+	if (h->depth > 1) {
+		h->depth--; /* recursive mutex, or a read lock taken again */
+		return;
+	}
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u64 hold = now - h->acquired_ns;
+	__u32 type = h->type;
+	account_release(tgid, tid, type, addr, hold);
+	if (lk_acq_events)
+		emit_acq(addr, h->request_ns, h->acquired_ns, h->wait_ns, hold, h->futex_wait_ns, h->op, type, 0,
+			 h->nest, h->contended);
+	owner_release(tgid, tid, addr, type);
+	bpf_map_delete_elem(&lk_holds, &key);
+	struct lk_task_state *st = task_state(false);
+	if (st && st->held > 0)
+		st->held--;
+}
+
+/* ------------------------------------------------------------------ uprobes */
+
+static __always_inline int lock_request(__u64 addr, __u32 op)
+{
+	struct lk_task_state *st = task_state(true);
+	if (!st)
+		return 0;
+	st->req_ns = bpf_ktime_get_boot_ns();
+	st->req_addr = addr;
+	st->req_op = op;
+	st->req_futex_ns = 0;
+	st->req_contended = 0;
+	return 0;
+}
+
+/* The lock call under way in this thread returned ret. */
+static __always_inline int lock_done(struct lk_task_state *st, int ret)
+{
+	__u64 req = st->req_ns;
+	st->req_ns = 0;
+	if (req < lk_epoch_ns)
+		return 0; /* begun under an earlier activation */
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32, tid = (__u32)id;
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u64 addr = st->req_addr;
+	__u32 op = st->req_op;
+	__u32 type = op_type(op);
+	bool cond = is_cond(op);
+	/* pthread_cond_*wait: the time before return is spent waiting for the condition, not
+	 * for the mutex: the new hold starts at the return, with no lock wait */
+	__u64 wait = cond ? 0 : now - req;
+	__u32 contended = cond ? 0 : st->req_contended;
+	__u64 fwait = cond ? 0 : st->req_futex_ns;
+	bool ok = ret == 0 || ret == EOWNERDEAD_ || cond;
+	account_acquire(tgid, tid, type, addr, wait, ok, contended, !cond);
+	if (!ok) {
+		if (lk_acq_events)
+			emit_acq(addr, req, 0, wait, 0, fwait, op, type, ret, st->held, contended);
+		return 0;
+	}
+	struct lk_hold_key key = {.addr = addr, .tid = tid};
+	struct lk_hold *h = bpf_map_lookup_elem(&lk_holds, &key);
+	if (h) {
+		h->depth++;
+		return 0;
+	}
+	st->held++;
+	struct lk_hold nh = {
+		.request_ns = cond ? now : req, .acquired_ns = now, .wait_ns = wait, .futex_wait_ns = fwait,
+		.op = op, .type = type, .depth = 1, .nest = st->held, .contended = contended, .tgid = tgid,
+	};
+	if (bpf_map_update_elem(&lk_holds, &key, &nh, BPF_ANY) != 0) {
+		pi_count_lost();
+		st->held--;
+		return 0;
+	}
+	owner_acquire(tgid, tid, addr, type, now);
+	return 0;
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(lk_return, int ret)
+{
+	struct lk_task_state *st = task_state(false);
+	if (!st || !st->req_ns)
+		return 0;
+	return lock_done(st, ret);
+}
+
+/*
+ * Every entry-side probe runs lk_entry; its BPF cookie says what the probed place is:
+ * LK_CK_KIND(cookie) the role, LK_CK_OP(cookie) the function (enum lk_op).
+ *
+ * pthread_spin_lock cannot carry an entry uprobe on x86-64 glibc: its first instruction is
+ * `lock decl (%rdi)` and uprobes refuse lock-prefixed instructions. Its body is
+ *   +0 lock decl (%rdi); +3 jne spin; +5 xor %eax,%eax; +7 ret; spin: ... jg +0
+ * so the user side probes +3 (after each attempt: the first one is the request) and +5 (the
+ * lock is taken) when it finds exactly these bytes.
+ */
+SEC("uprobe")
+int BPF_KPROBE(lk_entry, void *a0, void *a1)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u32 kind = LK_CK_KIND(cookie), op = LK_CK_OP(cookie);
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32, tid = (__u32)id;
+	if (kind == LK_CK_SPIN_ACQUIRED) {
+		/* only threads with a request under way: no target check needed */
+		struct lk_task_state *st = task_state(false);
+		if (!st || !st->req_ns || st->req_op != LK_OP_SPIN_LOCK)
+			return 0;
+		return lock_done(st, 0);
+	}
+	if (!pi_wanted(tgid, tid))
+		return 0;
+	switch (kind) {
+	case LK_CK_LOCK:
+		return lock_request((__u64)a0, op);
+	case LK_CK_UNLOCK:
+		release(tgid, tid, (__u64)a0, op);
+		return 0;
+	case LK_CK_COND:
+		/* the mutex is released while the thread waits on the condition */
+		release(tgid, tid, (__u64)a1, LK_OP_MUTEX_UNLOCK);
+		return lock_request((__u64)a1, op);
+	case LK_CK_SPIN_ATTEMPT: {
+		struct lk_task_state *st = task_state(false);
+		if (st && st->req_ns && st->req_op == LK_OP_SPIN_LOCK && st->req_addr == (__u64)a0)
+			return 0; /* a retry after spinning */
+		return lock_request((__u64)a0, LK_OP_SPIN_LOCK);
+	}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ futex */
+
+static __always_inline bool futex_is_wait(__u32 cmd)
+{
+	return cmd == FUTEX_WAIT_ || cmd == FUTEX_WAIT_BITSET_ || cmd == FUTEX_LOCK_PI_ ||
+	       cmd == FUTEX_LOCK_PI2_ || cmd == FUTEX_WAIT_REQUEUE_PI_;
+}
+
+static __always_inline bool futex_is_wake(__u32 cmd)
+{
+	return cmd == FUTEX_WAKE_ || cmd == FUTEX_WAKE_BITSET_ || cmd == FUTEX_UNLOCK_PI_ ||
+	       cmd == FUTEX_WAKE_OP_ || cmd == FUTEX_REQUEUE_ || cmd == FUTEX_CMP_REQUEUE_;
+}
+
+/* The tracked lock a futex word belongs to: a mutex's word is the mutex itself; an rwlock
+ * (glibc >= 2.25) waits on __readers (+0), __wrphase_futex (+8) or __writers_futex (+12). */
+static __always_inline struct lk_owner *find_owner(__u32 tgid, __u64 uaddr, __u64 *lock_addr)
+{
+	struct lk_owner_key key = {.addr = uaddr, .tgid = tgid};
+	struct lk_owner *o = bpf_map_lookup_elem(&lk_owner, &key);
+	if (o) {
+		*lock_addr = uaddr;
+		return o;
+	}
+	key.addr = uaddr - 8;
+	o = bpf_map_lookup_elem(&lk_owner, &key);
+	if (o && (o->type == LK_TYPE_RWLOCK_READ || o->type == LK_TYPE_RWLOCK_WRITE)) {
+		*lock_addr = key.addr;
+		return o;
+	}
+	key.addr = uaddr - 12;
+	o = bpf_map_lookup_elem(&lk_owner, &key);
+	if (o && (o->type == LK_TYPE_RWLOCK_READ || o->type == LK_TYPE_RWLOCK_WRITE)) {
+		*lock_addr = key.addr;
+		return o;
+	}
+	return NULL;
+}
+
+SEC("tracepoint/syscalls/sys_enter_futex")
+int lk_futex_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 cmd = (__u32)ctx->args[1] & FUTEX_CMD_MASK_;
+	bool wait = futex_is_wait(cmd);
+	if (!wait && !futex_is_wake(cmd))
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32, tid = (__u32)id;
+	bool wanted = pi_wanted(tgid, tid);
+	if (!wanted && (!lk_system_on || !pi_active()))
+		return 0;
+	struct lk_task_state *st = task_state(true);
+	if (!st)
+		return 0;
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u64 uaddr = ctx->args[0];
+	st->fx_ns = now;
+	st->fx_addr = uaddr;
+	st->fx_cmd = cmd;
+	st->fx_wanted = wanted;
+	st->fx_holder_tid = 0;
+	st->fx_holder_readers = 0;
+	st->fx_holder_type = 0;
+	st->fx_lock_addr = 0;
+	st->fx_holder_since = 0;
+	if (!wanted)
+		return 0;
+	if (wait) {
+		if (!lk_full)
+			return 0;
+		__u64 lock_addr = 0;
+		struct lk_owner *o = find_owner(tgid, uaddr, &lock_addr);
+		if (o) {
+			st->fx_lock_addr = lock_addr;
+			st->fx_holder_tid = o->tid;
+			st->fx_holder_readers = o->readers;
+			st->fx_holder_type = o->type;
+			st->fx_holder_since = o->since_ns;
+			__builtin_memcpy(st->fx_holder_comm, o->comm, sizeof(st->fx_holder_comm));
+		}
+	} else {
+		struct lk_owner_key key = {.addr = uaddr, .tgid = tgid};
+		struct lk_waker w = {.ts_ns = now, .tid = tid};
+		if (bpf_map_update_elem(&lk_wakers, &key, &w, BPF_ANY) != 0)
+			pi_count_lost();
+	}
+	return 0;
+}
+
+static __always_inline void sys_account(__u32 idx, bool wait, __u64 dur, long ret)
+{
+	struct lk_sys_stats *s = bpf_map_lookup_elem(&lk_system, &idx);
+	if (!s)
+		return;
+	if (wait) {
+		s->waits++;
+		s->wait_total_ns += dur;
+		if (dur > s->wait_max_ns)
+			s->wait_max_ns = dur;
+		__u32 slot = log2_slot(dur);
+		if (slot < LK_HIST_SLOTS)
+			s->wait_hist[slot]++;
+	} else {
+		s->wakes++;
+		if (ret > 0)
+			s->woken += ret;
+	}
+}
+
+SEC("tracepoint/syscalls/sys_exit_futex")
+int lk_futex_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	struct lk_task_state *st = task_state(false);
+	if (!st || !st->fx_ns)
+		return 0;
+	__u64 start = st->fx_ns;
+	st->fx_ns = 0;
+	if (start < lk_epoch_ns)
+		return 0;
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u64 dur = now - start;
+	long ret = ctx->ret;
+	bool wait = futex_is_wait(st->fx_cmd);
+	if (lk_system_on)
+		sys_account(1, wait, dur, ret);
+	if (!st->fx_wanted)
+		return 0;
+	sys_account(0, wait, dur, ret);
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32, tid = (__u32)id;
+	struct lk_futex_key key = {.addr = st->fx_addr, .tgid = tgid, .tid = tid};
+	struct lk_futex_stats *fs = bpf_map_lookup_elem(&lk_futex, &key);
+	if (!fs) {
+		struct lk_futex_stats z = {};
+		if (bpf_map_update_elem(&lk_futex, &key, &z, BPF_NOEXIST) != 0 && !bpf_map_lookup_elem(&lk_futex, &key))
+			pi_count_lost();
+		fs = bpf_map_lookup_elem(&lk_futex, &key);
+	}
+	if (fs) {
+		if (wait) {
+			fs->waits++;
+			fs->wait_total_ns += dur;
+			if (dur > fs->wait_max_ns)
+				fs->wait_max_ns = dur;
+			if (ret == -ETIMEDOUT_)
+				fs->timeouts++;
+		} else {
+			fs->wakes++;
+			if (ret > 0)
+				fs->woken += ret;
+		}
+	}
+	if (!wait)
+		return 0;
+	/* a wait inside a lock call makes that acquisition contended */
+	if (st->req_ns && !is_cond(st->req_op)) {
+		st->req_futex_ns += dur;
+		st->req_contended = 1;
+	}
+	if (dur < lk_contention_min_ns)
+		return 0;
+	if (lk_full && !st->fx_lock_addr)
+		return 0; /* not a tracked lock (a condition variable, a semaphore, ...) */
+	struct lk_contention *e = pi_reserve(&lk_events, sizeof(*e));
+	if (!e)
+		return 0;
+	pi_fill_header_current(&e->h, LK_CONTENTION, sizeof(*e));
+	e->futex_addr = st->fx_addr;
+	e->lock_addr = st->fx_lock_addr;
+	e->wait_ns = dur;
+	e->holder_held_ns = st->fx_holder_since && st->fx_holder_since < start ? start - st->fx_holder_since : 0;
+	e->holder_tid = st->fx_holder_tid;
+	e->holder_readers = st->fx_holder_readers;
+	e->lock_type = st->fx_holder_type;
+	e->ret = (__s32)ret;
+	e->futex_op = st->fx_cmd;
+	__builtin_memcpy(e->holder_comm, st->fx_holder_comm, sizeof(e->holder_comm));
+	e->waker_tid = 0;
+	struct lk_owner_key wk = {.addr = st->fx_addr, .tgid = tgid};
+	struct lk_waker *w = bpf_map_lookup_elem(&lk_wakers, &wk);
+	if (w && w->ts_ns >= start)
+		e->waker_tid = w->tid;
+	pi_submit(&lk_events, e);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ new target processes */
+
+static __always_inline void emit_newproc(struct task_struct *t, __u32 pid, __u32 why)
+{
+	struct lk_newproc *e = pi_reserve(&lk_events, sizeof(*e));
+	if (!e)
+		return;
+	pi_fill_header(&e->h, LK_NEWPROC, sizeof(*e), t);
+	e->pid = pid;
+	e->why = why;
+	pi_submit(&lk_events, e);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(lk_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = BPF_CORE_READ(p, tgid);
+	if (!pi_wanted(tgid, BPF_CORE_READ(p, pid)))
+		return 0;
+	emit_newproc(p, tgid, LK_NEW_EXEC);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(lk_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = BPF_CORE_READ(parent, tgid);
+	__u32 ctgid = BPF_CORE_READ(child, tgid);
+	if (ctgid == ptgid || !pi_wanted(ptgid, BPF_CORE_READ(parent, pid)))
+		return 0;
+	emit_newproc(parent, ctgid, LK_NEW_FORK);
+	return 0;
+}

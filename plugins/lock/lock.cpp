@@ -1,0 +1,1181 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// lock probe, user side: finds the target processes' libc, attaches lock.bpf.c's uprobes to
+// them only, decodes the streamed records and turns the kernel's per-lock, per-thread and
+// per-futex aggregates into periodic records.
+#include "lock.h"
+#include "lock.skel.h"
+
+#include <procimage/bpf.hpp>
+#include <procimage/config.hpp>
+#include <procimage/sdk.hpp>
+
+#include <bpf/btf.h>
+#include <gelf.h>
+#include <sys/syscall.h>
+#include <libelf.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <fcntl.h>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <time.h>
+#include <unistd.h>
+#include <unordered_map>
+
+namespace procimage::lock {
+
+namespace sdk = procimage::sdk;
+
+struct config {
+	std::string mode = "auto";
+	bool acquisitions = false;
+	uint64_t contention_min_ns = 1000000;
+	bool system = true;
+	uint32_t top = 10;
+	uint32_t max_locks = 4096;
+	uint32_t max_threads = 4096;
+	uint32_t max_futexes = 8192;
+	uint32_t ringbuf_kb = 1024;
+	std::string uprobe_attach = "auto";
+
+	explicit config(const std::string &text)
+	{
+		sdk::config_reader r(text);
+		mode = r.get_enum("mode", "auto", {"auto", "full", "contention"});
+		acquisitions = r.get_bool("acquisitions", false);
+		contention_min_ns = static_cast<uint64_t>(r.get_int("contention_min_us", 1000, 0, 60000000)) * 1000;
+		system = r.get_bool("system", true);
+		top = static_cast<uint32_t>(r.get_int("top", 10, 0, 100000));
+		max_locks = static_cast<uint32_t>(r.get_int("max_locks", 4096, 16, 1 << 20));
+		max_threads = static_cast<uint32_t>(r.get_int("max_threads", 4096, 16, 1 << 20));
+		max_futexes = static_cast<uint32_t>(r.get_int("max_futexes", 8192, 16, 1 << 20));
+		ringbuf_kb = static_cast<uint32_t>(r.get_int("ringbuf_kb", 1024, 64, 1 << 20));
+		uprobe_attach = r.get_enum("uprobe_attach", "auto", {"auto", "multi", "single"});
+		if (ringbuf_kb & (ringbuf_kb - 1))
+			throw sdk::config_error("ringbuf_kb: expected a power of two, got " + std::to_string(ringbuf_kb));
+		if (acquisitions && mode == "contention")
+			throw sdk::config_error("acquisitions: needs hold tracking (uprobes); mode \"contention\" has none");
+		r.finish();
+	}
+};
+
+// ------------------------------------------------------------------ names
+
+struct func_def {
+	const char *name;
+	uint32_t op;
+	enum { LOCK, COND, UNLOCK } role;
+};
+
+const func_def FUNCS[] = {
+	{"pthread_mutex_lock", LK_OP_MUTEX_LOCK, func_def::LOCK},
+	{"pthread_mutex_trylock", LK_OP_MUTEX_TRYLOCK, func_def::LOCK},
+	{"pthread_mutex_timedlock", LK_OP_MUTEX_TIMEDLOCK, func_def::LOCK},
+	{"pthread_mutex_clocklock", LK_OP_MUTEX_CLOCKLOCK, func_def::LOCK},
+	{"pthread_rwlock_rdlock", LK_OP_RW_RDLOCK, func_def::LOCK},
+	{"pthread_rwlock_tryrdlock", LK_OP_RW_TRYRDLOCK, func_def::LOCK},
+	{"pthread_rwlock_timedrdlock", LK_OP_RW_TIMEDRDLOCK, func_def::LOCK},
+	{"pthread_rwlock_clockrdlock", LK_OP_RW_CLOCKRDLOCK, func_def::LOCK},
+	{"pthread_rwlock_wrlock", LK_OP_RW_WRLOCK, func_def::LOCK},
+	{"pthread_rwlock_trywrlock", LK_OP_RW_TRYWRLOCK, func_def::LOCK},
+	{"pthread_rwlock_timedwrlock", LK_OP_RW_TIMEDWRLOCK, func_def::LOCK},
+	{"pthread_rwlock_clockwrlock", LK_OP_RW_CLOCKWRLOCK, func_def::LOCK},
+	{"pthread_spin_lock", LK_OP_SPIN_LOCK, func_def::LOCK},
+	{"pthread_spin_trylock", LK_OP_SPIN_TRYLOCK, func_def::LOCK},
+	{"pthread_cond_wait", LK_OP_COND_WAIT, func_def::COND},
+	{"pthread_cond_timedwait", LK_OP_COND_TIMEDWAIT, func_def::COND},
+	{"pthread_cond_clockwait", LK_OP_COND_CLOCKWAIT, func_def::COND},
+	{"pthread_mutex_unlock", LK_OP_MUTEX_UNLOCK, func_def::UNLOCK},
+	{"pthread_rwlock_unlock", LK_OP_RW_UNLOCK, func_def::UNLOCK},
+	{"pthread_spin_unlock", LK_OP_SPIN_UNLOCK, func_def::UNLOCK},
+};
+
+const char *op_name(uint32_t op)
+{
+	for (const auto &f : FUNCS)
+		if (f.op == op)
+			return f.name;
+	return "unknown";
+}
+
+const char *type_name(uint32_t t)
+{
+	switch (t) {
+	case LK_TYPE_MUTEX: return "mutex";
+	case LK_TYPE_RWLOCK_READ: return "rwlock_read";
+	case LK_TYPE_RWLOCK_WRITE: return "rwlock_write";
+	case LK_TYPE_SPIN: return "spin";
+	default: return "unknown";
+	}
+}
+
+const char *futex_cmd_name(uint32_t c)
+{
+	switch (c) {
+	case 0: return "FUTEX_WAIT";
+	case 1: return "FUTEX_WAKE";
+	case 3: return "FUTEX_REQUEUE";
+	case 4: return "FUTEX_CMP_REQUEUE";
+	case 5: return "FUTEX_WAKE_OP";
+	case 6: return "FUTEX_LOCK_PI";
+	case 7: return "FUTEX_UNLOCK_PI";
+	case 9: return "FUTEX_WAIT_BITSET";
+	case 10: return "FUTEX_WAKE_BITSET";
+	case 11: return "FUTEX_WAIT_REQUEUE_PI";
+	case 13: return "FUTEX_LOCK_PI2";
+	default: return "FUTEX_OTHER";
+	}
+}
+
+// ------------------------------------------------------------------ ELF symbols
+
+// File offsets of the named functions defined in an ELF file. For a name with several
+// versions (pthread_cond_wait@GLIBC_2.2.5 and @@GLIBC_2.3.2), the default version wins: that
+// is what a program linked today calls.
+std::map<std::string, uint64_t> elf_function_offsets(const std::string &path, const std::set<std::string> &names)
+{
+	std::map<std::string, uint64_t> out;
+	if (elf_version(EV_CURRENT) == EV_NONE)
+		throw std::runtime_error("libelf: " + std::string(elf_errmsg(-1)));
+	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		throw std::runtime_error("cannot open " + path + ": " + sdk::errno_text(errno));
+	Elf *elf = elf_begin(fd, ELF_C_READ, nullptr);
+	if (!elf) {
+		close(fd);
+		throw std::runtime_error(path + ": not an ELF file: " + elf_errmsg(-1));
+	}
+	std::vector<GElf_Phdr> loads;
+	size_t nph = 0;
+	elf_getphdrnum(elf, &nph);
+	for (size_t i = 0; i < nph; i++) {
+		GElf_Phdr ph;
+		if (gelf_getphdr(elf, static_cast<int>(i), &ph) && ph.p_type == PT_LOAD && (ph.p_flags & PF_X))
+			loads.push_back(ph);
+	}
+	auto file_offset = [&](uint64_t vaddr) -> std::optional<uint64_t> {
+		for (const auto &ph : loads)
+			if (vaddr >= ph.p_vaddr && vaddr < ph.p_vaddr + ph.p_memsz)
+				return vaddr - ph.p_vaddr + ph.p_offset;
+		return std::nullopt;
+	};
+	std::map<std::string, bool> is_default; // name -> the offset kept is the default version
+	Elf_Scn *scn = nullptr;
+	while ((scn = elf_nextscn(elf, scn)) != nullptr) {
+		GElf_Shdr sh;
+		if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_DYNSYM && sh.sh_type != SHT_SYMTAB))
+			continue;
+		Elf_Data *data = elf_getdata(scn, nullptr);
+		if (!data || !sh.sh_entsize)
+			continue;
+		// the version of each dynamic symbol (bit 15: hidden, i.e. not the default version)
+		Elf_Data *versym = nullptr;
+		if (sh.sh_type == SHT_DYNSYM) {
+			Elf_Scn *v = nullptr;
+			while ((v = elf_nextscn(elf, v)) != nullptr) {
+				GElf_Shdr vs;
+				if (gelf_getshdr(v, &vs) && vs.sh_type == SHT_GNU_versym)
+					versym = elf_getdata(v, nullptr);
+			}
+		}
+		size_t n = sh.sh_size / sh.sh_entsize;
+		for (size_t i = 0; i < n; i++) {
+			GElf_Sym sym;
+			if (!gelf_getsym(data, static_cast<int>(i), &sym))
+				continue;
+			if (GELF_ST_TYPE(sym.st_info) != STT_FUNC && GELF_ST_TYPE(sym.st_info) != STT_GNU_IFUNC)
+				continue;
+			if (sym.st_shndx == SHN_UNDEF || !sym.st_value)
+				continue;
+			const char *name = elf_strptr(elf, sh.sh_link, sym.st_name);
+			if (!name || !names.count(name))
+				continue;
+			bool def = true;
+			if (versym) {
+				GElf_Versym vv;
+				if (gelf_getversym(versym, static_cast<int>(i), &vv))
+					def = !(vv & 0x8000);
+			}
+			auto off = file_offset(sym.st_value);
+			if (!off)
+				continue;
+			auto it = out.find(name);
+			if (it == out.end() || (def && !is_default[name])) {
+				out[name] = *off;
+				is_default[name] = def;
+			}
+		}
+	}
+	elf_end(elf);
+	close(fd);
+	return out;
+}
+
+// ------------------------------------------------------------------ target processes
+
+struct mapped_lib {
+	std::string path;      // as the process sees it
+	std::string open_path; // how procimage reaches the same file
+	uint64_t dev = 0, ino = 0;
+	bool pthread = false;  // libpthread (glibc before 2.34), else libc
+};
+
+bool is_libc_name(const std::string &base, bool &pthread)
+{
+	pthread = base.rfind("libpthread.so", 0) == 0 || base.rfind("libpthread-", 0) == 0;
+	return pthread || base.rfind("libc.so", 0) == 0 || base.rfind("libc-2.", 0) == 0 ||
+	       base.rfind("libc.musl", 0) == 0 || base.rfind("ld-musl", 0) == 0;
+}
+
+// libc and libpthread as mapped by a process; nullopt when the process is gone.
+std::optional<std::vector<mapped_lib>> process_libs(uint32_t pid)
+{
+	std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
+	if (!in)
+		return std::nullopt;
+	std::vector<mapped_lib> libs;
+	std::string line;
+	while (std::getline(in, line)) {
+		std::istringstream ls(line);
+		std::string range, perms, off, dev, path;
+		uint64_t ino = 0;
+		if (!(ls >> range >> perms >> off >> dev >> ino))
+			continue;
+		std::getline(ls, path);
+		path.erase(0, path.find_first_not_of(' '));
+		if (path.empty() || path[0] != '/' || ino == 0)
+			continue;
+		bool deleted = false;
+		const std::string del = " (deleted)";
+		if (path.size() > del.size() && path.compare(path.size() - del.size(), del.size(), del) == 0) {
+			path.resize(path.size() - del.size());
+			deleted = true;
+		}
+		std::string base = path.substr(path.rfind('/') + 1);
+		bool pthread = false;
+		if (!is_libc_name(base, pthread))
+			continue;
+		unsigned maj = 0, min = 0;
+		std::sscanf(dev.c_str(), "%x:%x", &maj, &min);
+		uint64_t devno = (static_cast<uint64_t>(maj) << 32) | min;
+		if (std::any_of(libs.begin(), libs.end(), [&](const mapped_lib &l) { return l.ino == ino && l.dev == devno; }))
+			continue;
+		mapped_lib l;
+		l.path = path;
+		// the file as the process sees it (its own mount namespace), or the mapping itself when
+		// the file was replaced since
+		l.open_path = deleted ? "/proc/" + std::to_string(pid) + "/map_files/" + range
+				      : "/proc/" + std::to_string(pid) + "/root" + path;
+		l.dev = devno;
+		l.ino = ino;
+		l.pthread = pthread;
+		libs.push_back(l);
+	}
+	return libs;
+}
+
+constexpr int ENOTSUPP_ = 524; // the kernel's "operation not supported" for unprobeable instructions
+
+// x86-64 glibc's pthread_spin_lock: lock decl (%rdi); jne +x; xor %eax,%eax; ret
+bool spin_lock_layout(const std::string &path, uint64_t off)
+{
+	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	unsigned char b[8] = {};
+	ssize_t n = pread(fd, b, sizeof b, static_cast<off_t>(off));
+	close(fd);
+	return n == 8 && b[0] == 0xf0 && b[1] == 0xff && b[2] == 0x0f && b[3] == 0x75 && b[5] == 0x31 &&
+	       b[6] == 0xc0 && b[7] == 0xc3;
+}
+
+bool first_insn_locked(const std::string &path, uint64_t off)
+{
+	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	unsigned char b = 0;
+	ssize_t n = pread(fd, &b, 1, static_cast<off_t>(off));
+	close(fd);
+	return n == 1 && b == 0xf0;
+}
+
+constexpr uint32_t BPF_TRACE_UPROBE_MULTI_ = 48; // enum bpf_attach_type, Linux 6.6
+constexpr uint32_t BPF_F_UPROBE_MULTI_RETURN_ = 1;
+
+// Does the running kernel have uprobe_multi links? (its BTF has their link type)
+bool kernel_has_uprobe_multi()
+{
+	btf *vm = btf__load_vmlinux_btf();
+	if (!vm)
+		return false;
+	bool yes = btf__find_by_name_kind(vm, "bpf_uprobe_multi_link", BTF_KIND_STRUCT) > 0;
+	btf__free(vm);
+	return yes;
+}
+
+// One uprobe_multi link: prog at every offset of path, for process pid only. The libbpf this
+// project builds with predates the link type, so the attribute is laid out here (the layout
+// of union bpf_attr's link_create.uprobe_multi). Returns the link fd or -errno.
+int attach_multi(bpf_program *prog, const std::string &path, uint32_t pid, const std::vector<uint64_t> &offsets,
+		 const std::vector<uint64_t> &cookies, bool ret)
+{
+	if (offsets.empty())
+		return -ENOENT;
+	struct {
+		uint32_t prog_fd;
+		uint32_t target_fd;
+		uint32_t attach_type;
+		uint32_t flags;
+		uint64_t path;
+		uint64_t offsets;
+		uint64_t ref_ctr_offsets;
+		uint64_t cookies;
+		uint32_t cnt;
+		uint32_t flags2;
+		uint32_t pid;
+		uint32_t pad;
+		uint8_t rest[64]; // the rest of union bpf_attr stays zero
+	} attr{};
+	attr.prog_fd = static_cast<uint32_t>(bpf_program__fd(prog));
+	attr.attach_type = BPF_TRACE_UPROBE_MULTI_;
+	attr.path = reinterpret_cast<uint64_t>(path.c_str());
+	attr.offsets = reinterpret_cast<uint64_t>(offsets.data());
+	attr.cookies = reinterpret_cast<uint64_t>(cookies.data());
+	attr.cnt = static_cast<uint32_t>(offsets.size());
+	attr.flags2 = ret ? BPF_F_UPROBE_MULTI_RETURN_ : 0;
+	attr.pid = pid;
+	long fd = syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof attr);
+	return fd < 0 ? -errno : static_cast<int>(fd);
+}
+
+uint32_t tgid_of(uint32_t tid)
+{
+	std::ifstream in("/proc/" + std::to_string(tid) + "/status");
+	std::string line;
+	while (std::getline(in, line))
+		if (line.rfind("Tgid:", 0) == 0)
+			return static_cast<uint32_t>(std::stoul(line.substr(5)));
+	return 0;
+}
+
+std::string proc_comm(uint32_t pid)
+{
+	std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
+	std::string s;
+	std::getline(in, s);
+	return s;
+}
+
+uint64_t boot_ns()
+{
+	timespec ts{};
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// ------------------------------------------------------------------ per-CPU map reading
+
+template <typename K, typename V> class percpu_reader {
+public:
+	explicit percpu_reader(int fd) : fd_(fd), ncpu_(libbpf_num_possible_cpus()) {}
+
+	// Every entry, with its per-CPU values combined by sum(acc, one).
+	template <typename F> std::map<K, V> read_all(F &&sum) const
+	{
+		std::map<K, V> out;
+		if (ncpu_ <= 0)
+			return out;
+		size_t stride = (sizeof(V) + 7) & ~size_t(7);
+		std::vector<uint8_t> buf(stride * static_cast<size_t>(ncpu_));
+		K key{}, next{};
+		const void *prev = nullptr;
+		while (bpf_map_get_next_key(fd_, prev, &next) == 0) {
+			if (bpf_map_lookup_elem(fd_, &next, buf.data()) == 0) {
+				V acc{};
+				for (int c = 0; c < ncpu_; c++) {
+					V one;
+					std::memcpy(&one, buf.data() + stride * static_cast<size_t>(c), sizeof(V));
+					sum(acc, one);
+				}
+				out[next] = acc;
+			}
+			key = next;
+			prev = &key;
+		}
+		return out;
+	}
+
+private:
+	int fd_;
+	int ncpu_;
+};
+
+template <typename K> void clear_map(int fd)
+{
+	std::vector<K> keys;
+	K key{}, next{};
+	const void *prev = nullptr;
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		keys.push_back(next);
+		key = next;
+		prev = &key;
+	}
+	for (const auto &k : keys)
+		bpf_map_delete_elem(fd, &k);
+}
+
+struct lock_key_less {
+	bool operator()(const lk_lock_key &a, const lk_lock_key &b) const
+	{
+		return std::tie(a.tgid, a.addr, a.type) < std::tie(b.tgid, b.addr, b.type);
+	}
+};
+
+} // namespace procimage::lock
+
+// std::map keys
+inline bool operator<(const lk_lock_key &a, const lk_lock_key &b) { return procimage::lock::lock_key_less{}(a, b); }
+inline bool operator<(const lk_futex_key &a, const lk_futex_key &b)
+{
+	return std::tie(a.tgid, a.addr, a.tid) < std::tie(b.tgid, b.addr, b.tid);
+}
+
+namespace procimage::lock {
+
+void add_lock(lk_lock_stats &a, const lk_lock_stats &b)
+{
+	a.acquisitions += b.acquisitions;
+	a.contended += b.contended;
+	a.failed += b.failed;
+	a.wait_total_ns += b.wait_total_ns;
+	a.wait_max_ns = std::max(a.wait_max_ns, b.wait_max_ns);
+	a.hold_total_ns += b.hold_total_ns;
+	a.hold_max_ns = std::max(a.hold_max_ns, b.hold_max_ns);
+	a.releases += b.releases;
+	for (int i = 0; i < LK_HIST_SLOTS; i++) {
+		a.wait_hist[i] += b.wait_hist[i];
+		a.hold_hist[i] += b.hold_hist[i];
+	}
+}
+
+void add_thread(lk_thread_stats &a, const lk_thread_stats &b)
+{
+	a.acquisitions += b.acquisitions;
+	a.contended += b.contended;
+	a.failed += b.failed;
+	a.wait_total_ns += b.wait_total_ns;
+	a.wait_max_ns = std::max(a.wait_max_ns, b.wait_max_ns);
+	a.hold_total_ns += b.hold_total_ns;
+	a.hold_max_ns = std::max(a.hold_max_ns, b.hold_max_ns);
+	a.releases += b.releases;
+	if (b.tgid)
+		a.tgid = b.tgid;
+	if (b.comm[0] && !a.comm[0])
+		std::memcpy(a.comm, b.comm, sizeof a.comm);
+}
+
+void add_futex(lk_futex_stats &a, const lk_futex_stats &b)
+{
+	a.waits += b.waits;
+	a.wait_total_ns += b.wait_total_ns;
+	a.wait_max_ns = std::max(a.wait_max_ns, b.wait_max_ns);
+	a.timeouts += b.timeouts;
+	a.wakes += b.wakes;
+	a.woken += b.woken;
+}
+
+void add_sys(lk_sys_stats &a, const lk_sys_stats &b)
+{
+	a.waits += b.waits;
+	a.wait_total_ns += b.wait_total_ns;
+	a.wait_max_ns = std::max(a.wait_max_ns, b.wait_max_ns);
+	a.wakes += b.wakes;
+	a.woken += b.woken;
+	for (int i = 0; i < LK_HIST_SLOTS; i++)
+		a.wait_hist[i] += b.wait_hist[i];
+}
+
+// a - b for the counters; the maxima stay those of a (the kernel keeps one maximum per entry)
+void sub_lock(lk_lock_stats &a, const lk_lock_stats &b)
+{
+	a.acquisitions -= b.acquisitions;
+	a.contended -= b.contended;
+	a.failed -= b.failed;
+	a.wait_total_ns -= b.wait_total_ns;
+	a.hold_total_ns -= b.hold_total_ns;
+	a.releases -= b.releases;
+	for (int i = 0; i < LK_HIST_SLOTS; i++) {
+		a.wait_hist[i] -= b.wait_hist[i];
+		a.hold_hist[i] -= b.hold_hist[i];
+	}
+}
+
+void sub_thread(lk_thread_stats &a, const lk_thread_stats &b)
+{
+	a.acquisitions -= b.acquisitions;
+	a.contended -= b.contended;
+	a.failed -= b.failed;
+	a.wait_total_ns -= b.wait_total_ns;
+	a.hold_total_ns -= b.hold_total_ns;
+	a.releases -= b.releases;
+}
+
+void sub_futex(lk_futex_stats &a, const lk_futex_stats &b)
+{
+	a.waits -= b.waits;
+	a.wait_total_ns -= b.wait_total_ns;
+	a.timeouts -= b.timeouts;
+	a.wakes -= b.wakes;
+	a.woken -= b.woken;
+}
+
+void sub_sys(lk_sys_stats &a, const lk_sys_stats &b)
+{
+	a.waits -= b.waits;
+	a.wait_total_ns -= b.wait_total_ns;
+	a.wakes -= b.wakes;
+	a.woken -= b.woken;
+	for (int i = 0; i < LK_HIST_SLOTS; i++)
+		a.wait_hist[i] -= b.wait_hist[i];
+}
+
+std::vector<uint64_t> hist(const __u64 *h)
+{
+	int last = LK_HIST_SLOTS - 1;
+	while (last >= 0 && h[last] == 0)
+		last--;
+	return std::vector<uint64_t>(h, h + last + 1);
+}
+
+// ------------------------------------------------------------------ the probe
+
+class lock_probe final : public sdk::probe {
+public:
+	static void validate(const std::string &text) { config c(text); }
+
+	lock_probe(const pi_host &host, const std::string &text) : sdk::probe(host), cfg_(text) {}
+
+	~lock_probe() override
+	{
+		detach_all();
+		lock_bpf__destroy(skel_);
+	}
+
+	void load(pi_probe_io &io) override
+	{
+		skel_ = lock_bpf__open();
+		if (!skel_)
+			throw std::runtime_error("cannot open the lock BPF object: " + sdk::errno_text(errno));
+		sdk::set_common_rodata(skel_->rodata, host(), cfg_.ringbuf_kb * 1024ULL);
+		skel_->rodata->lk_acq_events = cfg_.acquisitions;
+		skel_->rodata->lk_system_on = cfg_.system;
+		skel_->rodata->lk_contention_min_ns = cfg_.contention_min_ns;
+		sdk::reuse_shared_maps(skel_->obj, host());
+		bpf_map__set_max_entries(skel_->maps.lk_events, cfg_.ringbuf_kb * 1024);
+		bpf_map__set_max_entries(skel_->maps.lk_locks, cfg_.max_locks);
+		bpf_map__set_max_entries(skel_->maps.lk_threads, cfg_.max_threads);
+		bpf_map__set_max_entries(skel_->maps.lk_futex, cfg_.max_futexes);
+		bool uprobes = cfg_.mode != "contention";
+		for (bpf_program *p : {skel_->progs.lk_entry, skel_->progs.lk_return, skel_->progs.lk_exec, skel_->progs.lk_fork})
+			bpf_program__set_autoload(p, uprobes);
+		multi_ = uprobes && (cfg_.uprobe_attach == "multi" || (cfg_.uprobe_attach == "auto" && kernel_has_uprobe_multi()));
+		if (multi_) {
+			bpf_program__set_expected_attach_type(skel_->progs.lk_entry, static_cast<bpf_attach_type>(BPF_TRACE_UPROBE_MULTI_));
+			bpf_program__set_expected_attach_type(skel_->progs.lk_return, static_cast<bpf_attach_type>(BPF_TRACE_UPROBE_MULTI_));
+		}
+		int err = lock_bpf__load(skel_);
+		if (err)
+			throw std::runtime_error("cannot load the lock BPF object: " + sdk::errno_text(err));
+		io.n_ringbufs = 1;
+		io.ringbuf_fds[0] = bpf_map__fd(skel_->maps.lk_events);
+		io.lost_map_fd = sdk::lost_map_fd(skel_->obj);
+	}
+
+	void attach(const pi_target &target) override
+	{
+		detach_all();
+		reset();
+		follow_ = target.follow != 0;
+		if (target.kind == PI_TARGET_ALL) {
+			if (cfg_.mode == "full")
+				throw std::runtime_error(
+					"lock: mode \"full\" needs a target process (-p TID, -P TGID or -- CMD): its uprobes "
+					"are attached to the target processes' libc only, never system-wide; use mode "
+					"\"auto\" or \"contention\" for the whole system");
+			full_ = false;
+			if (cfg_.mode == "auto")
+				sdk::log(host(), PI_LOG_WARN,
+					 "lock: the target is the whole system: contention-only mode (futex waits and "
+					 "wakes, no hold times). Give -P TGID, -p TID or -- CMD for lock hold and wait "
+					 "times: uprobes are attached to target processes only");
+		} else {
+			full_ = cfg_.mode != "contention";
+		}
+		skel_->bss->lk_full = full_ ? 1 : 0;
+		skel_->bss->lk_epoch_ns = boot_ns();
+
+		links_.attach(skel_->progs.lk_futex_enter);
+		links_.attach(skel_->progs.lk_futex_exit);
+		if (!full_)
+			return;
+		links_.attach(skel_->progs.lk_exec);
+		if (follow_)
+			links_.attach(skel_->progs.lk_fork);
+
+		std::set<uint32_t> pids;
+		for (uint32_t i = 0; i < target.n_ids; i++) {
+			uint32_t id = target.ids[i];
+			if (id == 0)
+				continue; // an idle task has no user space
+			uint32_t pid = target.kind == PI_TARGET_TID ? tgid_of(id) : id;
+			if (!pid)
+				throw std::runtime_error("lock: thread " + std::to_string(id) + ": no such thread");
+			pids.insert(pid);
+		}
+		std::string problems;
+		size_t attached = 0;
+		for (uint32_t pid : pids) {
+			std::string why = attach_process(pid);
+			if (why.empty())
+				attached++;
+			else
+				problems += (problems.empty() ? "" : "; ") + why;
+		}
+		if (!pids.empty() && attached == 0)
+			throw std::runtime_error(problems);
+		if (!problems.empty())
+			sdk::log(host(), PI_LOG_WARN, problems);
+	}
+
+	void detach() override { detach_all(); }
+
+	void on_data(uint32_t, const void *data, size_t len) override
+	{
+		if (len < sizeof(pi_event_header))
+			throw std::runtime_error("short record (" + std::to_string(len) + " bytes)");
+		const auto *h = static_cast<const pi_event_header *>(data);
+		switch (h->kind) {
+		case LK_ACQ: return on_acq(*need<lk_acq>(data, len));
+		case LK_CONTENTION: return on_contention(*need<lk_contention>(data, len));
+		case LK_NEWPROC: return on_newproc(*need<lk_newproc>(data, len));
+		default: throw std::runtime_error("unknown record kind " + std::to_string(h->kind));
+		}
+	}
+
+	void on_tick(uint64_t now_boot_ns, bool final) override
+	{
+		if (!skel_ || !skel_->obj || bpf_map__fd(skel_->maps.lk_locks) < 0)
+			return;
+		if (!final)
+			retry_pending();
+		uint64_t ts = now_boot_ns + host().boot_to_epoch_ns;
+		report_threads(ts, final);
+		report_locks(ts, final);
+		report_futexes(ts, final);
+		report_system(ts, final);
+	}
+
+private:
+	template <typename T> static const T *need(const void *data, size_t len)
+	{
+		if (len < sizeof(T))
+			throw std::runtime_error("short record (" + std::to_string(len) + " bytes)");
+		return static_cast<const T *>(data);
+	}
+
+	static std::string cstr(const char *s, size_t max) { return std::string(s, strnlen(s, max)); }
+
+	// ---------------------------------------------------------------- uprobes per process
+
+	struct proc_state {
+		std::vector<bpf_link *> links; // one uprobe each (uprobe_attach "single")
+		std::vector<int> fds;          // uprobe_multi links
+		std::set<std::pair<uint64_t, uint64_t>> files; // (dev, inode) probed
+		bool pending = false;                          // no libc seen yet: look again
+		int retries = 0;
+	};
+
+	// Attach the uprobes to one process's libc; "" on success, else why not.
+	std::string attach_process(uint32_t pid)
+	{
+		auto libs = process_libs(pid);
+		if (!libs)
+			return "lock: process " + std::to_string(pid) + ": no such process";
+		auto &ps = procs_[pid];
+		if (libs->empty()) {
+			ps.pending = true;
+			return "lock: process " + std::to_string(pid) + " (" + proc_comm(pid) +
+			       ") has no shared libc or libpthread in /proc/" + std::to_string(pid) +
+			       "/maps (statically linked?): its lock functions cannot be probed; mode "
+			       "\"contention\" (futex waits and wakes) works for any program";
+		}
+		ps.pending = false;
+		// old glibc: the pthread functions live in libpthread; libc's are forwarders
+		std::sort(libs->begin(), libs->end(),
+			  [](const mapped_lib &a, const mapped_lib &b) { return a.pthread > b.pthread; });
+		std::set<std::string> wanted;
+		for (const auto &f : FUNCS)
+			wanted.insert(f.name);
+		std::map<std::string, std::pair<const mapped_lib *, uint64_t>> where;
+		std::map<const mapped_lib *, std::map<std::string, uint64_t>> offsets;
+		for (const auto &l : *libs) {
+			try {
+				offsets[&l] = elf_function_offsets(l.open_path, wanted);
+			} catch (const std::exception &e) {
+				sdk::log(host(), PI_LOG_WARN, "lock: process " + std::to_string(pid) + ": " + e.what());
+				continue;
+			}
+			for (const auto &[name, off] : offsets[&l])
+				if (!where.count(name))
+					where[name] = {&l, off};
+		}
+		if (!where.count("pthread_mutex_lock") || !where.count("pthread_mutex_unlock"))
+			return "lock: process " + std::to_string(pid) + " (" + proc_comm(pid) +
+			       "): no pthread_mutex_lock/unlock in " + (*libs)[0].path;
+		bool any_new = false;
+		for (const auto &l : *libs)
+			if (offsets.count(&l) && !ps.files.count({l.dev, l.ino}))
+				any_new = true;
+		if (!any_new)
+			return ""; // already probed (an exec into the same libc keeps its uprobes)
+		// the places to probe, per file: (offset, cookie) for entries and for returns
+		struct places {
+			std::vector<uint64_t> entry_off, entry_ck, ret_off, ret_ck;
+			std::vector<std::string> names; // for messages, parallel to entry_off
+		};
+		std::map<const mapped_lib *, places> plan;
+		for (const auto &f : FUNCS) {
+			auto it = where.find(f.name);
+			if (it == where.end())
+				continue; // e.g. the clock* variants before glibc 2.30
+			const mapped_lib &l = *it->second.first;
+			if (ps.files.count({l.dev, l.ino}))
+				continue;
+			uint64_t off = it->second.second;
+			auto &p = plan[&l];
+			auto entry = [&](uint64_t at, uint32_t kind) {
+				p.entry_off.push_back(at);
+				p.entry_ck.push_back(LK_COOKIE(kind, f.op));
+				p.names.push_back(f.name);
+			};
+			auto ret = [&]() {
+				p.ret_off.push_back(off);
+				p.ret_ck.push_back(LK_COOKIE(LK_CK_LOCK, f.op));
+			};
+			if (f.op == LK_OP_SPIN_LOCK && spin_lock_layout(l.open_path, off)) {
+				entry(off + 3, LK_CK_SPIN_ATTEMPT);
+				entry(off + 5, LK_CK_SPIN_ACQUIRED);
+				continue;
+			}
+			if (first_insn_locked(l.open_path, off)) {
+				sdk::log(host(), PI_LOG_WARN,
+					 "lock: " + std::string(f.name) + " in " + l.path +
+						 " starts with a locked instruction, which cannot carry a uprobe: not tracked");
+				continue;
+			}
+			switch (f.role) {
+			case func_def::LOCK: entry(off, LK_CK_LOCK); ret(); break;
+			case func_def::COND: entry(off, LK_CK_COND); ret(); break;
+			case func_def::UNLOCK: entry(off, LK_CK_UNLOCK); break;
+			}
+		}
+		for (const auto &[lib, p] : plan) {
+			const mapped_lib &l = *lib;
+			auto fail = [&](const char *what, int err) {
+				return std::runtime_error("lock: cannot attach the " + std::string(what) + " uprobes in " + l.path +
+							  " (process " + std::to_string(pid) + "): " + sdk::errno_text(err));
+			};
+			if (multi_) {
+				int fd = attach_multi(skel_->progs.lk_entry, l.open_path, pid, p.entry_off, p.entry_ck, false);
+				if (fd < 0)
+					throw fail("entry", -fd);
+				ps.fds.push_back(fd);
+				fd = attach_multi(skel_->progs.lk_return, l.open_path, pid, p.ret_off, p.ret_ck, true);
+				if (fd < 0)
+					throw fail("return", -fd);
+				ps.fds.push_back(fd);
+				continue;
+			}
+			auto single = [&](bpf_program *prog, uint64_t at, uint64_t ck, bool retprobe) {
+				LIBBPF_OPTS(bpf_uprobe_opts, o, .bpf_cookie = ck, .retprobe = retprobe);
+				bpf_link *link = bpf_program__attach_uprobe_opts(prog, static_cast<pid_t>(pid), l.open_path.c_str(), at, &o);
+				if (!link)
+					throw fail(retprobe ? "return" : "entry", errno);
+				ps.links.push_back(link);
+			};
+			for (size_t i = 0; i < p.entry_off.size(); i++)
+				single(skel_->progs.lk_entry, p.entry_off[i], p.entry_ck[i], false);
+			for (size_t i = 0; i < p.ret_off.size(); i++)
+				single(skel_->progs.lk_return, p.ret_off[i], p.ret_ck[i], true);
+		}
+		for (const auto &l : *libs)
+			if (offsets.count(&l))
+				ps.files.insert({l.dev, l.ino});
+		sdk::log(host(), PI_LOG_DEBUG,
+			 "lock: " + std::to_string(ps.links.size() + ps.fds.size()) + " uprobe links in process " + std::to_string(pid) + " (" +
+				 (*libs)[0].path + ")");
+		return "";
+	}
+
+	void retry_pending()
+	{
+		for (auto it = procs_.begin(); it != procs_.end();) {
+			auto &ps = it->second;
+			if (!ps.pending) {
+				++it;
+				continue;
+			}
+			std::string why = attach_process(it->first);
+			if (why.find("no such process") != std::string::npos) {
+				destroy_links(ps.links);
+				for (int fd : ps.fds)
+					close(fd);
+				it = procs_.erase(it);
+				continue;
+			}
+			if (ps.pending && ++ps.retries == 3)
+				sdk::log(host(), PI_LOG_WARN, why);
+			++it;
+		}
+	}
+
+	void on_newproc(const lk_newproc &e)
+	{
+		if (!full_)
+			return;
+		if (e.why == LK_NEW_FORK && !follow_)
+			return;
+		std::string why = attach_process(e.pid);
+		if (!why.empty() && why.find("no such process") == std::string::npos && !procs_[e.pid].pending)
+			sdk::log(host(), PI_LOG_WARN, why);
+	}
+
+	void detach_all()
+	{
+		links_.clear();
+		std::vector<bpf_link *> all;
+		std::vector<int> fds;
+		for (auto &[pid, ps] : procs_) {
+			all.insert(all.end(), ps.links.begin(), ps.links.end());
+			fds.insert(fds.end(), ps.fds.begin(), ps.fds.end());
+		}
+		procs_.clear();
+		for (int fd : fds)
+			close(fd);
+		destroy_links(all);
+	}
+
+	// Removing a uprobe waits for a grace period (tens of ms each here): remove them from
+	// several threads at once so their waits overlap.
+	static void destroy_links(const std::vector<bpf_link *> &links)
+	{
+		if (links.size() < 4) {
+			for (auto *l : links)
+				bpf_link__destroy(l);
+			return;
+		}
+		size_t nthreads = std::min<size_t>(links.size(), 32);
+		std::vector<std::thread> threads;
+		for (size_t t = 0; t < nthreads; t++)
+			threads.emplace_back([&links, t, nthreads] {
+				for (size_t i = t; i < links.size(); i += nthreads)
+					bpf_link__destroy(links[i]);
+			});
+		for (auto &th : threads)
+			th.join();
+	}
+
+	// A new measurement: nothing of an earlier activation is kept.
+	void reset()
+	{
+		clear_map<lk_lock_key>(bpf_map__fd(skel_->maps.lk_locks));
+		clear_map<uint32_t>(bpf_map__fd(skel_->maps.lk_threads));
+		clear_map<lk_futex_key>(bpf_map__fd(skel_->maps.lk_futex));
+		clear_map<lk_hold_key>(bpf_map__fd(skel_->maps.lk_holds));
+		clear_map<lk_futex_key>(bpf_map__fd(skel_->maps.lk_owner));
+		clear_map<lk_futex_key>(bpf_map__fd(skel_->maps.lk_wakers));
+		int ncpu = libbpf_num_possible_cpus();
+		std::vector<lk_sys_stats> zero(static_cast<size_t>(std::max(ncpu, 1)));
+		for (uint32_t k = 0; k < 2; k++)
+			bpf_map_update_elem(bpf_map__fd(skel_->maps.lk_system), &k, zero.data(), BPF_ANY);
+		prev_locks_.clear();
+		prev_threads_.clear();
+		prev_futex_.clear();
+		prev_sys_[0] = prev_sys_[1] = lk_sys_stats{};
+	}
+
+	// ---------------------------------------------------------------- streamed records
+
+	void on_acq(const lk_acq &e)
+	{
+		sdk::record r("lock", "acquisition");
+		r.header(e.h, host());
+		r.u64("lock_addr", e.lock_addr, PI_FMT_HEX)
+			.str("lock_type", type_name(e.type))
+			.str("op", op_name(e.op))
+			.i64("ret", -static_cast<int64_t>(e.ret), PI_FMT_ERRNO)
+			.boolean("acquired", e.ret == 0 || e.ret == 130 /* EOWNERDEAD: acquired */)
+			.u64("wait_ns", e.wait_ns, PI_FMT_DURATION_NS)
+			.u64("hold_ns", e.hold_ns, PI_FMT_DURATION_NS)
+			.u64("futex_wait_ns", e.futex_wait_ns, PI_FMT_DURATION_NS)
+			.boolean("contended", e.contended != 0)
+			.u64("depth", e.depth)
+			.u64("request_ts_ns", e.request_ns + host().boot_to_epoch_ns)
+			.u64("acquired_ts_ns", e.acquired_ns ? e.acquired_ns + host().boot_to_epoch_ns : 0);
+		r.emit(host());
+	}
+
+	void on_contention(const lk_contention &e)
+	{
+		sdk::record r("lock", "contention");
+		r.header(e.h, host());
+		r.u64("futex_addr", e.futex_addr, PI_FMT_HEX)
+			.u64("lock_addr", e.lock_addr, PI_FMT_HEX)
+			.str("lock_type", type_name(e.lock_type))
+			.str("futex_op", futex_cmd_name(e.futex_op))
+			.u64("wait_ns", e.wait_ns, PI_FMT_DURATION_NS)
+			.i64("ret", e.ret, PI_FMT_ERRNO)
+			.u64("holder_tid", e.holder_tid)
+			.str("holder_comm", cstr(e.holder_comm, sizeof e.holder_comm))
+			.u64("holder_held_ns", e.holder_held_ns, PI_FMT_DURATION_NS)
+			.u64("holder_readers", e.holder_readers)
+			.u64("waker_tid", e.waker_tid);
+		r.emit(host());
+	}
+
+	// ---------------------------------------------------------------- periodic records
+
+	// A process's name: from /proc while it runs, else from its main thread's figures.
+	const std::string &comm_of(uint32_t pid)
+	{
+		auto it = comms_.find(pid);
+		if (it == comms_.end() || it->second.empty()) {
+			std::string c = proc_comm(pid);
+			auto t = prev_threads_.find(pid);
+			if (c.empty() && t != prev_threads_.end())
+				c = cstr(t->second.comm, sizeof t->second.comm);
+			it = comms_.insert_or_assign(pid, c).first;
+		}
+		return it->second;
+	}
+
+	// Rank entries by wait time (descending) and keep the top cfg_.top (0: all).
+	template <typename K, typename V, typename W> std::vector<std::pair<K, V>> ranked(std::vector<std::pair<K, V>> v, W &&wait)
+	{
+		std::stable_sort(v.begin(), v.end(), [&](const auto &a, const auto &b) { return wait(a.second) > wait(b.second); });
+		if (cfg_.top && v.size() > cfg_.top)
+			v.resize(cfg_.top);
+		return v;
+	}
+
+	void report_locks(uint64_t ts, bool final)
+	{
+		percpu_reader<lk_lock_key, lk_lock_stats> rd(bpf_map__fd(skel_->maps.lk_locks));
+		auto now = rd.read_all(add_lock);
+		std::vector<std::pair<lk_lock_key, lk_lock_stats>> interval, total;
+		for (const auto &[k, v] : now) {
+			lk_lock_stats d = v;
+			auto p = prev_locks_.find(k);
+			if (p != prev_locks_.end())
+				sub_lock(d, p->second);
+			if (d.acquisitions || d.failed || d.releases)
+				interval.emplace_back(k, d);
+			total.emplace_back(k, v);
+		}
+		prev_locks_ = std::move(now);
+		auto wait = [](const lk_lock_stats &s) { return s.wait_total_ns; };
+		emit_locks("interval", ranked(std::move(interval), wait), ts);
+		if (final)
+			emit_locks("total", ranked(std::move(total), wait), ts);
+	}
+
+	void emit_locks(const char *window, const std::vector<std::pair<lk_lock_key, lk_lock_stats>> &v, uint64_t ts)
+	{
+		uint64_t rank = 0;
+		for (const auto &[k, s] : v) {
+			sdk::record r("lock", "lock");
+			r.ts(ts).ids(k.tgid, 0).comm(comm_of(k.tgid));
+			r.str("window", window)
+				.u64("rank", ++rank)
+				.u64("lock_addr", k.addr, PI_FMT_HEX)
+				.str("lock_type", type_name(k.type))
+				.u64("acquisitions", s.acquisitions)
+				.u64("contended", s.contended)
+				.u64("failed", s.failed)
+				.u64("releases", s.releases)
+				.u64("wait_total_ns", s.wait_total_ns, PI_FMT_DURATION_NS)
+				.u64("wait_max_ns", s.wait_max_ns, PI_FMT_DURATION_NS)
+				.u64("hold_total_ns", s.hold_total_ns, PI_FMT_DURATION_NS)
+				.u64("hold_max_ns", s.hold_max_ns, PI_FMT_DURATION_NS)
+				.u64v("wait_hist", hist(s.wait_hist), PI_FMT_LOG2_HIST)
+				.u64v("hold_hist", hist(s.hold_hist), PI_FMT_LOG2_HIST);
+			r.emit(host());
+		}
+	}
+
+	void report_threads(uint64_t ts, bool final)
+	{
+		percpu_reader<uint32_t, lk_thread_stats> rd(bpf_map__fd(skel_->maps.lk_threads));
+		auto now = rd.read_all(add_thread);
+		std::vector<std::pair<uint32_t, lk_thread_stats>> interval, total;
+		for (const auto &[k, v] : now) {
+			lk_thread_stats d = v;
+			auto p = prev_threads_.find(k);
+			if (p != prev_threads_.end())
+				sub_thread(d, p->second);
+			if (d.acquisitions || d.failed || d.releases)
+				interval.emplace_back(k, d);
+			total.emplace_back(k, v);
+		}
+		prev_threads_ = std::move(now);
+		auto wait = [](const lk_thread_stats &s) { return s.wait_total_ns; };
+		emit_threads("interval", ranked(std::move(interval), wait), ts);
+		if (final)
+			emit_threads("total", ranked(std::move(total), wait), ts);
+	}
+
+	void emit_threads(const char *window, const std::vector<std::pair<uint32_t, lk_thread_stats>> &v, uint64_t ts)
+	{
+		uint64_t rank = 0;
+		for (const auto &[tid, s] : v) {
+			sdk::record r("lock", "thread");
+			r.ts(ts).ids(s.tgid, tid).comm(cstr(s.comm, sizeof s.comm));
+			r.str("window", window)
+				.u64("rank", ++rank)
+				.u64("acquisitions", s.acquisitions)
+				.u64("contended", s.contended)
+				.u64("failed", s.failed)
+				.u64("releases", s.releases)
+				.u64("wait_total_ns", s.wait_total_ns, PI_FMT_DURATION_NS)
+				.u64("wait_max_ns", s.wait_max_ns, PI_FMT_DURATION_NS)
+				.u64("hold_total_ns", s.hold_total_ns, PI_FMT_DURATION_NS)
+				.u64("hold_max_ns", s.hold_max_ns, PI_FMT_DURATION_NS);
+			r.emit(host());
+		}
+	}
+
+	struct futex_word {
+		lk_futex_stats s{};
+		std::vector<uint64_t> waiters, wakers;
+	};
+
+	void report_futexes(uint64_t ts, bool final)
+	{
+		percpu_reader<lk_futex_key, lk_futex_stats> rd(bpf_map__fd(skel_->maps.lk_futex));
+		auto now = rd.read_all(add_futex);
+		// per word: (tgid, addr)
+		std::map<std::pair<uint32_t, uint64_t>, futex_word> interval, total;
+		for (const auto &[k, v] : now) {
+			lk_futex_stats d = v;
+			auto p = prev_futex_.find(k);
+			if (p != prev_futex_.end())
+				sub_futex(d, p->second);
+			auto add = [&](futex_word &w, const lk_futex_stats &s) {
+				add_futex(w.s, s);
+				if (s.waits)
+					w.waiters.push_back(k.tid);
+				if (s.wakes)
+					w.wakers.push_back(k.tid);
+			};
+			if (d.waits || d.wakes)
+				add(interval[{k.tgid, k.addr}], d);
+			add(total[{k.tgid, k.addr}], v);
+		}
+		prev_futex_ = std::move(now);
+		auto flat = [](std::map<std::pair<uint32_t, uint64_t>, futex_word> &m) {
+			std::vector<std::pair<std::pair<uint32_t, uint64_t>, futex_word>> v(m.begin(), m.end());
+			return v;
+		};
+		auto wait = [](const futex_word &w) { return w.s.wait_total_ns; };
+		emit_futexes("interval", ranked(flat(interval), wait), ts);
+		if (final)
+			emit_futexes("total", ranked(flat(total), wait), ts);
+	}
+
+	void emit_futexes(const char *window,
+			  const std::vector<std::pair<std::pair<uint32_t, uint64_t>, futex_word>> &v, uint64_t ts)
+	{
+		uint64_t rank = 0;
+		for (const auto &[k, w] : v) {
+			sdk::record r("lock", "futex");
+			r.ts(ts).ids(k.first, 0).comm(comm_of(k.first));
+			r.str("window", window)
+				.u64("rank", ++rank)
+				.u64("futex_addr", k.second, PI_FMT_HEX)
+				.u64("waits", w.s.waits)
+				.u64("wait_total_ns", w.s.wait_total_ns, PI_FMT_DURATION_NS)
+				.u64("wait_max_ns", w.s.wait_max_ns, PI_FMT_DURATION_NS)
+				.u64("timeouts", w.s.timeouts)
+				.u64("wakes", w.s.wakes)
+				.u64("woken", w.s.woken)
+				.u64v("waiter_tids", w.waiters)
+				.u64v("waker_tids", w.wakers);
+			r.emit(host());
+		}
+	}
+
+	void report_system(uint64_t ts, bool final)
+	{
+		int fd = bpf_map__fd(skel_->maps.lk_system);
+		int ncpu = libbpf_num_possible_cpus();
+		if (ncpu <= 0)
+			return;
+		std::vector<lk_sys_stats> vals(static_cast<size_t>(ncpu));
+		for (uint32_t k = 0; k < 2; k++) {
+			if (k == 1 && !cfg_.system)
+				continue;
+			if (bpf_map_lookup_elem(fd, &k, vals.data()) != 0)
+				continue;
+			lk_sys_stats s{};
+			for (const auto &v : vals)
+				add_sys(s, v);
+			lk_sys_stats d = s;
+			sub_sys(d, prev_sys_[k]);
+			prev_sys_[k] = s;
+			emit_system(k == 0 ? "target" : "system", "interval", d, ts);
+			if (final)
+				emit_system(k == 0 ? "target" : "system", "total", s, ts);
+		}
+	}
+
+	void emit_system(const char *scope, const char *window, const lk_sys_stats &s, uint64_t ts)
+	{
+		sdk::record r("lock", "futex_summary");
+		r.ts(ts).ids(0, 0).comm("");
+		r.str("scope", scope)
+			.str("window", window)
+			.str("mode", full_ ? "full" : "contention")
+			.u64("waits", s.waits)
+			.u64("wait_total_ns", s.wait_total_ns, PI_FMT_DURATION_NS)
+			.u64("wait_max_ns", s.wait_max_ns, PI_FMT_DURATION_NS)
+			.u64("wakes", s.wakes)
+			.u64("woken", s.woken)
+			.u64v("wait_hist", hist(s.wait_hist), PI_FMT_LOG2_HIST);
+		r.emit(host());
+	}
+
+	config cfg_;
+	lock_bpf *skel_ = nullptr;
+	sdk::links links_;
+	std::map<uint32_t, proc_state> procs_;
+	bool full_ = false;
+	bool follow_ = false;
+	bool multi_ = false; // uprobe_multi links (Linux 6.6+), else one perf-event uprobe per place
+	std::map<lk_lock_key, lk_lock_stats> prev_locks_;
+	std::map<uint32_t, lk_thread_stats> prev_threads_;
+	std::map<lk_futex_key, lk_futex_stats> prev_futex_;
+	lk_sys_stats prev_sys_[2]{};
+	std::unordered_map<uint32_t, std::string> comms_;
+};
+
+} // namespace procimage::lock
+
+PROCIMAGE_DEFINE_PROBE(procimage::lock::lock_probe, "lock", "1.0.0",
+		       "user-space locks: mutex/rwlock/spinlock wait and hold times, futex contention and holders");
