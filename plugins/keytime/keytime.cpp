@@ -308,7 +308,7 @@ private:
 			std::string name = syms_.name(ip);
 			// the frames of the BPF program and its trampoline are ours, not the task's
 			if (out.empty() && (name.rfind("bpf_prog_", 0) == 0 || name.rfind("bpf_trace_run", 0) == 0 ||
-					    name.rfind("__bpf_trace", 0) == 0))
+					    name.rfind("__bpf_trace", 0) == 0 || name.rfind("__traceiter_", 0) == 0))
 				continue;
 			out.push_back(std::move(name));
 		}

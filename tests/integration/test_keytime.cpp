@@ -201,21 +201,31 @@ TEST_CASE("keytime: on/off-CPU intervals agree with the kernel's own switch coun
 	INFO(r.err);
 	REQUIRE(r.status == 0);
 	std::istringstream out(r.out);
-	long pid = 0, vol = 0;
-	out >> pid >> vol;
+	long pid = 0, vol = 0, invol = 0;
+	out >> pid >> vol >> invol;
 	REQUIRE(pid > 0);
 	auto recs = t::read_jsonl(d.file("out.jsonl"));
-	auto sleeps = select(recs, "offcpu", [&](const json &e) {
-		return e["tid"] == pid && e["reason"] == "sleeping" && e["dur_ns"].get<uint64_t>() >= 1500000ULL;
-	});
-	// every 2 ms sleep shows up as an off-CPU interval of about 2 ms (the switch-out comes a
-	// little after the timer is armed, so allow 0.5 ms less)
-	CHECK(sleeps.size() >= 50);
-	// and never more voluntary off-CPU intervals than the kernel counted voluntary switches
-	auto voluntary = select(recs, "offcpu", [&](const json &e) {
-		return e["tid"] == pid && e["reason"] != "preempted";
-	});
-	CHECK(voluntary.size() <= static_cast<size_t>(vol));
+	auto offs = select(recs, "offcpu", [&](const json &e) { return e["tid"] == pid; });
+	size_t sleeping = 0, preempted = 0, voluntary = 0;
+	uint64_t off_ns = 0;
+	for (const auto &e : offs) {
+		sleeping += e["reason"] == "sleeping";
+		preempted += e["reason"] == "preempted";
+		voluntary += e["reason"] != "preempted";
+		off_ns += e["dur_ns"].get<uint64_t>();
+	}
+	// Each 2 ms sleep takes the thread off CPU: normally as one "sleeping" interval; on a
+	// loaded machine the thread may be preempted between arming the timer and calling
+	// schedule(), and if the timer fires meanwhile that sleep is a "preempted" interval.
+	CHECK(sleeping + preempted >= 50);
+	CHECK(sleeping >= 25);
+	// the intervals add up to at least the 100 ms slept (less 5% for the part of each sleep
+	// before the switch-out)
+	CHECK(off_ns >= 95000000ULL);
+	// never more intervals than the kernel counted switches (tracing may start a little
+	// after the task's first switches, never before)
+	CHECK(voluntary <= static_cast<size_t>(vol));
+	CHECK(preempted <= static_cast<size_t>(invol));
 	auto oncpu = select(recs, "oncpu", [&](const json &e) { return e["tid"] == pid; });
 	CHECK(oncpu.size() >= 50);
 }
@@ -290,11 +300,11 @@ TEST_CASE("keytime: --stacks symbolizes the kernel stack where the thread went o
 			 t::build_dir() + "/procimage-workload", "sleeps", "5", "3"});
 	INFO(r.err);
 	REQUIRE(r.status == 0);
-	long pid = std::stol(r.out);
+	long pid = std::stol(r.out.substr(0, r.out.find(' ')));
 	auto sleeps = select(t::read_jsonl(d.file("out.jsonl")), "offcpu", [&](const json &e) {
 		return e["tid"] == pid && e["reason"] == "sleeping" && e["dur_ns"].get<uint64_t>() >= 3000000ULL;
 	});
-	REQUIRE(sleeps.size() >= 5);
+	REQUIRE(sleeps.size() >= 3); // of 5 (a loaded machine may turn a sleep into a preemption)
 	for (const auto &s : sleeps) {
 		INFO(s.dump());
 		REQUIRE(s["kstack"].is_array());

@@ -2,7 +2,8 @@
 /*
  * procimage-workload: small workloads with known behaviour for the integration tests.
  *
- *   sleeps N MS     sleep N times for MS milliseconds; print "PID VOLUNTARY_SWITCHES"
+ *   sleeps N MS     sleep N times for MS milliseconds; print "PID VOLUNTARY INVOLUNTARY"
+ *                   (its context switches, from /proc/self/status)
  *   signals N SIG   send itself N signals SIG (handled); print "PID"
  */
 #define _GNU_SOURCE
@@ -42,7 +43,8 @@ int main(int argc, char **argv)
 		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 		for (int i = 0; i < n; i++)
 			nanosleep(&ts, NULL);
-		printf("%d %ld\n", getpid(), status_field("voluntary_ctxt_switches"));
+		printf("%d %ld %ld\n", getpid(), status_field("voluntary_ctxt_switches"),
+		       status_field("nonvoluntary_ctxt_switches"));
 		return 0;
 	}
 	if (argc >= 4 && strcmp(argv[1], "signals") == 0) {
