@@ -1,0 +1,523 @@
+// SPDX-License-Identifier: Apache-2.0
+// lock probe end to end: the wl-lock workload holds and waits for pthread locks on a fixed
+// schedule and measures every hold and wait itself; what procimage reports must agree with it
+// within 1 ms, name the right threads, errors and holders, and attach to the target only.
+#include "support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <fstream>
+#include <functional>
+#include <pthread.h>
+#include <set>
+#include <sstream>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+using nlohmann::json;
+namespace t = procimage::test;
+
+namespace {
+
+constexpr int64_t MS = 1000000;
+
+std::vector<json> select(const std::vector<json> &recs, const std::string &event,
+			 const std::function<bool(const json &)> &pred = nullptr)
+{
+	std::vector<json> out;
+	for (const auto &r : recs)
+		if (r.value("probe", "") == "lock" && r["event"] == event && (!pred || pred(r)))
+			out.push_back(r);
+	return out;
+}
+
+json one(const std::vector<json> &v, const std::string &what)
+{
+	INFO(what);
+	REQUIRE(v.size() == 1);
+	return v[0];
+}
+
+int64_t i(const json &j, const char *k) { return j.at(k).get<int64_t>(); }
+
+#define CHECK_NEAR(a, b, tol)                                                                      \
+	do {                                                                                       \
+		int64_t a_ = (a), b_ = (b);                                                        \
+		INFO(#a " = " << a_ << ", " #b " = " << b_);                                       \
+		CHECK(std::llabs(a_ - b_) <= (tol));                                               \
+	} while (0)
+
+std::string pipeline(const t::temp_dir &d, const std::string &probe_cfg, const std::string &target = "")
+{
+	std::string p = R"({"version": 1, "probes": {"lock": )" + probe_cfg + "}" +
+			(target.empty() ? "" : R"(, "target": )" + target) + R"(, "sinks": {"jsonl": {"path": ")" +
+			d.file("out.jsonl") + R"("}}})";
+	t::write_file(d.file("pipeline.json"), p);
+	return d.file("pipeline.json");
+}
+
+// procimage in the background, stderr to a file; waits until it collects.
+struct tool {
+	pid_t pid = -1;
+	std::string err;
+	tool(const std::vector<std::string> &args, const std::string &errfile) : err(errfile)
+	{
+		pid = fork();
+		if (pid == 0) {
+			int fd = open(errfile.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+			dup2(fd, 2);
+			std::vector<char *> argv;
+			std::string bin = t::procimage_bin();
+			argv.push_back(bin.data());
+			std::vector<std::string> copy = args;
+			for (auto &a : copy)
+				argv.push_back(a.data());
+			argv.push_back(nullptr);
+			execv(bin.c_str(), argv.data());
+			_exit(127);
+		}
+	}
+	bool ready()
+	{
+		for (int n = 0; n < 400; n++) {
+			if (t::read_file(err).find("collecting for") != std::string::npos)
+				return true;
+			int st;
+			if (waitpid(pid, &st, WNOHANG) == pid) {
+				pid = -1;
+				return false;
+			}
+			std::this_thread::sleep_for(std::chrono::milliseconds(25));
+		}
+		return false;
+	}
+	int stop()
+	{
+		if (pid < 0)
+			return -1;
+		kill(pid, SIGINT);
+		int st = 0;
+		waitpid(pid, &st, 0);
+		pid = -1;
+		return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	}
+	~tool()
+	{
+		if (pid > 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, nullptr, 0);
+		}
+	}
+};
+
+// A program started held on a FIFO: it runs once a byte is written to the FIFO.
+struct held {
+	pid_t pid = -1;
+	std::string fifo;
+	held(const std::vector<std::string> &argv, const std::string &fifo_path) : fifo(fifo_path)
+	{
+		mkfifo(fifo.c_str(), 0600);
+		pid = fork();
+		if (pid == 0) {
+			std::vector<char *> a;
+			std::vector<std::string> copy = argv;
+			for (auto &s : copy)
+				a.push_back(s.data());
+			a.push_back(nullptr);
+			execv(a[0], a.data());
+			_exit(127);
+		}
+	}
+	void go() { t::sh("echo x > " + fifo); }
+	int wait()
+	{
+		int st = 0;
+		waitpid(pid, &st, 0);
+		pid = -1;
+		return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	}
+	~held()
+	{
+		if (pid > 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, nullptr, 0);
+		}
+	}
+};
+
+struct mapping {
+	uintptr_t start = 0;
+	uint64_t offset = 0;
+	std::string path;
+};
+
+std::vector<mapping> maps_of(pid_t pid)
+{
+	std::vector<mapping> out;
+	std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
+	std::string line;
+	while (std::getline(in, line)) {
+		std::istringstream ls(line);
+		std::string range, perms, off, dev, ino;
+		mapping m;
+		ls >> range >> perms >> off >> dev >> ino >> m.path;
+		m.start = std::stoull(range, nullptr, 16);
+		m.offset = std::stoull(off, nullptr, 16);
+		out.push_back(m);
+	}
+	return out;
+}
+
+// The byte at a libc function's first instruction in another process (0xcc: a uprobe is
+// there). The function's place is found in this process: same file, same offset from its base.
+int libc_byte(pid_t pid, void *fn)
+{
+	Dl_info info{};
+	if (!dladdr(fn, &info) || !info.dli_fbase)
+		return -1;
+	uintptr_t self_base = reinterpret_cast<uintptr_t>(info.dli_fbase);
+	uintptr_t rel = reinterpret_cast<uintptr_t>(fn) - self_base;
+	std::string path;
+	for (const auto &m : maps_of(getpid()))
+		if (m.start == self_base)
+			path = m.path;
+	uintptr_t base = 0;
+	for (const auto &m : maps_of(pid))
+		if (!path.empty() && m.path == path && m.offset == 0) {
+			base = m.start;
+			break;
+		}
+	if (!base)
+		return -1;
+	int fd = open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY);
+	if (fd < 0)
+		return -1;
+	unsigned char b = 0;
+	ssize_t n = pread(fd, &b, 1, static_cast<off_t>(base + rel));
+	close(fd);
+	return n == 1 ? b : -1;
+}
+
+bool no_lost(const std::vector<json> &recs)
+{
+	return std::none_of(recs.begin(), recs.end(), [](const json &e) { return e["event"] == "lost"; });
+}
+
+} // namespace
+
+TEST_CASE("lock: holds, waits, errors and holders on the wl-lock schedule (-- CMD)")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	auto p = pipeline(d, R"({"acquisitions": true, "contention_min_us": 500})");
+	auto r = t::run({t::procimage_bin(), "-q", "--pipeline", p, "--", t::build_dir() + "/wl-lock", d.file("log")});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	auto truth = t::read_kv(d.file("log"));
+	REQUIRE(truth.count("done"));
+	auto recs = t::read_jsonl(d.file("out.jsonl"));
+	const long pid = truth["pid"], M = truth["mutex_addr"], M2 = truth["mutex2_addr"], RW = truth["rwlock_addr"],
+		   S = truth["spin_addr"];
+	const long A = truth["a_tid"], B = truth["b_tid"], R1 = truth["r1_tid"], R2 = truth["r2_tid"], W = truth["w_tid"],
+		   X = truth["x_tid"], Y = truth["y_tid"];
+	for (const auto &rec : select(recs, "acquisition"))
+		CHECK(rec["pid"] == pid);
+	auto acq = [&](long tid, const std::string &op, long addr) {
+		return one(select(recs, "acquisition",
+				  [&](const json &e) { return e["tid"] == tid && e["op"] == op && e["lock_addr"] == addr; }),
+			   op + " by " + std::to_string(tid));
+	};
+
+	// mutex: A holds it 20 ms
+	json a = acq(A, "pthread_mutex_lock", M);
+	CHECK(a["lock_type"] == "mutex");
+	CHECK(a["acquired"] == true);
+	CHECK(a["ret"] == 0);
+	CHECK(a["comm"] == "wl-holder-a");
+	CHECK_NEAR(i(a, "hold_ns"), truth["a_hold_ns"], MS);
+	CHECK(truth["a_hold_ns"] >= 20 * MS);
+	// B's trylock fails at once with EBUSY
+	json tr = acq(B, "pthread_mutex_trylock", M);
+	CHECK(tr["ret"] == -EBUSY);
+	CHECK(tr["acquired"] == false);
+	CHECK(tr["hold_ns"] == 0);
+	CHECK(tr["contended"] == false);
+	CHECK(truth["b_trylock_ret"] == EBUSY);
+	// B's timed lock gives up after 5 ms with ETIMEDOUT, having slept in the kernel
+	json tl = acq(B, "pthread_mutex_timedlock", M);
+	CHECK(tl["ret"] == -ETIMEDOUT);
+	CHECK(tl["acquired"] == false);
+	CHECK(tl["contended"] == true);
+	CHECK_NEAR(i(tl, "wait_ns"), truth["b_timedlock_wait_ns"], MS);
+	CHECK(truth["b_timedlock_ret"] == ETIMEDOUT);
+	// B's lock waits for A's release, then holds 2 ms
+	json b = acq(B, "pthread_mutex_lock", M);
+	CHECK(b["contended"] == true);
+	CHECK_NEAR(i(b, "wait_ns"), truth["b_lock_wait_ns"], MS);
+	CHECK_NEAR(i(b, "hold_ns"), truth["b_hold_ns"], MS);
+	CHECK(i(b, "futex_wait_ns") > 0);
+	CHECK(i(b, "futex_wait_ns") <= i(b, "wait_ns"));
+	// consistent with the schedule: B asked while A held it, and got it once A released it
+	CHECK(i(b, "request_ts_ns") > i(a, "acquired_ts_ns"));
+	CHECK(i(b, "acquired_ts_ns") >= i(a, "ts_ns"));
+	CHECK(i(tr, "request_ts_ns") > i(a, "acquired_ts_ns"));
+	CHECK(i(b, "wait_ns") + i(tl, "wait_ns") <= i(a, "hold_ns") + MS); // + the wake-up after the release
+
+	// rwlock: both readers hold it at once, 10 ms each
+	json r1 = acq(R1, "pthread_rwlock_rdlock", RW), r2 = acq(R2, "pthread_rwlock_rdlock", RW);
+	for (const auto &[rr, key] : {std::pair{r1, "r1_hold_ns"}, std::pair{r2, "r2_hold_ns"}}) {
+		CHECK(rr["lock_type"] == "rwlock_read");
+		CHECK_NEAR(i(rr, "hold_ns"), truth[key], MS);
+	}
+	CHECK(std::max(i(r1, "acquired_ts_ns"), i(r2, "acquired_ts_ns")) < std::min(i(r1, "ts_ns"), i(r2, "ts_ns")));
+	// the writer waits for both
+	json w = acq(W, "pthread_rwlock_wrlock", RW);
+	CHECK(w["lock_type"] == "rwlock_write");
+	CHECK(w["contended"] == true);
+	CHECK_NEAR(i(w, "wait_ns"), truth["w_wait_ns"], MS);
+	CHECK_NEAR(i(w, "hold_ns"), truth["w_hold_ns"], MS);
+	CHECK(i(w, "acquired_ts_ns") >= std::max(i(r1, "ts_ns"), i(r2, "ts_ns")));
+
+	// spinlock: X holds it 5 ms while Y spins
+	json x = acq(X, "pthread_spin_lock", S), y = acq(Y, "pthread_spin_lock", S);
+	CHECK(x["lock_type"] == "spin");
+	CHECK_NEAR(i(x, "hold_ns"), truth["x_hold_ns"], MS);
+	CHECK_NEAR(i(y, "wait_ns"), truth["y_wait_ns"], MS);
+	CHECK(i(y, "acquired_ts_ns") >= i(x, "ts_ns"));
+
+	// nested: M2 inside M, in the main thread
+	json outer = acq(pid, "pthread_mutex_lock", M), inner = acq(pid, "pthread_mutex_lock", M2);
+	CHECK_NEAR(i(outer, "hold_ns"), truth["outer_hold_ns"], MS);
+	CHECK_NEAR(i(inner, "hold_ns"), truth["inner_hold_ns"], MS);
+	CHECK(outer["depth"] == 1);
+	CHECK(inner["depth"] == 2);
+
+	// contention: B's futex wait in pthread_mutex_lock names A as the holder and the waker
+	auto bc = select(recs, "contention", [&](const json &e) { return e["tid"] == B && e["lock_addr"] == M; });
+	REQUIRE(bc.size() == 2); // the timed lock's wait and the lock's
+	json cl = one(select(bc, "contention", [](const json &e) { return e["ret"] == 0; }), "B's lock wait");
+	CHECK(cl["futex_addr"] == M); // a mutex's futex word is the mutex
+	CHECK(cl["lock_type"] == "mutex");
+	CHECK(cl["holder_tid"] == A);
+	CHECK(cl["holder_comm"] == "wl-holder-a");
+	CHECK(cl["waker_tid"] == A);
+	CHECK(i(cl, "wait_ns") <= i(b, "wait_ns"));
+	CHECK_NEAR(i(cl, "wait_ns"), truth["b_lock_wait_ns"], MS);
+	// A had held it since before B's trylock; held + waited = A's whole hold
+	CHECK(i(cl, "holder_held_ns") >= truth["b_timedlock_wait_ns"]);
+	CHECK_NEAR(i(cl, "holder_held_ns") + i(cl, "wait_ns"), truth["a_hold_ns"], MS);
+	json ct = one(select(bc, "contention", [](const json &e) { return e["ret"] == -ETIMEDOUT; }), "B's timed wait");
+	CHECK(ct["holder_tid"] == A);
+	CHECK(ct["waker_tid"] == 0);
+	CHECK_NEAR(i(ct, "wait_ns"), truth["b_timedlock_wait_ns"], MS);
+	// the writer's wait: the lock was held for reading by the two readers
+	json wc = one(select(recs, "contention", [&](const json &e) { return e["tid"] == W; }), "W's wait");
+	CHECK(wc["lock_addr"] == RW);
+	CHECK(wc["lock_type"] == "rwlock_read");
+	CHECK(wc["holder_readers"] == 2);
+	CHECK(std::set<long>{R1, R2}.count(wc["holder_tid"].get<long>()));
+	CHECK(std::set<long>{R1, R2}.count(wc["waker_tid"].get<long>()));
+
+	// per lock, over the whole run
+	auto total = [&](long addr, const char *type) {
+		return one(select(recs, "lock",
+				  [&](const json &e) {
+					  return e["window"] == "total" && e["lock_addr"] == addr && e["lock_type"] == type;
+				  }),
+			   std::string("total for ") + type);
+	};
+	json tm = total(M, "mutex");
+	CHECK(tm["acquisitions"] == 3); // A, B, main
+	CHECK(tm["failed"] == 2);       // trylock, timedlock
+	CHECK(tm["contended"] == 2);    // timedlock, lock
+	CHECK(tm["releases"] == 3);
+	CHECK(i(tm, "hold_max_ns") == i(a, "hold_ns"));
+	CHECK(i(tm, "hold_total_ns") == i(a, "hold_ns") + i(b, "hold_ns") + i(outer, "hold_ns"));
+	CHECK(i(tm, "wait_total_ns") >= i(b, "wait_ns") + i(tl, "wait_ns"));
+	CHECK(total(RW, "rwlock_read")["acquisitions"] == 2);
+	CHECK(total(RW, "rwlock_write")["acquisitions"] == 1);
+	CHECK(total(S, "spin")["acquisitions"] == 2);
+	CHECK(total(M2, "mutex")["acquisitions"] == 1);
+	// the lock with the most wait time ranks first
+	auto ranked = select(recs, "lock", [](const json &e) { return e["window"] == "total"; });
+	REQUIRE(!ranked.empty());
+	CHECK(ranked[0]["rank"] == 1);
+	CHECK(ranked[0]["lock_addr"] == M);
+	// per thread
+	json tb = one(select(recs, "thread", [&](const json &e) { return e["window"] == "total" && e["tid"] == B; }),
+		      "B's totals");
+	CHECK(tb["acquisitions"] == 1);
+	CHECK(tb["failed"] == 2);
+	CHECK(tb["comm"] == "wl-waiter-b");
+	// futex words: M's waiter is B and its wakers include A
+	json fm = one(select(recs, "futex", [&](const json &e) { return e["window"] == "total" && e["futex_addr"] == M; }),
+		      "M's futex word");
+	CHECK(fm["waiter_tids"] == json::array({B}));
+	CHECK(std::find(fm["waker_tids"].begin(), fm["waker_tids"].end(), json(A)) != fm["waker_tids"].end());
+	CHECK(fm["timeouts"] == 1);
+	// target beside the whole system
+	json st = one(select(recs, "futex_summary", [](const json &e) { return e["window"] == "total" && e["scope"] == "target"; }),
+		      "target summary");
+	json ss = one(select(recs, "futex_summary", [](const json &e) { return e["window"] == "total" && e["scope"] == "system"; }),
+		      "system summary");
+	CHECK(st["mode"] == "full");
+	CHECK(i(st, "waits") >= 3);
+	CHECK(i(ss, "waits") >= i(st, "waits"));
+	CHECK(i(ss, "wait_total_ns") >= i(st, "wait_total_ns"));
+	CHECK(no_lost(recs));
+}
+
+TEST_CASE("lock: -p TID on a running process reports that thread only")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	held wl({t::build_dir() + "/wl-lock", d.file("log"), d.file("go")}, d.file("go"));
+	// the workload writes its pid before it waits for the FIFO
+	for (int n = 0; n < 200 && !t::read_kv(d.file("log")).count("spin_addr"); n++)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	auto p = pipeline(d, R"({"acquisitions": true})", R"({"tid": )" + std::to_string(wl.pid) + "}");
+	const pid_t pid = wl.pid;
+	tool tl({"--pipeline", p}, d.file("err"));
+	REQUIRE(tl.ready());
+	wl.go();
+	REQUIRE(wl.wait() == 0);
+	std::this_thread::sleep_for(std::chrono::milliseconds(200));
+	CHECK(tl.stop() == 0);
+	auto truth = t::read_kv(d.file("log"));
+	auto recs = t::read_jsonl(d.file("out.jsonl"));
+	auto acqs = select(recs, "acquisition");
+	for (const auto &rec : acqs) {
+		INFO(rec.dump());
+		CHECK(rec["tid"] == pid); // none of the other threads
+	}
+	auto find = [&](long addr) {
+		return one(select(acqs, "acquisition",
+				  [&](const json &e) { return e["lock_addr"] == addr && e["op"] == "pthread_mutex_lock"; }),
+			   "main thread's hold");
+	};
+	json outer = find(truth["mutex_addr"]), inner = find(truth["mutex2_addr"]);
+	CHECK_NEAR(i(outer, "hold_ns"), truth["outer_hold_ns"], MS);
+	CHECK_NEAR(i(inner, "hold_ns"), truth["inner_hold_ns"], MS);
+	CHECK(inner["depth"] == 2);
+	CHECK(select(recs, "thread", [&](const json &e) { return e["tid"] != pid; }).empty());
+}
+
+TEST_CASE("lock: uprobes go into the target process only and leave with the probe")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	held target({"/bin/sleep", "30"}, d.file("unused1"));
+	held decoy({"/bin/sleep", "30"}, d.file("unused2"));
+	std::this_thread::sleep_for(std::chrono::milliseconds(100)); // both have mapped libc
+	void *fn = reinterpret_cast<void *>(&pthread_mutex_lock);
+	int before = libc_byte(target.pid, fn);
+	REQUIRE(before >= 0);
+	REQUIRE(before != 0xcc);
+	tool tl({"-l", "-P", std::to_string(target.pid), "-o", "jsonl:" + d.file("out.jsonl")}, d.file("err"));
+	REQUIRE(tl.ready());
+	CHECK(libc_byte(target.pid, fn) == 0xcc); // a breakpoint at pthread_mutex_lock
+	CHECK(libc_byte(decoy.pid, fn) == before); // not in any other process
+	CHECK(libc_byte(getpid(), fn) == before);
+	CHECK(tl.stop() == 0);
+	CHECK(libc_byte(target.pid, fn) == before); // removed at detach
+}
+
+TEST_CASE("lock: contention-only mode reports futex waits, waiters and wakers without uprobes")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	auto p = pipeline(d, R"({"mode": "contention", "contention_min_us": 1000})");
+	auto r = t::run({t::procimage_bin(), "-q", "--pipeline", p, "--", t::build_dir() + "/wl-lock", d.file("log")});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	auto truth = t::read_kv(d.file("log"));
+	auto recs = t::read_jsonl(d.file("out.jsonl"));
+	const long M = truth["mutex_addr"], A = truth["a_tid"], B = truth["b_tid"];
+	CHECK(select(recs, "acquisition").empty());
+	CHECK(select(recs, "lock").empty());
+	CHECK(select(recs, "thread").empty());
+	// B's two waits on M: the timed one and the one A ends by waking B
+	auto bc = select(recs, "contention", [&](const json &e) { return e["tid"] == B && e["futex_addr"] == M; });
+	REQUIRE(bc.size() == 2);
+	json cl = one(select(bc, "contention", [](const json &e) { return e["ret"] == 0; }), "B's lock wait");
+	CHECK(cl["waker_tid"] == A);
+	CHECK(cl["holder_tid"] == 0); // no hold tracking in this mode
+	CHECK(cl["lock_addr"] == 0);
+	CHECK_NEAR(i(cl, "wait_ns"), truth["b_lock_wait_ns"], MS);
+	json ct = one(select(bc, "contention", [](const json &e) { return e["ret"] == -ETIMEDOUT; }), "B's timed wait");
+	CHECK_NEAR(i(ct, "wait_ns"), truth["b_timedlock_wait_ns"], MS);
+	// the rwlock's writer waited on futex words inside the rwlock (glibc may use two of them)
+	auto wc = select(recs, "contention", [&](const json &e) { return e["tid"] == truth["w_tid"]; });
+	REQUIRE(!wc.empty());
+	int64_t wsum = 0;
+	for (const auto &c : wc) {
+		long fa = c["futex_addr"];
+		CHECK(fa >= truth["rwlock_addr"]);
+		CHECK(fa < truth["rwlock_addr"] + 56); // sizeof(pthread_rwlock_t)
+		wsum += i(c, "wait_ns");
+	}
+	CHECK(wsum <= truth["w_wait_ns"]);
+	json fm = one(select(recs, "futex", [&](const json &e) { return e["window"] == "total" && e["futex_addr"] == M; }),
+		      "M's futex word");
+	CHECK(fm["waits"] == 2);
+	CHECK(fm["timeouts"] == 1);
+	CHECK(fm["waiter_tids"] == json::array({B}));
+	CHECK(std::find(fm["waker_tids"].begin(), fm["waker_tids"].end(), json(A)) != fm["waker_tids"].end());
+	json st = one(select(recs, "futex_summary", [](const json &e) { return e["window"] == "total" && e["scope"] == "target"; }),
+		      "target summary");
+	CHECK(st["mode"] == "contention");
+	CHECK(no_lost(recs));
+}
+
+TEST_CASE("lock: a whole-system target runs contention-only; mode full refuses it")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	tool tl({"-l", "-o", "jsonl:" + d.file("out.jsonl")}, d.file("err"));
+	REQUIRE(tl.ready());
+	CHECK_THAT(t::read_file(d.file("err")), Catch::Contains("contention-only"));
+	auto r = t::run({t::build_dir() + "/wl-lock", d.file("log")});
+	REQUIRE(r.status == 0);
+	std::this_thread::sleep_for(std::chrono::milliseconds(300));
+	CHECK(tl.stop() == 0);
+	auto truth = t::read_kv(d.file("log"));
+	auto recs = t::read_jsonl(d.file("out.jsonl"));
+	CHECK(select(recs, "acquisition").empty());
+	CHECK(select(recs, "lock").empty());
+	auto bc = select(recs, "contention", [&](const json &e) {
+		return e["tid"] == truth["b_tid"] && e["futex_addr"] == truth["mutex_addr"] && e["ret"] == 0;
+	});
+	REQUIRE(bc.size() == 1);
+	CHECK(bc[0]["waker_tid"] == truth["a_tid"]);
+
+	auto p = pipeline(d, R"({"mode": "full"})", R"({"all": true})");
+	auto bad = t::run({t::procimage_bin(), "--pipeline", p});
+	CHECK(bad.status != 0);
+	CHECK_THAT(bad.err, Catch::Contains("mode \"full\" needs a target process"));
+}
+
+TEST_CASE("lock: a statically linked target gets a clear message")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	auto cc = t::sh("cc -static -O1 -pthread -o " + d.file("static-lock") + " " + t::source_dir() +
+			"/tests/workloads/wl_lock.c 2>&1");
+	if (cc.status != 0) {
+		WARN("skipped: cannot link a static program here: " << cc.out);
+		return;
+	}
+	held wl({d.file("static-lock"), d.file("log"), d.file("go")}, d.file("go"));
+	for (int n = 0; n < 200 && !t::read_kv(d.file("log")).count("spin_addr"); n++)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	auto r = t::run({t::procimage_bin(), "-l", "-P", std::to_string(wl.pid), "-o", "jsonl:" + d.file("out.jsonl")});
+	CHECK(r.status != 0);
+	CHECK_THAT(r.err, Catch::Contains("statically linked"));
+	CHECK_THAT(r.err, Catch::Contains("\"contention\""));
+}
