@@ -22,18 +22,21 @@
 char LICENSE[] SEC("license") = "GPL";
 
 /* Fixed at load */
-const volatile __u32 sc_batch_len = 10;    /* calls per sequence record, 1..SC_BATCH_MAX */
 const volatile bool sc_system = true;      /* system-wide reference figures */
-const volatile bool sc_sequence = true;    /* sequence batches */
 const volatile __u64 sc_inprogress_ns = 0; /* in-flight age reported by the iterator */
 
-/* Written by the user side through the mmapped .bss */
+/* Written by the user side through the mmapped .bss (per activation, or at each tick) */
 __u64 sc_epoch;      /* interval number, bumped at each tick */
 __u32 sc_run;        /* attach number: entries of an earlier attach are ignored */
 __u32 sc_by_thread;  /* per-target keys are tids (1) or tgids (0) */
+__u32 sc_sequence;   /* sequence batches on */
+__u32 sc_batch_len;  /* calls per sequence record, 1..SC_BATCH_MAX */
 __u32 sc_iter_mode;  /* enum sc_iter_mode */
+__u64 sc_attach_ns;  /* boot ns when this activation began */
 
 #define PF_EXITING_FLAG 0x00000004
+#define PF_KTHREAD_FLAG 0x00200000
+#define ENOSYS_VAL 38
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -381,6 +384,20 @@ int sc_scan(struct bpf_iter__task *ctx)
 			nr = cpu->nr;
 		}
 	}
+	__u32 flags = 0;
+	if (!enter && !(t->flags & PF_KTHREAD_FLAG)) {
+		/* A call that began before collection (its entry was never seen): the registers
+		 * saved at entry say the thread is inside a system call while ax still holds the
+		 * -ENOSYS the entry code put there and cx/r11 hold what the SYSCALL instruction
+		 * saved (ip/flags); a page fault or an interrupt leaves a different picture. */
+		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
+		if (regs && (long)regs->orig_ax >= 0 && (long)regs->ax == -ENOSYS_VAL && regs->cx == regs->ip &&
+		    regs->r11 == regs->flags) {
+			enter = sc_attach_ns;
+			nr = (__u32)regs->orig_ax;
+			flags = SC_INPROGRESS_BEFORE_START;
+		}
+	}
 	if (!enter)
 		return 0;
 	__u64 now = bpf_ktime_get_boot_ns();
@@ -391,6 +408,7 @@ int sc_scan(struct bpf_iter__task *ctx)
 	r.enter_ns = enter;
 	r.elapsed_ns = now - enter;
 	r.nr = nr;
+	r.flags = flags;
 	bpf_seq_write(seq, &r, sizeof(r));
 	return 0;
 }

@@ -152,14 +152,11 @@ public:
 		if (!skel_)
 			throw std::runtime_error("cannot open the syscall BPF object: " + sdk::errno_text(errno));
 		sdk::set_common_rodata(skel_->rodata, host(), cfg_.ringbuf_kb * 1024ULL);
-		skel_->rodata->sc_batch_len = cfg_.batch;
 		skel_->rodata->sc_system = cfg_.system;
-		skel_->rodata->sc_sequence = cfg_.sequence;
 		skel_->rodata->sc_inprogress_ns = cfg_.inprogress_ms * 1000000ULL;
 		sdk::reuse_shared_maps(skel_->obj, host());
 		bpf_map__set_max_entries(skel_->maps.sc_events, cfg_.ringbuf_kb * 1024);
 		bpf_map__set_max_entries(skel_->maps.sc_target, cfg_.max_keys);
-		bpf_program__set_autoload(skel_->progs.sc_task_exit, cfg_.sequence);
 		int err = syscall_bpf__load(skel_);
 		if (err)
 			throw std::runtime_error("cannot load the syscall BPF object: " + sdk::errno_text(err));
@@ -173,23 +170,41 @@ public:
 
 	void attach(const pi_target &target) override
 	{
-		if (!links_.empty())
-			return;
+		// Activation options (procimage-ctl -s N): {"batch": N} turns sequences on with
+		// batches of N calls, for this activation only.
+		uint32_t batch = cfg_.batch;
+		bool sequence = cfg_.sequence;
+		if (target.options && *target.options) {
+			auto opts = nlohmann::json::parse(target.options);
+			for (const auto &[k, v] : opts.items()) {
+				if (k != "batch")
+					throw std::runtime_error("activation option " + k + ": unknown (the syscall probe takes \"batch\")");
+				if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > SC_BATCH_MAX)
+					throw std::runtime_error("activation option batch: expected an integer in 1.." +
+								 std::to_string(SC_BATCH_MAX));
+				batch = v.get<uint32_t>();
+				sequence = true;
+			}
+		}
+		links_.clear();
 		uint64_t now = boot_now();
 		if (measured_)
-			report(now, false); // what the previous attach counted and nobody reported yet
-		emit_pending();
+			report(now, false); // what an earlier activation counted and nobody reported yet
 		reset();
 		by_thread_ = cfg_.by == "thread" || (cfg_.by == "auto" && target.kind == PI_TARGET_TID);
+		sequence_ = sequence;
 		skel_->bss->sc_by_thread = by_thread_ ? 1 : 0;
+		skel_->bss->sc_sequence = sequence ? 1 : 0;
+		skel_->bss->sc_batch_len = batch;
 		skel_->bss->sc_run = ++run_;
 		skel_->bss->sc_epoch = ++epoch_;
+		skel_->bss->sc_attach_ns = now;
 		last_tick_ns_ = now;
 		// The switch and exit hooks first: an entry noted by sys_enter must never miss them.
 		try {
 			links_.attach(skel_->progs.sc_switch);
 			links_.attach(skel_->progs.sc_exit);
-			if (cfg_.sequence)
+			if (sequence)
 				links_.attach(skel_->progs.sc_task_exit);
 			links_.attach(skel_->progs.sc_enter);
 		} catch (...) {
@@ -204,9 +219,10 @@ public:
 		if (links_.empty())
 			return;
 		links_.clear();
-		// Nothing runs any more: collect the partial batches (sent at the next tick, after the
-		// host has drained the ring buffer, so that each thread's batches stay in order).
-		if (cfg_.sequence)
+		// Nothing runs any more: send the partial batches. (The host switched the probe off
+		// and drained the ring buffer before calling detach, so each thread's earlier batches
+		// are already out and the order holds.)
+		if (sequence_)
 			scan(SC_ITER_FLUSH, boot_now());
 	}
 
@@ -224,7 +240,6 @@ public:
 	{
 		if (!skel_ || !measured_)
 			return;
-		emit_pending();
 		report(now, !links_.empty());
 		if (!final && !links_.empty() && cfg_.inprogress_ms)
 			scan(SC_ITER_INPROGRESS, now);
@@ -275,14 +290,6 @@ private:
 		r.emit(host());
 	}
 
-	void emit_pending()
-	{
-		auto pending = std::move(pending_);
-		pending_.clear();
-		for (const auto &rec : pending)
-			on_batch(rec.data(), rec.size());
-	}
-
 	// ---------------------------------------------------------------- task iterator
 
 	void scan(uint32_t mode, uint64_t now)
@@ -308,7 +315,7 @@ private:
 			if (h->size < sizeof(pi_event_header) || pos + h->size > buf.size())
 				break;
 			if (h->kind == SC_BATCH)
-				pending_.emplace_back(buf.data() + pos, buf.data() + pos + h->size);
+				on_batch(h, h->size);
 			else if (h->kind == SC_INPROGRESS && h->size >= sizeof(sc_inprogress))
 				on_inprogress(*reinterpret_cast<const sc_inprogress *>(h), now);
 			pos += h->size;
@@ -323,6 +330,7 @@ private:
 			.u64("nr", p.nr)
 			.u64("elapsed_ns", p.elapsed_ns, PI_FMT_DURATION_NS)
 			.u64("started_ns", p.enter_ns + host().boot_to_epoch_ns)
+			.boolean("before_start", p.flags & SC_INPROGRESS_BEFORE_START)
 			.u64("threshold_ns", cfg_.inprogress_ms * 1000000ULL, PI_FMT_DURATION_NS);
 		r.emit(host());
 	}
@@ -567,13 +575,13 @@ private:
 	names names_;
 	bool measured_ = false;
 	bool by_thread_ = false;
+	bool sequence_ = false;
 	uint32_t run_ = 0;
 	uint64_t epoch_ = 0;
 	uint64_t last_tick_ns_ = 0;
 	std::unordered_map<uint64_t, figures> prev_target_; // (id << 32 | slot) -> last cumulative
 	std::unordered_map<uint32_t, figures> prev_sys_;
 	std::unordered_map<uint32_t, owner> owners_;
-	std::vector<std::vector<char>> pending_; // END batches collected at detach
 };
 
 } // namespace procimage::syscalls

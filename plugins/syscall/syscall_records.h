@@ -47,7 +47,7 @@ struct sc_tstats {
 /* In-flight call of the thread that is running on a CPU (per-CPU array sc_cpu, one entry),
  * plus a one-entry cache of the "is this thread a target" answer. */
 struct sc_cpu {
-	__u64 enter_ns;    /* bpf_ktime_get_ns() at sys_enter */
+	__u64 enter_ns;    /* bpf_ktime_get_boot_ns() at sys_enter */
 	__u32 tid;         /* thread inside a system call on this CPU, 0: none */
 	__u32 nr;
 	__u32 run;         /* attach number the entry belongs to */
@@ -102,13 +102,19 @@ struct sc_seqbuf {
 	__u32 pad;
 };
 
+enum sc_inprogress_flags {
+	/* the call began before collection: enter_ns is the activation time, elapsed_ns a
+	 * lower bound */
+	SC_INPROGRESS_BEFORE_START = 1,
+};
+
 /* A call in flight for longer than the in-progress threshold; the header is the thread. */
 struct sc_inprogress {
 	struct pi_event_header h;
-	__u64 enter_ns;   /* bpf_ktime_get_ns() at entry */
+	__u64 enter_ns;   /* boot ns at entry */
 	__u64 elapsed_ns; /* at the scan */
 	__u32 nr;
-	__u32 pad;
+	__u32 flags;      /* enum sc_inprogress_flags */
 };
 
 /* What the task iterator does (rodata is fixed at load: this is a .bss variable) */
