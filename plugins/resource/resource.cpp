@@ -16,7 +16,6 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
-#include <fcntl.h>
 #include <unistd.h>
 
 namespace procimage::resource {
@@ -64,30 +63,6 @@ inline uint64_t boot_now()
 	timespec ts{};
 	clock_gettime(CLOCK_BOOTTIME, &ts);
 	return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-// The first number of /proc/<pid>/task/<tid>/schedstat: the thread's on-CPU ns. Reading it makes
-// the kernel first account the slice a running thread is in (task_sched_runtime), which the
-// scheduler otherwise does only at the next tick or switch.
-inline bool read_runtime(uint32_t pid, uint32_t tid, uint64_t &out)
-{
-	char path[64];
-	std::snprintf(path, sizeof path, "/proc/%u/task/%u/schedstat", pid, tid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	char buf[128];
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = 0;
-	char *end = nullptr;
-	unsigned long long v = std::strtoull(buf, &end, 10);
-	if (end == buf)
-		return false;
-	out = v;
-	return true;
 }
 
 inline uint32_t tgid_of(uint32_t tid)
@@ -331,17 +306,6 @@ private:
 			skel_->bss->rs_snapshot = false;
 		} else {
 			samples = iterate();
-		}
-		// Running threads: their runtime is exact only up to the CPU's last scheduler update
-		// (at most one tick ago); bring it up to date (at most one read per busy CPU).
-		for (auto &s : samples) {
-			if (!(s.flags & RS_F_ON_CPU) || (s.flags & RS_F_ZOMBIE))
-				continue;
-			uint64_t v;
-			if (read_runtime(s.h.pid, s.h.tid, v) && v >= s.self.runtime_ns) {
-				s.self.runtime_ns = v;
-				s.h.ts_boot_ns = boot_now();
-			}
 		}
 		if (!warned_approx_)
 			for (const auto &s : samples)
