@@ -75,6 +75,10 @@ struct lk_task_state {
 	/* locks this thread holds now */
 	__u32 held;
 	char fx_holder_comm[PI_COMM_LEN];
+	/* pi_wanted() for this thread, as of activation generation wanted_gen */
+	__u64 wanted_gen;
+	__u32 wanted;
+	__u32 pad;
 };
 
 struct {
@@ -332,8 +336,12 @@ static __always_inline void emit_acq(__u64 addr, __u64 req, __u64 acq, __u64 wai
 	pi_submit(&lk_events, e);
 }
 
+/* Who holds an rwlock: a mutex names its owner itself (its __owner field, read when a thread
+ * waits), a spinlock never puts a thread to sleep; only rwlocks need this map. */
 static __always_inline void owner_acquire(__u32 tgid, __u32 tid, __u64 addr, __u32 type, __u64 now)
 {
+	if (type != LK_TYPE_RWLOCK_READ && type != LK_TYPE_RWLOCK_WRITE)
+		return;
 	struct lk_owner_key key = {.addr = addr, .tgid = tgid};
 	if (type == LK_TYPE_RWLOCK_READ) {
 		struct lk_owner *o = bpf_map_lookup_elem(&lk_owner, &key);
@@ -351,6 +359,8 @@ static __always_inline void owner_acquire(__u32 tgid, __u32 tid, __u64 addr, __u
 
 static __always_inline void owner_release(__u32 tgid, __u32 tid, __u64 addr, __u32 type)
 {
+	if (type != LK_TYPE_RWLOCK_READ && type != LK_TYPE_RWLOCK_WRITE)
+		return;
 	struct lk_owner_key key = {.addr = addr, .tgid = tgid};
 	struct lk_owner *o = bpf_map_lookup_elem(&lk_owner, &key);
 	if (!o)
@@ -395,6 +405,24 @@ static __always_inline void release(__u32 tgid, __u32 tid, __u64 addr, __u32 unl
 }
 
 /* ------------------------------------------------------------------ uprobes */
+
+/* pi_wanted() for the current thread, remembered per thread for the current activation: lock
+ * entries are the hottest hooks, and the target of a thread does not change within one. */
+static __always_inline bool wanted_cached(__u32 tgid, __u32 tid)
+{
+	__u32 slot = pi_slot;
+	struct pi_control *c = bpf_map_lookup_elem(&pi_control, &slot);
+	if (!c || c->mode == PI_MODE_OFF)
+		return false;
+	struct lk_task_state *st = task_state(true);
+	if (!st)
+		return false;
+	if (st->wanted_gen == c->generation)
+		return st->wanted;
+	st->wanted = pi_wanted(tgid, tid);
+	st->wanted_gen = c->generation;
+	return st->wanted;
+}
 
 static __always_inline int lock_request(__u64 addr, __u32 op)
 {
@@ -488,14 +516,16 @@ int BPF_KPROBE(lk_entry, void *a0, void *a1)
 			return 0;
 		return lock_done(st, 0);
 	}
-	if (!pi_wanted(tgid, tid))
+	if (kind == LK_CK_UNLOCK) {
+		/* only a tracked hold matters, and those are the target's */
+		release(tgid, tid, (__u64)a0, op);
+		return 0;
+	}
+	if (!wanted_cached(tgid, tid))
 		return 0;
 	switch (kind) {
 	case LK_CK_LOCK:
 		return lock_request((__u64)a0, op);
-	case LK_CK_UNLOCK:
-		release(tgid, tid, (__u64)a0, op);
-		return 0;
 	case LK_CK_COND:
 		/* the mutex is released while the thread waits on the condition */
 		release(tgid, tid, (__u64)a1, LK_OP_MUTEX_UNLOCK);
@@ -524,29 +554,41 @@ static __always_inline bool futex_is_wake(__u32 cmd)
 	       cmd == FUTEX_WAKE_OP_ || cmd == FUTEX_REQUEUE_ || cmd == FUTEX_CMP_REQUEUE_;
 }
 
-/* The tracked lock a futex word belongs to: a mutex's word is the mutex itself; an rwlock
- * (glibc >= 2.25) waits on __readers (+0), __wrphase_futex (+8) or __writers_futex (+12). */
-static __always_inline struct lk_owner *find_owner(__u32 tgid, __u64 uaddr, __u64 *lock_addr)
+/* The tracked lock a futex word belongs to, and its holder. A mutex's word is the mutex itself
+ * and glibc keeps the owner's thread id in it (__owner, +8): the holder is confirmed by our own
+ * hold record. An rwlock (glibc >= 2.25) waits on __readers (+0), __wrphase_futex (+8) or
+ * __writers_futex (+12); its holders are in lk_owner. */
+static __always_inline bool find_holder(struct lk_task_state *st, __u32 tgid, __u64 uaddr)
 {
 	struct lk_owner_key key = {.addr = uaddr, .tgid = tgid};
-	struct lk_owner *o = bpf_map_lookup_elem(&lk_owner, &key);
-	if (o) {
-		*lock_addr = uaddr;
-		return o;
+	__u64 offs[3] = {0, 8, 12};
+	for (int i = 0; i < 3; i++) {
+		key.addr = uaddr - offs[i];
+		struct lk_owner *o = bpf_map_lookup_elem(&lk_owner, &key);
+		if (o) {
+			st->fx_lock_addr = key.addr;
+			st->fx_holder_tid = o->tid;
+			st->fx_holder_readers = o->readers;
+			st->fx_holder_type = o->type;
+			st->fx_holder_since = o->since_ns;
+			__builtin_memcpy(st->fx_holder_comm, o->comm, sizeof(st->fx_holder_comm));
+			return true;
+		}
 	}
-	key.addr = uaddr - 8;
-	o = bpf_map_lookup_elem(&lk_owner, &key);
-	if (o && (o->type == LK_TYPE_RWLOCK_READ || o->type == LK_TYPE_RWLOCK_WRITE)) {
-		*lock_addr = key.addr;
-		return o;
-	}
-	key.addr = uaddr - 12;
-	o = bpf_map_lookup_elem(&lk_owner, &key);
-	if (o && (o->type == LK_TYPE_RWLOCK_READ || o->type == LK_TYPE_RWLOCK_WRITE)) {
-		*lock_addr = key.addr;
-		return o;
-	}
-	return NULL;
+	__u32 owner = 0;
+	if (bpf_probe_read_user(&owner, sizeof(owner), (void *)(uaddr + 8)) != 0 || !owner)
+		return false;
+	struct lk_hold_key hk = {.addr = uaddr, .tid = owner};
+	struct lk_hold *h = bpf_map_lookup_elem(&lk_holds, &hk);
+	if (!h || h->type != LK_TYPE_MUTEX || h->tgid != tgid)
+		return false;
+	st->fx_lock_addr = uaddr;
+	st->fx_holder_tid = owner;
+	st->fx_holder_readers = 0;
+	st->fx_holder_type = LK_TYPE_MUTEX;
+	st->fx_holder_since = h->acquired_ns;
+	st->fx_holder_comm[0] = 0; /* named by the user side */
+	return true;
 }
 
 SEC("tracepoint/syscalls/sys_enter_futex")
@@ -580,16 +622,7 @@ int lk_futex_enter(struct trace_event_raw_sys_enter *ctx)
 	if (wait) {
 		if (!lk_full)
 			return 0;
-		__u64 lock_addr = 0;
-		struct lk_owner *o = find_owner(tgid, uaddr, &lock_addr);
-		if (o) {
-			st->fx_lock_addr = lock_addr;
-			st->fx_holder_tid = o->tid;
-			st->fx_holder_readers = o->readers;
-			st->fx_holder_type = o->type;
-			st->fx_holder_since = o->since_ns;
-			__builtin_memcpy(st->fx_holder_comm, o->comm, sizeof(st->fx_holder_comm));
-		}
+		find_holder(st, tgid, uaddr);
 	} else {
 		struct lk_owner_key key = {.addr = uaddr, .tgid = tgid};
 		struct lk_waker w = {.ts_ns = now, .tid = tid};

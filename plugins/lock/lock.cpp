@@ -932,8 +932,36 @@ private:
 		r.emit(host());
 	}
 
+	// A thread's name: its own while it runs, else the one kept with its lock figures.
+	std::string thread_comm(uint32_t pid, uint32_t tid)
+	{
+		std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/comm");
+		std::string c;
+		if (std::getline(in, c) && !c.empty())
+			return c;
+		if (!skel_ || bpf_map__fd(skel_->maps.lk_threads) < 0)
+			return "";
+		int ncpu = libbpf_num_possible_cpus();
+		if (ncpu <= 0)
+			return "";
+		size_t stride = (sizeof(lk_thread_stats) + 7) & ~size_t(7);
+		std::vector<uint8_t> buf(stride * static_cast<size_t>(ncpu));
+		if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lk_threads), &tid, buf.data()) != 0)
+			return "";
+		for (int cpu = 0; cpu < ncpu; cpu++) {
+			lk_thread_stats t;
+			std::memcpy(&t, buf.data() + stride * static_cast<size_t>(cpu), sizeof t);
+			if (t.comm[0])
+				return cstr(t.comm, sizeof t.comm);
+		}
+		return "";
+	}
+
 	void on_contention(const lk_contention &e)
 	{
+		std::string holder_comm = cstr(e.holder_comm, sizeof e.holder_comm);
+		if (holder_comm.empty() && e.holder_tid)
+			holder_comm = thread_comm(e.h.pid, e.holder_tid);
 		sdk::record r("lock", "contention");
 		r.header(e.h, host());
 		r.u64("futex_addr", e.futex_addr, PI_FMT_HEX)
@@ -943,7 +971,7 @@ private:
 			.u64("wait_ns", e.wait_ns, PI_FMT_DURATION_NS)
 			.i64("ret", e.ret, PI_FMT_ERRNO)
 			.u64("holder_tid", e.holder_tid)
-			.str("holder_comm", cstr(e.holder_comm, sizeof e.holder_comm))
+			.str("holder_comm", holder_comm)
 			.u64("holder_held_ns", e.holder_held_ns, PI_FMT_DURATION_NS)
 			.u64("holder_readers", e.holder_readers)
 			.u64("waker_tid", e.waker_tid);

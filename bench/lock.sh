@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# lock probe overhead on a two-thread pthread mutex loop, side by side in one run:
+#   no tool | procimage lock (full: uprobes + futex) on it | contention-only mode on it |
+#   procimage lock on another process | a bpftrace uprobe one-liner measuring hold times
+# Every configuration starts the loop held on a FIFO, attaches, then releases it; rounds
+# interleave the configurations so drift hits them all alike.
+# Usage: sudo bench/lock.sh [ROUNDS] [ITERATIONS_PER_THREAD]
+source "$(dirname "$0")/lib.sh"
+need_root
+ROUNDS=${1:-5}
+N=${2:-100000}
+build_bench lock_loop.c
+command -v bpftrace >/dev/null || { echo "bench: bpftrace is needed (apt-get install bpftrace)" >&2; exit 1; }
+
+# the other process: idle, with the same libc mapped
+sleep 100000 &
+OTHER=$!
+trap 'stop_tool; kill $OTHER 2>/dev/null; rm -rf "$OUT"' EXIT
+
+cat >"$OUT/contention.json" <<JSON
+{"version": 1, "probes": {"lock": {"mode": "contention"}}, "sinks": {"jsonl": {"path": "/dev/null"}}}
+JSON
+
+LOOP_PID=
+start_loop() {
+  rm -f "$OUT/go"; mkfifo "$OUT/go"
+  "$OUT/bin/lock_loop" "$N" "$OUT/go" >"$OUT/loop.out" &
+  LOOP_PID=$!
+}
+finish_loop() {
+  echo x >"$OUT/go"
+  wait "$LOOP_PID"
+  cat "$OUT/loop.out"
+}
+libc_of() { awk '$6 ~ /\/libc\.so/ {print $6; exit}' "/proc/$1/maps"; }
+
+configs=(none full contention other bpftrace)
+run_config() {
+  start_loop
+  case $1 in
+    none) ;;
+    full)
+      start_tool "$OUT/full.log" "collecting for" "$PROCIMAGE" -l -P "$LOOP_PID" -o jsonl:/dev/null ;;
+    contention)
+      start_tool "$OUT/cont.log" "collecting for" "$PROCIMAGE" --pipeline "$OUT/contention.json" -P "$LOOP_PID" ;;
+    other)
+      start_tool "$OUT/other.log" "collecting for" "$PROCIMAGE" -l -P "$OTHER" -o jsonl:/dev/null ;;
+    bpftrace)
+      local libc; libc=$(libc_of "$LOOP_PID")
+      start_tool "$OUT/bt.log" "Attaching" bpftrace -p "$LOOP_PID" -e "
+        uretprobe:$libc:pthread_mutex_lock { @acq[tid] = nsecs; }
+        uprobe:$libc:pthread_mutex_unlock /@acq[tid]/ { @hold_ns = hist(nsecs - @acq[tid]); delete(@acq[tid]); }" ;;
+  esac
+  finish_loop
+  stop_tool
+}
+
+for r in $(seq 1 "$ROUNDS"); do
+  for c in "${configs[@]}"; do
+    run_config "$c" >>"$OUT/$c.txt"
+  done
+done
+
+echo "two threads x $N pthread_mutex_lock/unlock on one mutex, $ROUNDS rounds, $(nproc) CPUs, kernel $(uname -r)"
+report_header
+report_line "no tool" "$OUT/none.txt" "$OUT/none.txt"
+report_line "procimage lock, full (uprobes + futex)" "$OUT/none.txt" "$OUT/full.txt"
+report_line "procimage lock, contention-only" "$OUT/none.txt" "$OUT/contention.txt"
+report_line "procimage lock on another process" "$OUT/none.txt" "$OUT/other.txt"
+report_line "bpftrace uretprobe lock + uprobe unlock" "$OUT/none.txt" "$OUT/bpftrace.txt"
