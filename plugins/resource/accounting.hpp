@@ -31,18 +31,23 @@
 
 namespace procimage::resource {
 
-// Field-wise helpers on struct rs_counters (every field is a u64 counter).
-constexpr size_t n_counter_fields = sizeof(rs_counters) / sizeof(uint64_t);
-static_assert(sizeof(rs_counters) % sizeof(uint64_t) == 0);
-
-inline uint64_t *fields(rs_counters &c) { return reinterpret_cast<uint64_t *>(&c); }
-inline const uint64_t *fields(const rs_counters &c) { return reinterpret_cast<const uint64_t *>(&c); }
+// Field-wise helpers on struct rs_counters (every field is a u64 counter), through member
+// pointers: no type punning.
+using counter_field = __u64 rs_counters::*;
+constexpr counter_field counter_fields[] = {
+	&rs_counters::runtime_ns, &rs_counters::utime_ns,  &rs_counters::stime_ns,   &rs_counters::nvcsw,
+	&rs_counters::nivcsw,     &rs_counters::min_flt,   &rs_counters::maj_flt,    &rs_counters::rchar,
+	&rs_counters::wchar,      &rs_counters::syscr,     &rs_counters::syscw,      &rs_counters::read_bytes,
+	&rs_counters::write_bytes, &rs_counters::cancelled_write_bytes,
+};
+static_assert(sizeof(counter_fields) / sizeof(counter_fields[0]) * sizeof(__u64) == sizeof(rs_counters),
+	      "every field of rs_counters is listed in counter_fields");
 
 inline rs_counters sum(const rs_counters &a, const rs_counters &b)
 {
 	rs_counters r{};
-	for (size_t i = 0; i < n_counter_fields; i++)
-		fields(r)[i] = fields(a)[i] + fields(b)[i];
+	for (auto f : counter_fields)
+		r.*f = a.*f + b.*f;
 	return r;
 }
 
@@ -50,23 +55,23 @@ inline rs_counters sum(const rs_counters &a, const rs_counters &b)
 inline rs_counters minus(const rs_counters &a, const rs_counters &b)
 {
 	rs_counters r{};
-	for (size_t i = 0; i < n_counter_fields; i++)
-		fields(r)[i] = fields(a)[i] > fields(b)[i] ? fields(a)[i] - fields(b)[i] : 0;
+	for (auto f : counter_fields)
+		r.*f = a.*f > b.*f ? a.*f - b.*f : 0;
 	return r;
 }
 
 inline rs_counters maxed(const rs_counters &a, const rs_counters &b)
 {
 	rs_counters r{};
-	for (size_t i = 0; i < n_counter_fields; i++)
-		fields(r)[i] = std::max(fields(a)[i], fields(b)[i]);
+	for (auto f : counter_fields)
+		r.*f = std::max(a.*f, b.*f);
 	return r;
 }
 
 inline bool all_zero(const rs_counters &a)
 {
-	for (size_t i = 0; i < n_counter_fields; i++)
-		if (fields(a)[i])
+	for (auto f : counter_fields)
+		if (a.*f)
 			return false;
 	return true;
 }
