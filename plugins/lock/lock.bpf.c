@@ -739,7 +739,8 @@ static __always_inline void emit_newproc(struct task_struct *t, __u32 pid, __u32
 	pi_fill_header(&e->h, LK_NEWPROC, sizeof(*e), t);
 	e->pid = pid;
 	e->why = why;
-	pi_submit(&lk_events, e);
+	/* wake the host now: the sooner it attaches, the less of the new process is missed */
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 }
 
 SEC("tp_btf/sched_process_exec")

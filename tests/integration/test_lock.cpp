@@ -374,6 +374,30 @@ TEST_CASE("lock: holds, waits, errors and holders on the wl-lock schedule (-- CM
 	CHECK(no_lost(recs));
 }
 
+TEST_CASE("lock: -- CMD follows a forked child through its exec")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	auto p = pipeline(d, R"({"acquisitions": true})");
+	// The shell forks wl-lock (a second command follows it), which then execs. The probe
+	// attaches to a new process when it hears of it, a few milliseconds after the fork: the
+	// workload starts its schedule 100 ms later.
+	auto r = t::run({t::procimage_bin(), "-q", "--pipeline", p, "--", "/bin/sh", "-c",
+			 t::build_dir() + "/wl-lock " + d.file("log") + "; true"},
+			{{"WL_LOCK_DELAY_MS", "100"}});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	auto truth = t::read_kv(d.file("log"));
+	REQUIRE(truth.count("done"));
+	auto recs = t::read_jsonl(d.file("out.jsonl"));
+	json a = one(select(recs, "acquisition",
+			    [&](const json &e) { return e["tid"] == truth["a_tid"] && e["op"] == "pthread_mutex_lock"; }),
+		     "A's hold in the forked child");
+	CHECK(a["pid"] == truth["pid"]);
+	CHECK_NEAR(i(a, "hold_ns"), truth["a_hold_ns"], MS);
+	CHECK(select(recs, "contention", [&](const json &e) { return e["holder_tid"] == truth["a_tid"]; }).size() == 2);
+}
+
 TEST_CASE("lock: -p TID on a running process reports that thread only")
 {
 	REQUIRE_ROOT_OR_SKIP();

@@ -5,7 +5,8 @@
  *   wl-lock LOG [GO_FIFO]
  *
  * With GO_FIFO it first reads one byte from that FIFO (so a tracer can attach to the running
- * process). Then, phase by phase:
+ * process); with WL_LOCK_DELAY_MS in the environment it first sleeps that long. Then, phase by
+ * phase:
  *   mutex   A holds M 20 ms; meanwhile B fails pthread_mutex_trylock(M) (EBUSY), fails
  *           pthread_mutex_timedlock(M) after 5 ms (ETIMEDOUT), then blocks in
  *           pthread_mutex_lock(M) until A releases it, and holds it 2 ms
@@ -203,6 +204,8 @@ int main(int argc, char **argv)
 			return 1;
 		close(fd);
 	}
+	if (getenv("WL_LOCK_DELAY_MS"))
+		sleep_ms(atoi(getenv("WL_LOCK_DELAY_MS")));
 	pthread_spin_init(&S, PTHREAD_PROCESS_PRIVATE);
 	sem_init(&a_holds, 0, 0);
 	sem_init(&x_holds, 0, 0);
