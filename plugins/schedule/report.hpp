@@ -27,6 +27,7 @@ struct figures {
 	uint64_t sum_ns = 0;
 	uint64_t max_ns = 0;
 	uint64_t min_ns = 0;
+	uint64_t untimed = 0;
 	bool extremes = false; // max_ns / min_ns hold at least one delay
 	std::array<uint64_t, SC_HIST_SLOTS> hist{};
 
@@ -37,6 +38,7 @@ struct figures {
 			return add_between(now, sc_stats{});
 		count += now.count - before.count;
 		sum_ns += now.sum_ns - std::min(now.sum_ns, before.sum_ns);
+		untimed += now.untimed - std::min(now.untimed, before.untimed);
 		for (size_t i = 0; i < SC_HIST_SLOTS; i++)
 			hist[i] += now.hist[i] - std::min(now.hist[i], before.hist[i]);
 	}
@@ -55,6 +57,7 @@ struct figures {
 	{
 		count += o.count;
 		sum_ns += o.sum_ns;
+		untimed += o.untimed;
 		for (size_t i = 0; i < SC_HIST_SLOTS; i++)
 			hist[i] += o.hist[i];
 		if (o.extremes)
@@ -68,6 +71,7 @@ struct figures {
 			f.merge_extremes(s.max_ns, s.min_ns);
 		return f;
 	}
+	bool any() const { return count || untimed; }
 	uint64_t avg_ns() const { return count ? sum_ns / count : 0; }
 	// Largest / smallest delay. If a window's delays all ended within microseconds of its
 	// boundary, their extremes may have gone to the neighbouring window: fall back to the
@@ -116,6 +120,7 @@ public:
 		procs_.clear();
 		sys_before_ = sc_stats{};
 		sys_interval_ = figures{};
+		recovered_interval_ = recovered_total_ = 0;
 		start_ns_ = last_report_ns_ = now_boot_ns;
 		current_ = 1;
 		closing_ = 0;
@@ -136,13 +141,16 @@ public:
 	void system(const std::vector<sc_cpu> &cpus)
 	{
 		sc_stats now{};
+		uint64_t recovered = 0;
 		for (const auto &c : cpus) {
+			recovered += c.recovered;
 			if (c.total.count) {
 				now.max_ns = now.count ? std::max(now.max_ns, c.total.max_ns) : c.total.max_ns;
 				now.min_ns = now.count ? std::min(now.min_ns, c.total.min_ns) : c.total.min_ns;
 			}
 			now.count += c.total.count;
 			now.sum_ns += c.total.sum_ns;
+			now.untimed += c.total.untimed;
 			for (size_t i = 0; i < SC_HIST_SLOTS; i++)
 				now.hist[i] += c.total.hist[i];
 			for (const auto &w : c.win)
@@ -151,6 +159,8 @@ public:
 		}
 		sys_interval_.add_between(now, sys_before_);
 		sys_before_ = now;
+		recovered_interval_ += recovered - std::min(recovered, recovered_total_);
+		recovered_total_ = recovered;
 	}
 
 	// One target thread's entry, read from the kernel map at a tick (after advance()).
@@ -169,20 +179,21 @@ public:
 		figures sys_total = figures::of(sys_before_);
 		std::vector<const thread_acc *> live;
 		for (auto &[_, a] : threads_)
-			if (a.interval.count)
+			if (a.interval.any())
 				live.push_back(&a);
-		bool empty = live.empty() && sys_interval_.count == 0;
+		bool empty = live.empty() && !sys_interval_.any();
 		if (!(final && empty)) {
 			if (opt_.system)
-				emit_system("interval", window, now_boot_ns, sys_interval_);
+				emit_system("interval", window, now_boot_ns, sys_interval_, recovered_interval_);
 			if (opt_.groups)
 				for (auto &[pid, p] : procs_)
-					if (p.interval.count)
+					if (p.interval.any())
 						emit_process("interval", window, now_boot_ns, p, p.interval, sys_interval_);
 			for (const auto *a : pick(live, [](const thread_acc *x) { return x->interval.sum_ns; }))
 				emit_thread("interval", window, now_boot_ns, a->last, a->interval, sys_interval_);
 		}
 		sys_interval_ = figures{};
+		recovered_interval_ = 0;
 		for (auto &[_, p] : procs_)
 			p.interval = figures{};
 		for (auto it = threads_.begin(); it != threads_.end();) {
@@ -200,17 +211,17 @@ public:
 
 		uint64_t whole = now_boot_ns - std::min(now_boot_ns, start_ns_);
 		if (opt_.system)
-			emit_system("total", whole, now_boot_ns, sys_total);
+			emit_system("total", whole, now_boot_ns, sys_total, recovered_total_);
 		if (opt_.groups)
 			for (auto &[pid, p] : procs_)
-				if (p.total.count)
+				if (p.total.any())
 					emit_process("total", whole, now_boot_ns, p, p.total, sys_total);
 		std::vector<const sc_thread *> all;
 		for (auto &[_, a] : threads_)
 			all.push_back(&a.last);
 		for (auto &t : retired_)
 			all.push_back(&t);
-		all.erase(std::remove_if(all.begin(), all.end(), [](const sc_thread *t) { return t->total.count == 0; }),
+		all.erase(std::remove_if(all.begin(), all.end(), [](const sc_thread *t) { return !t->total.count && !t->total.untimed; }),
 			  all.end());
 		for (const auto *t : pick(all, [](const sc_thread *x) { return x->total.sum_ns; }))
 			emit_thread("total", whole, now_boot_ns, *t, figures::of(t->total), sys_total);
@@ -273,7 +284,7 @@ private:
 	// as could ever be shown.
 	void retire(const sc_thread &t)
 	{
-		if (!t.total.count)
+		if (!t.total.count && !t.total.untimed)
 			return;
 		retired_.push_back(t);
 		if (opt_.top && retired_.size() > 2 * static_cast<size_t>(opt_.top)) {
@@ -312,7 +323,8 @@ private:
 			.u64("avg_ns", f.avg_ns(), PI_FMT_DURATION_NS)
 			.u64("max_ns", f.max(), PI_FMT_DURATION_NS)
 			.u64("min_ns", f.min(), PI_FMT_DURATION_NS)
-			.u64("sum_ns", f.sum_ns, PI_FMT_DURATION_NS);
+			.u64("sum_ns", f.sum_ns, PI_FMT_DURATION_NS)
+			.u64("untimed", f.untimed);
 	}
 	static double pct(uint64_t part, uint64_t whole) { return whole ? 100.0 * part / whole : 0.0; }
 
@@ -325,13 +337,14 @@ private:
 			.u64("sys_min_ns", sys.min(), PI_FMT_DURATION_NS);
 	}
 
-	void emit_system(const char *window, uint64_t window_ns, uint64_t now, const figures &f)
+	void emit_system(const char *window, uint64_t window_ns, uint64_t now, const figures &f, uint64_t recovered)
 	{
 		auto r = make("system", now);
 		r.ids(0, 0).comm("[system]");
 		common(r, window, window_ns, f);
 		r.f64("waiting_avg", window_ns ? static_cast<double>(f.sum_ns) / window_ns : 0.0)
 			.u64("cpus", opt_.cpus)
+			.u64("recovered", recovered)
 			.u64v("hist_ns", f.hist_vec(), PI_FMT_LOG2_HIST);
 		r.emit(host_);
 	}
@@ -375,6 +388,7 @@ private:
 	std::map<uint32_t, process_acc> procs_;
 	sc_stats sys_before_{};
 	figures sys_interval_;
+	uint64_t recovered_interval_ = 0, recovered_total_ = 0;
 };
 
 } // namespace procimage::schedule

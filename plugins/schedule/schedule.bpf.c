@@ -117,9 +117,9 @@ static __always_inline void add_delay(struct sc_stats *s, struct sc_window *win,
 	}
 }
 
-static __always_inline void stamp(__u32 tid, __u64 now, __u64 generation)
+static __always_inline void stamp(struct task_struct *p, __u32 tid, __u64 now, __u64 generation)
 {
-	struct sc_stamp st = {.ts_ns = now, .generation = generation};
+	struct sc_stamp st = {.ts_ns = now, .generation = generation, .runtime_ns = p->se.sum_exec_runtime};
 	if (bpf_map_update_elem(&sc_stamps, &tid, &st, BPF_ANY) != 0)
 		pi_count_lost();
 }
@@ -142,7 +142,16 @@ static __always_inline void emit_end(struct sc_thread *t)
 	pi_submit(&sc_events, e);
 }
 
-static __always_inline void thread_delay(struct task_struct *p, __u32 tid, __u64 d, __u64 epoch)
+/* Count one wait: timed (d ns) or untimed (it ended, but its start was not seen). */
+static __always_inline void add_wait(struct sc_stats *s, struct sc_window *win, __u64 epoch, bool timed, __u64 d)
+{
+	if (timed)
+		add_delay(s, win, epoch, d);
+	else
+		s->untimed++;
+}
+
+static __always_inline void thread_wait(struct task_struct *p, __u32 tid, bool timed, __u64 d, __u64 epoch)
 {
 	__u64 start = p->start_time;
 	struct sc_thread *t = bpf_map_lookup_elem(&sc_threads, &tid);
@@ -167,7 +176,7 @@ static __always_inline void thread_delay(struct task_struct *p, __u32 tid, __u64
 		t->pid = p->tgid;
 		t->tid = tid;
 	}
-	add_delay(&t->total, t->win, epoch, d);
+	add_wait(&t->total, t->win, epoch, timed, d);
 	t->prio = p->prio;
 	t->static_prio = p->static_prio;
 	t->policy = p->policy;
@@ -175,12 +184,23 @@ static __always_inline void thread_delay(struct task_struct *p, __u32 tid, __u64
 	__builtin_memcpy(t->comm, p->comm, sizeof(t->comm));
 }
 
-static __always_inline void system_delay(__u64 d, __u64 epoch)
+static __always_inline void system_wait(bool timed, __u64 d, __u64 epoch, bool recovered)
 {
 	__u32 zero = 0;
 	struct sc_cpu *c = bpf_map_lookup_elem(&sc_system, &zero);
-	if (c)
-		add_delay(&c->total, c->win, epoch, d);
+	if (!c)
+		return;
+	add_wait(&c->total, c->win, epoch, timed, d);
+	if (recovered)
+		c->recovered++;
+}
+
+/* Did the kernel's own accounting (CONFIG_SCHED_INFO) see this thread waiting? */
+static __always_inline bool kernel_queued(struct task_struct *p)
+{
+	if (bpf_core_field_exists(p->sched_info.last_queued))
+		return BPF_CORE_READ(p, sched_info.last_queued) != 0;
+	return false;
 }
 
 /* A sleeping or new thread became runnable. */
@@ -198,7 +218,7 @@ static __always_inline int on_wakeup(struct task_struct *p)
 		return 0;
 	if (!sc_system_on && !pi_wanted(p->tgid, tid))
 		return 0;
-	stamp(tid, bpf_ktime_get_ns(), c->generation);
+	stamp(p, tid, bpf_ktime_get_ns(), c->generation);
 	return 0;
 }
 
@@ -224,33 +244,57 @@ int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_stru
 	__u64 gen = c->generation;
 	__u64 now = bpf_ktime_get_ns();
 
-	/* Switched out but still runnable (preempted, yielded): it waits again from now. The
-	 * idle task is always runnable; it is stamped only when it is the target (its "delay" is
-	 * then the time other tasks kept its CPU busy). */
-	if (prev_state == TASK_RUNNING_STATE) {
-		__u32 ptid = prev->pid;
-		if (ptid ? (sc_system_on || pi_wanted(prev->tgid, ptid)) : pi_wanted(0, 0))
-			stamp(ptid, now, gen);
+	__u64 epoch = sc_epoch;
+	__u32 ptid = prev->pid;
+	if (ptid ? (sc_system_on || pi_wanted(prev->tgid, ptid)) : pi_wanted(0, 0)) {
+		/* A stamp still there means the tracepoint did not report this thread's last
+		 * switch-in (it happens, rarely): the thread has been on the CPU since, for the CPU
+		 * time it used, so its wait ended that long before now. (Not for the idle task,
+		 * whose CPU time is not kept: its stamp is just dropped.) */
+		struct sc_stamp *st = bpf_map_lookup_elem(&sc_stamps, &ptid);
+		if (st) {
+			__u64 ran = prev->se.sum_exec_runtime - st->runtime_ns;
+			bool ok = ptid && st->generation == gen && st->ts_ns <= now && ran > 0 &&
+				  ran <= now - st->ts_ns;
+			__u64 d = now - st->ts_ns - ran;
+			bpf_map_delete_elem(&sc_stamps, &ptid);
+			if (ok) {
+				if (sc_system_on)
+					system_wait(true, d, epoch, true);
+				if (pi_wanted(prev->tgid, ptid))
+					thread_wait(prev, ptid, true, d, epoch);
+			}
+		}
+		/* Switched out but still runnable (preempted, yielded, or woken while it was
+		 * getting off the CPU): it waits again from now. The state is read now, as the
+		 * kernel's own accounting does, not taken from prev_state (read before a wakeup
+		 * could change it). The idle task is always runnable; it is stamped only when it
+		 * is the target (its "delay" is then the time other tasks kept its CPU busy). */
+		if (prev->__state == TASK_RUNNING_STATE)
+			stamp(prev, ptid, now, gen);
 	}
 
 	__u32 ntid = next->pid;
 	/* Every CPU's idle task has tid 0: only the targeted CPU's may use that stamp. */
 	if (ntid == 0 && !pi_wanted(0, 0))
 		return 0;
+	bool timed = false;
+	__u64 d = 0;
 	struct sc_stamp *st = bpf_map_lookup_elem(&sc_stamps, &ntid);
-	if (!st)
+	if (st) {
+		/* Valid only if taken in this activation and the thread has not run since (a
+		 * switch-in the tracepoint did not report would leave it behind). */
+		timed = st->generation == gen && st->runtime_ns == next->se.sum_exec_runtime &&
+			st->ts_ns <= now;
+		d = now - st->ts_ns;
+		bpf_map_delete_elem(&sc_stamps, &ntid);
+	}
+	if (!timed && !kernel_queued(next))
 		return 0;
-	__u64 ts = st->ts_ns;
-	__u64 sgen = st->generation;
-	bpf_map_delete_elem(&sc_stamps, &ntid);
-	if (sgen != gen || ts > now)
-		return 0;
-	__u64 d = now - ts;
-	__u64 epoch = sc_epoch;
 	if (ntid && sc_system_on)
-		system_delay(d, epoch);
+		system_wait(timed, d, epoch, false);
 	if (pi_wanted(next->tgid, ntid))
-		thread_delay(next, ntid, d, epoch);
+		thread_wait(next, ntid, timed, d, epoch);
 	return 0;
 }
 

@@ -18,10 +18,11 @@
 
 /* Cumulative figures since the activation began. */
 struct sc_stats {
-	__u64 count;  /* delays measured */
-	__u64 sum_ns; /* their sum */
+	__u64 count;   /* delays measured */
+	__u64 sum_ns;  /* their sum */
 	__u64 max_ns;
-	__u64 min_ns; /* valid when count > 0 */
+	__u64 min_ns;  /* valid when count > 0 */
+	__u64 untimed; /* switch-ins after a wait whose start was not seen (see README) */
 	__u64 hist[SC_HIST_SLOTS];
 };
 
@@ -38,6 +39,7 @@ struct sc_window {
 struct sc_cpu {
 	struct sc_stats total;
 	struct sc_window win[2];
+	__u64 recovered; /* waits whose switch-in the tracepoint did not report, timed from CPU time */
 };
 
 /* sc_threads: one entry per target thread, keyed by thread id. */
@@ -59,6 +61,7 @@ struct sc_thread {
 struct sc_stamp {
 	__u64 ts_ns;
 	__u64 generation; /* pi_control.generation at the time: a stamp of an earlier activation is ignored */
+	__u64 runtime_ns; /* the thread's se.sum_exec_runtime then: if it has run since, the stamp is stale */
 };
 
 enum sc_kind {
