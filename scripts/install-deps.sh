@@ -8,6 +8,7 @@ PKGS=(
   libboost-dev libboost-program-options-dev libspdlog-dev nlohmann-json3-dev catch2
   libseccomp-dev libcpp-httplib-dev
   jq strace util-linux bc
+  prometheus
 )
 # Peer tools the benchmarks compare against.
 BENCH_PKGS=(libbpf-tools bpftrace)
