@@ -22,7 +22,7 @@
 char LICENSE[] SEC("license") = "GPL";
 
 /* Fixed at load */
-const volatile bool sc_system = true;      /* system-wide reference figures */
+const volatile __u32 sc_system = SC_SYSTEM_LATENCY; /* enum sc_system_mode */
 const volatile __u64 sc_inprogress_ns = 0; /* in-flight age reported by the iterator */
 
 /* Written by the user side through the mmapped .bss (per activation, or at each tick) */
@@ -33,6 +33,7 @@ __u32 sc_sequence;   /* sequence batches on */
 __u32 sc_batch_len;  /* calls per sequence record, 1..SC_BATCH_MAX */
 __u32 sc_iter_mode;  /* enum sc_iter_mode */
 __u64 sc_attach_ns;  /* boot ns when this activation began */
+__u64 sc_exits;      /* threads that exited (invalidates the per-CPU target cache) */
 
 #define PF_EXITING_FLAG 0x00000004
 #define PF_KTHREAD_FLAG 0x00200000
@@ -98,23 +99,28 @@ static __always_inline struct pi_control *sc_control(void)
 }
 
 /* pi_wanted() for the current thread, remembered per CPU for the last thread asked about:
- * a thread making many calls in a row pays the target-map lookups once. The answer is
- * keyed by tid, the thread's start time (tids are reused), the activation generation (the
- * host bumps it whenever the target changes) and the attach number. */
+ * a thread making many calls in a row pays the target-map lookups once. The answer is keyed
+ * by tid, the activation generation (the host bumps it whenever the target changes), the
+ * attach number, and the number of thread exits so far (a tid can only be reused after its
+ * thread exited). */
 static __always_inline bool sc_wanted(struct pi_control *c, struct sc_cpu *cpu, __u32 tgid, __u32 tid)
 {
-	struct task_struct *t = bpf_get_current_task_btf();
-	__u64 start = t->start_time;
-	if (cpu->cache_tid == tid && cpu->cache_start == start && cpu->cache_gen == c->generation &&
+	__u64 exits = sc_exits;
+	if (cpu->cache_tid == tid && cpu->cache_gen == c->generation && cpu->cache_exits == exits &&
 	    cpu->cache_run == sc_run)
 		return cpu->cache_wanted;
 	bool w = pi_wanted(tgid, tid);
 	cpu->cache_tid = tid;
-	cpu->cache_start = start;
 	cpu->cache_gen = c->generation;
+	cpu->cache_exits = exits;
 	cpu->cache_run = sc_run;
 	cpu->cache_wanted = w;
 	return w;
+}
+
+static __always_inline bool sc_self(struct pi_control *c, __u32 tgid)
+{
+	return tgid == c->self_tgid && !c->include_self;
 }
 
 static __always_inline __u32 log2_slot(__u64 v)
@@ -180,6 +186,23 @@ static __always_inline void target_add(struct task_struct *t, __u32 tgid, __u32 
 	stats_add(&v->s, lat, err, epoch);
 }
 
+/* Queue a finished record. Like pi_output(), but the host is woken only when the pending
+ * bytes cross pi_wakeup_bytes, not for every record above it: while the host is draining a
+ * backlog, a wakeup per record (an IPI each) would cost the traced thread microseconds per
+ * batch. The ring buffer's poll is level-triggered, so a host that finds data when it finishes
+ * draining never sleeps, and the host also drains every flush_ms anyway. */
+static __always_inline void sc_output(void *rec, __u64 size)
+{
+	__u64 flags = 0;
+	if (pi_wakeup_bytes) {
+		__u64 avail = bpf_ringbuf_query(&sc_events, BPF_RB_AVAIL_DATA);
+		flags = avail < pi_wakeup_bytes && avail + size >= pi_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+										     : BPF_RB_NO_WAKEUP;
+	}
+	if (bpf_ringbuf_output(&sc_events, rec, size, flags) != 0)
+		pi_count_lost();
+}
+
 static __always_inline __u64 batch_size(__u32 n)
 {
 	__u64 size = offsetof(struct sc_batch, calls) + (__u64)n * sizeof(struct sc_call);
@@ -199,7 +222,7 @@ static __always_inline void seq_flush(struct sc_seqbuf *sb, struct task_struct *
 	__u64 size = batch_size(n);
 	pi_fill_header(&sb->b.h, SC_BATCH, size, t);
 	sb->b.reason = reason;
-	pi_output(&sc_events, &sb->b, size);
+	sc_output(&sb->b, size);
 	sb->b.first += n;
 	sb->b.n = 0;
 }
@@ -250,9 +273,13 @@ int BPF_PROG(sc_enter, struct pt_regs *regs, long id)
 		return 0;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid;
-	/* Without system-wide figures only the target's calls are timed. */
-	if (!sc_system && !sc_wanted(c, cpu, pid_tgid >> 32, tid))
+	if (sc_system == SC_SYSTEM_LATENCY) {
+		if (sc_self(c, pid_tgid >> 32))
+			return 0;
+	} else if (!sc_wanted(c, cpu, pid_tgid >> 32, tid)) {
+		/* only the target's calls are timed */
 		return 0;
+	}
 	cpu->enter_ns = bpf_ktime_get_boot_ns();
 	cpu->tid = tid;
 	cpu->nr = (__u32)id;
@@ -285,6 +312,11 @@ int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_stru
 	return 0;
 }
 
+static __always_inline __u32 nr_slot(__u32 nr)
+{
+	return nr < SC_NR_OTHER ? nr : SC_NR_OTHER;
+}
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(sc_exit, struct pt_regs *regs, long ret)
 {
@@ -297,6 +329,7 @@ int BPF_PROG(sc_exit, struct pt_regs *regs, long ret)
 		return 0;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid;
+	__u32 err = ret < 0 && ret >= -4095;
 	__u64 enter;
 	__u32 nr;
 	if (cpu->tid == tid && cpu->run == sc_run) {
@@ -304,9 +337,20 @@ int BPF_PROG(sc_exit, struct pt_regs *regs, long ret)
 		enter = cpu->enter_ns;
 		nr = cpu->nr;
 		cpu->tid = 0;
+	} else if (sc_system == SC_SYSTEM_COUNTS && !sc_wanted(c, cpu, pid_tgid >> 32, tid)) {
+		/* a call of the rest of the system, not timed in this mode: count it */
+		if (sc_self(c, pid_tgid >> 32))
+			return 0;
+		__u32 slot = nr_slot((__u32)regs->orig_ax);
+		struct sc_stats *s = bpf_map_lookup_elem(&sc_sys, &slot);
+		if (s) {
+			s->count++;
+			s->errors += err;
+		}
+		return 0;
 	} else {
-		/* it blocked (entry moved at the switch), or the call began before collection,
-		 * or this is a new task's first return from clone/fork */
+		/* it blocked (its entry was moved at the switch); or the call began before
+		 * collection, or this is a new task's first return from clone/fork (no entry) */
 		struct sc_inflight *f =
 			bpf_task_storage_get(&sc_task, bpf_get_current_task_btf(), 0, 0);
 		if (!f || f->run != sc_run)
@@ -316,13 +360,16 @@ int BPF_PROG(sc_exit, struct pt_regs *regs, long ret)
 		f->run = 0;
 	}
 	__u64 lat = bpf_ktime_get_boot_ns() - enter;
-	__u32 err = ret < 0 && ret >= -4095;
-	__u32 slot = nr < SC_NR_OTHER ? nr : SC_NR_OTHER;
+	__u32 slot = nr_slot(nr);
 	__u64 epoch = sc_epoch;
-	if (sc_system) {
+	if (sc_system != SC_SYSTEM_OFF) {
 		struct sc_stats *s = bpf_map_lookup_elem(&sc_sys, &slot);
-		if (s)
+		if (s && sc_system == SC_SYSTEM_LATENCY) {
 			stats_add(s, lat, err, epoch);
+		} else if (s) {
+			s->count++;
+			s->errors += err;
+		}
 	}
 	if (!sc_wanted(c, cpu, pid_tgid >> 32, tid))
 		return 0;
@@ -336,6 +383,9 @@ int BPF_PROG(sc_exit, struct pt_regs *regs, long ret)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(sc_task_exit, struct task_struct *p, bool group_dead)
 {
+	__sync_fetch_and_add(&sc_exits, 1);
+	if (!sc_sequence)
+		return 0;
 	struct sc_seqbuf *sb = bpf_task_storage_get(&sc_seq, p, 0, 0);
 	if (sb && sb->run == sc_run && sb->b.n)
 		seq_flush(sb, p, SC_FLUSH_EXIT);

@@ -32,7 +32,7 @@ struct config {
 	bool sequence = true;
 	std::string by = "auto";
 	uint32_t inprogress_ms = 1000;
-	bool system = true;
+	std::string system = "latency";
 	std::string system_rows = "target";
 	uint32_t max_keys = 4096;
 	uint32_t ringbuf_kb = 1024;
@@ -44,15 +44,15 @@ struct config {
 		sequence = r.get_bool("sequence", true);
 		by = r.get_enum("by", "auto", {"auto", "thread", "process"});
 		inprogress_ms = static_cast<uint32_t>(r.get_int("inprogress_ms", 1000, 0, 3600000));
-		system = r.get_bool("system", true);
+		system = r.get_enum("system", "latency", {"latency", "counts", "off"});
 		system_rows = r.get_enum("system_rows", "target", {"target", "all", "none"});
 		max_keys = static_cast<uint32_t>(r.get_int("max_keys", 4096, 64, 1 << 20));
 		ringbuf_kb = static_cast<uint32_t>(r.get_int("ringbuf_kb", 1024, 64, 1 << 20));
 		if (ringbuf_kb & (ringbuf_kb - 1))
 			throw sdk::config_error("ringbuf_kb: expected a power of two, got " +
 						std::to_string(ringbuf_kb));
-		if (!system && r.json().contains("system_rows"))
-			throw sdk::config_error("system_rows: needs \"system\": true (no system-wide figures are collected)");
+		if (system == "off" && r.json().contains("system_rows"))
+			throw sdk::config_error("system_rows: needs system figures (\"system\" is \"off\")");
 		r.finish();
 	}
 };
@@ -87,26 +87,6 @@ public:
 private:
 	std::unordered_map<uint32_t, std::string> cache_;
 };
-
-std::string short_duration(uint64_t ns)
-{
-	char buf[32];
-	if (ns < 1000)
-		std::snprintf(buf, sizeof buf, "%lluns", static_cast<unsigned long long>(ns));
-	else if (ns < 1000000)
-		std::snprintf(buf, sizeof buf, "%.1fµs", ns / 1e3);
-	else if (ns < 1000000000ULL)
-		std::snprintf(buf, sizeof buf, "%.1fms", ns / 1e6);
-	else
-		std::snprintf(buf, sizeof buf, "%.2fs", ns / 1e9);
-	return buf;
-}
-
-std::string errno_text(int64_t e)
-{
-	const char *n = strerrorname_np(static_cast<int>(e));
-	return n ? std::string("-") + n : "-" + std::to_string(e);
-}
 
 const char *reason_name(uint32_t r)
 {
@@ -152,7 +132,9 @@ public:
 		if (!skel_)
 			throw std::runtime_error("cannot open the syscall BPF object: " + sdk::errno_text(errno));
 		sdk::set_common_rodata(skel_->rodata, host(), cfg_.ringbuf_kb * 1024ULL);
-		skel_->rodata->sc_system = cfg_.system;
+		skel_->rodata->sc_system = cfg_.system == "off"      ? SC_SYSTEM_OFF
+					   : cfg_.system == "counts" ? SC_SYSTEM_COUNTS
+								     : SC_SYSTEM_LATENCY;
 		skel_->rodata->sc_inprogress_ns = cfg_.inprogress_ms * 1000000ULL;
 		sdk::reuse_shared_maps(skel_->obj, host());
 		bpf_map__set_max_entries(skel_->maps.sc_events, cfg_.ringbuf_kb * 1024);
@@ -204,8 +186,7 @@ public:
 		try {
 			links_.attach(skel_->progs.sc_switch);
 			links_.attach(skel_->progs.sc_exit);
-			if (sequence)
-				links_.attach(skel_->progs.sc_task_exit);
+			links_.attach(skel_->progs.sc_task_exit);
 			links_.attach(skel_->progs.sc_enter);
 		} catch (...) {
 			links_.clear();
@@ -262,26 +243,27 @@ private:
 			throw std::runtime_error("short batch record (" + std::to_string(len) + " bytes)");
 		const auto *b = static_cast<const sc_batch *>(data);
 		size_t n = std::min<size_t>({b->n, SC_BATCH_MAX, (len - fixed) / sizeof(sc_call)});
-		std::vector<std::string> names, calls;
+		std::vector<std::string> names;
 		std::vector<uint64_t> nrs, lats, rets, errs;
+		names.reserve(n);
+		nrs.reserve(n);
+		lats.reserve(n);
+		rets.reserve(n);
+		errs.reserve(n);
 		for (size_t i = 0; i < n; i++) {
 			const sc_call &c = b->calls[i];
-			const std::string &name = names_.of(c.nr);
 			bool err = is_error(c.ret);
-			names.push_back(name);
+			names.push_back(names_.of(c.nr));
 			nrs.push_back(c.nr);
 			lats.push_back(c.lat_ns);
 			rets.push_back(err ? 0 : static_cast<uint64_t>(c.ret));
 			errs.push_back(err ? static_cast<uint64_t>(-c.ret) : 0);
-			calls.push_back(name + "=" + (err ? errno_text(-c.ret) : std::to_string(c.ret)) + " " +
-					short_duration(c.lat_ns));
 		}
 		sdk::record r("syscall", "sequence");
 		r.header(b->h, host());
 		r.u64("first", b->first)
 			.u64("count", n)
 			.str("reason", reason_name(b->reason))
-			.strv("calls", calls)
 			.strv("syscalls", names)
 			.u64v("nr", std::move(nrs))
 			.u64v("lat_ns", std::move(lats))
@@ -445,7 +427,7 @@ private:
 		}
 
 		// ---- the whole system
-		if (!cfg_.system)
+		if (cfg_.system == "off")
 			return;
 		std::vector<sc_stats> sys(static_cast<size_t>(ncpu_) * SC_NR_SLOTS);
 		if (!read_system(sys))

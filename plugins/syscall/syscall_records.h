@@ -51,11 +51,18 @@ struct sc_cpu {
 	__u32 tid;         /* thread inside a system call on this CPU, 0: none */
 	__u32 nr;
 	__u32 run;         /* attach number the entry belongs to */
-	__u32 cache_tid;   /* the cached answer below is for this thread ... */
-	__u64 cache_start; /* ... started at this time (tids are reused) ... */
-	__u64 cache_gen;   /* ... and this activation generation */
+	__u32 cache_tid;   /* the cached answer below is for this thread, ... */
+	__u64 cache_gen;   /* ... this activation generation ... */
+	__u64 cache_exits; /* ... and while no thread exited (tids are reused) */
 	__u32 cache_wanted;
 	__u32 cache_run;
+};
+
+/* What the system-wide figures hold (config "system") */
+enum sc_system_mode {
+	SC_SYSTEM_OFF = 0,
+	SC_SYSTEM_COUNTS = 1,  /* calls and errors; only the target's calls are timed */
+	SC_SYSTEM_LATENCY = 2, /* calls, errors and latency of every call */
 };
 
 /* In-flight call of a thread that left its CPU during the call (task storage sc_task). */

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# syscall probe overhead on a getppid loop, side by side in one run:
+#   no tool
+#   floor        an empty raw_tp pair on sys_enter / sys_exit (bench/syscall_floor.bpf.c)
+#   clock floor  the same pair reading the clock once each and summing exit - entry: the least
+#                any per-call latency tool does
+#   procimage -s on the loop (-- CMD), default settings (latency, sequences of 10)
+#   procimage -s on the loop without sequences
+#   procimage -s on another process (a sleep), system figures "latency" (default), "counts", "off"
+#   syscount -L (libbpf-tools, system-wide)
+#   bpftrace one-liner: per-thread latency stats (tracepoint:raw_syscalls)
+# Rounds interleave the configurations so drift hits them all alike.
+# Usage: sudo bench/syscall.sh [ROUNDS] [CALLS]      (BUILD_DIR=build-syscall to pick a build)
+source "$(dirname "$0")/lib.sh"
+need_root
+ROUNDS=${1:-5}
+N=${2:-2000000}
+build_bench syscall_getppid.c
+cc -O2 -o "$OUT/bin/syscall_floor" "$BENCH_DIR/syscall_floor.c" -lbpf
+for v in floor clock; do
+  def=$([ $v = clock ] && echo -DCLOCK || true)
+  clang -O2 -g -target bpf $def -I"/usr/include/$(gcc -dumpmachine)" \
+    -c "$BENCH_DIR/syscall_floor.bpf.c" -o "$OUT/$v.bpf.o"
+done
+W="$OUT/bin/syscall_getppid $N"
+
+sleep 3600 &
+OTHER=$!
+trap 'stop_tool; kill $OTHER 2>/dev/null; rm -rf "$OUT"' EXIT
+
+pipeline() { # pipeline NAME PROBE_CONFIG [TARGET|-- CMD]
+  local name=$1 cfg=$2 target=$3
+  if [ "$target" = cmd ]; then
+    printf '{"version":1,"probes":{"syscall":%s},"sinks":{"jsonl":{"path":"/dev/null"}},"command":["%s/bin/syscall_getppid","%s"]}' \
+      "$cfg" "$OUT" "$N" >"$OUT/$name.json"
+  else
+    printf '{"version":1,"probes":{"syscall":%s},"sinks":{"jsonl":{"path":"/dev/null"}},"target":{"tgid":%s}}' \
+      "$cfg" "$target" >"$OUT/$name.json"
+  fi
+}
+pipeline target_noseq '{"sequence":false}' cmd
+pipeline other_counts '{"system":"counts"}' "$OTHER"
+pipeline other_off '{"system":"off"}' "$OTHER"
+
+BT='tracepoint:raw_syscalls:sys_enter { @s[tid] = nsecs; }
+tracepoint:raw_syscalls:sys_exit /@s[tid]/ { @lat[tid] = stats(nsecs - @s[tid]); delete(@s[tid]); }'
+
+configs=(none floor clock target target_noseq other other_counts other_off syscount bpftrace)
+run_config() {
+  case $1 in
+    none) $W ;;
+    floor | clock)
+      start_tool "$OUT/$1.log" "attached" "$OUT/bin/syscall_floor" "$OUT/$1.bpf.o"
+      $W; stop_tool ;;
+    target) "$PROCIMAGE" -q -s -o jsonl:/dev/null -- $W ;;
+    target_noseq) "$PROCIMAGE" -q --pipeline "$OUT/target_noseq.json" ;;
+    other)
+      start_tool "$OUT/o.log" "collecting for" "$PROCIMAGE" -s -P "$OTHER" -o jsonl:/dev/null
+      $W; stop_tool ;;
+    other_counts | other_off)
+      start_tool "$OUT/$1.log" "collecting for" "$PROCIMAGE" --pipeline "$OUT/$1.json"
+      $W; stop_tool ;;
+    syscount)
+      start_tool "$OUT/sc.log" "Tracing" stdbuf -oL /usr/sbin/syscount -L
+      $W; stop_tool ;;
+    bpftrace)
+      start_tool "$OUT/bt.log" "Attaching" bpftrace -e "$BT"
+      $W; stop_tool ;;
+  esac
+}
+
+for r in $(seq 1 "$ROUNDS"); do
+  for c in "${configs[@]}"; do
+    run_config "$c" >>"$OUT/$c.txt"
+  done
+done
+
+m() { median <"$OUT/$1.txt"; }
+NONE=$(m none); FLOOR=$(m floor); CLOCK=$(m clock)
+line() { # line LABEL CONFIG
+  awk -v l="$1" -v t="$(m "$2")" -v b="$NONE" -v f="$FLOOR" -v c="$CLOCK" -v n="$N" 'BEGIN {
+    o = (t - b) / n * 1e9; fo = (f - b) / n * 1e9; co = (c - b) / n * 1e9;
+    printf "%-46s %9.4f %7.3fx %9.1f %8.2fx %8.2fx\n", l, t, t / b, o, (fo > 0 ? o / fo : 0), (co > 0 ? o / co : 0) }'
+}
+echo "getppid x $N, $ROUNDS rounds, $(nproc) CPUs, kernel $(uname -r)"
+printf '%-46s %9s %8s %9s %9s %9s\n' "configuration" "median s" "ratio" "ns/call+" "/floor" "/clock"
+line "no tool" none
+line "floor: empty raw_tp pair" floor
+line "clock floor: raw_tp pair, 2 clock reads" clock
+line "procimage -s on the loop (sequences of 10)" target
+line "procimage -s on the loop, no sequences" target_noseq
+line "procimage -s on another pid (system latency)" other
+line "procimage -s on another pid (system counts)" other_counts
+line "procimage -s on another pid (system off)" other_off
+line "syscount -L (libbpf-tools, system-wide)" syscount
+line "bpftrace per-thread latency stats" bpftrace
+echo "ns/call+: added per getppid call vs no tool; /floor, /clock: that added cost over the floor's"
