@@ -23,7 +23,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <map>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -140,7 +139,6 @@ struct process_result {
 	memory mem;
 	uint32_t threads = 0; // live threads when sampled
 	bool exited = false;
-	std::vector<size_t> thread_results; // indexes into the tick's thread results
 };
 
 struct tick_result {
@@ -182,44 +180,70 @@ public:
 			   std::vector<rs_task> exits)
 	{
 		tick_result out;
+		out.threads.reserve(samples.size() + exits.size());
 		const bool baseline = !started_;
 		std::sort(exits.begin(), exits.end(),
 			  [](const rs_task &a, const rs_task &b) { return a.h.ts_boot_ns < b.h.ts_boot_ns; });
-		std::unordered_set<uint32_t> exited;
+		exited_.clear();
+		touched_.clear();
 		for (const auto &e : exits)
-			exited.insert(e.h.tid);
-		std::unordered_set<uint32_t> touched;
+			exited_.insert(e.h.tid);
 
 		// threads
 		for (const auto &s : samples) {
-			touched.insert(s.h.tid);
-			if (exited.count(s.h.tid) || (s.flags & RS_F_ZOMBIE))
+			touched_.insert(s.h.tid);
+			if (exited_.count(s.h.tid) || (s.flags & RS_F_ZOMBIE))
 				continue; // reported from its exit record
 			account_thread(s, true, baseline, out.threads);
 		}
 		for (const auto &e : exits) {
-			touched.insert(e.h.tid);
+			touched_.insert(e.h.tid);
 			account_thread(e, false, baseline, out.threads);
 		}
 		if (have_samples)
-			age(threads_, touched);
+			age(threads_, touched_);
+		std::sort(out.threads.begin(), out.threads.end(), [](const thread_result &a, const thread_result &b) {
+			return a.pid != b.pid ? a.pid < b.pid : a.tid != b.tid ? a.tid < b.tid : a.ts < b.ts;
+		});
 
-		// processes
-		std::map<uint32_t, group> groups;
+		// processes: samples, last-thread exits and thread results, each sorted by pid, walked
+		// together one process at a time
+		by_pid_.clear();
 		for (const auto &s : samples)
-			groups[s.h.pid].samples.push_back(&s);
+			by_pid_.push_back(&s);
+		std::stable_sort(by_pid_.begin(), by_pid_.end(),
+				 [](const rs_task *a, const rs_task *b) { return a->h.pid < b->h.pid; });
+		dead_.clear();
 		for (const auto &e : exits)
 			if (e.flags & RS_F_GROUP_DEAD)
-				groups[e.h.pid].dead = &e;
-		for (size_t i = 0; i < out.threads.size(); i++)
-			groups[out.threads[i].pid].results.push_back(i);
-		std::unordered_set<uint32_t> seen;
-		for (auto &[pid, g] : groups) {
-			seen.insert(pid);
+				dead_.push_back(&e);
+		std::stable_sort(dead_.begin(), dead_.end(),
+				 [](const rs_task *a, const rs_task *b) { return a->h.pid < b->h.pid; });
+		seen_.clear();
+		size_t si = 0, di = 0, ti = 0;
+		const size_t ns = by_pid_.size(), nd = dead_.size(), nt = out.threads.size();
+		while (si < ns || di < nd || ti < nt) {
+			uint32_t pid = UINT32_MAX;
+			if (si < ns)
+				pid = std::min(pid, by_pid_[si]->h.pid);
+			if (di < nd)
+				pid = std::min(pid, dead_[di]->h.pid);
+			if (ti < nt)
+				pid = std::min(pid, out.threads[ti].pid);
+			group g;
+			g.samples = by_pid_.data() + si;
+			while (si < ns && by_pid_[si]->h.pid == pid)
+				si++, g.n_samples++;
+			while (di < nd && dead_[di]->h.pid == pid)
+				g.dead = dead_[di++]; // (one per process; the last if ever more)
+			g.first_result = ti;
+			while (ti < nt && out.threads[ti].pid == pid)
+				ti++, g.n_results++;
+			seen_.insert(pid);
 			account_process(pid, g, now, baseline, out);
 		}
 		if (have_samples)
-			age(procs_, seen);
+			age(procs_, seen_);
 
 		if (have_samples) {
 			last_ = now;
@@ -247,9 +271,12 @@ private:
 		uint32_t unseen = 0;
 	};
 	struct group {
-		std::vector<const rs_task *> samples;
+		const rs_task *const *samples = nullptr; // the process's samples
+		size_t n_samples = 0;
 		const rs_task *dead = nullptr; // the exit record of the last thread
-		std::vector<size_t> results;
+		size_t first_result = 0;       // its thread results: [first_result, +n_results)
+		size_t n_results = 0;
+		const rs_task *sample(size_t i) const { return samples[i]; }
 	};
 
 	// Drop state for tasks not seen for a few ticks (their exit record was lost: counted by
@@ -344,20 +371,20 @@ private:
 		}
 	}
 
-	void account_process(uint32_t pid, group &g, uint64_t now, bool baseline, tick_result &out)
+	void account_process(uint32_t pid, const group &g, uint64_t now, bool baseline, tick_result &out)
 	{
 		auto it = procs_.find(pid);
 		const rs_task *leader = nullptr;
 		uint64_t pid_start = 0;
-		for (const rs_task *s : g.samples) {
-			pid_start = s->h.pid_start_ns;
-			if (s->flags & RS_F_LEADER)
-				leader = s;
+		for (size_t i = 0; i < g.n_samples; i++) {
+			pid_start = g.sample(i)->h.pid_start_ns;
+			if (g.sample(i)->flags & RS_F_LEADER)
+				leader = g.sample(i);
 		}
 		if (g.dead)
 			pid_start = g.dead->h.pid_start_ns;
-		if (!pid_start && !g.results.empty())
-			pid_start = out.threads[g.results.front()].pid_start;
+		if (!pid_start && g.n_results)
+			pid_start = out.threads[g.first_result].pid_start;
 		if (it != procs_.end() && it->second.start != pid_start) {
 			procs_.erase(it); // the id was reused
 			it = procs_.end();
@@ -373,13 +400,13 @@ private:
 			comm = comm_of(*g.dead);
 		else if (have_prev)
 			comm = prev.comm;
-		else if (!g.samples.empty())
-			comm = comm_of(*g.samples.front());
-		else if (!g.results.empty())
-			comm = out.threads[g.results.front()].comm;
+		else if (g.n_samples)
+			comm = comm_of(*g.sample(0));
+		else if (g.n_results)
+			comm = out.threads[g.first_result].comm;
 
 		const bool exited = g.dead != nullptr;
-		const bool live_view = !g.samples.empty() && !exited;
+		const bool live_view = g.n_samples && !exited;
 
 		// the totals: the kernel's own while the process lives, else the last ones plus the
 		// deltas of the threads that ended since
@@ -390,7 +417,8 @@ private:
 			if (leader)
 				total = leader->dead;
 			const rs_task *mem_src = nullptr;
-			for (const rs_task *s : g.samples) {
+			for (size_t i = 0; i < g.n_samples; i++) {
+				const rs_task *s = g.sample(i);
 				total = sum(total, s->self);
 				if (!(s->flags & RS_F_ZOMBIE))
 					live_threads++;
@@ -401,7 +429,7 @@ private:
 				mem = mem_of(*mem_src);
 		} else {
 			total = prev.total;
-			for (size_t i : g.results)
+			for (size_t i = g.first_result; i < g.first_result + g.n_results; i++)
 				total = sum(total, out.threads[i].delta);
 			if (exited && (g.dead->flags & RS_F_RSS))
 				mem = mem_of(*g.dead);
@@ -410,7 +438,7 @@ private:
 		total = maxed(total, prev.total);
 
 		// thread records carry their process's memory (one mm for all its threads)
-		for (size_t i : g.results)
+		for (size_t i = g.first_result; i < g.first_result + g.n_results; i++)
 			out.threads[i].mem = mem;
 
 		if (!have_prev) {
@@ -457,7 +485,6 @@ private:
 		p.mem = mem;
 		p.threads = live_threads;
 		p.exited = exited;
-		p.thread_results = g.results;
 		out.processes.push_back(std::move(p));
 
 		if (exited) {
@@ -478,6 +505,9 @@ private:
 	bool started_ = false;
 	std::unordered_map<uint32_t, thread_state> threads_;
 	std::unordered_map<uint32_t, process_state> procs_;
+	// scratch, kept between ticks to spare allocations
+	std::unordered_set<uint32_t> exited_, touched_, seen_;
+	std::vector<const rs_task *> by_pid_, dead_;
 };
 
 } // namespace procimage::resource

@@ -138,8 +138,8 @@ static __always_inline void read_rss(struct rs_task *r, struct mm_struct *mm)
 {
 	struct rss_ctx c = {};
 	for (int i = 0; i < RS_MM_COUNTERS; i++) {
-		c.sum[i] = BPF_CORE_READ(mm, rss_stat[i].count);
-		c.counters[i] = (__u64)BPF_CORE_READ(mm, rss_stat[i].counters);
+		c.sum[i] = mm->rss_stat[i].count;
+		c.counters[i] = (__u64)mm->rss_stat[i].counters;
 	}
 	learn_pcpu_offsets();
 	if (rs_pcpu_state == 1 && rs_ncpu <= RS_MAX_CPUS)
@@ -153,15 +153,17 @@ static __always_inline void read_rss(struct rs_task *r, struct mm_struct *mm)
 
 /* ------------------------------------------------------------------ records */
 
+/* The task pointers here are the kernel's own (iterator context, tp_btf argument): fields are
+ * read with direct, fault-checked loads, much cheaper than a helper call per field. */
 static __always_inline void read_ioac(struct rs_counters *c, struct task_io_accounting *io)
 {
-	c->rchar = BPF_CORE_READ(io, rchar);
-	c->wchar = BPF_CORE_READ(io, wchar);
-	c->syscr = BPF_CORE_READ(io, syscr);
-	c->syscw = BPF_CORE_READ(io, syscw);
-	c->read_bytes = BPF_CORE_READ(io, read_bytes);
-	c->write_bytes = BPF_CORE_READ(io, write_bytes);
-	c->cancelled_write_bytes = BPF_CORE_READ(io, cancelled_write_bytes);
+	c->rchar = io->rchar;
+	c->wchar = io->wchar;
+	c->syscr = io->syscr;
+	c->syscw = io->syscw;
+	c->read_bytes = io->read_bytes;
+	c->write_bytes = io->write_bytes;
+	c->cancelled_write_bytes = io->cancelled_write_bytes;
 }
 
 static __always_inline void fill(struct rs_task *r, struct task_struct *t, __u16 kind, __u32 flags,
@@ -170,50 +172,50 @@ static __always_inline void fill(struct rs_task *r, struct task_struct *t, __u16
 	__builtin_memset(r, 0, sizeof(*r));
 	r->h.kind = kind;
 	r->h.size = sizeof(*r);
-	r->h.cpu = BPF_CORE_READ(t, thread_info.cpu);
+	r->h.cpu = t->thread_info.cpu;
 	r->h.ts_boot_ns = bpf_ktime_get_boot_ns();
-	r->h.pid = BPF_CORE_READ(t, tgid);
-	r->h.tid = BPF_CORE_READ(t, pid);
-	r->h.pid_start_ns = BPF_CORE_READ(t, group_leader, start_boottime);
-	BPF_CORE_READ_STR_INTO(&r->h.comm, t, comm);
-	r->start_ns = BPF_CORE_READ(t, start_boottime);
-	r->ppid = BPF_CORE_READ(t, real_parent, tgid);
+	r->h.pid = t->tgid;
+	r->h.tid = t->pid;
+	r->h.pid_start_ns = t->group_leader->start_boottime;
+	bpf_probe_read_kernel_str(&r->h.comm, sizeof(r->h.comm), t->comm);
+	r->start_ns = t->start_boottime;
+	r->ppid = t->real_parent->tgid;
 
 	if (r->h.pid == r->h.tid)
 		flags |= RS_F_LEADER;
-	if (BPF_CORE_READ(t, flags) & PF_KTHREAD_FLAG)
+	if (t->flags & PF_KTHREAD_FLAG)
 		flags |= RS_F_KTHREAD;
-	if (BPF_CORE_READ(t, exit_state))
+	if (t->exit_state)
 		flags |= RS_F_ZOMBIE;
-	if (BPF_CORE_READ(t, on_cpu))
+	if (t->on_cpu)
 		flags |= RS_F_ON_CPU;
 	r->flags = flags;
 
 	struct rs_counters *c = &r->self;
-	c->runtime_ns = BPF_CORE_READ(t, se.sum_exec_runtime);
-	c->utime_ns = BPF_CORE_READ(t, utime);
-	c->stime_ns = BPF_CORE_READ(t, stime);
-	c->nvcsw = BPF_CORE_READ(t, nvcsw);
-	c->nivcsw = BPF_CORE_READ(t, nivcsw);
-	c->min_flt = BPF_CORE_READ(t, min_flt);
-	c->maj_flt = BPF_CORE_READ(t, maj_flt);
+	c->runtime_ns = t->se.sum_exec_runtime;
+	c->utime_ns = t->utime;
+	c->stime_ns = t->stime;
+	c->nvcsw = t->nvcsw;
+	c->nivcsw = t->nivcsw;
+	c->min_flt = t->min_flt;
+	c->maj_flt = t->maj_flt;
 	read_ioac(c, &t->ioac);
 
 	if (r->flags & RS_F_LEADER) {
-		struct signal_struct *sig = BPF_CORE_READ(t, signal);
+		struct signal_struct *sig = t->signal;
 		struct rs_counters *d = &r->dead;
-		d->runtime_ns = BPF_CORE_READ(sig, sum_sched_runtime);
-		d->utime_ns = BPF_CORE_READ(sig, utime);
-		d->stime_ns = BPF_CORE_READ(sig, stime);
-		d->nvcsw = BPF_CORE_READ(sig, nvcsw);
-		d->nivcsw = BPF_CORE_READ(sig, nivcsw);
-		d->min_flt = BPF_CORE_READ(sig, min_flt);
-		d->maj_flt = BPF_CORE_READ(sig, maj_flt);
+		d->runtime_ns = sig->sum_sched_runtime;
+		d->utime_ns = sig->utime;
+		d->stime_ns = sig->stime;
+		d->nvcsw = sig->nvcsw;
+		d->nivcsw = sig->nivcsw;
+		d->min_flt = sig->min_flt;
+		d->maj_flt = sig->maj_flt;
 		read_ioac(d, &sig->ioac);
 	}
 
 	if (want_rss) {
-		struct mm_struct *mm = BPF_CORE_READ(t, mm);
+		struct mm_struct *mm = t->mm;
 		if (mm)
 			read_rss(r, mm);
 	}
@@ -251,7 +253,7 @@ int rs_iter(struct bpf_iter__task *ctx)
 		return 0;
 	/* The mm is shared by the whole group: read it once, from the leader, or from this thread
 	 * when the leader has already let go of it. */
-	struct mm_struct *leader_mm = BPF_CORE_READ(t, group_leader, mm);
+	struct mm_struct *leader_mm = t->group_leader->mm;
 	bool want_rss = tgid == tid || !leader_mm;
 	fill(r, t, RS_SAMPLE, (__u32)cls, want_rss);
 	bpf_seq_write(seq, r, sizeof(*r));
@@ -263,13 +265,13 @@ int BPF_PROG(rs_exit, struct task_struct *t)
 {
 	if (!pi_active())
 		return 0;
-	__u32 tgid = BPF_CORE_READ(t, tgid), tid = BPF_CORE_READ(t, pid);
+	__u32 tgid = t->tgid, tid = t->pid;
 	int cls = classify(tgid, tid);
 	if (cls < 0)
 		return 0;
 	/* The group is dead when this is the last live thread (signal->live already counts it out;
 	 * read it here rather than from the tracepoint's arguments, which vary across kernels). */
-	bool group_dead = BPF_CORE_READ(t, signal, live.counter) == 0;
+	bool group_dead = t->signal->live.counter == 0;
 	__u32 zero = 0;
 	struct rs_task *r = bpf_map_lookup_elem(&rs_scratch, &zero);
 	if (!r)

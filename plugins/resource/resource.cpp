@@ -385,50 +385,40 @@ private:
 			.u64("major_faults", x.delta.maj_flt);
 	}
 
+	void emit_thread(const thread_result &t)
+	{
+		if (!act_.threads || !t.target || (act_.active_only && !t.exited && quiet(t.delta)))
+			return;
+		sdk::record r("resource", "thread");
+		r.ts(t.ts + host().boot_to_epoch_ns).ids(t.pid, t.tid).cpu(static_cast<int32_t>(t.cpu)).comm(t.comm).pid_start(t.pid_start);
+		common_fields(r, t);
+		r.u64("last_cpu", t.cpu).boolean("on_cpu", t.on_cpu).boolean("exited", t.exited);
+		r.emit(host());
+	}
+
+	void emit_process(const process_result &p)
+	{
+		if (!act_.processes || (act_.active_only && !p.exited && quiet(p.delta)))
+			return;
+		sdk::record r("resource", "process");
+		r.ts(p.ts + host().boot_to_epoch_ns).ids(p.pid, p.pid).comm(p.comm).pid_start(p.pid_start);
+		common_fields(r, p);
+		r.u64("threads", p.threads).boolean("exited", p.exited);
+		r.emit(host());
+	}
+
+	// By process: its threads (by thread id), then the process itself.
 	void emit(const tick_result &res)
 	{
-		const uint64_t epoch = host().boot_to_epoch_ns;
+		size_t ti = 0;
+		const auto &th = res.threads;
 		for (const auto &p : res.processes) {
-			if (act_.threads) {
-				std::vector<size_t> order = p.thread_results;
-				std::sort(order.begin(), order.end(),
-					  [&](size_t a, size_t b) { return res.threads[a].tid < res.threads[b].tid; });
-				for (size_t i : order) {
-					const thread_result &t = res.threads[i];
-					if (!t.target || (act_.active_only && !t.exited && quiet(t.delta)))
-						continue;
-					sdk::record r("resource", "thread");
-					r.ts(t.ts + epoch).ids(t.pid, t.tid).cpu(static_cast<int32_t>(t.cpu)).comm(t.comm).pid_start(t.pid_start);
-					common_fields(r, t);
-					r.u64("last_cpu", t.cpu).boolean("on_cpu", t.on_cpu).boolean("exited", t.exited);
-					r.emit(host());
-				}
-			}
-			if (act_.processes && !(act_.active_only && !p.exited && quiet(p.delta))) {
-				sdk::record r("resource", "process");
-				r.ts(p.ts + epoch).ids(p.pid, p.pid).comm(p.comm).pid_start(p.pid_start);
-				common_fields(r, p);
-				r.u64("threads", p.threads).boolean("exited", p.exited);
-				r.emit(host());
-			}
+			while (ti < th.size() && th[ti].pid <= p.pid)
+				emit_thread(th[ti++]);
+			emit_process(p);
 		}
-		// threads of processes that produced no process figure (exit records only)
-		if (act_.threads) {
-			std::vector<bool> done(res.threads.size(), false);
-			for (const auto &p : res.processes)
-				for (size_t i : p.thread_results)
-					done[i] = true;
-			for (size_t i = 0; i < res.threads.size(); i++) {
-				const thread_result &t = res.threads[i];
-				if (done[i] || !t.target)
-					continue;
-				sdk::record r("resource", "thread");
-				r.ts(t.ts + epoch).ids(t.pid, t.tid).cpu(static_cast<int32_t>(t.cpu)).comm(t.comm).pid_start(t.pid_start);
-				common_fields(r, t);
-				r.u64("last_cpu", t.cpu).boolean("on_cpu", t.on_cpu).boolean("exited", t.exited);
-				r.emit(host());
-			}
-		}
+		while (ti < th.size())
+			emit_thread(th[ti++]);
 	}
 
 	void emit_system(const system_sample &s)
