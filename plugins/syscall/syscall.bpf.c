@@ -159,12 +159,12 @@ static __always_inline void stats_add(struct sc_stats *s, __u64 lat, __u32 err, 
 	s->hist[log2_slot(lat)]++;
 }
 
-static __always_inline void target_add(struct task_struct *t, __u32 tgid, __u32 tid, __u32 slot, __u64 lat,
-				       __u32 err, __u64 epoch)
+static __always_inline void target_add(__u32 tgid, __u32 tid, __u32 slot, __u64 lat, __u32 err, __u64 epoch)
 {
 	struct sc_key key = {.id = sc_by_thread ? tid : tgid, .nr = slot};
 	struct sc_tstats *v = bpf_map_lookup_elem(&sc_target, &key);
 	if (!v) {
+		struct task_struct *t = bpf_get_current_task_btf();
 		__u32 zero = 0;
 		struct sc_tstats *init = bpf_map_lookup_elem(&sc_tstats_init, &zero);
 		if (!init)
@@ -337,9 +337,9 @@ int BPF_PROG(sc_exit, struct pt_regs *regs, long ret)
 		enter = cpu->enter_ns;
 		nr = cpu->nr;
 		cpu->tid = 0;
-	} else if (sc_system == SC_SYSTEM_COUNTS && !sc_wanted(c, cpu, pid_tgid >> 32, tid)) {
-		/* a call of the rest of the system, not timed in this mode: count it */
-		if (sc_self(c, pid_tgid >> 32))
+	} else if (sc_system != SC_SYSTEM_LATENCY && !sc_wanted(c, cpu, pid_tgid >> 32, tid)) {
+		/* a call of the rest of the system, not timed in these modes: count it */
+		if (sc_system == SC_SYSTEM_OFF || sc_self(c, pid_tgid >> 32))
 			return 0;
 		__u32 slot = nr_slot((__u32)regs->orig_ax);
 		struct sc_stats *s = bpf_map_lookup_elem(&sc_sys, &slot);
@@ -373,10 +373,9 @@ int BPF_PROG(sc_exit, struct pt_regs *regs, long ret)
 	}
 	if (!sc_wanted(c, cpu, pid_tgid >> 32, tid))
 		return 0;
-	struct task_struct *t = bpf_get_current_task_btf();
-	target_add(t, pid_tgid >> 32, tid, slot, lat, err, epoch);
+	target_add(pid_tgid >> 32, tid, slot, lat, err, epoch);
 	if (sc_sequence)
-		seq_add(t, nr, lat, ret, epoch);
+		seq_add(bpf_get_current_task_btf(), nr, lat, ret, epoch);
 	return 0;
 }
 

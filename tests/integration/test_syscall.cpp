@@ -414,12 +414,14 @@ TEST_CASE("syscall: partial batches at the end of collection, rows and sequences
 TEST_CASE("syscall: another process as target; the system figures still count the busy one")
 {
 	REQUIRE_ROOT_OR_SKIP();
-	for (const std::string mode : {"latency", "counts"}) {
+	for (const std::string mode : {"latency", "counts", "off"}) {
 		INFO("system: " << mode);
 		t::temp_dir d;
 		getppid_child idle(0); // blocked in a read that began before collection
-		auto pipe = write_pipeline(d, {{"inprogress_ms", 200}, {"system_rows", "all"}, {"system", mode}},
-					   {{"interval_ms", 100}, {"target", {{"tgid", idle.pid}}}});
+		json cfg = {{"inprogress_ms", 200}, {"system", mode}};
+		if (mode != "off")
+			cfg["system_rows"] = "all";
+		auto pipe = write_pipeline(d, cfg, {{"interval_ms", 100}, {"target", {{"tgid", idle.pid}}}});
 		background_tool tool({t::procimage_bin(), "--pipeline", pipe}, d.file("err"));
 		auto r = t::run({t::build_dir() + "/wl-syscall"}, {{"PROCIMAGE_WL_LOG", d.file("wl.log")}});
 		REQUIRE(r.status == 0);
@@ -443,6 +445,11 @@ TEST_CASE("syscall: another process as target; the system figures still count th
 			CHECK(p["pid"] == idle.pid);
 			CHECK(p["syscall"] == "read");
 			CHECK(p["before_start"] == true);
+		}
+		if (mode == "off") {
+			for (const auto &e : recs)
+				CHECK(e.value("scope", "") != "system");
+			continue;
 		}
 		// the system saw the busy workload's calls, timed or only counted
 		auto sys = per_syscall(recs, "system", [](const json &) { return true; });
