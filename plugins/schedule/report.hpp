@@ -27,6 +27,7 @@ struct figures {
 	uint64_t sum_ns = 0;
 	uint64_t max_ns = 0;
 	uint64_t min_ns = 0;
+	uint64_t fallback = 0;
 	uint64_t untimed = 0;
 	bool extremes = false; // max_ns / min_ns hold at least one delay
 	std::array<uint64_t, SC_HIST_SLOTS> hist{};
@@ -38,6 +39,7 @@ struct figures {
 			return add_between(now, sc_stats{});
 		count += now.count - before.count;
 		sum_ns += now.sum_ns - std::min(now.sum_ns, before.sum_ns);
+		fallback += now.fallback - std::min(now.fallback, before.fallback);
 		untimed += now.untimed - std::min(now.untimed, before.untimed);
 		for (size_t i = 0; i < SC_HIST_SLOTS; i++)
 			hist[i] += now.hist[i] - std::min(now.hist[i], before.hist[i]);
@@ -57,6 +59,7 @@ struct figures {
 	{
 		count += o.count;
 		sum_ns += o.sum_ns;
+		fallback += o.fallback;
 		untimed += o.untimed;
 		for (size_t i = 0; i < SC_HIST_SLOTS; i++)
 			hist[i] += o.hist[i];
@@ -150,6 +153,7 @@ public:
 			}
 			now.count += c.total.count;
 			now.sum_ns += c.total.sum_ns;
+			now.fallback += c.total.fallback;
 			now.untimed += c.total.untimed;
 			for (size_t i = 0; i < SC_HIST_SLOTS; i++)
 				now.hist[i] += c.total.hist[i];
@@ -324,6 +328,7 @@ private:
 			.u64("max_ns", f.max(), PI_FMT_DURATION_NS)
 			.u64("min_ns", f.min(), PI_FMT_DURATION_NS)
 			.u64("sum_ns", f.sum_ns, PI_FMT_DURATION_NS)
+			.u64("fallback", f.fallback)
 			.u64("untimed", f.untimed);
 	}
 	static double pct(uint64_t part, uint64_t whole) { return whole ? 100.0 * part / whole : 0.0; }

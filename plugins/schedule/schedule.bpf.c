@@ -3,13 +3,20 @@
  * schedule: run-queue delay (time runnable but waiting for a CPU) of the target's threads and
  * of the whole system, aggregated in the kernel.
  *
- *  sched_wakeup, sched_wakeup_new (tp_btf)  a sleeping or new thread becomes runnable: stamp
+ *  sched_wakeup, sched_wakeup_new (tp_btf)  a sleeping or new task becomes runnable: stamp
  *  sched_switch (tp_btf)                    the previous task, if still runnable, waits again
  *                                           from now (stamp); the next task's wait ends: delay
- *  sched_process_free (tp_btf)              a freed thread's figures leave the map as a record
+ *  sched_process_free (tp_btf)              a freed thread's figures leave sc_threads as a record
  *
- * The stamps live in one hash keyed by thread id, for every CPU: a thread that migrates while
- * it waits keeps its stamp, so its delay is the whole wait, as in the kernel's run_delay.
+ * The stamp lives in task-local storage (sc_tasks), not in a map keyed by thread id: it goes
+ * away with the task (no stale entry for a reused id), needs no delete, and costs less than a
+ * hash lookup on the two hottest paths of the scheduler. A thread that migrates while it waits
+ * keeps its stamp, so its delay is the whole wait, as in the kernel's run_delay.
+ *
+ * A stamp is used at most once and only if it is valid: taken in this activation (generation)
+ * and the task has not run since it was taken (se.sum_exec_runtime unchanged). So a timestamp
+ * from before the activation, or one left behind by a switch-in the tracepoint did not report,
+ * never becomes a delay.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -20,18 +27,20 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Collect the whole-system reference figures (every thread is stamped, not only targets). */
+/* Collect the whole-system reference figures (every task is stamped, not only targets). */
 const volatile bool sc_system_on = true;
 
 /* Current reporting interval, advanced by the user side at each tick (see struct sc_window). */
 __u64 sc_epoch = 0;
+/* When the activation began (CLOCK_MONOTONIC ns), set by the user side at attach. */
+__u64 sc_start_ns = 0;
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384); /* set from the configuration */
-	__type(key, __u32);
-	__type(value, struct sc_stamp);
-} sc_stamps SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sc_task);
+} sc_tasks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -69,6 +78,19 @@ static __always_inline struct pi_control *active_control(void)
 	if (!c || c->mode == PI_MODE_OFF)
 		return NULL;
 	return c;
+}
+
+/* pi_wanted() for a task, cached in its storage for the activation (the target of a live task
+ * changes only with a new activation, which bumps the generation). */
+static __always_inline bool task_wanted(struct task_struct *p, struct sc_task *t, __u64 gen)
+{
+	if (!t)
+		return pi_wanted(p->tgid, p->pid);
+	if (t->wanted_gen != gen) {
+		t->wanted = pi_wanted(p->tgid, p->pid);
+		t->wanted_gen = gen;
+	}
+	return t->wanted;
 }
 
 static __always_inline __u32 log2_slot(__u64 v)
@@ -117,11 +139,28 @@ static __always_inline void add_delay(struct sc_stats *s, struct sc_window *win,
 	}
 }
 
-static __always_inline void stamp(struct task_struct *p, __u32 tid, __u64 now, __u64 generation)
+enum wait_kind {
+	WAIT_STAMPED = 0,  /* timed from our own stamp */
+	WAIT_FALLBACK = 1, /* timed from the kernel's enqueue time */
+	WAIT_UNTIMED = 2,  /* counted without a duration */
+};
+
+static __always_inline void add_wait(struct sc_stats *s, struct sc_window *win, __u64 epoch, int kind, __u64 d)
 {
-	struct sc_stamp st = {.ts_ns = now, .generation = generation, .runtime_ns = p->se.sum_exec_runtime};
-	if (bpf_map_update_elem(&sc_stamps, &tid, &st, BPF_ANY) != 0)
-		pi_count_lost();
+	if (kind == WAIT_UNTIMED) {
+		s->untimed++;
+		return;
+	}
+	add_delay(s, win, epoch, d);
+	if (kind == WAIT_FALLBACK)
+		s->fallback++;
+}
+
+static __always_inline void set_stamp(struct sc_task *t, struct task_struct *p, __u64 now, __u64 gen)
+{
+	t->ts_ns = now;
+	t->generation = gen;
+	t->runtime_ns = p->se.sum_exec_runtime;
 }
 
 /* A thread's figures leave the map: hand them to user space. */
@@ -142,16 +181,7 @@ static __always_inline void emit_end(struct sc_thread *t)
 	pi_submit(&sc_events, e);
 }
 
-/* Count one wait: timed (d ns) or untimed (it ended, but its start was not seen). */
-static __always_inline void add_wait(struct sc_stats *s, struct sc_window *win, __u64 epoch, bool timed, __u64 d)
-{
-	if (timed)
-		add_delay(s, win, epoch, d);
-	else
-		s->untimed++;
-}
-
-static __always_inline void thread_wait(struct task_struct *p, __u32 tid, bool timed, __u64 d, __u64 epoch)
+static __always_inline void thread_wait(struct task_struct *p, __u32 tid, int kind, __u64 d, __u64 epoch)
 {
 	__u64 start = p->start_time;
 	struct sc_thread *t = bpf_map_lookup_elem(&sc_threads, &tid);
@@ -176,7 +206,7 @@ static __always_inline void thread_wait(struct task_struct *p, __u32 tid, bool t
 		t->pid = p->tgid;
 		t->tid = tid;
 	}
-	add_wait(&t->total, t->win, epoch, timed, d);
+	add_wait(&t->total, t->win, epoch, kind, d);
 	t->prio = p->prio;
 	t->static_prio = p->static_prio;
 	t->policy = p->policy;
@@ -184,41 +214,61 @@ static __always_inline void thread_wait(struct task_struct *p, __u32 tid, bool t
 	__builtin_memcpy(t->comm, p->comm, sizeof(t->comm));
 }
 
-static __always_inline void system_wait(bool timed, __u64 d, __u64 epoch, bool recovered)
+static __always_inline void system_wait(int kind, __u64 d, __u64 epoch, bool recovered)
 {
 	__u32 zero = 0;
 	struct sc_cpu *c = bpf_map_lookup_elem(&sc_system, &zero);
 	if (!c)
 		return;
-	add_wait(&c->total, c->win, epoch, timed, d);
+	add_wait(&c->total, c->win, epoch, kind, d);
 	if (recovered)
 		c->recovered++;
 }
 
-/* Did the kernel's own accounting (CONFIG_SCHED_INFO) see this thread waiting? */
-static __always_inline bool kernel_queued(struct task_struct *p)
+/* A task switched in without a usable stamp: did the kernel's own accounting
+ * (CONFIG_SCHED_INFO) see it waiting, and for how long? Its enqueue time is in the run queue's
+ * clock, which sched_switch finds updated (reached through the task's cfs_rq, which exists for
+ * every class with CONFIG_FAIR_GROUP_SCHED). The wait is cut at the activation's start. */
+static __always_inline int kernel_wait(struct task_struct *p, __u64 now, __u64 *d)
 {
-	if (bpf_core_field_exists(p->sched_info.last_queued))
-		return BPF_CORE_READ(p, sched_info.last_queued) != 0;
-	return false;
+	if (!bpf_core_field_exists(p->sched_info.last_queued))
+		return -1;
+	__u64 queued = BPF_CORE_READ(p, sched_info.last_queued);
+	if (!queued)
+		return -1;
+	if (!bpf_core_field_exists(((struct cfs_rq *)0)->rq))
+		return WAIT_UNTIMED;
+	__u64 clock = BPF_CORE_READ(p, se.cfs_rq, rq, clock);
+	if (clock < queued)
+		return WAIT_UNTIMED;
+	*d = clock - queued;
+	__u64 since = now > sc_start_ns ? now - sc_start_ns : 0;
+	if (*d > since)
+		*d = since;
+	return WAIT_FALLBACK;
 }
 
-/* A sleeping or new thread became runnable. */
+/* A sleeping or new task became runnable. */
 static __always_inline int on_wakeup(struct task_struct *p)
 {
 	struct pi_control *c = active_control();
 	if (!c)
 		return 0;
-	/* Woken while still on a CPU (the waker came before it could sleep): it never waits, and
-	 * the kernel does not count a wait either. */
-	if (p->on_cpu)
+	/* Woken while still on a CPU (the waker came before it could sleep): it does not wait. */
+	if (p->on_cpu || p->pid == 0)
 		return 0;
-	__u32 tid = p->pid;
-	if (tid == 0)
+	__u64 gen = c->generation;
+	if (!sc_system_on) {
+		struct sc_task *t = bpf_task_storage_get(&sc_tasks, p, 0, 0);
+		if (!task_wanted(p, t, gen))
+			return 0;
+	}
+	struct sc_task *t = bpf_task_storage_get(&sc_tasks, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!t) {
+		pi_count_lost();
 		return 0;
-	if (!sc_system_on && !pi_wanted(p->tgid, tid))
-		return 0;
-	stamp(p, tid, bpf_ktime_get_ns(), c->generation);
+	}
+	set_stamp(t, p, bpf_ktime_get_ns(), gen);
 	return 0;
 }
 
@@ -243,58 +293,69 @@ int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_stru
 		return 0;
 	__u64 gen = c->generation;
 	__u64 now = bpf_ktime_get_ns();
-
 	__u64 epoch = sc_epoch;
+
 	__u32 ptid = prev->pid;
 	if (ptid ? (sc_system_on || pi_wanted(prev->tgid, ptid)) : pi_wanted(0, 0)) {
-		/* A stamp still there means the tracepoint did not report this thread's last
-		 * switch-in (it happens, rarely): the thread has been on the CPU since, for the CPU
-		 * time it used, so its wait ended that long before now. (Not for the idle task,
-		 * whose CPU time is not kept: its stamp is just dropped.) */
-		struct sc_stamp *st = bpf_map_lookup_elem(&sc_stamps, &ptid);
-		if (st) {
-			__u64 ran = prev->se.sum_exec_runtime - st->runtime_ns;
-			bool ok = ptid && st->generation == gen && st->ts_ns <= now && ran > 0 &&
-				  ran <= now - st->ts_ns;
-			__u64 d = now - st->ts_ns - ran;
-			bpf_map_delete_elem(&sc_stamps, &ptid);
-			if (ok) {
-				if (sc_system_on)
-					system_wait(true, d, epoch, true);
-				if (pi_wanted(prev->tgid, ptid))
-					thread_wait(prev, ptid, true, d, epoch);
-			}
-		}
 		/* Switched out but still runnable (preempted, yielded, or woken while it was
 		 * getting off the CPU): it waits again from now. The state is read now, as the
 		 * kernel's own accounting does, not taken from prev_state (read before a wakeup
 		 * could change it). The idle task is always runnable; it is stamped only when it
-		 * is the target (its "delay" is then the time other tasks kept its CPU busy). */
-		if (prev->__state == TASK_RUNNING_STATE)
-			stamp(prev, ptid, now, gen);
+		 * is the target: its "delay" is then the time other tasks kept its CPU busy. */
+		bool runnable = prev->__state == TASK_RUNNING_STATE;
+		struct sc_task *t = bpf_task_storage_get(&sc_tasks, prev, 0,
+							 runnable ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+		if (t && t->ts_ns) {
+			/* A stamp still there: the tracepoint did not report this task's last
+			 * switch-in (seen on some kernels, rarely). It has been on the CPU since,
+			 * for the CPU time it used, so its wait ended that long before now. (Not for
+			 * the idle task, whose CPU time is not kept: its stamp is just dropped.) */
+			__u64 ran = prev->se.sum_exec_runtime - t->runtime_ns;
+			bool ok = ptid && t->generation == gen && t->ts_ns <= now && ran > 0 &&
+				  ran <= now - t->ts_ns;
+			__u64 d = now - t->ts_ns - ran;
+			t->ts_ns = 0;
+			if (ok) {
+				if (sc_system_on)
+					system_wait(WAIT_STAMPED, d, epoch, true);
+				if (task_wanted(prev, t, gen))
+					thread_wait(prev, ptid, WAIT_STAMPED, d, epoch);
+			}
+		}
+		if (runnable) {
+			if (t)
+				set_stamp(t, prev, now, gen);
+			else
+				pi_count_lost();
+		}
 	}
 
 	__u32 ntid = next->pid;
-	/* Every CPU's idle task has tid 0: only the targeted CPU's may use that stamp. */
+	/* Every CPU's idle task has tid 0: only the targeted CPU's is of interest. */
 	if (ntid == 0 && !pi_wanted(0, 0))
 		return 0;
 	bool timed = false;
 	__u64 d = 0;
-	struct sc_stamp *st = bpf_map_lookup_elem(&sc_stamps, &ntid);
-	if (st) {
-		/* Valid only if taken in this activation and the thread has not run since (a
-		 * switch-in the tracepoint did not report would leave it behind). */
-		timed = st->generation == gen && st->runtime_ns == next->se.sum_exec_runtime &&
-			st->ts_ns <= now;
-		d = now - st->ts_ns;
-		bpf_map_delete_elem(&sc_stamps, &ntid);
+	struct sc_task *t = bpf_task_storage_get(&sc_tasks, next, 0, 0);
+	if (t && t->ts_ns) {
+		/* Valid only if taken in this activation and the task has not run since. */
+		timed = t->generation == gen && t->runtime_ns == next->se.sum_exec_runtime &&
+			t->ts_ns <= now;
+		d = now - t->ts_ns;
+		t->ts_ns = 0;
 	}
-	if (!timed && !kernel_queued(next))
-		return 0;
+	int kind = WAIT_STAMPED;
+	if (!timed) {
+		/* No usable stamp: the wait began before the activation, or the tracepoint did
+		 * not report its start (seen on some kernels, rarely). */
+		kind = kernel_wait(next, now, &d);
+		if (kind < 0)
+			return 0;
+	}
 	if (ntid && sc_system_on)
-		system_wait(timed, d, epoch, false);
-	if (pi_wanted(next->tgid, ntid))
-		thread_wait(next, ntid, timed, d, epoch);
+		system_wait(kind, d, epoch, false);
+	if (task_wanted(next, t, gen))
+		thread_wait(next, ntid, kind, d, epoch);
 	return 0;
 }
 

@@ -41,12 +41,13 @@ struct config {
 	}
 };
 
-static uint64_t boot_now_ns()
+static uint64_t clock_ns(clockid_t c)
 {
 	timespec ts{};
-	clock_gettime(CLOCK_BOOTTIME, &ts);
+	clock_gettime(c, &ts);
 	return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
 }
+static uint64_t boot_now_ns() { return clock_ns(CLOCK_BOOTTIME); }
 
 class schedule_probe final : public sdk::probe {
 public:
@@ -76,7 +77,6 @@ public:
 		sdk::reuse_shared_maps(skel_->obj, host());
 		bpf_map__set_max_entries(skel_->maps.sc_events, cfg_.ringbuf_kb * 1024);
 		bpf_map__set_max_entries(skel_->maps.sc_threads, cfg_.max_threads);
-		bpf_map__set_max_entries(skel_->maps.sc_stamps, cfg_.max_threads);
 		int err = schedule_bpf__load(skel_);
 		if (err)
 			throw std::runtime_error("cannot load the schedule BPF object: " + sdk::errno_text(err));
@@ -89,7 +89,6 @@ public:
 	{
 		links_.clear();
 		// A new activation starts from nothing: no stamp, figure or epoch of an earlier one.
-		clear_hash(bpf_map__fd(skel_->maps.sc_stamps));
 		clear_hash(bpf_map__fd(skel_->maps.sc_threads));
 		std::vector<sc_cpu> zero(static_cast<size_t>(ncpus_));
 		uint32_t key = 0;
@@ -105,6 +104,7 @@ public:
 		agg_.set_options(o);
 		agg_.start(boot_now_ns());
 		__atomic_store_n(&skel_->bss->sc_epoch, agg_.epoch(), __ATOMIC_RELEASE);
+		__atomic_store_n(&skel_->bss->sc_start_ns, clock_ns(CLOCK_MONOTONIC), __ATOMIC_RELEASE);
 		links_.attach_all(skel_->obj);
 	}
 

@@ -22,7 +22,9 @@ struct sc_stats {
 	__u64 sum_ns;  /* their sum */
 	__u64 max_ns;
 	__u64 min_ns;  /* valid when count > 0 */
-	__u64 untimed; /* switch-ins after a wait whose start was not seen (see README) */
+	__u64 fallback; /* of count: waits whose start the tracepoints did not report, timed from
+			 * the kernel's own enqueue time (task->sched_info.last_queued) */
+	__u64 untimed;  /* waits counted without a duration: start not seen and no kernel stamp */
 	__u64 hist[SC_HIST_SLOTS];
 };
 
@@ -57,11 +59,14 @@ struct sc_thread {
 	char comm[PI_COMM_LEN];
 };
 
-/* sc_stamps: when a waiting thread became runnable, keyed by thread id. */
-struct sc_stamp {
-	__u64 ts_ns;
-	__u64 generation; /* pi_control.generation at the time: a stamp of an earlier activation is ignored */
-	__u64 runtime_ns; /* the thread's se.sum_exec_runtime then: if it has run since, the stamp is stale */
+/* sc_tasks (task-local storage): what the probe keeps about a task between two events. */
+struct sc_task {
+	__u64 ts_ns;      /* when it became runnable (0: not waiting, or already counted) */
+	__u64 generation; /* pi_control.generation then: a stamp of an earlier activation is ignored */
+	__u64 runtime_ns; /* its se.sum_exec_runtime then: if it has run since, the stamp is stale */
+	__u64 wanted_gen; /* generation for which `wanted` was computed */
+	__u32 wanted;     /* pi_wanted() for this task, cached for the activation */
+	__u32 pad;
 };
 
 enum sc_kind {

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# schedule probe overhead, side by side in one run, on two workloads:
+#   pipe ping-pong (two processes, one byte back and forth: wakeups and switches only)
+#   CPU contention (4 threads per CPU: short bursts of work, short sleeps, run-queue waits)
+# each with: no tool | procimage -S on the workload only (target) | procimage -S system-wide |
+#            runqlat (libbpf-tools, system-wide histogram)
+# The workloads time themselves, so tool start-up and shutdown are not in the figures. Rounds
+# interleave the configurations so that drift on a shared machine hits them all alike.
+# Usage: sudo bench/schedule.sh [ROUNDS] [PINGPONG_ROUND_TRIPS] [CONTEND_ROUNDS]
+#        (BUILD_DIR=build-schedule to use another build tree)
+source "$(dirname "$0")/lib.sh"
+need_root
+ROUNDS=${1:-7}
+N_PP=${2:-100000}
+N_CT=${3:-2000}
+
+bash "$ROOT/scripts/install-deps.sh" --bench >/dev/null
+# Only what this bench runs: the rest of the tree need not build.
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo} >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" --target procimage probe_schedule sink_jsonl >/dev/null
+mkdir -p "$OUT/bin"
+cc -O2 -o "$OUT/bin/pingpong" "$BENCH_DIR/schedule_pingpong.c"
+cc -O2 -pthread -o "$OUT/bin/contend" "$BENCH_DIR/schedule_contend.c"
+RUNQLAT=${RUNQLAT:-/usr/sbin/runqlat}
+[ -x "$RUNQLAT" ] || { echo "bench: $RUNQLAT not found (apt-get install libbpf-tools)" >&2; exit 1; }
+
+configs=(none target system runqlat)
+run_config() { # CONFIG WORKLOAD...
+  local c=$1; shift
+  case $c in
+    none) "$@" ;;
+    target) "$PROCIMAGE" -q -S -o jsonl:/dev/null -- "$@" ;;
+    system)
+      start_tool "$OUT/sys.log" "collecting for" "$PROCIMAGE" -S -o jsonl:/dev/null
+      "$@"; stop_tool ;;
+    runqlat)
+      start_tool "$OUT/rq.log" "Tracing" stdbuf -oL "$RUNQLAT"
+      "$@"; stop_tool ;;
+  esac
+}
+
+for r in $(seq 1 "$ROUNDS"); do
+  for c in "${configs[@]}"; do
+    run_config "$c" "$OUT/bin/pingpong" "$N_PP" >>"$OUT/pp_$c.txt"
+    run_config "$c" "$OUT/bin/contend" "$(( 4 * $(nproc) ))" "$N_CT" >>"$OUT/ct_$c.txt"
+  done
+done
+
+echo "schedule probe overhead: $ROUNDS rounds, $(nproc) CPUs, kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+for w in pp ct; do
+  if [ $w = pp ]; then echo; echo "pipe ping-pong, $N_PP round trips"; else
+    echo; echo "CPU contention, $(( 4 * $(nproc) )) threads x $N_CT rounds (work + 100 µs sleep)"; fi
+  report_header
+  report_line "no tool" "$OUT/${w}_none.txt" "$OUT/${w}_none.txt"
+  report_line "procimage -S -- workload (target)" "$OUT/${w}_none.txt" "$OUT/${w}_target.txt"
+  report_line "procimage -S (system-wide)" "$OUT/${w}_none.txt" "$OUT/${w}_system.txt"
+  report_line "runqlat (libbpf-tools)" "$OUT/${w}_none.txt" "$OUT/${w}_runqlat.txt"
+done
