@@ -98,29 +98,26 @@ static __always_inline struct pi_control *sc_control(void)
 	return c && c->mode != PI_MODE_OFF ? c : NULL;
 }
 
-/* pi_wanted() for the current thread, remembered per CPU for the last thread asked about:
- * a thread making many calls in a row pays the target-map lookups once. The answer is keyed
- * by tid, the activation generation (the host bumps it whenever the target changes), the
- * attach number, and the number of thread exits so far (a tid can only be reused after its
- * thread exited). */
-static __always_inline bool sc_wanted(struct pi_control *c, struct sc_cpu *cpu, __u32 tgid, __u32 tid)
+/* What the current thread is (a target? procimage itself?), remembered per CPU for the last
+ * thread asked about: a thread making many calls in a row pays the pid helper and the
+ * target-map lookups once. The answers are keyed by the thread (its saved-registers address),
+ * the activation generation (the host bumps it whenever the target changes), the attach
+ * number, and the number of thread exits so far (a stack or a tid can only be reused after
+ * its thread exited). */
+static __always_inline void sc_classify(struct pi_control *c, struct sc_cpu *cpu, __u64 regs)
 {
 	__u64 exits = sc_exits;
-	if (cpu->cache_tid == tid && cpu->cache_gen == c->generation && cpu->cache_exits == exits &&
+	if (cpu->cache_regs == regs && cpu->cache_gen == c->generation && cpu->cache_exits == exits &&
 	    cpu->cache_run == sc_run)
-		return cpu->cache_wanted;
-	bool w = pi_wanted(tgid, tid);
-	cpu->cache_tid = tid;
+		return;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	cpu->cache_wanted = pi_wanted(tgid, (__u32)pid_tgid);
+	cpu->cache_self = tgid == c->self_tgid && !c->include_self;
+	cpu->cache_regs = regs;
 	cpu->cache_gen = c->generation;
 	cpu->cache_exits = exits;
 	cpu->cache_run = sc_run;
-	cpu->cache_wanted = w;
-	return w;
-}
-
-static __always_inline bool sc_self(struct pi_control *c, __u32 tgid)
-{
-	return tgid == c->self_tgid && !c->include_self;
 }
 
 static __always_inline __u32 log2_slot(__u64 v)
@@ -271,17 +268,14 @@ int BPF_PROG(sc_enter, struct pt_regs *regs, long id)
 	struct sc_cpu *cpu = bpf_map_lookup_elem(&sc_cpu, &zero);
 	if (!cpu)
 		return 0;
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)pid_tgid;
-	if (sc_system == SC_SYSTEM_LATENCY) {
-		if (sc_self(c, pid_tgid >> 32))
-			return 0;
-	} else if (!sc_wanted(c, cpu, pid_tgid >> 32, tid)) {
-		/* only the target's calls are timed */
+	__u64 key = (__u64)regs;
+	sc_classify(c, cpu, key);
+	/* Every call of the system is timed for the system latency figures (procimage's own
+	 * excepted); otherwise only the target's. */
+	if (sc_system == SC_SYSTEM_LATENCY ? cpu->cache_self : !cpu->cache_wanted)
 		return 0;
-	}
 	cpu->enter_ns = bpf_ktime_get_boot_ns();
-	cpu->tid = tid;
+	cpu->regs = key;
 	cpu->nr = (__u32)id;
 	cpu->run = sc_run;
 	return 0;
@@ -293,11 +287,12 @@ int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_stru
 {
 	__u32 zero = 0;
 	struct sc_cpu *cpu = bpf_map_lookup_elem(&sc_cpu, &zero);
-	if (!cpu || !cpu->tid)
+	if (!cpu || !cpu->regs)
 		return 0; /* no call in flight on this CPU */
-	__u32 tid = cpu->tid;
-	cpu->tid = 0;
-	if (tid != (__u32)prev->pid || cpu->run != sc_run)
+	/* The slot can only be the leaving thread's: a call leaves it at its return or here. */
+	__u64 key = cpu->regs;
+	cpu->regs = 0;
+	if (cpu->run != sc_run || key != (__u64)bpf_task_pt_regs(prev))
 		return 0; /* stale */
 	if (prev->flags & PF_EXITING_FLAG)
 		return 0; /* exit / exit_group: the call never returns */
@@ -327,28 +322,29 @@ int BPF_PROG(sc_exit, struct pt_regs *regs, long ret)
 	struct sc_cpu *cpu = bpf_map_lookup_elem(&sc_cpu, &zero);
 	if (!cpu)
 		return 0;
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)pid_tgid;
+	__u64 key = (__u64)regs;
 	__u32 err = ret < 0 && ret >= -4095;
 	__u64 enter;
 	__u32 nr;
-	if (cpu->tid == tid && cpu->run == sc_run) {
+	if (cpu->regs == key && cpu->run == sc_run) {
 		/* the thread never left this CPU during the call */
 		enter = cpu->enter_ns;
 		nr = cpu->nr;
-		cpu->tid = 0;
-	} else if (sc_system != SC_SYSTEM_LATENCY && !sc_wanted(c, cpu, pid_tgid >> 32, tid)) {
-		/* a call of the rest of the system, not timed in these modes: count it */
-		if (sc_system == SC_SYSTEM_OFF || sc_self(c, pid_tgid >> 32))
-			return 0;
-		__u32 slot = nr_slot((__u32)regs->orig_ax);
-		struct sc_stats *s = bpf_map_lookup_elem(&sc_sys, &slot);
-		if (s) {
-			s->count++;
-			s->errors += err;
-		}
-		return 0;
+		cpu->regs = 0;
 	} else {
+		sc_classify(c, cpu, key);
+		if (sc_system != SC_SYSTEM_LATENCY && !cpu->cache_wanted) {
+			/* a call of the rest of the system, not timed in these modes: count it */
+			if (sc_system == SC_SYSTEM_OFF || cpu->cache_self)
+				return 0;
+			__u32 slot = nr_slot((__u32)regs->orig_ax);
+			struct sc_stats *s = bpf_map_lookup_elem(&sc_sys, &slot);
+			if (s) {
+				s->count++;
+				s->errors += err;
+			}
+			return 0;
+		}
 		/* it blocked (its entry was moved at the switch); or the call began before
 		 * collection, or this is a new task's first return from clone/fork (no entry) */
 		struct sc_inflight *f =
@@ -371,9 +367,11 @@ int BPF_PROG(sc_exit, struct pt_regs *regs, long ret)
 			s->errors += err;
 		}
 	}
-	if (!sc_wanted(c, cpu, pid_tgid >> 32, tid))
+	sc_classify(c, cpu, key);
+	if (!cpu->cache_wanted)
 		return 0;
-	target_add(pid_tgid >> 32, tid, slot, lat, err, epoch);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	target_add(pid_tgid >> 32, (__u32)pid_tgid, slot, lat, err, epoch);
 	if (sc_sequence)
 		seq_add(bpf_get_current_task_btf(), nr, lat, ret, epoch);
 	return 0;
@@ -428,7 +426,7 @@ int sc_scan(struct bpf_iter__task *ctx)
 		/* running on a CPU inside a call that has not blocked (yet) */
 		__u32 zero = 0;
 		struct sc_cpu *cpu = bpf_map_lookup_percpu_elem(&sc_cpu, &zero, t->thread_info.cpu);
-		if (cpu && cpu->tid == (__u32)t->pid && cpu->run == sc_run) {
+		if (cpu && cpu->regs && cpu->regs == (__u64)bpf_task_pt_regs(t) && cpu->run == sc_run) {
 			enter = cpu->enter_ns;
 			nr = cpu->nr;
 		}

@@ -45,17 +45,22 @@ struct sc_tstats {
 };
 
 /* In-flight call of the thread that is running on a CPU (per-CPU array sc_cpu, one entry),
- * plus a one-entry cache of the "is this thread a target" answer. */
+ * plus a one-entry cache of what the last thread seen on this CPU is. Threads are told apart
+ * by the address of their saved user registers (the pt_regs at the top of their kernel stack,
+ * which the syscall tracepoints pass): it is unique among live threads and costs no helper
+ * call to get. */
 struct sc_cpu {
 	__u64 enter_ns;    /* bpf_ktime_get_boot_ns() at sys_enter */
-	__u32 tid;         /* thread inside a system call on this CPU, 0: none */
+	__u64 regs;        /* thread inside a system call on this CPU, 0: none */
 	__u32 nr;
 	__u32 run;         /* attach number the entry belongs to */
-	__u32 cache_tid;   /* the cached answer below is for this thread, ... */
+	__u64 cache_regs;  /* the cached answers below are for this thread, ... */
 	__u64 cache_gen;   /* ... this activation generation ... */
-	__u64 cache_exits; /* ... and while no thread exited (tids are reused) */
-	__u32 cache_wanted;
+	__u64 cache_exits; /* ... and while no thread exited (stacks and tids are reused) */
 	__u32 cache_run;
+	__u8 cache_wanted; /* pi_wanted() */
+	__u8 cache_self;   /* a procimage thread excluded from the system figures */
+	__u8 pad[2];
 };
 
 /* What the system-wide figures hold (config "system") */

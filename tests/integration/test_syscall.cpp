@@ -342,9 +342,10 @@ TEST_CASE("syscall: a blocked call is reported in progress, then counted when it
 	const long worker = truth["worker_tid"];
 	const uint64_t blocked = static_cast<uint64_t>(truth["block_ns"]);
 	// the main thread releases the worker 1.2 s after starting it; the worker's own clock
-	// starts once it runs, a little later
+	// starts once it runs, a little later, and stops once it runs again (later still on a
+	// busy machine)
 	REQUIRE(blocked >= 1100000000ULL);
-	REQUIRE(blocked <= 1300000000ULL);
+	REQUIRE(blocked <= 3000000000ULL);
 	auto recs = t::read_jsonl(d.file("out.jsonl"));
 
 	auto prog = select(recs, "inprogress", [&](const json &e) { return e["tid"] == worker; });
@@ -362,9 +363,11 @@ TEST_CASE("syscall: a blocked call is reported in progress, then counted when it
 	// the same call, counted once, when it returned
 	auto w = per_syscall(recs, "target", [&](const json &e) { return e["tid"] == worker; });
 	CHECK(w["read"].calls == 1);
-	// inside the workload's own measurement around the call, by no more than 2 ms
+	// inside the workload's own measurement around the call (which also holds the time
+	// between the call's return and the workload's clock read: 20 ms allows for a preemption
+	// there on a busy machine)
 	CHECK(w["read"].max_ns <= blocked + 100000ULL);
-	CHECK(w["read"].max_ns + 2000000ULL >= blocked);
+	CHECK(w["read"].max_ns + 20000000ULL >= blocked);
 	CHECK(last < w["read"].max_ns);
 }
 
