@@ -10,6 +10,7 @@
 #include <procimage/config.hpp>
 #include <procimage/sdk.hpp>
 
+#include <algorithm>
 #include <ctime>
 #include <vector>
 
@@ -88,7 +89,9 @@ public:
 	void attach(const pi_target &target) override
 	{
 		links_.clear();
-		// A new activation starts from nothing: no stamp, figure or epoch of an earlier one.
+		finish(boot_now_ns()); // an earlier activation not reported yet
+		// A new activation starts from nothing: no figure or epoch of an earlier one (stamps
+		// carry the activation's generation and are ignored once it changes).
 		clear_hash(bpf_map__fd(skel_->maps.sc_threads));
 		std::vector<sc_cpu> zero(static_cast<size_t>(ncpus_));
 		uint32_t key = 0;
@@ -103,20 +106,20 @@ public:
 		o.cpus = online > 0 ? static_cast<uint32_t>(online) : static_cast<uint32_t>(ncpus_);
 		agg_.set_options(o);
 		agg_.start(boot_now_ns());
+		detached_ns_ = 0;
 		__atomic_store_n(&skel_->bss->sc_epoch, agg_.epoch(), __ATOMIC_RELEASE);
 		__atomic_store_n(&skel_->bss->sc_start_ns, clock_ns(CLOCK_MONOTONIC), __ATOMIC_RELEASE);
 		links_.attach_all(skel_->obj);
 	}
 
-	// The activation ends: its last interval and its totals go out now (the maps stay readable
-	// until the next attach resets them).
+	// The activation ends. Its totals go out at the next tick (or the next attach), once the
+	// host has delivered the records still queued, so that threads freed at the very end are
+	// in them. The maps stay readable until the next attach resets them.
 	void detach() override
 	{
+		if (agg_.started() && !detached_ns_)
+			detached_ns_ = boot_now_ns();
 		links_.clear();
-		if (agg_.started()) {
-			collect();
-			agg_.report(boot_now_ns(), true);
-		}
 	}
 
 	void on_data(uint32_t, const void *data, size_t len) override
@@ -135,11 +138,24 @@ public:
 	{
 		if (!agg_.started())
 			return;
+		if (detached_ns_)
+			return finish(now_boot_ns);
 		collect();
 		agg_.report(now_boot_ns, final);
 	}
 
 private:
+	// Report the last interval and the totals of an activation that has ended.
+	void finish(uint64_t now_boot_ns)
+	{
+		if (!agg_.started())
+			return;
+		uint64_t end = detached_ns_ ? std::min(detached_ns_, now_boot_ns) : now_boot_ns;
+		collect();
+		agg_.report(end, true);
+		detached_ns_ = 0;
+	}
+
 	// Close the kernel's current interval and read the cumulative figures.
 	void collect()
 	{
@@ -196,6 +212,7 @@ private:
 	schedule_bpf *skel_ = nullptr;
 	sdk::links links_;
 	int ncpus_ = 0;
+	uint64_t detached_ns_ = 0; // boot ns when the activation's links were removed; 0 = attached
 };
 
 } // namespace procimage::schedule
