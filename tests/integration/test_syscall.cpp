@@ -163,7 +163,9 @@ struct background_tool {
 	pid_t pid = -1;
 	std::string err_path;
 
-	background_tool(const std::vector<std::string> &argv, const std::string &err) : err_path(err)
+	background_tool(const std::vector<std::string> &argv, const std::string &err,
+			const std::string &ready = "collecting for")
+		: err_path(err)
 	{
 		pid = fork();
 		if (pid == 0) {
@@ -178,9 +180,9 @@ struct background_tool {
 			execv(args[0], args.data());
 			_exit(127);
 		}
-		for (int i = 0; i < 400 && t::read_file(err).find("collecting for") == std::string::npos; i++)
+		for (int i = 0; i < 400 && t::read_file(err).find(ready) == std::string::npos; i++)
 			std::this_thread::sleep_for(std::chrono::milliseconds(25));
-		REQUIRE_THAT(t::read_file(err), Catch::Contains("collecting for"));
+		REQUIRE_THAT(t::read_file(err), Catch::Contains(ready));
 	}
 	int stop()
 	{
@@ -475,4 +477,68 @@ TEST_CASE("syscall: another process as target; the system figures still count th
 			sum += s["count"].get<uint64_t>();
 		CHECK(sum == stot.back()["cum_count"].get<uint64_t>());
 	}
+}
+
+TEST_CASE("syscall: procimage-ctl -s N sets the batch per activation, and each activation starts from zero")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	const std::string ch = "procimage-test-syscall-" + std::to_string(getpid());
+	const std::string ctl = t::build_dir() + "/procimage-ctl";
+	// A child that, for every byte N it reads on its pipe, makes N getppid calls.
+	int g[2];
+	REQUIRE(pipe(g) == 0);
+	pid_t child = fork();
+	if (child == 0) {
+		close(g[1]);
+		unsigned char n;
+		while (syscall(SYS_read, g[0], &n, 1) == 1)
+			for (int i = 0; i < n; i++)
+				syscall(SYS_getppid);
+		_exit(0);
+	}
+	close(g[0]);
+	auto poke = [&](unsigned char n) {
+		REQUIRE(write(g[1], &n, 1) == 1);
+		std::this_thread::sleep_for(std::chrono::milliseconds(150));
+	};
+	background_tool tool({t::procimage_bin(), "-s", "--start", "inactive", "--name", ch, "-o", "jsonl:" + d.file("out.jsonl")},
+			     d.file("err"), "inactive");
+
+	REQUIRE(t::run({ctl, "--name", ch, "-a", "-P", std::to_string(child), "-s", "7"}).status == 0);
+	poke(16);
+	REQUIRE(t::run({ctl, "--name", ch, "-d"}).status == 0);
+	REQUIRE(t::run({ctl, "--name", ch, "-a", "-P", std::to_string(child), "-s", "5"}).status == 0);
+	poke(6);
+	REQUIRE(t::run({ctl, "--name", ch, "-d"}).status == 0);
+	auto bad = t::run({ctl, "--name", ch, "-a", "-P", std::to_string(child), "-s", "51"});
+	CHECK(bad.status != 0);
+	CHECK(tool.stop() == 0);
+	close(g[1]);
+	int st = 0;
+	waitpid(child, &st, 0);
+
+	auto recs = t::read_jsonl(d.file("out.jsonl"));
+	auto seq = select(recs, "sequence");
+	std::vector<std::pair<uint64_t, std::string>> got;
+	for (const auto &b : seq) {
+		INFO(b.dump());
+		CHECK(b["pid"] == child);
+		for (const auto &n : b["syscalls"])
+			CHECK(n == "getppid"); // the reads that woke the child began before each activation
+		got.emplace_back(b["count"].get<uint64_t>(), b["reason"].get<std::string>());
+	}
+	// first activation: 16 calls in batches of 7; second: 6 in batches of 5, counted from 0
+	std::vector<std::pair<uint64_t, std::string>> want = {
+		{7, "full"}, {7, "full"}, {2, "end"}, {5, "full"}, {1, "end"}};
+	CHECK(got == want);
+	REQUIRE(seq.size() == 5);
+	CHECK(seq[3]["first"] == 0);
+	auto rows = select(recs, "syscall", [&](const json &e) { return e["scope"] == "target" && e["syscall"] == "getppid"; });
+	REQUIRE(!rows.empty());
+	CHECK(rows.back()["cum_count"] == 6); // the second activation's figures only
+	uint64_t total = 0;
+	for (const auto &r : rows)
+		total += r["count"].get<uint64_t>();
+	CHECK(total == 16 + 6);
 }
