@@ -210,21 +210,45 @@ static __always_inline __u64 batch_size(__u32 n)
 	return size;
 }
 
-/* Send the thread's pending calls as one record. */
-static __always_inline void seq_flush(struct sc_seqbuf *sb, struct task_struct *t, __u32 reason)
+/* Send the thread's pending calls as one record; the header is filled by the caller. */
+static __always_inline void seq_send(struct sc_seqbuf *sb, __u32 reason)
 {
 	__u32 n = sb->b.n;
 	if (n > SC_BATCH_MAX)
 		n = SC_BATCH_MAX;
 	__u64 size = batch_size(n);
-	pi_fill_header(&sb->b.h, SC_BATCH, size, t);
+	sb->b.h.kind = SC_BATCH;
+	sb->b.h.size = size;
 	sb->b.reason = reason;
 	sc_output(&sb->b, size);
 	sb->b.first += n;
 	sb->b.n = 0;
 }
 
-static __always_inline void seq_add(struct task_struct *t, __u32 nr, __u64 lat, long ret, __u64 epoch)
+/* From any task (thread exit). */
+static __always_inline void seq_flush(struct sc_seqbuf *sb, struct task_struct *t, __u32 reason)
+{
+	pi_fill_header(&sb->b.h, SC_BATCH, 0, t);
+	seq_send(sb, reason);
+}
+
+/* From the current task at a syscall exit: the header from what is at hand (no probe reads,
+ * no extra clock read). */
+static __always_inline void seq_flush_current(struct sc_seqbuf *sb, struct task_struct *t, __u64 pid_tgid,
+					      __u64 now, __u32 reason)
+{
+	struct pi_event_header *h = &sb->b.h;
+	h->cpu = bpf_get_smp_processor_id();
+	h->ts_boot_ns = now;
+	h->pid = pid_tgid >> 32;
+	h->tid = (__u32)pid_tgid;
+	h->pid_start_ns = t->group_leader->start_boottime;
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	seq_send(sb, reason);
+}
+
+static __always_inline void seq_add(struct task_struct *t, __u64 pid_tgid, __u64 now, __u32 nr, __u64 lat,
+				    long ret, __u64 epoch)
 {
 	struct sc_seqbuf *sb = bpf_task_storage_get(&sc_seq, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!sb) {
@@ -239,7 +263,7 @@ static __always_inline void seq_add(struct task_struct *t, __u32 nr, __u64 lat, 
 	__u32 n = sb->b.n;
 	if (n && sb->epoch != epoch) {
 		/* the first call of a new interval: the earlier ones go out now */
-		seq_flush(sb, t, SC_FLUSH_INTERVAL);
+		seq_flush_current(sb, t, pid_tgid, now, SC_FLUSH_INTERVAL);
 		n = 0;
 	}
 	if (n == 0)
@@ -253,7 +277,7 @@ static __always_inline void seq_add(struct task_struct *t, __u32 nr, __u64 lat, 
 	c->pad = 0;
 	sb->b.n = n + 1;
 	if (n + 1 >= sc_batch_len)
-		seq_flush(sb, t, SC_FLUSH_FULL);
+		seq_flush_current(sb, t, pid_tgid, now, SC_FLUSH_FULL);
 }
 
 /* ------------------------------------------------------------------ hot hooks */
@@ -355,7 +379,8 @@ int BPF_PROG(sc_exit, struct pt_regs *regs, long ret)
 		nr = f->nr;
 		f->run = 0;
 	}
-	__u64 lat = bpf_ktime_get_boot_ns() - enter;
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u64 lat = now - enter;
 	__u32 slot = nr_slot(nr);
 	__u64 epoch = sc_epoch;
 	if (sc_system != SC_SYSTEM_OFF) {
@@ -373,7 +398,7 @@ int BPF_PROG(sc_exit, struct pt_regs *regs, long ret)
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	target_add(pid_tgid >> 32, (__u32)pid_tgid, slot, lat, err, epoch);
 	if (sc_sequence)
-		seq_add(bpf_get_current_task_btf(), nr, lat, ret, epoch);
+		seq_add(bpf_get_current_task_btf(), pid_tgid, now, nr, lat, ret, epoch);
 	return 0;
 }
 
@@ -399,19 +424,16 @@ int sc_scan(struct bpf_iter__task *ctx)
 	if (!t)
 		return 0;
 	if (sc_iter_mode == SC_ITER_FLUSH) {
-		/* after detach: nothing else touches the buffers */
+		/* After detach: nothing else touches the buffers. The buffer is left as it is
+		 * (the next attach starts it afresh): the iterator shows a task again when its
+		 * output did not fit in the read, and it must then find the same calls. */
 		struct sc_seqbuf *sb = bpf_task_storage_get(&sc_seq, t, 0, 0);
 		if (!sb || sb->run != sc_run || !sb->b.n)
 			return 0;
-		__u32 n = sb->b.n;
-		if (n > SC_BATCH_MAX)
-			n = SC_BATCH_MAX;
-		__u64 size = batch_size(n);
+		__u64 size = batch_size(sb->b.n);
 		pi_fill_header(&sb->b.h, SC_BATCH, size, t);
 		sb->b.reason = SC_FLUSH_END;
 		bpf_seq_write(seq, &sb->b, size);
-		sb->b.first += n;
-		sb->b.n = 0;
 		return 0;
 	}
 	if (!pi_wanted(t->tgid, t->pid))
