@@ -171,9 +171,11 @@ TEST_CASE("control: inactive until activated, then only the target, retarget, de
 	// the host's own activation records frame the windows
 	std::vector<uint64_t> act, deact;
 	for (const auto &rec : recs) {
-		if (rec["probe"] == "procimage" && rec["event"] == "activated")
+		if (rec["probe"] != "procimage" || rec["source"] != "keytime")
+			continue;
+		if (rec["event"] == "activated")
 			act.push_back(rec["ts_ns"]);
-		if (rec["probe"] == "procimage" && rec["event"] == "deactivated")
+		if (rec["event"] == "deactivated")
 			deact.push_back(rec["ts_ns"]);
 	}
 	REQUIRE(act.size() == 2);
@@ -214,7 +216,7 @@ TEST_CASE("control: -t 1 activates for about a second, then records stop")
 		      (char *)nullptr);
 		_exit(127);
 	}
-	auto r = t::run({ctl_bin(), "--name", ch, "-a", "-P", std::to_string(w), "-t", "1"});
+	auto r = t::run({ctl_bin(), "--name", ch, "-a", "-k", "0", "-P", std::to_string(w), "-t", "1"});
 	REQUIRE(r.status == 0);
 	CHECK_THAT(r.out, Catch::Contains("for 1 s"));
 	int st;
@@ -225,6 +227,8 @@ TEST_CASE("control: -t 1 activates for about a second, then records stop")
 	auto recs = t::read_jsonl(d.file("out.jsonl"));
 	uint64_t on = 0, off = 0;
 	for (const auto &rec : recs) {
+		if (rec["probe"] != "procimage" || rec["source"] != "keytime")
+			continue;
 		if (rec["event"] == "activated")
 			on = rec["ts_ns"];
 		if (rec["event"] == "deactivated")
@@ -254,7 +258,8 @@ TEST_CASE("control: errors are clear, exit non-zero, and leave the host as it wa
 	CHECK(r.status == 1);
 	CHECK_THAT(r.err, Catch::Contains("no procimage host is running with --name " + ch));
 
-	bg_host host(d, {"-a", "--name", ch, "-o", "jsonl:" + d.file("out.jsonl")});
+	// keytime only, loaded and waiting
+	bg_host host(d, {"-k", "--start", "inactive", "--name", ch, "-o", "jsonl:" + d.file("out.jsonl")});
 	REQUIRE(host.wait_log("inactive"));
 
 	// a second host on the same channel is refused and names the first

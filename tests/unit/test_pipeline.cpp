@@ -233,7 +233,9 @@ TEST_CASE("naming a probe that is not built is a clear error")
 		auto p = parse_pipeline(json::parse(R"({"version": 1, "probes": {"nosuchprobe": {}}})"));
 		REQUIRE(p.ok());
 		host h;
-		auto r = h.prepare(*p, {});
+		host_options o;
+		o.plugin_dirs = {t::build_dir() + "/plugins"};
+		auto r = h.prepare(*p, o);
 		REQUIRE_FALSE(r.ok());
 		CHECK_THAT(r.err().msg, Catch::Contains("no probe plugin named \"nosuchprobe\""));
 		return;
