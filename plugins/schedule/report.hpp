@@ -319,7 +319,8 @@ private:
 		return r;
 	}
 
-	static void common(sdk::record &r, const char *window, uint64_t window_ns, const figures &f)
+	// Fields every record has, in the order the stdout sink shows them.
+	static void figures_fields(sdk::record &r, const char *window, uint64_t window_ns, const figures &f)
 	{
 		r.str("window", window)
 			.u64("window_ns", window_ns, PI_FMT_DURATION_NS)
@@ -327,12 +328,15 @@ private:
 			.u64("avg_ns", f.avg_ns(), PI_FMT_DURATION_NS)
 			.u64("max_ns", f.max(), PI_FMT_DURATION_NS)
 			.u64("min_ns", f.min(), PI_FMT_DURATION_NS)
-			.u64("sum_ns", f.sum_ns, PI_FMT_DURATION_NS)
-			.u64("fallback", f.fallback)
-			.u64("untimed", f.untimed);
+			.u64("sum_ns", f.sum_ns, PI_FMT_DURATION_NS);
+	}
+	static void tail_fields(sdk::record &r, const figures &f)
+	{
+		r.u64("untimed", f.untimed).u64("fallback", f.fallback).u64v("hist_ns", f.hist_vec(), PI_FMT_LOG2_HIST);
 	}
 	static double pct(uint64_t part, uint64_t whole) { return whole ? 100.0 * part / whole : 0.0; }
 
+	// The whole system's figures of the same window, beside a target's.
 	void beside(sdk::record &r, const figures &sys)
 	{
 		if (!opt_.system)
@@ -346,11 +350,11 @@ private:
 	{
 		auto r = make("system", now);
 		r.ids(0, 0).comm("[system]");
-		common(r, window, window_ns, f);
+		figures_fields(r, window, window_ns, f);
 		r.f64("waiting_avg", window_ns ? static_cast<double>(f.sum_ns) / window_ns : 0.0)
 			.u64("cpus", opt_.cpus)
-			.u64("recovered", recovered)
-			.u64v("hist_ns", f.hist_vec(), PI_FMT_LOG2_HIST);
+			.u64("recovered", recovered);
+		tail_fields(r, f);
 		r.emit(host_);
 	}
 
@@ -359,10 +363,10 @@ private:
 	{
 		auto r = make("process", now);
 		r.ids(p.pid, p.pid).comm(p.comm).pid_start(p.pid_start_ns);
-		common(r, window, window_ns, f);
+		figures_fields(r, window, window_ns, f);
 		r.f64("wait_pct", pct(f.sum_ns, window_ns), PI_FMT_PERCENT).u64("threads", p.tids.size());
 		beside(r, sys);
-		r.u64v("hist_ns", f.hist_vec(), PI_FMT_LOG2_HIST);
+		tail_fields(r, f);
 		r.emit(host_);
 	}
 
@@ -373,13 +377,13 @@ private:
 		r.ids(t.pid, t.tid).comm(cstr(t.comm, sizeof t.comm)).pid_start(t.pid_start_ns);
 		if (t.tid == 0 && opt_.idle_cpu >= 0)
 			r.cpu(opt_.idle_cpu);
-		common(r, window, window_ns, f);
+		figures_fields(r, window, window_ns, f);
 		r.f64("wait_pct", pct(f.sum_ns, window_ns), PI_FMT_PERCENT)
 			.i64("prio", t.prio)
 			.i64("nice", t.static_prio - 120)
 			.str("policy", policy_name(t.policy));
 		beside(r, sys);
-		r.u64v("hist_ns", f.hist_vec(), PI_FMT_LOG2_HIST);
+		tail_fields(r, f);
 		r.emit(host_);
 	}
 

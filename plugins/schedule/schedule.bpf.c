@@ -42,8 +42,10 @@ struct {
 	__type(value, struct sc_task);
 } sc_tasks SEC(".maps");
 
+/* Allocated as threads first wait, freed when they are: memory follows the target's size. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 16384); /* set from the configuration */
 	__type(key, __u32);
 	__type(value, struct sc_thread);
