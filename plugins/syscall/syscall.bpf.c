@@ -63,17 +63,23 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 4096); /* config max_keys */
 	__type(key, struct sc_key);
-	__type(value, struct sc_tstats);
+	__type(value, struct sc_stats);
 } sc_target SEC(".maps");
 
-/* A zeroed per-target value with its identity filled in, to create entries (too big for
- * the stack). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096); /* config max_keys */
+	__type(key, __u32);
+	__type(value, struct sc_owner);
+} sc_owners SEC(".maps");
+
+/* A zeroed value, to create sc_target entries (too big for the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct sc_tstats);
-} sc_tstats_init SEC(".maps");
+	__type(value, struct sc_stats);
+} sc_zero SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -156,31 +162,38 @@ static __always_inline void stats_add(struct sc_stats *s, __u64 lat, __u32 err, 
 	s->hist[log2_slot(lat)]++;
 }
 
+static __always_inline void owner_fill(struct sc_owner *o, struct task_struct *t)
+{
+	o->pid = t->tgid;
+	o->tid = sc_by_thread ? t->pid : 0;
+	o->pid_start_ns = t->group_leader->start_boottime;
+	if (sc_by_thread)
+		BPF_CORE_READ_STR_INTO(&o->comm, t, comm);
+	else
+		BPF_CORE_READ_STR_INTO(&o->comm, t, group_leader, comm);
+}
+
 static __always_inline void target_add(__u32 tgid, __u32 tid, __u32 slot, __u64 lat, __u32 err, __u64 epoch)
 {
 	struct sc_key key = {.id = sc_by_thread ? tid : tgid, .nr = slot};
-	struct sc_tstats *v = bpf_map_lookup_elem(&sc_target, &key);
+	struct sc_stats *v = bpf_map_lookup_elem(&sc_target, &key);
 	if (!v) {
-		struct task_struct *t = bpf_get_current_task_btf();
 		__u32 zero = 0;
-		struct sc_tstats *init = bpf_map_lookup_elem(&sc_tstats_init, &zero);
+		struct sc_stats *init = bpf_map_lookup_elem(&sc_zero, &zero);
 		if (!init)
 			return;
-		init->pid = tgid;
-		init->tid = sc_by_thread ? tid : 0;
-		init->pid_start_ns = BPF_CORE_READ(t, group_leader, start_boottime);
-		if (sc_by_thread)
-			bpf_get_current_comm(init->comm, sizeof(init->comm));
-		else
-			BPF_CORE_READ_STR_INTO(&init->comm, t, group_leader, comm);
 		bpf_map_update_elem(&sc_target, &key, init, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(&sc_target, &key);
 		if (!v) {
 			pi_count_lost(); /* sc_target is full (config max_keys) */
 			return;
 		}
+		struct sc_owner o = {};
+		owner_fill(&o, bpf_get_current_task_btf());
+		if (bpf_map_update_elem(&sc_owners, &key.id, &o, BPF_ANY) != 0)
+			pi_count_lost();
 	}
-	stats_add(&v->s, lat, err, epoch);
+	stats_add(v, lat, err, epoch);
 }
 
 /* Queue a finished record. Like pi_output(), but the host is woken only when the pending
@@ -411,6 +424,17 @@ int BPF_PROG(sc_task_exit, struct task_struct *p, bool group_dead)
 	struct sc_seqbuf *sb = bpf_task_storage_get(&sc_seq, p, 0, 0);
 	if (sb && sb->run == sc_run && sb->b.n)
 		seq_flush(sb, p, SC_FLUSH_EXIT);
+	return 0;
+}
+
+/* A targeted task's new name after exec. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sc_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 id = sc_by_thread ? p->pid : p->tgid;
+	struct sc_owner *o = bpf_map_lookup_elem(&sc_owners, &id);
+	if (o)
+		owner_fill(o, p);
 	return 0;
 }
 

@@ -139,6 +139,7 @@ public:
 		sdk::reuse_shared_maps(skel_->obj, host());
 		bpf_map__set_max_entries(skel_->maps.sc_events, cfg_.ringbuf_kb * 1024);
 		bpf_map__set_max_entries(skel_->maps.sc_target, cfg_.max_keys);
+		bpf_map__set_max_entries(skel_->maps.sc_owners, cfg_.max_keys);
 		int err = syscall_bpf__load(skel_);
 		if (err)
 			throw std::runtime_error("cannot load the syscall BPF object: " + sdk::errno_text(err));
@@ -187,6 +188,7 @@ public:
 			links_.attach(skel_->progs.sc_switch);
 			links_.attach(skel_->progs.sc_exit);
 			links_.attach(skel_->progs.sc_task_exit);
+			links_.attach(skel_->progs.sc_exec);
 			links_.attach(skel_->progs.sc_enter);
 		} catch (...) {
 			links_.clear();
@@ -336,6 +338,15 @@ private:
 		}
 		for (const auto &k : keys)
 			bpf_map_delete_elem(t_fd, &k);
+		int o_fd = bpf_map__fd(skel_->maps.sc_owners);
+		uint32_t id = 0, next_id = 0;
+		std::vector<uint32_t> ids;
+		for (const uint32_t *p = nullptr; bpf_map_get_next_key(o_fd, p, &next_id) == 0; p = &id) {
+			ids.push_back(next_id);
+			id = next_id;
+		}
+		for (uint32_t i : ids)
+			bpf_map_delete_elem(o_fd, &i);
 		prev_target_.clear();
 		prev_sys_.clear();
 		owners_.clear();
@@ -369,25 +380,16 @@ private:
 			std::map<uint32_t, uint64_t> cum_counts;
 		};
 		std::map<uint32_t, per_owner> owners;
-		std::vector<sc_tstats> vals(static_cast<size_t>(ncpu_));
 		std::vector<sc_stats> stats(static_cast<size_t>(ncpu_));
 		int t_fd = bpf_map__fd(skel_->maps.sc_target);
 		sc_key key{}, next{};
 		std::vector<sc_key> gone;
+		std::map<uint32_t, size_t> keys_left; // per id, keys that stay in the map
 		for (const sc_key *prev = nullptr; bpf_map_get_next_key(t_fd, prev, &next) == 0; prev = &key) {
 			key = next;
-			if (bpf_map_lookup_elem(t_fd, &key, vals.data()) != 0)
+			if (bpf_map_lookup_elem(t_fd, &key, stats.data()) != 0)
 				continue;
-			owner &o = owners_[key.id];
-			for (size_t c = 0; c < vals.size(); c++) {
-				stats[c] = vals[c].s;
-				if (o.comm.empty() && vals[c].comm[0]) {
-					o.pid = vals[c].pid;
-					o.tid = vals[c].tid;
-					o.pid_start_ns = vals[c].pid_start_ns;
-					o.comm.assign(vals[c].comm, strnlen(vals[c].comm, sizeof vals[c].comm));
-				}
-			}
+			const owner &o = owner_of(key.id);
 			figures f = merge(stats.data(), stats.size(), ended);
 			figures &before = prev_target_[key_of(key)];
 			interval d = since(f, before);
@@ -398,13 +400,21 @@ private:
 				po.cum_counts[key.nr] = f.count;
 			if (d.count)
 				po.rows.push_back({key.id, key.nr, f, d});
-			else if (running && !alive(o))
+			if (!d.count && running && !alive(o))
 				gone.push_back(key);
+			else
+				keys_left[key.id]++;
 		}
-		// keys of ended tasks whose last figures were reported earlier: free them
+		// keys of ended tasks whose last figures were reported earlier: free them, and the
+		// task's identity with its last key
+		int o_fd = bpf_map__fd(skel_->maps.sc_owners);
 		for (const auto &k : gone) {
 			bpf_map_delete_elem(t_fd, &k);
 			prev_target_.erase(key_of(k));
+			if (!keys_left.count(k.id)) {
+				bpf_map_delete_elem(o_fd, &k.id);
+				owners_.erase(k.id);
+			}
 		}
 
 		std::set<uint32_t> target_slots;
@@ -414,7 +424,7 @@ private:
 			std::sort(po.rows.begin(), po.rows.end(), [](const row &a, const row &b) {
 				return a.d.count != b.d.count ? a.d.count > b.d.count : a.slot < b.slot;
 			});
-			const owner &o = owners_[id];
+			const owner &o = owner_of(id);
 			interval all;
 			std::map<uint32_t, uint64_t> counts;
 			for (const row &rw : po.rows) {
@@ -481,6 +491,24 @@ private:
 			if (bpf_map_lookup_elem(fd, &k, &out[static_cast<size_t>(k) * ncpu_]) != 0)
 				return false;
 		return true;
+	}
+
+	// Who a per-target id is, from the kernel's sc_owners (refreshed at exec), kept here once
+	// read so that an id whose entry was dropped still has a name.
+	const owner &owner_of(uint32_t id)
+	{
+		owner &o = owners_[id];
+		sc_owner k{};
+		if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.sc_owners), &id, &k) == 0) {
+			o.pid = k.pid;
+			o.tid = k.tid;
+			o.pid_start_ns = k.pid_start_ns;
+			o.comm.assign(k.comm, strnlen(k.comm, sizeof k.comm));
+		} else if (!o.pid) {
+			o.pid = by_thread_ ? 0 : id;
+			o.tid = by_thread_ ? id : 0;
+		}
+		return o;
 	}
 
 	static bool alive(const owner &o)

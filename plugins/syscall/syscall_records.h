@@ -30,17 +30,19 @@ struct sc_stats {
 	__u64 hist[SC_HIST_SLOTS];
 };
 
-/* Per-target statistics: key and value of the per-CPU hash sc_target. */
+/* Per-target statistics: key of the per-CPU hash sc_target (value: struct sc_stats). */
 struct sc_key {
 	__u32 id; /* tid or tgid (config "by") */
 	__u32 nr; /* syscall number slot */
 };
 
-struct sc_tstats {
-	struct sc_stats s;
+/* Who an sc_key id is (hash sc_owners, by id): written when its first key is created and
+ * refreshed when the task execs (the name changes; with -- CMD the first calls are made before
+ * the command's exec). */
+struct sc_owner {
 	__u64 pid_start_ns; /* of the process, boot ns */
 	__u32 pid;          /* tgid */
-	__u32 tid;          /* 0 when the key is a whole process */
+	__u32 tid;          /* 0 when the id is a whole process */
 	char comm[PI_COMM_LEN];
 };
 
