@@ -15,21 +15,24 @@ command -v bpftrace >/dev/null || { echo "bench: bpftrace is needed (apt-get ins
 # the other process: idle, with the same libc mapped
 sleep 100000 &
 OTHER=$!
-trap 'stop_tool; kill $OTHER 2>/dev/null; rm -rf "$OUT"' EXIT
+LOOP_PID=
+trap 'stop_tool; kill $OTHER $LOOP_PID 2>/dev/null; rm -rf "$OUT"' EXIT
 
 cat >"$OUT/contention.json" <<JSON
 {"version": 1, "probes": {"lock": {"mode": "contention"}}, "sinks": {"jsonl": {"path": "/dev/null"}}}
 JSON
 
-LOOP_PID=
 start_loop() {
   rm -f "$OUT/go"; mkfifo "$OUT/go"
   "$OUT/bin/lock_loop" "$N" "$OUT/go" >"$OUT/loop.out" &
   LOOP_PID=$!
+  # its libc is mapped once the dynamic loader has run
+  until grep -q '/libc\.so' "/proc/$LOOP_PID/maps" 2>/dev/null; do sleep 0.01; done
 }
 finish_loop() {
   echo x >"$OUT/go"
   wait "$LOOP_PID"
+  LOOP_PID=
   cat "$OUT/loop.out"
 }
 libc_of() { awk '$6 ~ /\/libc\.so/ {print $6; exit}' "/proc/$1/maps"; }
