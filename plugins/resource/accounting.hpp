@@ -406,7 +406,12 @@ private:
 			comm = out.threads[g.first_result].comm;
 
 		const bool exited = g.dead != nullptr;
-		const bool live_view = g.n_samples && !exited;
+		bool any_live = false;
+		for (size_t i = 0; i < g.n_samples; i++)
+			any_live |= !(g.sample(i)->flags & RS_F_ZOMBIE);
+		if (g.n_samples && !any_live && !exited && g.n_results == 0)
+			return; // a dead process not reaped yet: its end comes (or came) from its exit record
+		const bool live_view = g.n_samples && any_live && !exited;
 
 		// the totals: the kernel's own while the process lives, else the last ones plus the
 		// deltas of the threads that ended since

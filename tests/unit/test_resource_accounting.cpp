@@ -246,6 +246,27 @@ TEST_CASE("resource accounting: zombies count in their process, not as threads; 
 	CHECK(100.0 * p.delta.runtime_ns / p.interval_ns == Approx(200.0)); // two CPUs' worth
 }
 
+TEST_CASE("resource accounting: an ended process its parent has not reaped yet gives no more records")
+{
+	accountant a;
+	a.update(10 * S, {with_cpu(task(200, 200, 10 * S, 1 * S), 1 * S, 1, 0)}, true, {});
+	auto x = with_cpu(task(200, 200, 10 * S + 400 * MS, 1 * S), 1 * S + 100 * MS, 1, 0);
+	x.h.kind = RS_EXIT;
+	x.flags |= RS_F_GROUP_DEAD;
+	auto zombie = with_cpu(task(200, 200, 11 * S, 1 * S, RS_F_TARGET | RS_F_ZOMBIE), 1 * S + 100 * MS, 1, 0);
+	auto res = a.update(11 * S, {zombie}, true, {x});
+	REQUIRE(res.processes.size() == 1);
+	CHECK(res.processes[0].exited);
+	REQUIRE(res.threads.size() == 1);
+	CHECK(res.threads[0].exited);
+	for (uint64_t tick : {12 * S, 13 * S, 14 * S}) {
+		zombie.h.ts_boot_ns = tick;
+		res = a.update(tick, {zombie}, true, {});
+		CHECK(res.processes.empty());
+		CHECK(res.threads.empty());
+	}
+}
+
 TEST_CASE("resource accounting: a reused thread id starts over")
 {
 	accountant a;
