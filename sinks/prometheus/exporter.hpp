@@ -119,7 +119,11 @@ struct bpf_prog_stats {
 
 class exporter {
 public:
-	explicit exporter(options o) : opt_(std::move(o)), reg_(opt_.max_series) { define(); }
+	explicit exporter(options o) : opt_(std::move(o)), reg_(opt_.max_series)
+	{
+		define();
+		reg_.add(*expired_, {}, 0); // counters start at 0, not when first incremented
+	}
 
 	// ------------------------------------------------------------------ host thread
 
@@ -229,16 +233,20 @@ private:
 	void define()
 	{
 		using T = metric_type;
+		// zero_first (registry.hpp) for every count that starts when procimage starts counting:
+		// not for mirrors of the kernel's lifetime counts, nor for self-metrics other than the
+		// record counts (zero_first -1: the default).
 		auto d = [&](const char *name, T t, const char *help, const char *unit, std::vector<std::string> labels,
-			     double div = 1, bool self = false) {
-			return &reg_.define(name, t, help, unit, std::move(labels), div, self);
+			     double div = 1, bool self = false, int zero_first = -1) {
+			return &reg_.define(name, t, help, unit, std::move(labels), div, self,
+					    zero_first < 0 ? !self : zero_first != 0);
 		};
 		// self
 		records_ = d("procimage_exporter_records_total", T::counter, "Records this sink received, by emitting probe and event.",
-			     "", {"probe", "event"}, 1, true);
+			     "", {"probe", "event"}, 1, true, 1);
 		lost_ = d("procimage_lost_records_total", T::counter,
 			  "Records a probe's kernel side could not queue (full ring buffer or map), by probe instance; probe=targets: processes the target map could not hold.",
-			  "", {"probe"}, 1, true);
+			  "", {"probe"}, 1, true, 1);
 		kernel_records_ = d("procimage_probe_kernel_records_total", T::counter,
 				    "Ring-buffer records the host received from a probe's kernel side (known at each deactivation and at the end).",
 				    "", {"probe"}, 1, true);
@@ -309,7 +317,7 @@ private:
 		// resource
 		cpu_ = d("procimage_cpu_seconds_total", T::counter,
 			 "CPU time: a target process's own (the kernel's cumulative figure), or the whole system's busy time since the exporter started.",
-			 "seconds", {"scope", "pid", "comm"}, ns);
+			 "seconds", {"scope", "pid", "comm"}, ns, false, 0);
 		cpu_mode_ = d("procimage_cpu_mode_seconds_total", T::counter, "CPU time split into user and system mode.", "seconds",
 			      {"scope", "pid", "comm", "mode"}, ns);
 		cpu_ratio_ = d("procimage_cpu_usage_ratio", T::gauge,
@@ -329,9 +337,9 @@ private:
 		storage_written_ = d("procimage_storage_written_bytes_total", T::counter, "Bytes written to storage.", "bytes",
 				     {"scope", "pid", "comm"});
 		io_read_ = d("procimage_io_read_bytes_total", T::counter,
-			     "Bytes a target process read through system calls (rchar, cumulative).", "bytes", {"pid", "comm"});
+			     "Bytes a target process read through system calls (rchar, cumulative).", "bytes", {"pid", "comm"}, 1, false, 0);
 		io_written_ = d("procimage_io_written_bytes_total", T::counter,
-				"Bytes a target process wrote through system calls (wchar, cumulative).", "bytes", {"pid", "comm"});
+				"Bytes a target process wrote through system calls (wchar, cumulative).", "bytes", {"pid", "comm"}, 1, false, 0);
 		ctx_ = d("procimage_context_switches_total", T::counter,
 			 "Context switches of a target process, by type (voluntary, involuntary).", "", {"pid", "comm", "type"});
 		faults_ = d("procimage_page_faults_total", T::counter, "Page faults of a target process, by type (minor, major).",
@@ -431,6 +439,7 @@ private:
 			reg_.set_max(*kernel_records_, {src}, f.num("records"));
 			reg_.set_max(*probe_errors_, {src}, f.num("errors"));
 		} else if (event == "activated") {
+			reg_.set_max(*lost_, {src}, 0);
 			reg_.set(*active_, {src}, 1);
 			reg_.add(*activations_, {src}, 1);
 		} else if (event == "deactivated") {

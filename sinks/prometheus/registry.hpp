@@ -150,6 +150,10 @@ struct family_meta {
 	std::string unit;    // "seconds", "bytes", "ratio" or "": the name ends with it
 	double divisor;      // raw value / divisor = value in base units (1e9 for ns -> s)
 	bool self;           // the exporter's own figures: outside the series cap
+	// A new child is exposed at 0 first, with its value from the next scrape on (see
+	// registry::snap). For counts that begin when procimage starts counting; not for mirrors
+	// of a count the kernel kept before (a process's lifetime CPU time).
+	bool zero_first;
 	std::vector<std::string> labels;
 	std::vector<std::string> le; // histogram bucket bounds as label text
 
@@ -179,6 +183,7 @@ struct series {
 	uint64_t count = 0;                        // summary: observations
 	std::unique_ptr<buckets_t> buckets;        // histogram
 	uint32_t owner = 0;                        // pid whose end removes the series; 0: none
+	bool exposed = false;                      // in a snapshot already
 };
 
 struct family {
@@ -207,7 +212,7 @@ public:
 	explicit registry(size_t max_series) : max_series_(max_series) {}
 
 	family &define(std::string name, metric_type type, std::string help, std::string unit,
-		       std::vector<std::string> labels, double divisor = 1, bool self = false)
+		       std::vector<std::string> labels, double divisor = 1, bool self = false, bool zero_first = false)
 	{
 		auto m = std::make_shared<family_meta>();
 		m->name = name;
@@ -216,6 +221,7 @@ public:
 		m->unit = std::move(unit);
 		m->divisor = divisor;
 		m->self = self;
+		m->zero_first = zero_first && type != metric_type::gauge;
 		m->labels = std::move(labels);
 		if (type == metric_type::histogram)
 			m->le = le_texts(divisor);
@@ -340,23 +346,34 @@ public:
 	const std::map<std::string, family> &families() const { return families_; }
 	std::map<std::string, family> &families() { return families_; }
 
-	snapshot snap() const
+	// The figures to expose. Prometheus ignores the first value of a series in rate() and
+	// increase(): a count that appeared with its first 5 events would never show them. So a
+	// new child of a zero_first family is exposed once at 0 and with its value from the next
+	// snapshot on; increase() then sees every event since the child appeared.
+	snapshot snap()
 	{
 		snapshot s;
 		s.families.reserve(families_.size());
-		for (const auto &[name, f] : families_) {
+		for (auto &[name, f] : families_) {
 			if (f.children.empty())
 				continue;
 			auto &sf = s.families.emplace_back();
 			sf.meta = f.meta;
 			sf.children.reserve(f.children.size());
-			for (const auto &[k, c] : f.children) {
+			for (auto &[k, c] : f.children) {
 				auto &sc = sf.children.emplace_back();
 				sc.labels = c.labels;
-				sc.value = c.value;
-				sc.count = c.count;
-				if (c.buckets)
-					sc.buckets = *c.buckets;
+				if (f.meta->zero_first && !c.exposed) {
+					sc.value = 0;
+					sc.count = 0;
+					sc.buckets = {};
+				} else {
+					sc.value = c.value;
+					sc.count = c.count;
+					if (c.buckets)
+						sc.buckets = *c.buckets;
+				}
+				c.exposed = true;
 			}
 		}
 		return s;

@@ -101,6 +101,14 @@ sdk::record sys_row(const char *scope, uint32_t pid, const char *name, uint64_t 
 }
 
 void feed(prom::exporter &e, sdk::record &r) { e.record(r.view()); }
+
+// The exposition once new series show their values: a new counter or histogram is exposed at
+// 0 by the first scrape (tested on its own below).
+std::string settled(prom::exporter &e, bool openmetrics = false)
+{
+	e.scrape(openmetrics);
+	return e.scrape(openmetrics);
+}
 void feed(prom::exporter &e, sdk::record &&r) { e.record(r.view()); }
 
 // The lines of one family's samples (name prefix) in a text exposition.
@@ -153,6 +161,9 @@ TEST_CASE("prometheus: exact text exposition, with escaping and histogram bucket
 		"# HELP procimage_execs_total exec calls of target processes, by comm after the call and result (ok, error).\n"
 		"# TYPE procimage_execs_total counter\n"
 		"procimage_execs_total{comm=\"a\\\"b\\\\c\\nd\xef\xbf\xbd\",result=\"error\"} 1\n"
+		"# HELP procimage_exporter_expired_series_total Series removed because their process ended expire_s earlier.\n"
+		"# TYPE procimage_exporter_expired_series_total counter\n"
+		"procimage_exporter_expired_series_total 0\n"
 		"# HELP procimage_exporter_max_series The series cap (config max_series).\n"
 		"# TYPE procimage_exporter_max_series gauge\n"
 		"procimage_exporter_max_series 10000\n"
@@ -174,7 +185,7 @@ TEST_CASE("prometheus: exact text exposition, with escaping and histogram bucket
 		"histogram).\n"
 		"# TYPE procimage_sched_untimed_delays_total counter\n"
 		"procimage_sched_untimed_delays_total{scope=\"system\"} 3\n";
-	CHECK(e.scrape(false) == want);
+	CHECK(settled(e) == want);
 }
 
 TEST_CASE("prometheus: exact OpenMetrics exposition")
@@ -187,6 +198,9 @@ TEST_CASE("prometheus: exact OpenMetrics exposition")
 
 	std::vector<uint64_t> cum(LES.size(), 1); // slot 7 (128..255 ns) is under the first bound
 	const std::string want =
+		"# TYPE procimage_exporter_expired_series counter\n"
+		"# HELP procimage_exporter_expired_series Series removed because their process ended expire_s earlier.\n"
+		"procimage_exporter_expired_series_total 0\n"
 		"# TYPE procimage_exporter_max_series gauge\n"
 		"# HELP procimage_exporter_max_series The series cap (config max_series).\n"
 		"procimage_exporter_max_series 10000\n"
@@ -214,7 +228,32 @@ TEST_CASE("prometheus: exact OpenMetrics exposition")
 		"histogram).\n"
 		"procimage_sched_untimed_delays_total{scope=\"target\",pid=\"42\",comm=\"wl\"} 0\n"
 		"# EOF\n";
-	CHECK(e.scrape(true) == want);
+	CHECK(settled(e, true) == want);
+}
+
+TEST_CASE("prometheus: a new count is exposed at 0 once, so that increase() sees all of it")
+{
+	prom::exporter e(opts());
+	feed(e, exec_rec("wl", 0));
+	feed(e, sched("process", 42, "wl", "interval", slots({{9, 5}}), 3000));
+	sdk::record p("resource", "process");
+	p.ts(TS).ids(42, 42).comm("wl").pid_start(5000).u64("cpu_total_ns", 7 * S).u64("threads", 3);
+	feed(e, p);
+	std::string first = e.scrape(false);
+	CHECK(value_of(first, "procimage_execs_total{comm=\"wl\",result=\"ok\"}") == 0);
+	CHECK(value_of(first, "procimage_sched_delay_seconds_count{scope=\"target\",pid=\"42\",comm=\"wl\"}") == 0);
+	CHECK(value_of(first, "procimage_sched_delay_seconds_bucket{scope=\"target\",pid=\"42\",comm=\"wl\",le=\"+Inf\"}") == 0);
+	CHECK(value_of(first, "procimage_sched_delay_seconds_sum{scope=\"target\",pid=\"42\",comm=\"wl\"}") == 0);
+	// gauges, and counters that mirror what the kernel counted before procimage looked, at once
+	CHECK(value_of(first, "procimage_threads{pid=\"42\",comm=\"wl\"}") == 3);
+	CHECK(value_of(first, "procimage_cpu_seconds_total{scope=\"target\",pid=\"42\",comm=\"wl\"}") == 7);
+	feed(e, exec_rec("wl", 0));
+	feed(e, exec_rec("wl", -2)); // a new series while the others are exposed
+	std::string second = e.scrape(false);
+	CHECK(value_of(second, "procimage_execs_total{comm=\"wl\",result=\"ok\"}") == 2);
+	CHECK(value_of(second, "procimage_execs_total{comm=\"wl\",result=\"error\"}") == 0);
+	CHECK(value_of(second, "procimage_sched_delay_seconds_count{scope=\"target\",pid=\"42\",comm=\"wl\"}") == 5);
+	CHECK(value_of(e.scrape(false), "procimage_execs_total{comm=\"wl\",result=\"error\"}") == 1);
 }
 
 TEST_CASE("prometheus: log2 slots land under the right bucket bound")
@@ -240,7 +279,7 @@ TEST_CASE("prometheus: log2 slots land under the right bucket bound")
 		.u64v("wait_hist", slots({{0, 1}, {8, 2}, {20, 3}}, 36), PI_FMT_LOG2_HIST)
 		.u64v("hold_hist", slots({{31, 1}, {35, 5}}, 36), PI_FMT_LOG2_HIST);
 	feed(e, r);
-	std::string text = e.scrape(false);
+	std::string text = settled(e);
 	const std::string w = "procimage_lock_wait_seconds_bucket{pid=\"42\",comm=\"wl\",lock_type=\"mutex\",le=";
 	CHECK(value_of(text, w + "\"2.56e-07\"}") == 1);
 	CHECK(value_of(text, w + "\"5.12e-07\"}") == 3);
@@ -257,7 +296,7 @@ TEST_CASE("prometheus: log2 slots land under the right bucket bound")
 	CHECK(value_of(text, "procimage_lock_failed_total{pid=\"42\",comm=\"wl\",lock_type=\"mutex\"}") == 1);
 	// a second interval adds up
 	feed(e, r);
-	text = e.scrape(false);
+	text = settled(e);
 	CHECK(value_of(text, w + "\"+Inf\"}") == 12);
 	CHECK(value_of(text, "procimage_lock_contended_total{pid=\"42\",comm=\"wl\",lock_type=\"mutex\"}") == 4);
 }
@@ -292,7 +331,7 @@ TEST_CASE("prometheus: events are counted, not turned into gauges")
 	off.ts(TS).ids(42, 43).comm("wl").pid_start(5000).u64("dur_ns", 1500000000).str("reason", "sleeping");
 	feed(e, off);
 	feed(e, off);
-	std::string text = e.scrape(false);
+	std::string text = settled(e);
 	CHECK(value_of(text, "procimage_execs_total{comm=\"wl\",result=\"ok\"}") == 2);
 	CHECK(value_of(text, "procimage_execs_total{comm=\"wl\",result=\"error\"}") == 1);
 	CHECK(value_of(text, "procimage_process_exits_total{comm=\"child\",signal=\"SIGKILL\",exit_code=\"0\"}") == 1);
@@ -323,7 +362,7 @@ TEST_CASE("prometheus: syscall counts, system rows from the cumulative figures")
 	tot.str("scope", "target").u64("count", 1505).u64("total_ns", 305000).u64v("hist_ns", slots({{7, 1500}, {10, 5}}),
 										  PI_FMT_LOG2_HIST);
 	feed(e, tot);
-	std::string text = e.scrape(false);
+	std::string text = settled(e);
 	CHECK(value_of(text, "procimage_syscalls_total{scope=\"target\",pid=\"42\",comm=\"wl\",syscall=\"getppid\"}") == 1500);
 	CHECK(value_of(text, "procimage_syscall_errors_total{scope=\"target\",pid=\"42\",comm=\"wl\",syscall=\"openat\"}") == 5);
 	CHECK(value_of(text, "procimage_syscall_seconds_total{scope=\"target\",pid=\"42\",comm=\"wl\",syscall=\"getppid\"}") ==
@@ -356,7 +395,7 @@ TEST_CASE("prometheus: resource figures in base units, target beside system")
 		.u64("storage_read_bytes", 10).u64("storage_write_bytes", 20);
 	feed(e, s);
 	feed(e, s);
-	std::string text = e.scrape(false);
+	std::string text = settled(e);
 	CHECK(value_of(text, "procimage_cpu_seconds_total{scope=\"target\",pid=\"42\",comm=\"wl\"}") == 7);
 	CHECK(value_of(text, "procimage_cpu_usage_ratio{scope=\"target\",pid=\"42\",comm=\"wl\"}") == 0.25); // of 2 CPUs
 	CHECK(value_of(text, "procimage_cpu_usage_ratio{scope=\"system\"}") == 0.25);
@@ -378,7 +417,7 @@ TEST_CASE("prometheus: schedule thread records only when no process record cover
 	feed(e, sched("thread", 42, "wl", "interval", slots({{10, 2}}), 3000));  // within the process's
 	feed(e, sched("thread", 77, "other", "interval", slots({{10, 1}}), 1500)); // a thread target
 	feed(e, sched("process", 42, "wl", "total", slots({{10, 2}}), 3000));
-	std::string text = e.scrape(false);
+	std::string text = settled(e);
 	CHECK(value_of(text, "procimage_sched_delay_seconds_count{scope=\"target\",pid=\"42\",comm=\"wl\"}") == 2);
 	CHECK(value_of(text, "procimage_sched_delay_seconds_count{scope=\"target\",pid=\"77\",comm=\"other\"}") == 1);
 }
@@ -394,13 +433,13 @@ TEST_CASE("prometheus: host records give the self-metrics")
 		feed(e, r);
 	};
 	host("activated", {{"duration_s", 0}});
-	std::string text = e.scrape(false);
+	std::string text = settled(e);
 	CHECK(value_of(text, "procimage_probe_active{probe=\"syscall\"}") == 1);
 	host("lost", {{"lost", 3}, {"lost_total", 3}});
 	host("lost", {{"lost", 2}, {"lost_total", 5}});
 	host("deactivated", {{"records", 40}});
 	host("summary", {{"records", 40}, {"lost_total", 5}, {"errors", 1}});
-	text = e.scrape(false);
+	text = settled(e);
 	CHECK(value_of(text, "procimage_probe_active{probe=\"syscall\"}") == 0);
 	CHECK(value_of(text, "procimage_probe_activations_total{probe=\"syscall\"}") == 1);
 	CHECK(value_of(text, "procimage_lost_records_total{probe=\"syscall\"}") == 5);
@@ -409,7 +448,7 @@ TEST_CASE("prometheus: host records give the self-metrics")
 	CHECK(value_of(text, "procimage_exporter_records_total{probe=\"procimage\",event=\"lost\"}") == 2);
 	e.note_scrape(0.25);
 	e.note_scrape(0.5);
-	text = e.scrape(false);
+	text = settled(e);
 	CHECK(value_of(text, "procimage_exporter_scrape_duration_seconds_count") == 2);
 	CHECK(value_of(text, "procimage_exporter_scrape_duration_seconds_sum") == 0.75);
 	// BPF program figures replace the previous ones at each scrape
@@ -431,7 +470,7 @@ TEST_CASE("prometheus: the series cap refuses new series and counts them")
 		feed(e, sys_row("target", 42, name.c_str(), 400 + i, 1, 0, 10, 1, 0, 10));
 	}
 	CHECK(e.series_count() == 100);
-	std::string text = e.scrape(false);
+	std::string text = settled(e);
 	CHECK(value_of(text, "procimage_exporter_series") == 100);
 	CHECK(lines_of(text, "procimage_syscalls_total{").size() == 34);
 	// 6 rows found no room for any of their three series, one row for two of them
@@ -449,11 +488,11 @@ TEST_CASE("prometheus: the series cap refuses new series and counts them")
 	CHECK(e.dropped_series() == refused);
 	// existing series still count
 	feed(e, sys_row("target", 42, "call0", 400, 5, 0, 10, 6, 0, 20));
-	text = e.scrape(false);
+	text = settled(e);
 	CHECK(value_of(text, "procimage_syscalls_total{scope=\"target\",pid=\"42\",comm=\"wl\",syscall=\"call0\"}") == 6);
 	// a histogram needs 30 series at once: refused as a whole (and the untimed counter with it)
 	feed(e, sched("system", 0, "", "interval", slots({{9, 1}}), 600));
-	CHECK(lines_of(e.scrape(false), "procimage_sched_delay_seconds").empty());
+	CHECK(lines_of(settled(e), "procimage_sched_delay_seconds").empty());
 	CHECK(e.dropped_series() == refused + 2);
 }
 
@@ -476,20 +515,20 @@ TEST_CASE("prometheus: series of ended processes expire, live ones stay")
 	e.maintain(TS); // 61 is not running: noticed now
 	running.erase(60);
 	e.maintain(TS + S / 2); // within check_period: 60 not checked yet
-	std::string text = e.scrape(false);
+	std::string text = settled(e);
 	CHECK(lines_of(text, "procimage_oncpu_seconds_total{").size() == 4);
 
 	e.maintain(TS + 2 * S); // 60 found gone now
 	e.maintain(TS + 60 * S); // 61: 60 s after it was found gone
-	text = e.scrape(false);
+	text = settled(e);
 	CHECK(lines_of(text, "procimage_oncpu_seconds_total{pid=\"61\"").empty());
 	CHECK(lines_of(text, "procimage_oncpu_seconds_total{pid=\"43\"").size() == 1);
 	CHECK(value_of(text, "procimage_exporter_expired_series_total") == 1);
 
 	e.maintain(t_exit + 60 * S - 1);
-	CHECK(lines_of(e.scrape(false), "procimage_oncpu_seconds_total{pid=\"43\"").size() == 1);
+	CHECK(lines_of(settled(e), "procimage_oncpu_seconds_total{pid=\"43\"").size() == 1);
 	e.maintain(t_exit + 60 * S);
-	text = e.scrape(false);
+	text = settled(e);
 	CHECK(lines_of(text, "procimage_oncpu_seconds_total{pid=\"43\"").empty());
 	CHECK(lines_of(text, "procimage_oncpu_seconds_total{pid=\"60\"").empty());
 	CHECK(value_of(text, "procimage_oncpu_seconds_total{pid=\"42\",comm=\"wl\"}") == 10e-9);
@@ -505,10 +544,10 @@ TEST_CASE("prometheus: series of ended processes expire, live ones stay")
 		.boolean("exited", true);
 	feed(e, last);
 	e.maintain(TS + 159 * S);
-	CHECK(lines_of(e.scrape(false), "procimage_oncpu_seconds_total{pid=\"42\"").size() == 1);
+	CHECK(lines_of(settled(e), "procimage_oncpu_seconds_total{pid=\"42\"").size() == 1);
 	e.maintain(TS + 160 * S);
-	CHECK(lines_of(e.scrape(false), "procimage_oncpu_seconds_total{pid=\"42\"").empty());
-	CHECK(lines_of(e.scrape(false), "procimage_cpu_seconds_total{").empty());
+	CHECK(lines_of(settled(e), "procimage_oncpu_seconds_total{pid=\"42\"").empty());
+	CHECK(lines_of(settled(e), "procimage_cpu_seconds_total{").empty());
 }
 
 TEST_CASE("prometheus: a reused pid starts afresh")
@@ -516,9 +555,9 @@ TEST_CASE("prometheus: a reused pid starts afresh")
 	prom::exporter e(opts());
 	feed(e, oncpu(42, "wl", 5000 * S, 10));
 	feed(e, oncpu(42, "wl", 5000 * S + 500, 10)); // the same process (start read twice)
-	CHECK(value_of(e.scrape(false), "procimage_oncpu_seconds_total{pid=\"42\",comm=\"wl\"}") == 20e-9);
+	CHECK(value_of(settled(e), "procimage_oncpu_seconds_total{pid=\"42\",comm=\"wl\"}") == 20e-9);
 	feed(e, oncpu(42, "wl", 6000 * S, 7)); // another process with pid 42
-	std::string text = e.scrape(false);
+	std::string text = settled(e);
 	CHECK(value_of(text, "procimage_oncpu_seconds_total{pid=\"42\",comm=\"wl\"}") == 7e-9);
 	CHECK(value_of(text, "procimage_exporter_expired_series_total") == 1);
 }
@@ -655,7 +694,8 @@ TEST_CASE("prometheus sink: serves /metrics over HTTP, OpenMetrics on request, a
 	auto text = http_get(port, "/metrics");
 	CHECK(text.status == 200);
 	CHECK(text.headers.find("Content-Type: text/plain; version=0.0.4; charset=utf-8") != std::string::npos);
-	CHECK(text.body.find("# TYPE procimage_execs_total counter\nprocimage_execs_total{comm=\"wl\",result=\"ok\"} 1\n") !=
+	// a new series: 0 at its first scrape
+	CHECK(text.body.find("# TYPE procimage_execs_total counter\nprocimage_execs_total{comm=\"wl\",result=\"ok\"} 0\n") !=
 	      std::string::npos);
 	CHECK(text.body.find("# EOF") == std::string::npos);
 
