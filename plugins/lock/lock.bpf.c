@@ -419,6 +419,8 @@ static __always_inline bool wanted_cached(__u32 tgid, __u32 tid)
 		return false;
 	if (st->wanted_gen == c->generation)
 		return st->wanted;
+	/* a new activation: holds of the previous one were forgotten with it */
+	st->held = 0;
 	st->wanted = pi_wanted(tgid, tid);
 	st->wanted_gen = c->generation;
 	return st->wanted;

@@ -908,6 +908,7 @@ private:
 		prev_locks_.clear();
 		prev_threads_.clear();
 		prev_futex_.clear();
+		retired_futex_.clear();
 		prev_sys_[0] = prev_sys_[1] = lk_sys_stats{};
 	}
 
@@ -1096,26 +1097,47 @@ private:
 
 	void report_futexes(uint64_t ts, bool final)
 	{
-		percpu_reader<lk_futex_key, lk_futex_stats> rd(bpf_map__fd(skel_->maps.lk_futex));
+		int fd = bpf_map__fd(skel_->maps.lk_futex);
+		percpu_reader<lk_futex_key, lk_futex_stats> rd(fd);
 		auto now = rd.read_all(add_futex);
+		// A whole-system target meets many futex words: when the map is half full, words idle
+		// in this interval leave it and their figures are kept here for the totals.
+		bool prune = now.size() > cfg_.max_futexes / 2;
 		// per word: (tgid, addr)
 		std::map<std::pair<uint32_t, uint64_t>, futex_word> interval, total;
+		auto add = [](futex_word &w, const lk_futex_key &k, const lk_futex_stats &s) {
+			add_futex(w.s, s);
+			if (s.waits && std::find(w.waiters.begin(), w.waiters.end(), k.tid) == w.waiters.end())
+				w.waiters.push_back(k.tid);
+			if (s.wakes && std::find(w.wakers.begin(), w.wakers.end(), k.tid) == w.wakers.end())
+				w.wakers.push_back(k.tid);
+		};
+		std::vector<lk_futex_key> idle;
 		for (const auto &[k, v] : now) {
 			lk_futex_stats d = v;
 			auto p = prev_futex_.find(k);
 			if (p != prev_futex_.end())
 				sub_futex(d, p->second);
-			auto add = [&](futex_word &w, const lk_futex_stats &s) {
-				add_futex(w.s, s);
-				if (s.waits)
-					w.waiters.push_back(k.tid);
-				if (s.wakes)
-					w.wakers.push_back(k.tid);
-			};
 			if (d.waits || d.wakes)
-				add(interval[{k.tgid, k.addr}], d);
-			add(total[{k.tgid, k.addr}], v);
+				add(interval[{k.tgid, k.addr}], k, d);
+			else if (prune)
+				idle.push_back(k);
 		}
+		for (const auto &k : idle) {
+			add_futex(retired_futex_[k], now[k]);
+			bpf_map_delete_elem(fd, &k);
+			now.erase(k);
+		}
+		for (const auto &[k, v] : retired_futex_) {
+			lk_futex_stats sum = v;
+			auto n = now.find(k);
+			if (n != now.end())
+				add_futex(sum, n->second);
+			add(total[{k.tgid, k.addr}], k, sum);
+		}
+		for (const auto &[k, v] : now)
+			if (!retired_futex_.count(k))
+				add(total[{k.tgid, k.addr}], k, v);
 		prev_futex_ = std::move(now);
 		auto flat = [](std::map<std::pair<uint32_t, uint64_t>, futex_word> &m) {
 			std::vector<std::pair<std::pair<uint32_t, uint64_t>, futex_word>> v(m.begin(), m.end());
@@ -1199,6 +1221,7 @@ private:
 	std::map<lk_lock_key, lk_lock_stats> prev_locks_;
 	std::map<uint32_t, lk_thread_stats> prev_threads_;
 	std::map<lk_futex_key, lk_futex_stats> prev_futex_;
+	std::map<lk_futex_key, lk_futex_stats> retired_futex_; // figures of words pruned from the map
 	lk_sys_stats prev_sys_[2]{};
 	std::unordered_map<uint32_t, std::string> comms_;
 };

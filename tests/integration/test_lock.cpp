@@ -268,7 +268,6 @@ TEST_CASE("lock: holds, waits, errors and holders on the wl-lock schedule (-- CM
 	CHECK(i(b, "request_ts_ns") > i(a, "acquired_ts_ns"));
 	CHECK(i(b, "acquired_ts_ns") >= i(a, "ts_ns"));
 	CHECK(i(tr, "request_ts_ns") > i(a, "acquired_ts_ns"));
-	CHECK(i(b, "wait_ns") + i(tl, "wait_ns") <= i(a, "hold_ns") + MS); // + the wake-up after the release
 
 	// rwlock: both readers hold it at once, 10 ms each
 	json r1 = acq(R1, "pthread_rwlock_rdlock", RW), r2 = acq(R2, "pthread_rwlock_rdlock", RW);
@@ -310,9 +309,11 @@ TEST_CASE("lock: holds, waits, errors and holders on the wl-lock schedule (-- CM
 	CHECK(cl["waker_tid"] == A);
 	CHECK(i(cl, "wait_ns") <= i(b, "wait_ns"));
 	CHECK_NEAR(i(cl, "wait_ns"), truth["b_lock_wait_ns"], MS);
-	// A had held it since before B's trylock; held + waited = A's whole hold
+	// A had held it since before B's trylock; B slept until A released it (and then until B
+	// ran again, which takes long on a loaded machine)
 	CHECK(i(cl, "holder_held_ns") >= truth["b_timedlock_wait_ns"]);
-	CHECK_NEAR(i(cl, "holder_held_ns") + i(cl, "wait_ns"), truth["a_hold_ns"], MS);
+	CHECK(i(cl, "holder_held_ns") < truth["a_hold_ns"]);
+	CHECK(i(cl, "holder_held_ns") + i(cl, "wait_ns") >= truth["a_hold_ns"] - MS);
 	json ct = one(select(bc, "contention", [](const json &e) { return e["ret"] == -ETIMEDOUT; }), "B's timed wait");
 	CHECK(ct["holder_tid"] == A);
 	CHECK(ct["waker_tid"] == 0);
@@ -345,11 +346,14 @@ TEST_CASE("lock: holds, waits, errors and holders on the wl-lock schedule (-- CM
 	CHECK(total(RW, "rwlock_write")["acquisitions"] == 1);
 	CHECK(total(S, "spin")["acquisitions"] == 2);
 	CHECK(total(M2, "mutex")["acquisitions"] == 1);
-	// the lock with the most wait time ranks first
+	// ranked by wait time, most first
 	auto ranked = select(recs, "lock", [](const json &e) { return e["window"] == "total"; });
-	REQUIRE(!ranked.empty());
-	CHECK(ranked[0]["rank"] == 1);
-	CHECK(ranked[0]["lock_addr"] == M);
+	REQUIRE(ranked.size() >= 5);
+	for (size_t n = 0; n < ranked.size(); n++) {
+		CHECK(ranked[n]["rank"] == n + 1);
+		if (n)
+			CHECK(i(ranked[n], "wait_total_ns") <= i(ranked[n - 1], "wait_total_ns"));
+	}
 	// per thread
 	json tb = one(select(recs, "thread", [&](const json &e) { return e["window"] == "total" && e["tid"] == B; }),
 		      "B's totals");
@@ -477,16 +481,16 @@ TEST_CASE("lock: contention-only mode reports futex waits, waiters and wakers wi
 	CHECK_NEAR(i(cl, "wait_ns"), truth["b_lock_wait_ns"], MS);
 	json ct = one(select(bc, "contention", [](const json &e) { return e["ret"] == -ETIMEDOUT; }), "B's timed wait");
 	CHECK_NEAR(i(ct, "wait_ns"), truth["b_timedlock_wait_ns"], MS);
-	// the rwlock's writer waited on futex words inside the rwlock (glibc may use two of them)
-	auto wc = select(recs, "contention", [&](const json &e) { return e["tid"] == truth["w_tid"]; });
+	// the rwlock's writer waited on futex words inside the rwlock (glibc may use two of them);
+	// its other long wait, at the barrier before, is on the barrier's word
+	auto wc = select(recs, "contention", [&](const json &e) {
+		return e["tid"] == truth["w_tid"] && e["futex_addr"] >= truth["rwlock_addr"] &&
+		       e["futex_addr"] < truth["rwlock_addr"] + 56; // sizeof(pthread_rwlock_t)
+	});
 	REQUIRE(!wc.empty());
 	int64_t wsum = 0;
-	for (const auto &c : wc) {
-		long fa = c["futex_addr"];
-		CHECK(fa >= truth["rwlock_addr"]);
-		CHECK(fa < truth["rwlock_addr"] + 56); // sizeof(pthread_rwlock_t)
+	for (const auto &c : wc)
 		wsum += i(c, "wait_ns");
-	}
 	CHECK(wsum <= truth["w_wait_ns"]);
 	json fm = one(select(recs, "futex", [&](const json &e) { return e["window"] == "total" && e["futex_addr"] == M; }),
 		      "M's futex word");
