@@ -11,9 +11,10 @@
 //    the target) only sets the baseline: no record until the next tick.
 //  - A process's cumulative totals are the kernel's (what /proc/<pid>/stat and /proc/<pid>/io
 //    add up): the signal_struct's sums for released threads plus every thread still listed,
-//    zombies included. Its interval figures are the totals' differences. When the process ends
-//    (the last thread's exit record), its final totals are the last ones plus the deltas of the
-//    threads that ended since.
+//    zombies included (for I/O the kernel also adds the children it reaped). Its interval
+//    figures are the sums of its threads' interval figures: its own work only. When the process
+//    ends (the last thread's exit record), its final totals are the last ones plus the deltas
+//    of the threads that ended since.
 //  - user/system: the tick-sampled utime/stime only split the exact runtime (as the kernel does
 //    for /proc), monotonically, per thread and per process.
 #pragma once
@@ -265,7 +266,6 @@ private:
 		uint64_t start = 0;
 		uint64_t ts = 0;
 		rs_counters total{};
-		cputime_split split;
 		memory mem;
 		std::string comm;
 		uint32_t unseen = 0;
@@ -454,7 +454,6 @@ private:
 					n.start = pid_start;
 					n.ts = now;
 					n.total = total;
-					n.split.update(total.runtime_ns, total.utime_ns, total.stime_ns);
 					n.mem = mem;
 					n.comm = comm;
 				}
@@ -463,8 +462,16 @@ private:
 			prev.start = pid_start;
 			prev.ts = pid_start;
 		}
-		cputime_split split = prev.split;
-		split.update(total.runtime_ns, total.utime_ns, total.stime_ns);
+		// the interval's figures: its threads' (live, ended, companions), so that the I/O of
+		// waited-for children, which the kernel adds to the parent's totals when it reaps them,
+		// does not show up as the parent's own
+		rs_counters delta{};
+		uint64_t user = 0, system = 0;
+		for (size_t i = g.first_result; i < g.first_result + g.n_results; i++) {
+			delta = sum(delta, out.threads[i].delta);
+			user += out.threads[i].user_ns;
+			system += out.threads[i].system_ns;
+		}
 
 		if (!live_view && !exited) {
 			// only exit records of some of its threads (no iteration this time): keep them
@@ -472,7 +479,6 @@ private:
 			process_state &n = procs_[pid];
 			n = prev;
 			n.total = total;
-			n.split = split;
 			return;
 		}
 
@@ -483,10 +489,10 @@ private:
 		p.ts = exited ? g.dead->h.ts_boot_ns : now;
 		uint64_t from = std::max(prev.ts, pid_start);
 		p.interval_ns = p.ts > from ? p.ts - from : 0;
-		p.delta = minus(total, prev.total);
+		p.delta = delta;
 		p.total = total;
-		p.user_ns = split.user - prev.split.user;
-		p.system_ns = split.system - prev.split.system;
+		p.user_ns = user;
+		p.system_ns = system;
 		p.mem = mem;
 		p.threads = live_threads;
 		p.exited = exited;
@@ -499,7 +505,6 @@ private:
 			n.start = pid_start;
 			n.ts = now;
 			n.total = total;
-			n.split = split;
 			n.mem = mem;
 			n.comm = comm;
 		}

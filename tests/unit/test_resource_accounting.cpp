@@ -267,6 +267,25 @@ TEST_CASE("resource accounting: an ended process its parent has not reaped yet g
 	}
 }
 
+TEST_CASE("resource accounting: a reaped child's I/O is in the parent's totals, not in its interval")
+{
+	accountant a;
+	auto sh = [](uint64_t ts) {
+		auto r = with_cpu(task(50, 50, ts, 1 * S), 10 * MS, 1, 0);
+		r.self.rchar = 4000;
+		return r;
+	};
+	a.update(10 * S, {sh(10 * S)}, true, {});
+	// the shell reaped a child that had read 200 MiB: the kernel adds it to the shell's
+	// signal_struct I/O (what /proc/<pid>/io shows), but the shell itself read nothing
+	auto s1 = sh(11 * S);
+	s1.dead.rchar = 200ULL << 20;
+	auto res = a.update(11 * S, {s1}, true, {});
+	REQUIRE(res.processes.size() == 1);
+	CHECK(res.processes[0].delta.rchar == 0);
+	CHECK(res.processes[0].total.rchar == (200ULL << 20) + 4000);
+}
+
 TEST_CASE("resource accounting: a reused thread id starts over")
 {
 	accountant a;
