@@ -212,7 +212,6 @@ static __always_inline void thread_wait(struct task_struct *p, __u32 tid, int ki
 	t->prio = p->prio;
 	t->static_prio = p->static_prio;
 	t->policy = p->policy;
-	t->cpu = bpf_get_smp_processor_id();
 	__builtin_memcpy(t->comm, p->comm, sizeof(t->comm));
 }
 
@@ -231,7 +230,7 @@ static __always_inline void system_wait(int kind, __u64 d, __u64 epoch, bool rec
  * (CONFIG_SCHED_INFO) see it waiting, and for how long? Its enqueue time is in the run queue's
  * clock, which sched_switch finds updated (reached through the task's cfs_rq, which exists for
  * every class with CONFIG_FAIR_GROUP_SCHED). The wait is cut at the activation's start. */
-static __always_inline int kernel_wait(struct task_struct *p, __u64 now, __u64 *d)
+static __always_inline int kernel_wait(struct task_struct *p, __u64 *now, __u64 *d)
 {
 	if (!bpf_core_field_exists(p->sched_info.last_queued))
 		return -1;
@@ -244,7 +243,9 @@ static __always_inline int kernel_wait(struct task_struct *p, __u64 now, __u64 *
 	if (clock < queued)
 		return WAIT_UNTIMED;
 	*d = clock - queued;
-	__u64 since = now > sc_start_ns ? now - sc_start_ns : 0;
+	if (!*now)
+		*now = bpf_ktime_get_ns();
+	__u64 since = *now > sc_start_ns ? *now - sc_start_ns : 0;
 	if (*d > since)
 		*d = since;
 	return WAIT_FALLBACK;
@@ -294,7 +295,7 @@ int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_stru
 	if (!c)
 		return 0;
 	__u64 gen = c->generation;
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = 0; /* read when first needed: a switch to idle after a sleep needs no clock */
 	__u64 epoch = sc_epoch;
 
 	__u32 ptid = prev->pid;
@@ -312,6 +313,7 @@ int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_stru
 			 * switch-in (seen on some kernels, rarely). It has been on the CPU since,
 			 * for the CPU time it used, so its wait ended that long before now. (Not for
 			 * the idle task, whose CPU time is not kept: its stamp is just dropped.) */
+			now = bpf_ktime_get_ns();
 			__u64 ran = prev->se.sum_exec_runtime - t->runtime_ns;
 			bool ok = ptid && t->generation == gen && t->ts_ns <= now && ran > 0 &&
 				  ran <= now - t->ts_ns;
@@ -325,6 +327,8 @@ int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_stru
 			}
 		}
 		if (runnable) {
+			if (!now)
+				now = bpf_ktime_get_ns();
 			if (t)
 				set_stamp(t, prev, now, gen);
 			else
@@ -341,6 +345,8 @@ int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_stru
 	struct sc_task *t = bpf_task_storage_get(&sc_tasks, next, 0, 0);
 	if (t && t->ts_ns) {
 		/* Valid only if taken in this activation and the task has not run since. */
+		if (!now)
+			now = bpf_ktime_get_ns();
 		timed = t->generation == gen && t->runtime_ns == next->se.sum_exec_runtime &&
 			t->ts_ns <= now;
 		d = now - t->ts_ns;
@@ -350,7 +356,7 @@ int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_stru
 	if (!timed) {
 		/* No usable stamp: the wait began before the activation, or the tracepoint did
 		 * not report its start (seen on some kernels, rarely). */
-		kind = kernel_wait(next, now, &d);
+		kind = kernel_wait(next, &now, &d);
 		if (kind < 0)
 			return 0;
 	}

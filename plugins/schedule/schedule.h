@@ -55,7 +55,7 @@ struct sc_thread {
 	__s32 prio;         /* task->prio at the last delay: 0..99 real-time, 100..139 = 120 + nice */
 	__s32 static_prio;  /* task->static_prio: 120 + nice */
 	__u32 policy;       /* task->policy: SCHED_OTHER 0, FIFO 1, RR 2, BATCH 3, IDLE 5, DEADLINE 6, EXT 7 */
-	__u32 cpu;          /* CPU of the last delay's switch-in */
+	__u32 pad;
 	char comm[PI_COMM_LEN];
 };
 
