@@ -378,6 +378,29 @@ TEST_CASE("lock: holds, waits, errors and holders on the wl-lock schedule (-- CM
 	CHECK(no_lost(recs));
 }
 
+TEST_CASE("lock: one perf-event uprobe per place (kernels before uprobe_multi) measures the same")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	auto p = pipeline(d, R"({"acquisitions": true, "uprobe_attach": "single"})");
+	auto r = t::run({t::procimage_bin(), "-q", "--pipeline", p, "--", t::build_dir() + "/wl-lock", d.file("log")});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	auto truth = t::read_kv(d.file("log"));
+	auto recs = t::read_jsonl(d.file("out.jsonl"));
+	auto by = [&](long tid, const char *op) {
+		return one(select(recs, "acquisition",
+				  [&](const json &e) {
+					  return e["tid"] == tid && e["op"] == op && e["lock_addr"] == truth["mutex_addr"];
+				  }),
+			   op);
+	};
+	CHECK_NEAR(i(by(truth["a_tid"], "pthread_mutex_lock"), "hold_ns"), truth["a_hold_ns"], MS);
+	CHECK(by(truth["b_tid"], "pthread_mutex_trylock")["ret"] == -EBUSY);
+	json y = one(select(recs, "acquisition", [&](const json &e) { return e["tid"] == truth["y_tid"]; }), "Y's spin");
+	CHECK_NEAR(i(y, "wait_ns"), truth["y_wait_ns"], MS);
+}
+
 TEST_CASE("lock: -- CMD follows a forked child through its exec")
 {
 	REQUIRE_ROOT_OR_SKIP();
