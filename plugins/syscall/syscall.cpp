@@ -16,7 +16,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <memory>
 #include <set>
 #include <unordered_map>
 
@@ -169,7 +168,7 @@ public:
 				sequence = true;
 			}
 		}
-		links_.clear();
+		detach(); // (the host detaches first; a second attach must not leave batches behind)
 		uint64_t now = boot_now();
 		if (measured_)
 			report(now, false); // what an earlier activation counted and nobody reported yet
