@@ -313,8 +313,8 @@ private:
 					warned_approx_ = true;
 					sdk::log(host(), PI_LOG_WARN,
 						 "resource: the per-CPU parts of the RSS counters cannot be read on this "
-						 "kernel: RSS figures are the counters' global parts (within 64 pages "
-						 "per CPU of /proc's)");
+						 "kernel: RSS figures are the counters' global parts (off by up to one "
+						 "counter batch, 32 pages or more, per CPU)");
 					break;
 				}
 		std::vector<rs_task> exits;
