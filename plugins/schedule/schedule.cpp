@@ -11,6 +11,7 @@
 #include <procimage/sdk.hpp>
 
 #include <algorithm>
+#include <cstddef>
 #include <ctime>
 #include <vector>
 
@@ -88,6 +89,7 @@ public:
 
 	void attach(const pi_target &target) override
 	{
+		check_options(target);
 		links_.clear();
 		finish(boot_now_ns()); // an earlier activation not reported yet
 		// A new activation starts from nothing: no figure or epoch of an earlier one (stamps
@@ -145,6 +147,23 @@ public:
 	}
 
 private:
+	// This probe takes no per-activation options (pi_target.options): refuse any, by name.
+	static void check_options(const pi_target &target)
+	{
+		if (target.size < offsetof(pi_target, options) + sizeof(target.options) || !target.options)
+			return;
+		nlohmann::json o;
+		try {
+			o = nlohmann::json::parse(target.options);
+		} catch (const nlohmann::json::exception &e) {
+			throw std::runtime_error(std::string("activation options: invalid JSON: ") + e.what());
+		}
+		if (!o.is_object())
+			throw std::runtime_error("activation options: expected an object");
+		for (const auto &[k, _] : o.items())
+			throw std::runtime_error(k + ": unknown activation option (schedule takes none)");
+	}
+
 	// Report the last interval and the totals of an activation that has ended.
 	void finish(uint64_t now_boot_ns)
 	{
