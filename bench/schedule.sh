@@ -8,6 +8,9 @@
 # interleave the configurations so that drift on a shared machine hits them all alike.
 # Usage: sudo bench/schedule.sh [ROUNDS] [PINGPONG_ROUND_TRIPS] [CONTEND_ROUNDS]
 #        (BUILD_DIR=build-schedule to use another build tree)
+# PROGSTATS=1 also measures the nanoseconds each program takes per run (procimage's and
+# runqlat's), with kernel.bpf_stats_enabled switched on for that part only: a figure the load
+# of a shared machine does not blur. It is a global setting, hence not on by default.
 source "$(dirname "$0")/lib.sh"
 need_root
 ROUNDS=${1:-7}
@@ -46,6 +49,29 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
+# avg ns per run of the programs NAMES... that use a map called MAP (bpftool -j, jq)
+prog_ns() {
+  local map=$1; shift
+  local mid
+  mid=$(bpftool -j map show | jq -r --arg m "$map" '[.[] | select(.name == $m) | .id] | last')
+  bpftool -j prog show | jq -r --argjson mid "$mid" --arg names "$*" '
+    .[] | select((.map_ids // []) | index($mid)) | select(.name as $n | ($names | split(" ") | index($n)))
+    | "\(.name) \(if .run_cnt > 0 then (.run_time_ns / .run_cnt | floor) else 0 end) ns/run (\(.run_cnt) runs)"'
+}
+
+if [ "${PROGSTATS:-0}" = 1 ]; then
+  old=$(cat /proc/sys/kernel/bpf_stats_enabled)
+  trap 'echo "$old" > /proc/sys/kernel/bpf_stats_enabled; stop_tool; rm -rf "$OUT"' EXIT
+  echo 1 > /proc/sys/kernel/bpf_stats_enabled
+  "$PROCIMAGE" -q -S -o jsonl:/dev/null -- sh -c "\"$OUT/bin/pingpong\" $N_PP >/dev/null; \
+    $(declare -f prog_ns); prog_ns sc_tasks sc_wakeup sc_switch" >"$OUT/ns_procimage.txt"
+  start_tool "$OUT/rq2.log" "Tracing" stdbuf -oL "$RUNQLAT"
+  "$OUT/bin/pingpong" "$N_PP" >/dev/null
+  prog_ns start sched_wakeup sched_switch >"$OUT/ns_runqlat.txt"
+  stop_tool
+  echo "$old" > /proc/sys/kernel/bpf_stats_enabled
+fi
+
 echo "schedule probe overhead: $ROUNDS rounds, $(nproc) CPUs, kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for w in pp ct; do
   if [ $w = pp ]; then echo; echo "pipe ping-pong, $N_PP round trips"; else
@@ -56,3 +82,8 @@ for w in pp ct; do
   report_line "procimage -S (system-wide)" "$OUT/${w}_none.txt" "$OUT/${w}_system.txt"
   report_line "runqlat (libbpf-tools)" "$OUT/${w}_none.txt" "$OUT/${w}_runqlat.txt"
 done
+if [ "${PROGSTATS:-0}" = 1 ]; then
+  echo; echo "time per program run during ping-pong (kernel.bpf_stats_enabled)"
+  sed 's/^/  procimage -S -- workload: /' "$OUT/ns_procimage.txt"
+  sed 's/^/  runqlat:                  /' "$OUT/ns_runqlat.txt"
+fi
