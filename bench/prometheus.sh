@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# What the prometheus sink costs the host, side by side in one run. procimage traces every
-# process (keytime --cpu, schedule, syscall, resource) while a fork+exec loop runs; the
-# configurations differ only in the sink:
+# What the prometheus sink costs the host, side by side in one run. procimage traces a
+# fork+exec loop and its children (keytime --cpu, schedule, syscall, resource; target: the
+# loop's process, descendants followed, system figures on), so every child makes its own series;
+# the configurations differ only in the sink:
 #   jsonl to /dev/null                  (the baseline: an event sink that formats every record)
 #   prometheus, never scraped
 #   prometheus, scraped every second    (curl in a loop, like a Prometheus server)
@@ -22,12 +23,10 @@ PORT=19464
 SCRAPER=
 trap 'stop_tool; [ -n "$SCRAPER" ] && kill "$SCRAPER" 2>/dev/null; rm -rf "$OUT"' EXIT
 
-pipeline() { # pipeline NAME SINKS_JSON
-  printf '{"version":1,"target":{"all":true},"probes":{"keytime":{"cpu":true},"schedule":{},"syscall":{"sequence":false},"resource":{"threads":false}},"sinks":%s}' \
-    "$2" >"$OUT/$1.json"
+pipeline() { # pipeline NAME TGID SINKS_JSON
+  printf '{"version":1,"target":{"tgid":%s,"follow":true},"probes":{"keytime":{"cpu":true},"schedule":{},"syscall":{"sequence":false},"resource":{"threads":false}},"sinks":%s}' \
+    "$2" "$3" >"$OUT/$1.json"
 }
-pipeline jsonl '{"jsonl":{"path":"/dev/null"}}'
-pipeline prom '{"prometheus":{"listen":"127.0.0.1:'$PORT'","max_series":100000}}'
 
 # procimage's CPU seconds so far: the whole process, and its host thread (the main thread)
 tool_cpu() { awk '{print ($14 + $15) / '"$(getconf CLK_TCK)"'}' "/proc/$TOOL_PID/stat"; }
@@ -35,11 +34,16 @@ host_cpu() { awk '{print ($14 + $15) / '"$(getconf CLK_TCK)"'}' "/proc/$TOOL_PID
 
 run_config() { # run_config NAME: the loop's seconds to NAME.txt, procimage's CPU to NAME.cpu
   local c=$1 before after hbefore hafter
+  if [ "$c" = none ]; then $W >>"$OUT/none.txt"; return; fi
+  # the loop waits, stopped, until procimage collects for it
+  sh -c 'kill -STOP $$; exec '"$W" >>"$OUT/$c.txt" &
+  local loop=$!
+  while [ "$(awk '{print $3}' "/proc/$loop/stat")" != T ]; do sleep 0.01; done
   case $c in
-    none) $W >>"$OUT/none.txt"; return ;;
-    jsonl) start_tool "$OUT/$c.log" "collecting for" "$PROCIMAGE" --pipeline "$OUT/jsonl.json" ;;
-    prom | prom_scraped) start_tool "$OUT/$c.log" "collecting for" "$PROCIMAGE" --pipeline "$OUT/prom.json" ;;
+    jsonl) pipeline "$c" "$loop" '{"jsonl":{"path":"/dev/null"}}' ;;
+    prom | prom_scraped) pipeline "$c" "$loop" '{"prometheus":{"listen":"127.0.0.1:'$PORT'","max_series":100000}}' ;;
   esac
+  start_tool "$OUT/$c.log" "collecting for" "$PROCIMAGE" --pipeline "$OUT/$c.json"
   if [ "$c" = prom_scraped ]; then
     (while true; do
        curl -s -o "$OUT/metrics.txt" -w '%{time_total} %{size_download}\n' "http://127.0.0.1:$PORT/metrics" >>"$OUT/scrapes.txt"
@@ -49,7 +53,9 @@ run_config() { # run_config NAME: the loop's seconds to NAME.txt, procimage's CP
   fi
   before=$(tool_cpu)
   hbefore=$(host_cpu)
-  $W >>"$OUT/$c.txt"
+  kill -CONT "$loop"
+  wait "$loop"
+  sleep 1.5 # the loop's last records reach the sink (interval_ms 1000, flush_ms 100)
   after=$(tool_cpu)
   hafter=$(host_cpu)
   echo "$after - $before" | bc -l >>"$OUT/$c.cpu"
@@ -58,6 +64,7 @@ run_config() { # run_config NAME: the loop's seconds to NAME.txt, procimage's CP
     kill "$SCRAPER" 2>/dev/null || true
     wait "$SCRAPER" 2>/dev/null || true
     SCRAPER=
+    curl -s -o "$OUT/metrics.txt" "http://127.0.0.1:$PORT/metrics"
     grep -c -v '^#' "$OUT/metrics.txt" >>"$OUT/series.txt" || true
   fi
   stop_tool
@@ -70,7 +77,7 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
-echo "fork+exec /bin/true x $N traced system-wide (keytime --cpu, schedule, syscall, resource), $ROUNDS rounds, $(nproc) CPUs, kernel $(uname -r)"
+echo "fork+exec /bin/true x $N, the loop and its children traced (keytime --cpu, schedule, syscall, resource), $ROUNDS rounds, $(nproc) CPUs, kernel $(uname -r)"
 echo "the loop's wall time:"
 report_header
 report_line "no tool" "$OUT/none.txt" "$OUT/none.txt"
@@ -88,4 +95,4 @@ report_line "jsonl sink (/dev/null)" "$OUT/jsonl.host" "$OUT/jsonl.host"
 report_line "prometheus sink" "$OUT/jsonl.host" "$OUT/prom.host"
 report_line "prometheus sink, scraped every 1 s" "$OUT/jsonl.host" "$OUT/prom_scraped.host"
 echo "scrapes: $(wc -l <"$OUT/scrapes.txt") in all; median $(cut -d' ' -f1 "$OUT/scrapes.txt" | median) s per scrape," \
-  "median $(cut -d' ' -f2 "$OUT/scrapes.txt" | median) bytes, $(median <"$OUT/series.txt") series at the last scrape of a round"
+  "median $(cut -d' ' -f2 "$OUT/scrapes.txt" | median) bytes; $(median <"$OUT/series.txt") series at the end of a round"

@@ -155,15 +155,15 @@ public:
 		sigfillset(&all);
 		pthread_sigmask(SIG_SETMASK, &all, &old);
 		try {
-			server_ = std::thread([this] { svr_.listen_after_bind(); });
+			server_ = std::thread([this] {
+				svr_.listen_after_bind();
+				stopped_ = true;
+			});
 		} catch (...) {
 			pthread_sigmask(SIG_SETMASK, &old, nullptr);
 			throw;
 		}
 		pthread_sigmask(SIG_SETMASK, &old, nullptr);
-		// stop() only acts on a running server: wait until it runs
-		for (int i = 0; i < 2000 && !svr_.is_running(); i++)
-			std::this_thread::sleep_for(std::chrono::milliseconds(1));
 		std::string addr = cfg_.host.find(':') != std::string::npos ? "[" + cfg_.host + "]" : cfg_.host;
 		sdk::log(this->host(), PI_LOG_INFO,
 			 "prometheus: serving metrics on http://" + addr + ":" + std::to_string(port_) + "/metrics" +
@@ -176,7 +176,11 @@ public:
 
 	~prometheus_sink() override
 	{
-		svr_.stop();
+		// stop() acts only on a server that runs already: repeat until the thread is out
+		while (server_.joinable() && !stopped_) {
+			svr_.stop();
+			std::this_thread::sleep_for(std::chrono::milliseconds(2));
+		}
 		if (server_.joinable())
 			server_.join();
 		stats_.disable();
@@ -231,6 +235,7 @@ private:
 	prom::bpf_stats stats_;
 	httplib::Server svr_;
 	std::thread server_;
+	std::atomic<bool> stopped_{false};
 	int port_ = 0;
 	uint64_t warned_dropped_ = 0;
 };
