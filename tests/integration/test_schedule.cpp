@@ -142,10 +142,15 @@ TEST_CASE("schedule: each thread's run-queue delay agrees with the kernel's sche
 {
 	REQUIRE_ROOT_OR_SKIP();
 	t::temp_dir d;
-	// three runnable threads per CPU, each 2 ms of CPU then 1 ms of sleep, for 3 s
+	// three runnable threads per CPU, each 2 ms of CPU then 1 ms of sleep, for 3 s; every
+	// thread's records ("top": 0), however many CPUs the machine has
 	const long workers = 3 * ncpus();
-	auto r = t::run({t::procimage_bin(), "-q", "-S", "-o", "jsonl:" + d.file("out.jsonl"), "--",
-			 t::build_dir() + "/wl-schedule", "contend", std::to_string(workers), "3"});
+	t::write_file(d.file("p.json"), json({{"version", 1},
+					      {"probes", {{"schedule", {{"top", 0}}}}},
+					      {"sinks", {{"jsonl", {{"path", d.file("out.jsonl")}}}}}})
+						 .dump());
+	auto r = t::run({t::procimage_bin(), "-q", "--pipeline", d.file("p.json"), "--", t::build_dir() + "/wl-schedule",
+			 "contend", std::to_string(workers), "3"});
 	INFO(r.err);
 	REQUIRE(r.status == 0);
 	auto truth = lines_of(r.out, "worker");
