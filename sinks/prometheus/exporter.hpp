@@ -106,6 +106,7 @@ struct options {
 	// Whether process `pid`, started `start_boot_ns` after boot (0: unknown), still runs.
 	std::function<bool(uint32_t pid, uint64_t start_boot_ns)> alive;
 	uint64_t check_period_ns = 2000000000ULL; // how often maintain() asks alive()
+	uint64_t maintain_period_ns = 0;          // maintain() does its work at most this often
 	size_t check_batch = 256;                  // processes asked per check, at most
 };
 
@@ -153,6 +154,9 @@ public:
 	void maintain(uint64_t now_ns)
 	{
 		std::lock_guard lock(mu_);
+		if (last_maintain_ns_ && now_ns < last_maintain_ns_ + opt_.maintain_period_ns)
+			return;
+		last_maintain_ns_ = now_ns;
 		if (opt_.alive && now_ns >= last_check_ns_ + opt_.check_period_ns) {
 			last_check_ns_ = now_ns;
 			check_alive(now_ns);
@@ -622,6 +626,7 @@ private:
 	};
 	std::unordered_map<uint64_t, cumulative> sys_cum_; // syscall slot -> its cumulative system figures
 	uint64_t last_check_ns_ = 0;
+	uint64_t last_maintain_ns_ = 0;
 	uint32_t check_cursor_ = 0;
 
 	family *records_, *lost_, *kernel_records_, *probe_errors_, *active_, *activations_, *series_, *max_series_,

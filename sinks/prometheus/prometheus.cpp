@@ -211,6 +211,7 @@ private:
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		o.ncpus = n > 0 ? static_cast<unsigned>(n) : 1;
 		o.alive = process_alive;
+		o.maintain_period_ns = 250000000ULL; // flush() comes after every batch: expire 4 times a second at most
 		return o;
 	}
 
