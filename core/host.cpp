@@ -366,12 +366,7 @@ result<void> host::start()
 	epfd_ = epoll_create1(EPOLL_CLOEXEC);
 	timerfd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	flushfd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	sigset_t set;
-	sigemptyset(&set);
-	for (int s : {SIGINT, SIGTERM, SIGCHLD, SIGHUP})
-		sigaddset(&set, s);
-	sigprocmask(SIG_BLOCK, &set, nullptr);
-	sigfd_ = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	sigfd_ = signalfd(-1, &handled_signals(), SFD_CLOEXEC | SFD_NONBLOCK);
 	if (epfd_ < 0 || timerfd_ < 0 || flushfd_ < 0 || sigfd_ < 0)
 		return runtime_error(std::string("cannot set up the event loop: ") + std::strerror(errno));
 	itimerspec its{};
@@ -900,8 +895,24 @@ nlohmann::json host::handle_control(const nlohmann::json &req)
 	return {{"ok", true}, {"changed", changed}};
 }
 
+const sigset_t &host::handled_signals()
+{
+	static sigset_t set = [] {
+		sigset_t s;
+		sigemptyset(&s);
+		for (int sig : {SIGINT, SIGTERM, SIGCHLD, SIGHUP})
+			sigaddset(&s, sig);
+		return s;
+	}();
+	return set;
+}
+
 int host::run(const pipeline &p, const host_options &opts)
 {
+	// Blocked before any plugin is loaded: a thread a plugin starts inherits the mask, so the
+	// signals can only be taken from the host's signalfd (an unblocked plugin thread would
+	// swallow the command's SIGCHLD).
+	sigprocmask(SIG_BLOCK, &handled_signals(), nullptr);
 	if (auto r = prepare(p, opts); !r) {
 		spdlog::error("{}", r.err().msg);
 		return r.err().code;

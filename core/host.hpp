@@ -15,6 +15,7 @@
 
 #include <procimage/plugin_api.h>
 
+#include <csignal>
 #include <memory>
 #include <string>
 #include <vector>
@@ -71,6 +72,7 @@ private:
 	nlohmann::json handle_control(const nlohmann::json &req);
 	nlohmann::json status_json() const;
 
+	static const sigset_t &handled_signals();
 	static void emit_cb(void *ctx, const pi_record *rec);
 	static void log_cb(void *ctx, int level, const char *msg);
 	static void sink_log_cb(void *ctx, int level, const char *msg);

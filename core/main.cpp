@@ -119,6 +119,10 @@ int main(int argc, char **argv)
 		("myproc,m", "do not exclude procimage's own threads")
 		("cpu", "keytime: also on-CPU / off-CPU intervals and why the thread went off CPU")
 		("stacks", "keytime: kernel stack at each off-CPU point (needs --cpu)")
+		("batch", po::value<int>(), "syscall: sequence batches of N calls, 1-50 (the seed's -s N)")
+		("set", po::value<std::vector<std::string>>(),
+		 "PROBE.KEY=VALUE, repeatable: a probe's configuration key (VALUE is JSON, or a plain string), "
+		 "e.g. --set lock.mode=contention --set schedule.top=50; see each probe's README")
 		("output,o", po::value<std::vector<std::string>>(),
 		 "sink, repeatable: stdout, jsonl[:PATH], csv:DIR, or any sink plugin name (default stdout)")
 		("interval", po::value<uint32_t>(), "periodic reporting interval in ms (default 1000)")
@@ -178,12 +182,12 @@ int main(int argc, char **argv)
 
 	bool shorthand = false;
 	for (const char *k : {"all", "keytime", "lock", "resource", "syscall", "schedule", "pid", "tid", "tgid",
-			      "cpuid", "myproc", "cpu", "stacks", "output", "interval", "start"})
+			      "cpuid", "myproc", "cpu", "stacks", "output", "interval", "start", "batch", "set"})
 		shorthand |= vm.count(k) > 0;
 
 	pipeline p;
 	if (vm.count("pipeline")) {
-		for (const char *k : {"all", "keytime", "lock", "resource", "syscall", "schedule", "cpu", "stacks", "output"})
+		for (const char *k : {"all", "keytime", "lock", "resource", "syscall", "schedule", "cpu", "stacks", "output", "batch", "set"})
 			if (vm.count(k)) {
 				std::fprintf(stderr, "procimage: --%s cannot be combined with --pipeline (the pipeline file "
 						     "names its probes and sinks)\n", k);
@@ -237,6 +241,38 @@ int main(int argc, char **argv)
 					c.config["stacks"] = true;
 			}
 			p.probes.push_back(c);
+		}
+		auto has_probe = [&](const std::string &n) { return std::find(names.begin(), names.end(), n) != names.end(); };
+		if (vm.count("batch")) {
+			if (!has_probe("syscall")) {
+				std::fprintf(stderr, "procimage: --batch is a syscall option: add -s\n");
+				return EXIT_USAGE;
+			}
+			for (auto &c : p.probes)
+				if (c.id == "syscall")
+					c.config["batch"] = vm["batch"].as<int>();
+		}
+		if (vm.count("set")) {
+			for (const auto &kv : vm["set"].as<std::vector<std::string>>()) {
+				auto dot = kv.find('.'), eq = kv.find('=');
+				if (dot == std::string::npos || eq == std::string::npos || dot > eq || dot == 0 || eq == dot + 1) {
+					std::fprintf(stderr, "procimage: --set %s: expected PROBE.KEY=VALUE\n", kv.c_str());
+					return EXIT_USAGE;
+				}
+				std::string probe = kv.substr(0, dot), key = kv.substr(dot + 1, eq - dot - 1), val = kv.substr(eq + 1);
+				auto it = std::find_if(p.probes.begin(), p.probes.end(), [&](const component &c) { return c.id == probe; });
+				if (it == p.probes.end()) {
+					std::fprintf(stderr, "procimage: --set %s: no probe %s on the command line\n", kv.c_str(), probe.c_str());
+					return EXIT_USAGE;
+				}
+				nlohmann::json v;
+				try {
+					v = nlohmann::json::parse(val);
+				} catch (const std::exception &) {
+					v = val; // a plain word: a string
+				}
+				it->config[key] = v;
+			}
 		}
 		if ((vm.count("cpu") || vm.count("stacks")) &&
 		    std::find(names.begin(), names.end(), "keytime") == names.end()) {

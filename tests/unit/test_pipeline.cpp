@@ -244,3 +244,25 @@ TEST_CASE("naming a probe that is not built is a clear error")
 	CHECK(r.status == 2);
 	CHECK_THAT(r.err, Catch::Contains("probes." + missing + ": no probe plugin named \"" + missing + "\""));
 }
+
+TEST_CASE("--set and --batch write probe configuration keys, checked by the probe")
+{
+	auto r = t::run({t::procimage_bin(), "-s", "-k", "--batch", "20", "--set", "keytime.argv_max=4", "--set",
+			 "keytime.cpu=true", "--print-pipeline"});
+	REQUIRE(r.status == 0);
+	auto j = json::parse(r.out);
+	CHECK(j["probes"]["syscall"] == json::parse(R"({"batch": 20})"));
+	CHECK(j["probes"]["keytime"] == json::parse(R"({"argv_max": 4, "cpu": true})"));
+	r = t::run({t::procimage_bin(), "-k", "--set", "keytime.argv_max=99", "--check"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("probes.keytime.argv_max: expected an integer in 1..32, got 99"));
+	r = t::run({t::procimage_bin(), "-k", "--set", "lock.mode=contention", "--check"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("--set lock.mode=contention: no probe lock on the command line"));
+	r = t::run({t::procimage_bin(), "-k", "--set", "keytime", "--check"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("expected PROBE.KEY=VALUE"));
+	r = t::run({t::procimage_bin(), "-k", "--batch", "5", "--check"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("--batch is a syscall option"));
+}

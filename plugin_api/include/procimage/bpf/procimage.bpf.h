@@ -104,24 +104,39 @@ static __always_inline void *pi_reserve(void *ringbuf, __u64 size)
 	return p;
 }
 
-/* Submit flags: batch records until pi_wakeup_bytes are pending, then wake the host. */
-static __always_inline __u64 pi_submit_flags(void *ringbuf)
+/* Ring-buffer batching: the host is woken once, by the record that takes the pending bytes
+ * across pi_wakeup_bytes; it drains everything then, and every flush_ms anyway. (Waking for
+ * every record above the threshold would cost an interrupt per record while the host is
+ * busy draining.) */
+static __always_inline __u64 pi_wakeup_flags(void *ringbuf, __u64 pending_before, __u64 size)
 {
 	if (!pi_wakeup_bytes)
 		return 0;
-	return bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA) >= pi_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-										: BPF_RB_NO_WAKEUP;
+	return pending_before < pi_wakeup_bytes && pending_before + size >= pi_wakeup_bytes
+		       ? BPF_RB_FORCE_WAKEUP
+		       : BPF_RB_NO_WAKEUP;
 }
 
+/* Submit a reserved record (it starts with a pi_event_header whose size is set). */
 static __always_inline void pi_submit(void *ringbuf, void *rec)
 {
-	bpf_ringbuf_submit(rec, pi_submit_flags(ringbuf));
+	__u64 flags = 0;
+	if (pi_wakeup_bytes) {
+		/* the reserved record is already counted as pending */
+		__u64 size = ((struct pi_event_header *)rec)->size;
+		__u64 avail = bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA);
+		flags = pi_wakeup_flags(ringbuf, avail > size ? avail - size : 0, size);
+	}
+	bpf_ringbuf_submit(rec, flags);
 }
 
 /* Copy a finished record into the ring buffer (counted in pi_lost when full). */
 static __always_inline void pi_output(void *ringbuf, void *rec, __u64 size)
 {
-	if (bpf_ringbuf_output(ringbuf, rec, size, pi_submit_flags(ringbuf)) != 0)
+	__u64 flags = 0;
+	if (pi_wakeup_bytes)
+		flags = pi_wakeup_flags(ringbuf, bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA), size);
+	if (bpf_ringbuf_output(ringbuf, rec, size, flags) != 0)
 		pi_count_lost();
 }
 
