@@ -8,7 +8,7 @@ need_root
 ROUNDS=${1:-5}
 build_bench micro.c
 M="$OUT/bin/micro"
-declare -A WORK=([getppid]="getppid 3000000" [forkexec]="forkexec 2000" [pipe]="pipe 100000" [mutex]="mutex 2000000")
+declare -A WORK=([getppid]="getppid 3000000" [forkexec]="forkexec 2000" [pipe]="pipe 100000" [mutex]="mutex 20000000")
 order=(getppid forkexec pipe mutex)
 
 for r in $(seq 1 "$ROUNDS"); do

@@ -118,6 +118,17 @@ std::vector<nlohmann::json> read_jsonl(const std::string &path)
 	return out;
 }
 
+std::vector<nlohmann::json> select_records(const std::vector<nlohmann::json> &recs, const std::string &probe,
+					   const std::string &event,
+					   const std::function<bool(const nlohmann::json &)> &pred)
+{
+	std::vector<nlohmann::json> out;
+	for (const auto &r : recs)
+		if (r.value("probe", "") == probe && r.value("event", "") == event && (!pred || pred(r)))
+			out.push_back(r);
+	return out;
+}
+
 std::map<std::string, long> read_kv(const std::string &path)
 {
 	std::map<std::string, long> out;

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -41,6 +42,10 @@ private:
 std::string read_file(const std::string &path);
 void write_file(const std::string &path, const std::string &text);
 std::vector<nlohmann::json> read_jsonl(const std::string &path);
+// The records of one probe and event (and matching pred, when given).
+std::vector<nlohmann::json> select_records(const std::vector<nlohmann::json> &recs, const std::string &probe,
+					   const std::string &event,
+					   const std::function<bool(const nlohmann::json &)> &pred = nullptr);
 // key=value lines (the demo workload's log)
 std::map<std::string, long> read_kv(const std::string &path);
 

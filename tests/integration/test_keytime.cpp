@@ -25,11 +25,7 @@ namespace {
 std::vector<json> select(const std::vector<json> &recs, const std::string &event,
 			 const std::function<bool(const json &)> &pred = nullptr)
 {
-	std::vector<json> out;
-	for (const auto &r : recs)
-		if (r.value("probe", "") == "keytime" && r["event"] == event && (!pred || pred(r)))
-			out.push_back(r);
-	return out;
+	return t::select_records(recs, "keytime", event, pred);
 }
 
 json one(const std::vector<json> &v, const std::string &what)
@@ -216,12 +212,14 @@ TEST_CASE("keytime: on/off-CPU intervals agree with the kernel's own switch coun
 	}
 	// Each 2 ms sleep takes the thread off CPU: normally as one "sleeping" interval; on a
 	// loaded machine the thread may be preempted between arming the timer and calling
-	// schedule(), and if the timer fires meanwhile that sleep is a "preempted" interval.
-	CHECK(sleeping + preempted >= 50);
+	// schedule(), and if the timer fires meanwhile that sleep is a "preempted" interval. On a
+	// virtual machine a vCPU stalled by its host for 2 ms can even let the timer fire before
+	// schedule() with no switch at all: allow 10% of the sleeps that.
+	CHECK(sleeping + preempted >= 45);
 	CHECK(sleeping >= 25);
-	// the intervals add up to at least the 100 ms slept (less 5% for the part of each sleep
-	// before the switch-out)
-	CHECK(off_ns >= 95000000ULL);
+	// the intervals add up to about the 100 ms slept (less the part of each sleep before the
+	// switch-out, and the stalled sleeps above)
+	CHECK(off_ns >= 85000000ULL);
 	// never more intervals than the kernel counted switches (tracing may start a little
 	// after the task's first switches, never before)
 	CHECK(voluntary <= static_cast<size_t>(vol));

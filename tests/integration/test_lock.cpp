@@ -31,11 +31,7 @@ constexpr int64_t MS = 1000000;
 std::vector<json> select(const std::vector<json> &recs, const std::string &event,
 			 const std::function<bool(const json &)> &pred = nullptr)
 {
-	std::vector<json> out;
-	for (const auto &r : recs)
-		if (r.value("probe", "") == "lock" && r["event"] == event && (!pred || pred(r)))
-			out.push_back(r);
-	return out;
+	return t::select_records(recs, "lock", event, pred);
 }
 
 json one(const std::vector<json> &v, const std::string &what)

@@ -29,11 +29,7 @@ namespace {
 std::vector<json> select(const std::vector<json> &recs, const std::string &event,
 			 const std::function<bool(const json &)> &pred = nullptr)
 {
-	std::vector<json> out;
-	for (const auto &r : recs)
-		if (r.value("probe", "") == "syscall" && r.value("event", "") == event && (!pred || pred(r)))
-			out.push_back(r);
-	return out;
+	return t::select_records(recs, "syscall", event, pred);
 }
 
 struct counts {

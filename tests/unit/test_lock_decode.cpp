@@ -1,10 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // lock's user side: configuration checks, and canned kernel records decoded into the
 // documented fields.
-#include "format.hpp"
 #include "lock.h"
-#include "plugin_loader.hpp"
-#include "support.hpp"
+#include "probe_harness.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -17,64 +15,11 @@ namespace t = procimage::test;
 
 namespace {
 
-core::plugin_ptr lock_plugin()
-{
-	auto p = core::load_plugin(t::build_dir() + "/plugins/probe_lock.so");
-	REQUIRE(p.ok());
-	return *p;
-}
+std::string validate(const std::string &cfg) { return t::validate_probe("lock", cfg); }
 
-std::string validate(const std::string &cfg)
-{
-	auto p = lock_plugin();
-	char err[PI_ERRBUF_SIZE] = "";
-	if (p->desc->probe->validate(cfg.c_str(), err, sizeof err) == PI_OK)
-		return "";
-	return err;
-}
-
-struct collector {
-	std::vector<json> records;
-	static void emit(void *ctx, const pi_record *r)
-	{
-		static_cast<collector *>(ctx)->records.push_back(json::parse(sinks::record_json(*r)));
-	}
+struct lock_instance : t::probe_instance {
+	explicit lock_instance(const std::string &cfg = "{}") : t::probe_instance("lock", cfg) {}
 };
-
-struct lock_instance {
-	core::plugin_ptr plugin;
-	collector c;
-	pi_host host{};
-	void *inst = nullptr;
-
-	explicit lock_instance(const std::string &cfg = "{}")
-	{
-		plugin = lock_plugin();
-		host.size = sizeof host;
-		host.api_major = PI_API_MAJOR;
-		host.api_minor = PI_API_MINOR;
-		host.ctx = &c;
-		host.emit = collector::emit;
-		host.boot_to_epoch_ns = 1000000000000ULL;
-		char err[PI_ERRBUF_SIZE] = "";
-		inst = plugin->desc->probe->create(&host, cfg.c_str(), err, sizeof err);
-		REQUIRE(inst);
-	}
-	~lock_instance() { plugin->desc->probe->destroy(inst); }
-	int feed(const void *rec, size_t len) { return plugin->desc->probe->on_data(inst, 0, rec, len); }
-};
-
-void header(pi_event_header &h, uint16_t kind, uint16_t size, uint32_t pid, uint32_t tid, const char *comm)
-{
-	h.kind = kind;
-	h.size = size;
-	h.cpu = 1;
-	h.ts_boot_ns = 5000000000ULL;
-	h.pid = pid;
-	h.tid = tid;
-	h.pid_start_ns = 4000000000ULL;
-	std::strncpy(h.comm, comm, sizeof h.comm);
-}
 
 } // namespace
 
@@ -99,7 +44,7 @@ TEST_CASE("lock acquisition records: type, function, errno, wait and hold")
 {
 	lock_instance k;
 	lk_acq e{};
-	header(e.h, LK_ACQ, sizeof e, 100, 101, "worker");
+	t::fill_header(e.h, LK_ACQ, sizeof e, 100, 101, "worker");
 	e.lock_addr = 0x5555deadbe00ULL;
 	e.request_ns = 4000000000ULL;
 	e.acquired_ns = 4010000000ULL;
@@ -114,7 +59,7 @@ TEST_CASE("lock acquisition records: type, function, errno, wait and hold")
 	REQUIRE(k.feed(&e, sizeof e) == PI_OK);
 
 	lk_acq f{};
-	header(f.h, LK_ACQ, sizeof f, 100, 102, "other");
+	t::fill_header(f.h, LK_ACQ, sizeof f, 100, 102, "other");
 	f.lock_addr = 0x1000;
 	f.request_ns = 4500000000ULL;
 	f.wait_ns = 2000;
@@ -165,7 +110,7 @@ TEST_CASE("lock contention records: futex word, lock, holder, waker")
 {
 	lock_instance k;
 	lk_contention c{};
-	header(c.h, LK_CONTENTION, sizeof c, 200, 202, "waiter");
+	t::fill_header(c.h, LK_CONTENTION, sizeof c, 200, 202, "waiter");
 	c.futex_addr = 0x7000 + 8;
 	c.lock_addr = 0x7000;
 	c.wait_ns = 3000000;
@@ -199,14 +144,14 @@ TEST_CASE("lock: short and unknown records are errors, not guesses")
 {
 	lock_instance k;
 	lk_acq e{};
-	header(e.h, LK_ACQ, sizeof e, 1, 1, "x");
+	t::fill_header(e.h, LK_ACQ, sizeof e, 1, 1, "x");
 	CHECK(k.feed(&e, sizeof e - 8) == PI_ERR);
 	CHECK(k.feed(&e, 4) == PI_ERR);
-	header(e.h, 99, sizeof e, 1, 1, "x");
+	t::fill_header(e.h, 99, sizeof e, 1, 1, "x");
 	CHECK(k.feed(&e, sizeof e) == PI_ERR);
 	// a new-process note before any activation attaches nothing and emits nothing
 	lk_newproc n{};
-	header(n.h, LK_NEWPROC, sizeof n, 1, 1, "x");
+	t::fill_header(n.h, LK_NEWPROC, sizeof n, 1, 1, "x");
 	n.pid = 1;
 	n.why = LK_NEW_EXEC;
 	CHECK(k.feed(&n, sizeof n) == PI_OK);

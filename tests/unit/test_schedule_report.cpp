@@ -2,11 +2,9 @@
 // schedule probe, user side without the kernel: configuration checks of the plugin, decoding of
 // its kernel record, and the aggregator (plugins/schedule/report.hpp) turning canned cumulative
 // snapshots into interval and total records.
-#include "format.hpp"
-#include "plugin_loader.hpp"
+#include "probe_harness.hpp"
 #include "report.hpp"
 #include "schedule.h"
-#include "support.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -20,12 +18,7 @@ namespace sc = procimage::schedule;
 
 namespace {
 
-struct collector {
-	std::vector<json> records;
-	static void emit(void *ctx, const pi_record *r)
-	{
-		static_cast<collector *>(ctx)->records.push_back(json::parse(sinks::record_json(*r)));
-	}
+struct collector : t::record_collector {
 	std::vector<json> select(const std::string &event, const std::string &window) const
 	{
 		std::vector<json> out;
@@ -38,14 +31,7 @@ struct collector {
 
 struct harness {
 	collector c;
-	pi_host host{};
-	explicit harness()
-	{
-		host.size = sizeof host;
-		host.ctx = &c;
-		host.emit = collector::emit;
-		host.boot_to_epoch_ns = 1000000000000ULL;
-	}
+	pi_host host = c.host();
 };
 
 // Add n delays of d ns to cumulative stats, as the BPF program does.

@@ -1,9 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // syscall probe without the kernel: configuration checks, decoding of canned sequence records,
 // and the arithmetic that turns per-CPU cumulative counters into interval figures.
-#include "format.hpp"
-#include "plugin_loader.hpp"
-#include "support.hpp"
+#include "probe_harness.hpp"
 #include "syscall_records.h"
 #include "syscall_report.hpp"
 
@@ -19,51 +17,10 @@ namespace sc = procimage::syscalls;
 
 namespace {
 
-struct collector {
-	std::vector<json> records;
-	static void emit(void *ctx, const pi_record *r)
-	{
-		static_cast<collector *>(ctx)->records.push_back(json::parse(sinks::record_json(*r)));
-	}
-};
+std::string validate(const std::string &cfg) { return t::validate_probe("syscall", cfg); }
 
-core::plugin_ptr plugin()
-{
-	auto p = core::load_plugin(t::build_dir() + "/plugins/probe_syscall.so");
-	REQUIRE(p.ok());
-	return *p;
-}
-
-std::string validate(const std::string &cfg)
-{
-	auto p = plugin();
-	char err[PI_ERRBUF_SIZE] = "";
-	if (p->desc->probe->validate(cfg.c_str(), err, sizeof err) == PI_OK)
-		return "";
-	return err;
-}
-
-struct instance {
-	core::plugin_ptr plugin;
-	collector c;
-	pi_host host{};
-	void *inst = nullptr;
-
-	instance()
-	{
-		plugin = ::plugin();
-		host.size = sizeof host;
-		host.api_major = PI_API_MAJOR;
-		host.api_minor = PI_API_MINOR;
-		host.ctx = &c;
-		host.emit = collector::emit;
-		host.boot_to_epoch_ns = 1000000000000ULL;
-		char err[PI_ERRBUF_SIZE] = "";
-		inst = plugin->desc->probe->create(&host, "{}", err, sizeof err);
-		REQUIRE(inst);
-	}
-	~instance() { plugin->desc->probe->destroy(inst); }
-	int feed(const void *rec, size_t len) { return plugin->desc->probe->on_data(inst, 0, rec, len); }
+struct instance : t::probe_instance {
+	instance() : t::probe_instance("syscall") {}
 };
 
 sc_batch canned_batch()
