@@ -12,7 +12,7 @@ build_bench micro.c
 CTL=$BUILD/procimage-ctl
 "$OUT/bin/micro" forkexec 100000000 >/dev/null &
 LOOP=$!
-trap 'kill $LOOP 2>/dev/null; stop_tool; rm -rf "$OUT"' EXIT
+trap 'kill $LOOP 2>/dev/null || true; stop_tool; rm -rf "$OUT"' EXIT
 start_tool "$OUT/host.log" "inactive: activate it" "$PROCIMAGE" -a --name bench-activation -o jsonl:"$OUT/out.jsonl"
 for i in $(seq 1 "$TRIALS"); do
   t0=$(date +%s%N)
