@@ -30,15 +30,20 @@ and syscalls, each beside the same figure for the whole system.
 
 With "-- CMD", procimage starts CMD, traces it (and its descendants) from before its exec to
 its exit, then flushes and exits with CMD's exit status. Without it, procimage traces its
-target until SIGINT or SIGTERM.
+target (-p, -P, or every thread) until SIGINT, SIGTERM or procimage-ctl -f.
+
+Pre-attach: "procimage -a" (or a pipeline without a target) loads and verifies every probe,
+attaches nothing, and waits for "procimage-ctl -a [-p TID | -P TGID] [-t SEC]" to activate it;
+see procimage-ctl --help and docs/controller.md.
 
 Probe shorthands (they build a pipeline; see --print-pipeline):
-  -a, --all          every probe this installation has
+  -a, --all          every probe this installation has (without a target: wait inactive)
   -k, --keytime      key time points: fork, vfork, threads, exec, exit (--cpu: on/off-CPU)
   -l, --lock         user-space locks
   -r, --resource     CPU, memory and I/O use
   -s, --syscall      syscall sequences and latencies
   -S, --schedule     scheduling delay
+Without -p/-P these collect for every thread at once.
 
 Exit status: CMD's status with "-- CMD"; otherwise 0 on success, 1 on a run-time failure,
 2 on a bad command line or pipeline (nothing was loaded), 3 on missing privileges
@@ -124,7 +129,7 @@ int main(int argc, char **argv)
 		 "PROBE.KEY=VALUE, repeatable: a probe's configuration key (VALUE is JSON, or a plain string), "
 		 "e.g. --set lock.mode=contention --set schedule.top=50; see each probe's README")
 		("output,o", po::value<std::vector<std::string>>(),
-		 "sink, repeatable: stdout, jsonl[:PATH], csv:DIR, or any sink plugin name (default stdout)")
+		 "sink, repeatable: stdout, jsonl[:PATH], csv:DIR, prometheus, or any sink plugin name (default stdout)")
 		("interval", po::value<uint32_t>(), "periodic reporting interval in ms (default 1000)")
 		("start", po::value<std::string>(), "active|inactive: collect at once, or load and verify the probes and wait for "
 		 "procimage-ctl -a (default: active when a target is given, inactive otherwise; -a alone waits)")
@@ -146,7 +151,9 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (vm.count("help")) {
-		std::cout << desc << "\nDocumentation: docs/pipeline.md, docs/events.md, docs/plugin-abi.md\n";
+		std::cout << desc
+			  << "\nDocumentation: docs/pipeline.md, docs/controller.md, docs/events.md, docs/plugin-abi.md,\n"
+			     "plugins/<probe>/README.md, sinks/prometheus/README.md\n";
 		return 0;
 	}
 	if (vm.count("verbose"))
