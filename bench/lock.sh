@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # lock probe overhead on a two-thread pthread mutex loop, side by side in one run:
-#   no tool | procimage lock (full: uprobes + futex) on it | contention-only mode on it |
-#   procimage lock on another process | a bpftrace uprobe one-liner measuring hold times
+#   no tool | procimage lock (full: uprobes + futex) on it | the same with return probes on the
+#   blocking functions too (lock_return) | contention-only mode on it | procimage lock on another
+#   process | a bpftrace uprobe one-liner measuring hold times
 # Every configuration starts the loop held on a FIFO, attaches, then releases it; rounds
 # interleave the configurations so drift hits them all alike.
 # Usage: sudo bench/lock.sh [ROUNDS] [ITERATIONS_PER_THREAD]
@@ -21,6 +22,9 @@ trap 'stop_tool; kill $OTHER $LOOP_PID 2>/dev/null; rm -rf "$OUT"' EXIT
 cat >"$OUT/contention.json" <<JSON
 {"version": 1, "probes": {"lock": {"mode": "contention"}}, "sinks": {"jsonl": {"path": "/dev/null"}}}
 JSON
+cat >"$OUT/return.json" <<JSON
+{"version": 1, "probes": {"lock": {"lock_return": true}}, "sinks": {"jsonl": {"path": "/dev/null"}}}
+JSON
 
 start_loop() {
   rm -f "$OUT/go"; mkfifo "$OUT/go"
@@ -37,13 +41,15 @@ finish_loop() {
 }
 libc_of() { awk '$6 ~ /\/libc\.so/ {print $6; exit}' "/proc/$1/maps"; }
 
-configs=(none full contention other bpftrace)
+configs=(none full return contention other bpftrace)
 run_config() {
   start_loop
   case $1 in
     none) ;;
     full)
       start_tool "$OUT/full.log" "collecting for" "$PROCIMAGE" -l -P "$LOOP_PID" -o jsonl:/dev/null ;;
+    return)
+      start_tool "$OUT/return.log" "collecting for" "$PROCIMAGE" --pipeline "$OUT/return.json" -P "$LOOP_PID" ;;
     contention)
       start_tool "$OUT/cont.log" "collecting for" "$PROCIMAGE" --pipeline "$OUT/contention.json" -P "$LOOP_PID" ;;
     other)
@@ -68,6 +74,7 @@ echo "two threads x $N pthread_mutex_lock/unlock on one mutex, $ROUNDS rounds, $
 report_header
 report_line "no tool" "$OUT/none.txt" "$OUT/none.txt"
 report_line "procimage lock, full (uprobes + futex)" "$OUT/none.txt" "$OUT/full.txt"
+report_line "procimage lock, full, lock_return: true" "$OUT/none.txt" "$OUT/return.txt"
 report_line "procimage lock, contention-only" "$OUT/none.txt" "$OUT/contention.txt"
 report_line "procimage lock on another process" "$OUT/none.txt" "$OUT/other.txt"
 report_line "bpftrace uretprobe lock + uprobe unlock" "$OUT/none.txt" "$OUT/bpftrace.txt"

@@ -2,12 +2,15 @@
 /*
  * lock: user-space lock request, wait and hold times, and who holds a lock a thread waits for.
  *
- *  uprobe    pthread_{mutex,rwlock,spin}_*lock entry  (lk_lock_enter)   request time, per thread
- *  uretprobe the same functions' return               (lk_lock_return)  acquired or failed (errno)
- *  uprobe    pthread_cond_{,timed,clock}wait entry    (lk_cond_enter)   the mutex is released
- *  uretprobe pthread_cond_*wait return                (lk_lock_return)  the mutex is held again
- *  uprobe    pthread_{mutex,rwlock,spin}_unlock        (lk_unlock)       hold ends
- *  tracepoint syscalls/sys_{enter,exit}_futex          (lk_futex_*)      waits, wakes, contention
+ *  uprobe    pthread_mutex_lock, pthread_rwlock_{rd,wr}lock entry (lk_entry)  request, and the
+ *            acquisition unless the call then sleeps on the lock's futex word (no return probe)
+ *  uprobe    pthread_{mutex,rwlock,spin}_*lock entry, other variants (lk_entry)  request time
+ *  uretprobe the variants' return (and, with lock_return, the above) (lk_return) acquired or failed
+ *  uprobe    pthread_cond_{,timed,clock}wait entry    (lk_entry)        the mutex is released
+ *  uretprobe pthread_cond_*wait return                (lk_return)       the mutex is held again
+ *  uprobe    pthread_{mutex,rwlock,spin}_unlock        (lk_entry)        hold ends
+ *  tracepoint syscalls/sys_{enter,exit}_futex          (lk_futex_*)      waits, wakes, contention;
+ *            the end of a blocking call's last wait on its lock's word is its acquisition
  *  tp_btf    sched_process_exec / sched_process_fork   (lk_exec, lk_fork) new processes to probe
  *
  * Uprobes are attached by the user side to the target processes' libc only, never
@@ -34,6 +37,14 @@ __u32 lk_full = 0;     /* 1: hold tracking through uprobes; 0: contention-only m
 
 #define EOWNERDEAD_ 130
 #define ETIMEDOUT_ 110
+#define EDEADLK_ 35
+
+/* glibc's lock layouts (x86-64 and other LP64 ports) */
+#define MUTEX_OWNER_OFF 8      /* pthread_mutex_t.__data.__owner: the holder's tid */
+#define MUTEX_KIND_MASK 3      /* __kind (+16) & 3: 0 normal, 1 recursive, 2 error-checking, 3 adaptive */
+#define MUTEX_RECURSIVE 1
+#define MUTEX_ERRORCHECK 2
+#define RWLOCK_CUR_WRITER_OFF 24 /* pthread_rwlock_t.__data.__cur_writer: the writer's tid */
 
 #define FUTEX_WAIT_ 0
 #define FUTEX_WAKE_ 1
@@ -74,6 +85,11 @@ struct lk_task_state {
 	__u32 fx_holder_type;
 	/* locks this thread holds now */
 	__u32 held;
+	/* the blocking lock call without a return probe this thread made last (LK_CK_LOCK_NORET):
+	 * its hold is pending until the thread's next lock-function call or the lock's release */
+	__u64 pend_addr;
+	__u32 pend_type;
+	__u32 pend_pad;
 	char fx_holder_comm[PI_COMM_LEN];
 	/* pi_wanted() for this thread, as of activation generation wanted_gen */
 	__u64 wanted_gen;
@@ -337,24 +353,33 @@ static __always_inline void emit_acq(__u64 addr, __u64 req, __u64 acq, __u64 wai
 }
 
 /* Who holds an rwlock: a mutex names its owner itself (its __owner field, read when a thread
- * waits), a spinlock never puts a thread to sleep; only rwlocks need this map. */
-static __always_inline void owner_acquire(__u32 tgid, __u32 tid, __u64 addr, __u32 type, __u64 now)
+ * waits), a spinlock never puts a thread to sleep; only rwlocks need this map. Returns whether
+ * the thread is now counted as a holder. force: the thread has the lock (a return probe saw it,
+ * or it woke from a wait on the lock's word), so an incompatible record is out of date and is
+ * replaced; otherwise (a blocking call's entry, before it has the lock) an incompatible record
+ * means the thread is about to wait and it is not counted yet. */
+static __always_inline bool owner_acquire(__u32 tgid, __u32 tid, __u64 addr, __u32 type, __u64 now, bool force)
 {
 	if (type != LK_TYPE_RWLOCK_READ && type != LK_TYPE_RWLOCK_WRITE)
-		return;
+		return false;
 	struct lk_owner_key key = {.addr = addr, .tgid = tgid};
-	if (type == LK_TYPE_RWLOCK_READ) {
-		struct lk_owner *o = bpf_map_lookup_elem(&lk_owner, &key);
-		if (o && o->type == LK_TYPE_RWLOCK_READ) {
-			__sync_fetch_and_add(&o->readers, 1);
-			return;
+	struct lk_owner *cur = bpf_map_lookup_elem(&lk_owner, &key);
+	if (cur) {
+		if (type == LK_TYPE_RWLOCK_READ && cur->type == LK_TYPE_RWLOCK_READ) {
+			__sync_fetch_and_add(&cur->readers, 1);
+			return true;
 		}
+		if (!force)
+			return false;
 	}
 	struct lk_owner o = {.since_ns = now, .tid = tid, .type = type,
 			     .readers = type == LK_TYPE_RWLOCK_READ ? 1 : 0};
 	bpf_get_current_comm(o.comm, sizeof(o.comm));
-	if (bpf_map_update_elem(&lk_owner, &key, &o, BPF_ANY) != 0)
+	if (bpf_map_update_elem(&lk_owner, &key, &o, BPF_ANY) != 0) {
 		pi_count_lost();
+		return false;
+	}
+	return true;
 }
 
 static __always_inline void owner_release(__u32 tgid, __u32 tid, __u64 addr, __u32 type)
@@ -379,13 +404,53 @@ static __always_inline void owner_release(__u32 tgid, __u32 tid, __u64 addr, __u
 		bpf_map_delete_elem(&lk_owner, &key);
 }
 
-/* End the hold of (tid, addr), if one is tracked. */
-static __always_inline void release(__u32 tgid, __u32 tid, __u64 addr, __u32 unlock_op)
+/* A pending hold's acquisition time is final: account the acquisition. */
+static __always_inline void settle(__u32 tgid, __u32 tid, __u64 addr, struct lk_hold *h)
 {
+	h->pending = 0;
+	account_acquire(tgid, tid, h->type, addr, h->wait_ns, true, h->contended, true);
+}
+
+/* The thread entered a lock function: its last blocking call without a return probe has
+ * returned, so that acquisition is final. */
+static __always_inline void settle_pending(struct lk_task_state *st, __u32 tgid, __u32 tid)
+{
+	__u64 addr = st->pend_addr;
+	if (!addr)
+		return;
+	st->pend_addr = 0;
+	struct lk_hold_key key = {.addr = addr, .tid = tid};
+	struct lk_hold *h = bpf_map_lookup_elem(&lk_holds, &key);
+	if (h && h->pending)
+		settle(tgid, tid, addr, h);
+}
+
+/* Forget a hold without a release (its lock call failed, or the thread no longer has the lock). */
+static __always_inline void drop_hold(struct lk_task_state *st, __u32 tgid, __u32 tid, __u64 addr, struct lk_hold *h)
+{
+	if (h->owner_set)
+		owner_release(tgid, tid, addr, h->type);
+	struct lk_hold_key key = {.addr = addr, .tid = tid};
+	bpf_map_delete_elem(&lk_holds, &key);
+	if (st->held > 0)
+		st->held--;
+}
+
+/* End the hold of (tid, addr), if one is tracked. st may be NULL. */
+static __always_inline void release(struct lk_task_state *st, __u32 tgid, __u32 tid, __u64 addr)
+{
+	if (st && st->pend_addr) {
+		if (st->pend_addr == addr)
+			st->pend_addr = 0; /* the hold found below is settled there */
+		else
+			settle_pending(st, tgid, tid);
+	}
 	struct lk_hold_key key = {.addr = addr, .tid = tid};
 	struct lk_hold *h = bpf_map_lookup_elem(&lk_holds, &key);
 	if (!h)
 		return; /* taken before activation, or not a lock we saw taken */
+	if (h->pending)
+		settle(tgid, tid, addr, h);
 	if (h->depth > 1) {
 		h->depth--; /* recursive mutex, or a read lock taken again */
 		return;
@@ -397,9 +462,9 @@ static __always_inline void release(__u32 tgid, __u32 tid, __u64 addr, __u32 unl
 	if (lk_acq_events)
 		emit_acq(addr, h->request_ns, h->acquired_ns, h->wait_ns, hold, h->futex_wait_ns, h->op, type, 0,
 			 h->nest, h->contended);
-	owner_release(tgid, tid, addr, type);
+	if (h->owner_set)
+		owner_release(tgid, tid, addr, type);
 	bpf_map_delete_elem(&lk_holds, &key);
-	struct lk_task_state *st = task_state(false);
 	if (st && st->held > 0)
 		st->held--;
 }
@@ -421,6 +486,7 @@ static __always_inline bool wanted_cached(__u32 tgid, __u32 tid)
 		return st->wanted;
 	/* a new activation: holds of the previous one were forgotten with it */
 	st->held = 0;
+	st->pend_addr = 0;
 	st->wanted = pi_wanted(tgid, tid);
 	st->wanted_gen = c->generation;
 	return st->wanted;
@@ -431,6 +497,7 @@ static __always_inline int lock_request(__u64 addr, __u32 op)
 	struct lk_task_state *st = task_state(true);
 	if (!st)
 		return 0;
+	settle_pending(st, (__u32)(bpf_get_current_pid_tgid() >> 32), (__u32)bpf_get_current_pid_tgid());
 	st->req_ns = bpf_ktime_get_boot_ns();
 	st->req_addr = addr;
 	st->req_op = op;
@@ -476,13 +543,139 @@ static __always_inline int lock_done(struct lk_task_state *st, int ret)
 		.request_ns = cond ? now : req, .acquired_ns = now, .wait_ns = wait, .futex_wait_ns = fwait,
 		.op = op, .type = type, .depth = 1, .nest = st->held, .contended = contended, .tgid = tgid,
 	};
+	nh.owner_set = owner_acquire(tgid, tid, addr, type, now, true);
 	if (bpf_map_update_elem(&lk_holds, &key, &nh, BPF_ANY) != 0) {
 		pi_count_lost();
 		st->held--;
+		if (nh.owner_set)
+			owner_release(tgid, tid, addr, type);
 		return 0;
 	}
-	owner_acquire(tgid, tid, addr, type, now);
 	return 0;
+}
+
+/* What a blocking call by a thread that has a hold of the same lock does: */
+enum relock_result {
+	RELOCK_AGAIN,    /* takes it again (recursive mutex, another read lock): depth + 1 */
+	RELOCK_EDEADLK,  /* fails at once with EDEADLK (error-checking mutex, rwlock it writes) */
+	RELOCK_HANGS,    /* never returns (normal mutex, write lock over its own read lock) */
+	RELOCK_STALE,    /* the thread does not have the lock: the hold is left from a failed call */
+};
+
+static __always_inline enum relock_result relock(struct lk_hold *h, __u64 addr, __u32 tid, __u32 type)
+{
+	if (type == LK_TYPE_MUTEX) {
+		__u32 w[3] = {}; /* __owner, __nusers, __kind */
+		if (h->type != LK_TYPE_MUTEX ||
+		    bpf_probe_read_user(w, sizeof(w), (void *)(addr + MUTEX_OWNER_OFF)) != 0 || w[0] != tid)
+			return RELOCK_STALE;
+		switch (w[2] & MUTEX_KIND_MASK) {
+		case MUTEX_RECURSIVE: return RELOCK_AGAIN;
+		case MUTEX_ERRORCHECK: return RELOCK_EDEADLK;
+		default: return RELOCK_HANGS;
+		}
+	}
+	if (h->type == LK_TYPE_RWLOCK_WRITE) {
+		__u32 writer = 0;
+		if (bpf_probe_read_user(&writer, sizeof(writer), (void *)(addr + RWLOCK_CUR_WRITER_OFF)) != 0 ||
+		    writer != tid)
+			return RELOCK_STALE;
+		return RELOCK_EDEADLK; /* glibc refuses rd- and wrlock by the writer */
+	}
+	if (h->type != LK_TYPE_RWLOCK_READ)
+		return RELOCK_STALE;
+	return type == LK_TYPE_RWLOCK_READ ? RELOCK_AGAIN : RELOCK_HANGS;
+}
+
+/*
+ * Entry of pthread_mutex_lock / pthread_rwlock_rdlock / pthread_rwlock_wrlock without a return
+ * probe (one trap per call instead of two). These calls return only once they have the lock
+ * (the errors they can return are handled below or documented), so the hold starts now, as
+ * acquired at the request with no wait. If the call then sleeps on the lock's futex word, the
+ * end of its last such wait becomes the acquisition (lk_futex_exit). The acquisition is
+ * accounted once it is final: at the thread's next lock-function call or at the release.
+ */
+static __always_inline int lock_enter_noret(struct lk_task_state *st, __u32 tgid, __u32 tid, __u64 addr, __u32 op)
+{
+	settle_pending(st, tgid, tid);
+	st->req_ns = 0; /* no return-probed call is under way any more */
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u32 type = op_type(op);
+	struct lk_hold_key key = {.addr = addr, .tid = tid};
+	struct lk_hold *h = bpf_map_lookup_elem(&lk_holds, &key);
+	if (h) {
+		switch (relock(h, addr, tid, type)) {
+		case RELOCK_AGAIN:
+			h->depth++;
+			account_acquire(tgid, tid, type, addr, 0, true, false, true);
+			return 0;
+		case RELOCK_EDEADLK:
+			account_acquire(tgid, tid, type, addr, 0, false, false, true);
+			if (lk_acq_events)
+				emit_acq(addr, now, 0, 0, 0, 0, op, type, EDEADLK_, st->held, 0);
+			return 0;
+		case RELOCK_HANGS:
+			return 0;
+		case RELOCK_STALE:
+			drop_hold(st, tgid, tid, addr, h);
+			break;
+		}
+	}
+	st->held++;
+	struct lk_hold nh = {
+		.request_ns = now, .acquired_ns = now, .op = op, .type = type, .depth = 1,
+		.nest = st->held, .tgid = tgid, .pending = 1,
+	};
+	nh.owner_set = owner_acquire(tgid, tid, addr, type, now, false);
+	if (bpf_map_update_elem(&lk_holds, &key, &nh, BPF_ANY) != 0) {
+		pi_count_lost();
+		st->held--;
+		if (nh.owner_set)
+			owner_release(tgid, tid, addr, type);
+		return 0;
+	}
+	st->pend_addr = addr;
+	st->pend_type = type;
+	return 0;
+}
+
+/* Is uaddr a futex word of the lock at addr? A mutex's word is the mutex; an rwlock (glibc >=
+ * 2.25) sleeps on __readers (+0), __wrphase_futex (+8) or __writers_futex (+12). */
+static __always_inline bool lock_word(__u64 addr, __u32 type, __u64 uaddr)
+{
+	if (type == LK_TYPE_MUTEX)
+		return uaddr == addr;
+	__u64 d = uaddr - addr;
+	return d == 0 || d == 8 || d == 12;
+}
+
+/* The thread's pending blocking call sleeps on its lock's word: it does not have the lock, so
+ * it must not be named as the rwlock's holder meanwhile. */
+static __always_inline void pending_sleeps(struct lk_task_state *st, __u32 tgid, __u32 tid)
+{
+	if (st->pend_type == LK_TYPE_MUTEX)
+		return; /* mutexes are not in lk_owner */
+	struct lk_hold_key key = {.addr = st->pend_addr, .tid = tid};
+	struct lk_hold *h = bpf_map_lookup_elem(&lk_holds, &key);
+	if (!h || !h->pending || !h->owner_set)
+		return;
+	owner_release(tgid, tid, st->pend_addr, h->type);
+	h->owner_set = 0;
+}
+
+/* ... and woke after dur ns: it has the lock now, unless it sleeps again. */
+static __always_inline void pending_woke(struct lk_task_state *st, __u32 tgid, __u32 tid, __u64 now, __u64 dur)
+{
+	struct lk_hold_key key = {.addr = st->pend_addr, .tid = tid};
+	struct lk_hold *h = bpf_map_lookup_elem(&lk_holds, &key);
+	if (!h || !h->pending)
+		return;
+	h->acquired_ns = now;
+	h->wait_ns = now - h->request_ns;
+	h->futex_wait_ns += dur;
+	h->contended = 1;
+	if (!h->owner_set)
+		h->owner_set = owner_acquire(tgid, tid, st->pend_addr, h->type, now, true);
 }
 
 SEC("uretprobe")
@@ -520,17 +713,21 @@ int BPF_KPROBE(lk_entry, void *a0, void *a1)
 	}
 	if (kind == LK_CK_UNLOCK) {
 		/* only a tracked hold matters, and those are the target's */
-		release(tgid, tid, (__u64)a0, op);
+		release(task_state(false), tgid, tid, (__u64)a0);
 		return 0;
 	}
 	if (!wanted_cached(tgid, tid))
 		return 0;
 	switch (kind) {
+	case LK_CK_LOCK_NORET: {
+		struct lk_task_state *st = task_state(false);
+		return st ? lock_enter_noret(st, tgid, tid, (__u64)a0, op) : 0;
+	}
 	case LK_CK_LOCK:
 		return lock_request((__u64)a0, op);
 	case LK_CK_COND:
 		/* the mutex is released while the thread waits on the condition */
-		release(tgid, tid, (__u64)a1, LK_OP_MUTEX_UNLOCK);
+		release(task_state(false), tgid, tid, (__u64)a1);
 		return lock_request((__u64)a1, op);
 	case LK_CK_SPIN_ATTEMPT: {
 		struct lk_task_state *st = task_state(false);
@@ -624,6 +821,8 @@ int lk_futex_enter(struct trace_event_raw_sys_enter *ctx)
 	if (wait) {
 		if (!lk_full)
 			return 0;
+		if (st->pend_addr && lock_word(st->pend_addr, st->pend_type, uaddr))
+			pending_sleeps(st, tgid, tid);
 		find_holder(st, tgid, uaddr);
 	} else {
 		struct lk_owner_key key = {.addr = uaddr, .tgid = tgid};
@@ -703,6 +902,8 @@ int lk_futex_exit(struct trace_event_raw_sys_exit *ctx)
 	if (st->req_ns && !is_cond(st->req_op)) {
 		st->req_futex_ns += dur;
 		st->req_contended = 1;
+	} else if (st->pend_addr && lock_word(st->pend_addr, st->pend_type, st->fx_addr)) {
+		pending_woke(st, tgid, tid, now, dur);
 	}
 	if (dur < lk_contention_min_ns)
 		return 0;

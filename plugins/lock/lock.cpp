@@ -43,6 +43,7 @@ struct config {
 	uint32_t max_futexes = 8192;
 	uint32_t ringbuf_kb = 1024;
 	std::string uprobe_attach = "auto";
+	bool lock_return = false;
 
 	explicit config(const std::string &text)
 	{
@@ -57,10 +58,13 @@ struct config {
 		max_futexes = static_cast<uint32_t>(r.get_int("max_futexes", 8192, 16, 1 << 20));
 		ringbuf_kb = static_cast<uint32_t>(r.get_int("ringbuf_kb", 1024, 64, 1 << 20));
 		uprobe_attach = r.get_enum("uprobe_attach", "auto", {"auto", "multi", "single"});
+		lock_return = r.get_bool("lock_return", false);
 		if (ringbuf_kb & (ringbuf_kb - 1))
 			throw sdk::config_error("ringbuf_kb: expected a power of two, got " + std::to_string(ringbuf_kb));
 		if (acquisitions && mode == "contention")
 			throw sdk::config_error("acquisitions: needs hold tracking (uprobes); mode \"contention\" has none");
+		if (lock_return && mode == "contention")
+			throw sdk::config_error("lock_return: return probes are uprobes; mode \"contention\" has none");
 		r.finish();
 	}
 };
@@ -70,19 +74,21 @@ struct config {
 struct func_def {
 	const char *name;
 	uint32_t op;
-	enum { LOCK, COND, UNLOCK } role;
+	// BLOCKING: a lock function that returns only once it has the lock; without lock_return
+	// it gets no return probe (LK_CK_LOCK_NORET)
+	enum { LOCK, BLOCKING, COND, UNLOCK } role;
 };
 
 const func_def FUNCS[] = {
-	{"pthread_mutex_lock", LK_OP_MUTEX_LOCK, func_def::LOCK},
+	{"pthread_mutex_lock", LK_OP_MUTEX_LOCK, func_def::BLOCKING},
 	{"pthread_mutex_trylock", LK_OP_MUTEX_TRYLOCK, func_def::LOCK},
 	{"pthread_mutex_timedlock", LK_OP_MUTEX_TIMEDLOCK, func_def::LOCK},
 	{"pthread_mutex_clocklock", LK_OP_MUTEX_CLOCKLOCK, func_def::LOCK},
-	{"pthread_rwlock_rdlock", LK_OP_RW_RDLOCK, func_def::LOCK},
+	{"pthread_rwlock_rdlock", LK_OP_RW_RDLOCK, func_def::BLOCKING},
 	{"pthread_rwlock_tryrdlock", LK_OP_RW_TRYRDLOCK, func_def::LOCK},
 	{"pthread_rwlock_timedrdlock", LK_OP_RW_TIMEDRDLOCK, func_def::LOCK},
 	{"pthread_rwlock_clockrdlock", LK_OP_RW_CLOCKRDLOCK, func_def::LOCK},
-	{"pthread_rwlock_wrlock", LK_OP_RW_WRLOCK, func_def::LOCK},
+	{"pthread_rwlock_wrlock", LK_OP_RW_WRLOCK, func_def::BLOCKING},
 	{"pthread_rwlock_trywrlock", LK_OP_RW_TRYWRLOCK, func_def::LOCK},
 	{"pthread_rwlock_timedwrlock", LK_OP_RW_TIMEDWRLOCK, func_def::LOCK},
 	{"pthread_rwlock_clockwrlock", LK_OP_RW_CLOCKWRLOCK, func_def::LOCK},
@@ -781,6 +787,14 @@ private:
 				continue;
 			}
 			switch (f.role) {
+			case func_def::BLOCKING:
+				if (!cfg_.lock_return) {
+					entry(off, LK_CK_LOCK_NORET);
+					break;
+				}
+				entry(off, LK_CK_LOCK);
+				ret();
+				break;
 			case func_def::LOCK: entry(off, LK_CK_LOCK); ret(); break;
 			case func_def::COND: entry(off, LK_CK_COND); ret(); break;
 			case func_def::UNLOCK: entry(off, LK_CK_UNLOCK); break;
@@ -797,6 +811,8 @@ private:
 				if (fd < 0)
 					throw fail("entry", -fd);
 				ps.fds.push_back(fd);
+				if (p.ret_off.empty())
+					continue;
 				fd = attach_multi(skel_->progs.lk_return, l.open_path, pid, p.ret_off, p.ret_ck, true);
 				if (fd < 0)
 					throw fail("return", -fd);

@@ -42,6 +42,11 @@ enum lk_cookie_kind {
 	LK_CK_UNLOCK = 2,        /* entry of an unlock function */
 	LK_CK_SPIN_ATTEMPT = 3,  /* inside pthread_spin_lock, after an attempt */
 	LK_CK_SPIN_ACQUIRED = 4, /* inside pthread_spin_lock, on its success path */
+	/* entry of a blocking lock function (pthread_mutex_lock, pthread_rwlock_rdlock,
+	 * pthread_rwlock_wrlock) that has no return probe: the request, and the acquisition at the
+	 * same time unless the call then sleeps on the lock's futex word(s) (config lock_return:
+	 * false, the default) */
+	LK_CK_LOCK_NORET = 5,
 };
 #define LK_COOKIE(kind, op) (((__u64)(kind) << 8) | (__u64)(op))
 #define LK_CK_KIND(c) ((__u32)((c) >> 8) & 0xff)
@@ -190,6 +195,10 @@ struct lk_hold {
 	__u32 nest;      /* locks the thread held when it took this one, this one included */
 	__u32 contended;
 	__u32 tgid;
+	/* taken by a blocking call without a return probe, whose acquisition time may still move
+	 * (to the end of a futex wait on the lock's word) and is not accounted yet */
+	__u32 pending;
+	__u32 owner_set; /* this hold is counted in lk_owner (rwlocks) */
 };
 
 #endif /* PROCIMAGE_LOCK_H */

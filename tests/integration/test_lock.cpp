@@ -16,7 +16,9 @@
 #include <pthread.h>
 #include <set>
 #include <sstream>
+#include <linux/bpf.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -206,13 +208,107 @@ bool no_lost(const std::vector<json> &recs)
 	return std::none_of(recs.begin(), recs.end(), [](const json &e) { return e["event"] == "lost"; });
 }
 
+// The offset in its file of a libc function as this process maps it (the workloads map the
+// same file).
+uint64_t file_offset(void *fn)
+{
+	auto at = reinterpret_cast<uintptr_t>(fn);
+	std::ifstream in("/proc/self/maps");
+	std::string line;
+	while (std::getline(in, line)) {
+		std::istringstream ls(line);
+		std::string range, perms, off;
+		ls >> range >> perms >> off;
+		uintptr_t lo = std::stoull(range, nullptr, 16), hi = std::stoull(range.substr(range.find('-') + 1), nullptr, 16);
+		if (at >= lo && at < hi)
+			return at - lo + std::stoull(off, nullptr, 16);
+	}
+	return 0;
+}
+
+long sys_bpf(int cmd, void *attr, size_t size) { return syscall(__NR_bpf, cmd, attr, size); }
+
+// What the kernel says about one uprobe_multi link (struct bpf_link_info, Linux 6.8+; the
+// system's linux/bpf.h predates these fields, so the layout is spelled out).
+struct uprobe_multi_link {
+	uint32_t id = 0, prog_id = 0, pid = 0;
+	bool ret = false;
+	std::set<uint64_t> offsets;
+};
+
+constexpr uint32_t LINK_TYPE_UPROBE_MULTI = 12;
+constexpr uint32_t UPROBE_MULTI_RETURN = 1;
+
+// Every uprobe_multi link on the machine that targets process pid.
+std::vector<uprobe_multi_link> uprobe_multi_links(pid_t pid)
+{
+	std::vector<uprobe_multi_link> out;
+	uint32_t id = 0;
+	for (;;) {
+		union bpf_attr a{};
+		a.start_id = id;
+		if (sys_bpf(BPF_LINK_GET_NEXT_ID, &a, sizeof a) != 0)
+			break;
+		id = a.next_id;
+		union bpf_attr g{};
+		g.link_id = id;
+		int fd = static_cast<int>(sys_bpf(BPF_LINK_GET_FD_BY_ID, &g, sizeof g));
+		if (fd < 0)
+			continue; // gone meanwhile
+		std::vector<uint64_t> offs(256);
+		struct {
+			uint32_t type, id, prog_id, pad;
+			uint64_t path, offsets, ref_ctr_offsets, cookies;
+			uint32_t path_size, count, flags, pid;
+		} info{};
+		info.offsets = reinterpret_cast<uint64_t>(offs.data());
+		info.count = static_cast<uint32_t>(offs.size());
+		union bpf_attr q{};
+		q.info.bpf_fd = static_cast<uint32_t>(fd);
+		q.info.info_len = sizeof info;
+		q.info.info = reinterpret_cast<uint64_t>(&info);
+		long rc = sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &q, sizeof q);
+		close(fd);
+		if (rc != 0 || info.type != LINK_TYPE_UPROBE_MULTI || info.pid != static_cast<uint32_t>(pid))
+			continue;
+		uprobe_multi_link l;
+		l.id = id;
+		l.prog_id = info.prog_id;
+		l.pid = info.pid;
+		l.ret = info.flags & UPROBE_MULTI_RETURN;
+		l.offsets.insert(offs.begin(), offs.begin() + std::min<size_t>(info.count, offs.size()));
+		out.push_back(l);
+	}
+	return out;
+}
+
+// How many times a BPF program has run (counted while BPF run-time statistics are enabled).
+uint64_t prog_runs(uint32_t prog_id)
+{
+	union bpf_attr g{};
+	g.prog_id = prog_id;
+	int fd = static_cast<int>(sys_bpf(BPF_PROG_GET_FD_BY_ID, &g, sizeof g));
+	if (fd < 0)
+		return 0;
+	bpf_prog_info info{};
+	union bpf_attr q{};
+	q.info.bpf_fd = static_cast<uint32_t>(fd);
+	q.info.info_len = sizeof info;
+	q.info.info = reinterpret_cast<uint64_t>(&info);
+	long rc = sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &q, sizeof q);
+	close(fd);
+	return rc == 0 ? info.run_cnt : 0;
+}
+
 } // namespace
 
-TEST_CASE("lock: holds, waits, errors and holders on the wl-lock schedule (-- CMD)")
+// The wl-lock schedule under procimage with the probe settings extra (JSON members or "").
+// lock_return: the blocking lock functions have return probes (else their acquisition is
+// inferred from their futex waits).
+void check_schedule(const std::string &extra, bool lock_return)
 {
-	REQUIRE_ROOT_OR_SKIP();
 	t::temp_dir d;
-	auto p = pipeline(d, R"({"acquisitions": true, "contention_min_us": 500})");
+	auto p = pipeline(d, R"({"acquisitions": true, "contention_min_us": 500)" + extra + "}");
 	auto r = t::run({t::procimage_bin(), "-q", "--pipeline", p, "--", t::build_dir() + "/wl-lock", d.file("log")});
 	INFO(r.err);
 	REQUIRE(r.status == 0);
@@ -310,6 +406,14 @@ TEST_CASE("lock: holds, waits, errors and holders on the wl-lock schedule (-- CM
 	CHECK(i(cl, "holder_held_ns") >= truth["b_timedlock_wait_ns"]);
 	CHECK(i(cl, "holder_held_ns") < truth["a_hold_ns"]);
 	CHECK(i(cl, "holder_held_ns") + i(cl, "wait_ns") >= truth["a_hold_ns"] - MS);
+	// when B got the lock: without a return probe, the end of its last futex wait on M (the
+	// contention record's time, taken a moment later in the same BPF run); with one, its return
+	if (lock_return) {
+		CHECK(i(b, "acquired_ts_ns") >= i(cl, "ts_ns"));
+	} else {
+		CHECK(i(cl, "ts_ns") >= i(b, "acquired_ts_ns"));
+		CHECK(i(cl, "ts_ns") - i(b, "acquired_ts_ns") < 100000);
+	}
 	json ct = one(select(bc, "contention", [](const json &e) { return e["ret"] == -ETIMEDOUT; }), "B's timed wait");
 	CHECK(ct["holder_tid"] == A);
 	CHECK(ct["waker_tid"] == 0);
@@ -372,6 +476,144 @@ TEST_CASE("lock: holds, waits, errors and holders on the wl-lock schedule (-- CM
 	CHECK(i(ss, "waits") >= i(st, "waits"));
 	CHECK(i(ss, "wait_total_ns") >= i(st, "wait_total_ns"));
 	CHECK(no_lost(recs));
+}
+
+TEST_CASE("lock: holds, waits, errors and holders on the wl-lock schedule (-- CMD)")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	check_schedule("", false);
+}
+
+TEST_CASE("lock: the same schedule with return probes on the blocking functions (lock_return)")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	check_schedule(R"(, "lock_return": true)", true);
+}
+
+// Uncontended lock/unlock pairs: how many uprobe hits each costs, read from the kernel's own
+// link and program accounting, and the same figures either way.
+void check_hits(bool lock_return)
+{
+	t::temp_dir d;
+	constexpr long N = 1000;
+	held wl({t::build_dir() + "/wl-lock-loop", d.file("log"), d.file("go"), std::to_string(N)}, d.file("go"));
+	for (int n = 0; n < 200 && !t::read_kv(d.file("log")).count("recursive_addr"); n++)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	const pid_t pid = wl.pid;
+	auto p = pipeline(d,
+			  std::string(R"({"acquisitions": true, "ringbuf_kb": 4096, "lock_return": )") +
+				  (lock_return ? "true" : "false") + "}",
+			  R"({"tgid": )" + std::to_string(pid) + "}");
+	tool tl({"--pipeline", p}, d.file("err"));
+	REQUIRE(tl.ready());
+
+	// where the probe's uprobes are: one entry link and one return link in the workload
+	const uint64_t lock = file_offset(reinterpret_cast<void *>(&pthread_mutex_lock)),
+		       rd = file_offset(reinterpret_cast<void *>(&pthread_rwlock_rdlock)),
+		       wr = file_offset(reinterpret_cast<void *>(&pthread_rwlock_wrlock)),
+		       unlock = file_offset(reinterpret_cast<void *>(&pthread_mutex_unlock)),
+		       trylock = file_offset(reinterpret_cast<void *>(&pthread_mutex_trylock));
+	REQUIRE(lock);
+	REQUIRE(trylock);
+	auto links = uprobe_multi_links(pid);
+	REQUIRE(links.size() == 2);
+	const auto &entry = links[0].ret ? links[1] : links[0];
+	const auto &ret = links[0].ret ? links[0] : links[1];
+	REQUIRE(!entry.ret);
+	REQUIRE(ret.ret);
+	for (uint64_t off : {lock, rd, wr, unlock, trylock})
+		CHECK(entry.offsets.count(off) == 1);
+	CHECK(ret.offsets.count(trylock) == 1); // try variants keep their return probe
+	CHECK(ret.offsets.count(unlock) == 0);
+	for (uint64_t off : {lock, rd, wr}) {
+		INFO("offset " << off << " in the return link: " << ret.offsets.count(off));
+		CHECK(ret.offsets.count(off) == (lock_return ? 1u : 0u));
+	}
+
+	// uprobe hits = runs of the two programs, counted while run-time statistics are on
+	union bpf_attr st{};
+	st.enable_stats.type = BPF_STATS_RUN_TIME;
+	int stats = static_cast<int>(sys_bpf(BPF_ENABLE_STATS, &st, sizeof st));
+	REQUIRE(stats >= 0);
+	uint64_t e0 = prog_runs(entry.prog_id), r0 = prog_runs(ret.prog_id);
+	wl.go();
+	REQUIRE(wl.wait() == 0);
+	uint64_t e1 = prog_runs(entry.prog_id), r1 = prog_runs(ret.prog_id);
+	close(stats);
+	std::this_thread::sleep_for(std::chrono::milliseconds(200));
+	CHECK(tl.stop() == 0);
+	const uint64_t pairs = 3 * N, entries = e1 - e0, returns = r1 - r0;
+	INFO("entry runs " << entries << ", return runs " << returns << " for " << pairs << " pairs");
+	// the pairs, plus the few calls of the error-checking and recursive phases (and libc's own)
+	CHECK(entries >= 2 * pairs);
+	CHECK(entries <= 2 * pairs + 100);
+	if (lock_return) {
+		CHECK(returns >= pairs);
+		CHECK(returns <= pairs + 100);
+	} else {
+		CHECK(returns <= 100);
+	}
+
+	auto truth = t::read_kv(d.file("log"));
+	REQUIRE(truth.count("done"));
+	auto recs = t::read_jsonl(d.file("out.jsonl"));
+	auto total = [&](long addr, const char *type) {
+		return one(select(recs, "lock",
+				  [&](const json &e) {
+					  return e["window"] == "total" && e["lock_addr"] == addr && e["lock_type"] == type;
+				  }),
+			   std::string("total for ") + type);
+	};
+	for (const auto &[addr, type] : {std::pair{truth["mutex_addr"], "mutex"}, std::pair{truth["rwlock_addr"], "rwlock_read"},
+					 std::pair{truth["rwlock_addr"], "rwlock_write"}}) {
+		json tt = total(addr, type);
+		INFO(tt.dump());
+		CHECK(tt["acquisitions"] == N);
+		CHECK(tt["releases"] == N);
+		CHECK(tt["contended"] == 0);
+		CHECK(tt["failed"] == 0);
+		// Uncontended: without a return probe the acquisition is the request itself; with one,
+		// the return is seen after the return probe's own trap, which then counts as waiting.
+		if (lock_return)
+			CHECK(i(tt, "wait_total_ns") > 0);
+		else
+			CHECK(tt["wait_total_ns"] == 0);
+	}
+	// the error-checking mutex taken again: EDEADLK, and the first hold goes on
+	const long EM = truth["errcheck_addr"], RM = truth["recursive_addr"];
+	CHECK(truth["errcheck_again_ret"] == EDEADLK);
+	auto em = select(recs, "acquisition", [&](const json &e) { return e["lock_addr"] == EM; });
+	REQUIRE(em.size() == 2);
+	json fail = one(select(em, "acquisition", [](const json &e) { return e["acquired"] == false; }), "EDEADLK");
+	CHECK(fail["ret"] == -EDEADLK);
+	CHECK(fail["op"] == "pthread_mutex_lock");
+	json emh = one(select(em, "acquisition", [](const json &e) { return e["acquired"] == true; }), "EM's hold");
+	CHECK_NEAR(i(emh, "hold_ns"), truth["errcheck_hold_ns"], MS);
+	json emt = total(EM, "mutex");
+	CHECK(emt["acquisitions"] == 1);
+	CHECK(emt["failed"] == 1);
+	CHECK(emt["releases"] == 1);
+	// the recursive mutex taken twice: one hold, from the first lock to the last unlock
+	CHECK(truth["recursive_again_ret"] == 0);
+	json rmh = one(select(recs, "acquisition", [&](const json &e) { return e["lock_addr"] == RM; }), "RM's hold");
+	CHECK(rmh["acquired"] == true);
+	CHECK_NEAR(i(rmh, "hold_ns"), truth["recursive_hold_ns"], MS);
+	json rmt = total(RM, "mutex");
+	CHECK(rmt["acquisitions"] == 2);
+	CHECK(rmt["releases"] == 1);
+	CHECK(no_lost(recs));
+}
+
+TEST_CASE("lock: two uprobe hits per uncontended lock/unlock pair: no return probe on the blocking functions")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	check_hits(false);
+}
+
+TEST_CASE("lock: lock_return puts return probes on the blocking functions: three hits per pair")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	check_hits(true);
 }
 
 TEST_CASE("lock: one perf-event uprobe per place (kernels before uprobe_multi) measures the same")

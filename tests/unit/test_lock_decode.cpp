@@ -38,6 +38,11 @@ TEST_CASE("lock config: defaults, ranges and unknown keys name the key")
 	CHECK_THAT(validate(R"({"mode": "contention", "acquisitions": true})"),
 		   Catch::StartsWith("acquisitions: needs hold tracking"));
 	CHECK_THAT(validate(R"({"holders": true})"), Catch::StartsWith("holders: unknown key"));
+	CHECK(validate(R"({"lock_return": true})") == "");
+	CHECK(validate(R"({"mode": "full", "lock_return": false})") == "");
+	CHECK_THAT(validate(R"({"lock_return": "yes"})"), Catch::StartsWith("lock_return: expected true or false"));
+	CHECK_THAT(validate(R"({"mode": "contention", "lock_return": true})"),
+		   Catch::StartsWith("lock_return: return probes are uprobes"));
 }
 
 TEST_CASE("lock acquisition records: type, function, errno, wait and hold")
