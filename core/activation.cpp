@@ -79,9 +79,13 @@ result<void> activation::activate(uint32_t slot, const target_spec &t)
 {
 	if (slot >= PI_MAX_SLOTS)
 		return runtime_error("probe slot " + std::to_string(slot) + " out of range");
-	// Off first, so no event is collected for a half-written target.
-	if (auto r = deactivate(slot); !r)
-		return r;
+	// Off first, so no event is collected for a half-written target (the host has usually
+	// switched it off already: then there is nothing to clear).
+	pi_control cur{};
+	if (bpf_map_lookup_elem(control_fd(), &slot, &cur) != 0 || cur.mode != PI_MODE_OFF) {
+		if (auto r = deactivate(slot); !r)
+			return r;
+	}
 	uint64_t bit = 1ULL << slot;
 	pi_control c{};
 	c.self_tgid = self_tgid_;

@@ -126,16 +126,18 @@ result<control_server::request> control_server::accept_request()
 	}
 	req.uid = cred.uid;
 	req.pid = cred.pid;
-	auto msg = read_message(conn, 2000);
-	if (!msg) {
-		reply(conn, {{"ok", false}, {"error", msg.err().msg}});
-		return msg.err();
-	}
+	// Anyone can connect to an abstract socket: refuse strangers before reading a byte, so
+	// they cannot hold the host's loop.
 	if (cred.uid != 0 && cred.uid != getuid()) {
 		reply(conn, {{"ok", false},
 			     {"error", "permission denied: only root or uid " + std::to_string(getuid()) +
 					       " may control this procimage host"}});
 		return runtime_error("control: refused uid " + std::to_string(cred.uid));
+	}
+	auto msg = read_message(conn, 1000);
+	if (!msg) {
+		reply(conn, {{"ok", false}, {"error", msg.err().msg}});
+		return msg.err();
 	}
 	try {
 		req.body = nlohmann::json::parse(*msg);
@@ -168,16 +170,19 @@ result<nlohmann::json> control_call(const std::string &name, const nlohmann::jso
 					     " (start one with: procimage -a)");
 		return runtime_error(std::string("cannot reach the procimage host: ") + std::strerror(e));
 	}
-	if (!write_all(fd, request.dump() + "\n")) {
-		int e = errno;
-		close(fd);
-		return runtime_error(std::string("cannot send to the procimage host: ") + std::strerror(e));
-	}
+	// A host that refuses the caller answers without reading: read its answer even when
+	// sending failed.
+	bool sent = write_all(fd, request.dump() + "\n");
+	int send_errno = errno;
 	shutdown(fd, SHUT_WR);
 	auto msg = read_message(fd, timeout_ms);
 	close(fd);
-	if (!msg)
-		return msg.err().context("procimage host");
+	if (!msg || msg->empty()) {
+		if (!sent)
+			return runtime_error(std::string("cannot send to the procimage host: ") + std::strerror(send_errno));
+		return msg ? runtime_error("the procimage host closed the connection without an answer")
+			   : msg.err().context("procimage host");
+	}
 	try {
 		return nlohmann::json::parse(*msg);
 	} catch (const std::exception &e) {

@@ -29,7 +29,6 @@ struct host::sink_inst {
 	void *inst = nullptr;
 	pi_host api{};
 	uint64_t records = 0;
-	uint64_t errors = 0;
 	bool failed = false;
 	std::shared_ptr<spdlog::logger> log;
 };
@@ -51,7 +50,6 @@ struct host::probe_inst {
 	uint64_t deadline_boot_ns = 0; // 0: no time limit
 	uint64_t records_at_activation = 0;
 	uint64_t kernel_records = 0;
-	uint64_t emitted = 0;
 	uint64_t lost_total = 0;
 	uint64_t errors = 0;
 	std::shared_ptr<spdlog::logger> log;
@@ -100,8 +98,13 @@ uint64_t read_percpu_sum(int fd)
 		return 0;
 	std::vector<uint64_t> vals(static_cast<size_t>(ncpu));
 	uint32_t key = 0;
-	if (bpf_map_lookup_elem(fd, &key, vals.data()) != 0)
+	if (bpf_map_lookup_elem(fd, &key, vals.data()) != 0) {
+		static bool warned = false;
+		if (!warned)
+			spdlog::warn("cannot read a lost-record counter: {}", std::strerror(errno));
+		warned = true;
 		return 0;
+	}
 	uint64_t sum = 0;
 	for (uint64_t v : vals)
 		sum += v;
@@ -150,14 +153,13 @@ void host::emit_cb(void *ctx, const pi_record *rec)
 		p->log->error("emitted a malformed record");
 		return;
 	}
-	p->emitted++;
-	if (rec->probe && p->spec.id == rec->probe) {
-		p->owner->deliver(p->sinks, *rec);
-		return;
-	}
-	// Records carry the instance's id ("keytime/cpu"), whatever the plugin wrote.
-	pi_record named = *rec;
+	// Records carry the instance's id ("keytime/cpu") and the plugin's name, whatever the
+	// plugin wrote (a record from an older, smaller pi_record is copied into the full one).
+	pi_record named{};
+	std::memcpy(&named, rec, std::min<size_t>(rec->size, sizeof named));
+	named.size = sizeof named;
 	named.probe = p->spec.id.c_str();
+	named.plugin = p->plugin->desc->name;
 	p->owner->deliver(p->sinks, named);
 }
 
@@ -185,7 +187,6 @@ void host::deliver(const std::vector<size_t> &sinks, const pi_record &rec)
 			s.records++;
 			continue;
 		}
-		s.errors++;
 		s.failed = true;
 		spdlog::error("sink '{}' ({} {}) failed to write a {}/{} record; it receives no more records",
 			      s.spec.id, s.plugin->name(), s.plugin->version(), rec.probe ? rec.probe : "?",
@@ -451,7 +452,6 @@ void host::flush_sinks()
 		}
 		if (rc != PI_OK) {
 			s->failed = true;
-			s->errors++;
 			spdlog::error("sink '{}' ({} {}) failed to flush; it receives no more records", s->spec.id,
 				      s->plugin->name(), s->plugin->version());
 		}
@@ -483,6 +483,7 @@ void host::host_record(const std::vector<size_t> &sinks, const char *event, cons
 	r.tid = r.pid;
 	r.cpu = -1;
 	r.comm = "procimage";
+	r.plugin = "procimage";
 	r.nfields = static_cast<uint32_t>(fields.size());
 	r.fields = fields.data();
 	deliver(sinks, r);
@@ -679,6 +680,13 @@ result<void> host::activate(probe_inst &p, const target_spec &t, const nlohmann:
 	}
 	if (rc != PI_OK) {
 		act_.deactivate(p.slot);
+		// whatever the plugin attached before failing comes off again
+		char derr[PI_ERRBUF_SIZE] = "";
+		try {
+			p.ops().detach(p.inst, derr, sizeof derr);
+		} catch (...) {
+		}
+		update_following();
 		return runtime_error(p.label() + " failed to attach: " + (err[0] ? err : "no reason given"));
 	}
 	p.attached = true;
@@ -707,10 +715,14 @@ void host::deactivate(probe_inst &p, const char *why)
 	// The partial interval and the queued records still belong to this activation.
 	drain();
 	if (p.ops().on_tick) {
+		int trc;
 		try {
-			p.ops().on_tick(p.inst, off_ns, 0);
+			trc = p.ops().on_tick(p.inst, off_ns, 0);
 		} catch (...) {
+			trc = PI_ERR;
 		}
+		if (trc != PI_OK && p.errors++ < 5)
+			p.log->error("{} failed to report its last interval", p.label());
 	}
 	char err[PI_ERRBUF_SIZE] = "";
 	int rc;
@@ -828,11 +840,12 @@ nlohmann::json host::handle_control(const nlohmann::json &req)
 	if (cmd == "status")
 		return {{"ok", true}, {"status", status_json()}};
 	if (cmd == "finish")
-		return {{"ok", true}, {"changed", {"host finishing: sinks flushed, probes detached"}}};
+		return {{"ok", true}, {"changed", {"host finishing: it flushes its sinks, detaches every probe and exits"}}};
 	if (cmd != "activate" && cmd != "deactivate")
 		return fail("unknown command \"" + cmd + "\" (expected activate, deactivate, finish, status)");
 
-	// Which probes: the named ones (each must be loaded), or every loaded probe.
+	// Which probes: those named (an instance id, or a plugin name: every instance of it), each
+	// of which must be loaded; or every loaded probe.
 	std::vector<probe_inst *> chosen;
 	nlohmann::json images = req.value("images", nlohmann::json::array());
 	if (!images.is_array())
@@ -840,19 +853,25 @@ nlohmann::json host::handle_control(const nlohmann::json &req)
 	for (const auto &n : images) {
 		if (!n.is_string())
 			return fail("images: expected an array of probe names");
-		probe_inst *found = nullptr;
+		const std::string name = n.get<std::string>();
+		std::vector<probe_inst *> found;
 		for (auto &p : probes_)
-			if (p->spec.id == n.get<std::string>() || p->plugin->name() == n.get<std::string>())
-				found = p.get();
-		if (!found) {
+			if (p->spec.id == name)
+				found = {p.get()};
+		if (found.empty())
+			for (auto &p : probes_)
+				if (p->plugin->name() == name)
+					found.push_back(p.get());
+		if (found.empty()) {
 			std::string loaded;
 			for (auto &p : probes_)
 				loaded += (loaded.empty() ? "" : ", ") + p->spec.id;
-			return fail("the " + n.get<std::string>() + " probe is not loaded by this host (loaded: " +
-				    loaded + "); start the host with it, e.g. procimage -a");
+			return fail("the " + name + " probe is not loaded by this host (loaded: " + loaded +
+				    "); start the host with it, e.g. procimage -a");
 		}
-		if (std::find(chosen.begin(), chosen.end(), found) == chosen.end())
-			chosen.push_back(found);
+		for (auto *f : found)
+			if (std::find(chosen.begin(), chosen.end(), f) == chosen.end())
+				chosen.push_back(f);
 	}
 	if (chosen.empty())
 		for (auto &p : probes_)
@@ -877,15 +896,40 @@ nlohmann::json host::handle_control(const nlohmann::json &req)
 		return fail(t.err().msg);
 	if (auto r = check_target_exists(*t); !r)
 		return fail(r.err().msg);
-	int64_t duration = req.value("time_s", 0);
-	if (duration < 0 || duration > 7 * 24 * 3600)
-		return fail("time: expected 0..604800 seconds, got " + std::to_string(duration));
+	const nlohmann::json &tj = req.contains("time_s") ? req["time_s"] : nlohmann::json(0);
+	if (!tj.is_number_integer() || tj.get<int64_t>() < 0 || tj.get<int64_t>() > 7 * 24 * 3600)
+		return fail("time: expected 0..604800 seconds, got " + tj.dump());
+	int64_t duration = tj.get<int64_t>();
 	nlohmann::json options = req.value("options", nlohmann::json::object());
 	if (!options.is_object())
 		return fail("options: expected an object keyed by probe name");
+	// Options for a probe: under its instance id, else under its plugin name. Checked by the
+	// plugin against its configuration before anything changes: a refused request leaves
+	// the host as it was.
+	std::vector<nlohmann::json> opts_of;
 	for (auto *p : chosen) {
-		auto r = activate(*p, *t, options.value(p->plugin->name(), nlohmann::json::object()),
-				  static_cast<uint32_t>(duration));
+		nlohmann::json o = options.contains(p->spec.id) ? options[p->spec.id]
+								 : options.value(p->plugin->name(), nlohmann::json::object());
+		if (!o.is_object())
+			return fail("options." + p->spec.id + ": expected an object");
+		nlohmann::json merged = p->spec.config;
+		merged.update(o);
+		std::string text = merged.dump();
+		char err[PI_ERRBUF_SIZE] = "";
+		int rc;
+		try {
+			rc = p->ops().validate(text.c_str(), err, sizeof err);
+		} catch (...) {
+			rc = PI_ERR;
+			snprintf(err, sizeof err, "validate threw an exception");
+		}
+		if (rc != PI_OK)
+			return fail(p->spec.id + ": " + (err[0] ? err : "options refused"));
+		opts_of.push_back(o);
+	}
+	for (size_t i = 0; i < chosen.size(); i++) {
+		auto *p = chosen[i];
+		auto r = activate(*p, *t, opts_of[i], static_cast<uint32_t>(duration));
 		if (!r)
 			return fail(r.err().msg);
 		changed.push_back(p->spec.id + " active for " + t->describe() +
@@ -913,6 +957,8 @@ int host::run(const pipeline &p, const host_options &opts)
 	// signals can only be taken from the host's signalfd (an unblocked plugin thread would
 	// swallow the command's SIGCHLD).
 	sigprocmask(SIG_BLOCK, &handled_signals(), nullptr);
+	// A closed pipe (procimage -o jsonl | head) is a sink's write error, reported as such.
+	signal(SIGPIPE, SIG_IGN);
 	if (auto r = prepare(p, opts); !r) {
 		spdlog::error("{}", r.err().msg);
 		return r.err().code;

@@ -370,6 +370,11 @@ int main(int argc, char **argv)
 	if (!command.empty())
 		p.command = command;
 
+	if (!p.command.empty() && p.start && !*p.start) {
+		std::fprintf(stderr, "procimage: --start inactive cannot go with a command: its host traces it from the "
+				     "start and ends with it\n");
+		return EXIT_USAGE;
+	}
 	if (vm.count("print-pipeline")) {
 		std::cout << p.to_json().dump(2) << "\n";
 		return 0;

@@ -292,6 +292,9 @@ result<pipeline> parse_pipeline(const json &doc, const std::string &base_dir)
 			return at("command", "expected a program and its arguments");
 		p.command = *cmd;
 	}
+	if (!p.command.empty() && p.start && !*p.start)
+		return at("start", "\"inactive\" cannot go with a command: a command's host traces it from "
+				   "the start and ends with it (use -P or no target to pre-attach)");
 	auto has = [](const std::vector<component> &cs, const std::string &id) {
 		for (const auto &c : cs)
 			if (c.id == id)

@@ -236,6 +236,7 @@ private:
 	struct thread_acc {
 		sc_thread last{};  // latest snapshot: identity and cumulative figures
 		figures interval;  // since the last report
+		uint64_t merged_epoch = 0; // newest window whose extremes are already in a report
 		bool ended = false;
 	};
 	struct process_acc {
@@ -253,15 +254,21 @@ private:
 		auto &a = threads_[key];
 		figures delta;
 		delta.add_between(t.total, a.last.total);
+		uint64_t newest = a.merged_epoch;
 		for (const auto &w : t.win) {
-			if (!w.epoch)
-				continue;
+			if (!w.epoch || w.epoch <= a.merged_epoch)
+				continue; // already reported at an earlier tick
 			// At a tick, the interval that just closed; for a thread that ended between ticks,
 			// the interval under way and the one before (its delays after the last read).
 			bool take = from_end ? (w.epoch + 1 >= current_) : (w.epoch == closing_);
-			if (take && delta.count)
+			if (take && delta.count) {
 				delta.merge_extremes(w.max_ns, w.min_ns);
+				newest = std::max<uint64_t>(newest, w.epoch);
+			}
 		}
+		if (!from_end && closing_ > newest)
+			newest = closing_;
+		a.merged_epoch = newest;
 		a.interval.merge(delta);
 		a.last = t;
 		a.ended = a.ended || from_end;

@@ -69,8 +69,9 @@ public:
 
 	void flush() override
 	{
-		for (auto &[_, f] : files_)
-			std::fflush(f.fp);
+		for (auto &[name, f] : files_)
+			if (std::fflush(f.fp) != 0)
+				throw std::runtime_error(name + ".csv: flush failed: " + std::strerror(errno));
 	}
 
 private:
@@ -104,7 +105,11 @@ private:
 			header += "," + csv_cell(r.fields[i].key);
 		}
 		header += ",extra\r\n";
-		std::fwrite(header.data(), 1, header.size(), fp);
+		if (std::fwrite(header.data(), 1, header.size(), fp) != header.size()) {
+			int e = errno;
+			std::fclose(fp);
+			throw std::runtime_error("cannot write " + path + ": " + std::strerror(e));
+		}
 		return files_.emplace(name, std::move(f)).first;
 	}
 

@@ -131,9 +131,11 @@ public:
 	void record(const pi_record &r)
 	{
 		std::lock_guard lock(mu_);
-		const std::string_view probe = r.probe ? r.probe : "";
+		// Counted under the instance ("keytime/cpu"), understood by its plugin ("keytime").
+		const std::string_view instance = r.probe ? r.probe : "";
+		const std::string_view probe = pi_record_plugin(&r);
 		const std::string_view event = r.event ? r.event : "";
-		reg_.add(*records_, {probe, event}, 1);
+		reg_.add(*records_, {instance, event}, 1);
 		fields f(r);
 		if (probe == "procimage")
 			host_record(r, event, f);

@@ -7,7 +7,9 @@
 #include <procimage/config.hpp>
 #include <procimage/sdk.hpp>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 namespace procimage::sinks {
 
@@ -25,8 +27,9 @@ public:
 	void write(const pi_record &r) override
 	{
 		if (header_) {
-			std::fprintf(out_, "%-15s %7s %7s %-16s %-8s %-11s %s\n", "TIME", "PID", "TID", "COMM",
-				     "PROBE", "EVENT", "DETAILS");
+			if (std::fprintf(out_, "%-15s %7s %7s %-16s %-8s %-11s %s\n", "TIME", "PID", "TID", "COMM",
+					 "PROBE", "EVENT", "DETAILS") < 0)
+				throw std::runtime_error(std::string("write failed: ") + std::strerror(errno));
 			header_ = false;
 		}
 		std::string line = clock_time(r.ts_ns, utc_);
@@ -44,10 +47,15 @@ public:
 		for (uint32_t i = 0; i < r.nfields; i++)
 			line += std::string(" ") + r.fields[i].key + "=" + human_value(r.fields[i]);
 		line += '\n';
-		std::fwrite(line.data(), 1, line.size(), out_);
+		if (std::fwrite(line.data(), 1, line.size(), out_) != line.size())
+			throw std::runtime_error(std::string("write failed: ") + std::strerror(errno));
 	}
 
-	void flush() override { std::fflush(out_); }
+	void flush() override
+	{
+		if (std::fflush(out_) != 0)
+			throw std::runtime_error(std::string("flush failed: ") + std::strerror(errno));
+	}
 
 private:
 	struct cfg {

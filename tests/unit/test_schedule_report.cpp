@@ -339,3 +339,38 @@ TEST_CASE("schedule: the idle task of a CPU is reported as tid 0 on that CPU")
 	CHECK(r["sum_ns"] == 10000000);
 	CHECK_FALSE(r.contains("sys_avg_ns"));
 }
+
+TEST_CASE("schedule: a thread that ends between ticks does not carry the last interval's extremes over")
+{
+	// The host drains ring buffers before each tick: a thread's end record arrives while the
+	// interval after the last report is still under way.
+	harness h;
+	sc::aggregator a(h.host, opts());
+	a.start(1000000000ULL);
+	sc_thread w = thread(100, 101, 42, "worker");
+	add(w.total, 1, 5000000); // interval 1: one 5 ms delay
+	window(w.win, 1, 5000000, 5000000);
+	std::vector<sc_cpu> cpus(1);
+	REQUIRE(a.advance() == 2);
+	a.system(cpus);
+	a.thread(w);
+	a.report(2000000000ULL, false);
+	auto th = h.c.select("thread", "interval");
+	REQUIRE(th.size() == 1);
+	CHECK(th[0]["max_ns"] == 5000000);
+
+	// interval 2: one 2 µs delay, then the thread ends before the next tick
+	h.c.records.clear();
+	sc_thread end = w;
+	add(end.total, 1, 2000);
+	window(end.win, 2, 2000, 2000);
+	a.thread_end(end);
+	REQUIRE(a.advance() == 3);
+	a.system(cpus);
+	a.report(3000000000ULL, false);
+	th = h.c.select("thread", "interval");
+	REQUIRE(th.size() == 1);
+	CHECK(th[0]["count"] == 1);
+	CHECK(th[0]["max_ns"] == 2000); // not interval 1's 5 ms
+	CHECK(th[0]["min_ns"] == 2000);
+}

@@ -105,7 +105,18 @@ struct pi_record {
 	uint64_t pid_start_ns; /* process start, ns since boot: (pid, pid_start_ns) is unique */
 	const char *comm;
 	const struct pi_field *fields;
+	/* The probe's plugin name ("keytime") when `probe` is an instance id ("keytime/cpu", or
+	 * any id with a "plugin" key); "procimage" for host records. Present when size covers it. */
+	const char *plugin;
 };
+
+/* The plugin name of a record (its probe name when the emitter did not set one). */
+static inline const char *pi_record_plugin(const struct pi_record *r)
+{
+	if (r->size >= offsetof(struct pi_record, plugin) + sizeof(r->plugin) && r->plugin)
+		return r->plugin;
+	return r->probe ? r->probe : "";
+}
 
 /* ----------------------------------------------------------------------------------------
  * What the host hands to every plugin instance.

@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace procimage::sdk {
@@ -119,6 +120,7 @@ public:
 		rec_.pid_start_ns = pid_start_ns_;
 		rec_.comm = comm_.c_str();
 		rec_.fields = fields_.data();
+		rec_.plugin = probe_.c_str();
 		return rec_;
 	}
 
@@ -162,11 +164,20 @@ public:
 	virtual void on_data(uint32_t index, const void *data, size_t len) = 0;
 	virtual void on_tick(uint64_t /*now_boot_ns*/, bool /*final*/) {}
 
-protected:
 	const pi_host &host() const { return host_; }
+	// The reason a callback without an error buffer failed, through the host's log (the first
+	// few of them: a stream of bad records must not flood the log).
+	void report_failure(const char *what, const char *msg)
+	{
+		if (failures_logged_ < 5) {
+			failures_logged_++;
+			log(host_, PI_LOG_ERROR, std::string(what) + ": " + msg);
+		}
+	}
 
 private:
 	pi_host host_;
+	unsigned failures_logged_ = 0;
 };
 
 class sink {
@@ -176,11 +187,18 @@ public:
 	virtual void write(const pi_record &rec) = 0;
 	virtual void flush() {}
 
-protected:
 	const pi_host &host() const { return host_; }
+	void report_failure(const char *what, const char *msg)
+	{
+		if (failures_logged_ < 5) {
+			failures_logged_++;
+			log(host_, PI_LOG_ERROR, std::string(what) + ": " + msg);
+		}
+	}
 
 private:
 	pi_host host_;
+	unsigned failures_logged_ = 0;
 };
 
 namespace detail {
@@ -203,6 +221,16 @@ template <typename F> int guard(char *err, size_t len, F &&f)
 		set_err(err, len, "unknown exception");
 	}
 	return PI_ERR;
+}
+
+// For callbacks that have no error buffer: the reason goes to the host's log.
+template <typename T, typename F> int guard_logged(T *self, const char *what, F &&f)
+{
+	char msg[PI_ERRBUF_SIZE] = "";
+	int rc = guard(msg, sizeof msg, std::forward<F>(f));
+	if (rc != PI_OK)
+		self->report_failure(what, msg);
+	return rc;
 }
 
 template <typename P> struct probe_tramp {
@@ -231,11 +259,12 @@ template <typename P> struct probe_tramp {
 	static int on_data(void *inst, uint32_t index, const void *data, size_t size)
 	{
 		auto *p = static_cast<P *>(inst);
-		return guard(nullptr, 0, [&] { p->on_data(index, data, size); });
+		return guard_logged(p, "decoding a record", [&] { p->on_data(index, data, size); });
 	}
 	static int on_tick(void *inst, uint64_t now, int final)
 	{
-		return guard(nullptr, 0, [&] { static_cast<P *>(inst)->on_tick(now, final != 0); });
+		auto *p = static_cast<P *>(inst);
+		return guard_logged(p, "periodic work", [&] { p->on_tick(now, final != 0); });
 	}
 	static void destroy(void *inst)
 	{
@@ -259,11 +288,13 @@ template <typename S> struct sink_tramp {
 	}
 	static int write(void *inst, const pi_record *rec)
 	{
-		return guard(nullptr, 0, [&] { static_cast<S *>(inst)->write(*rec); });
+		auto *s = static_cast<S *>(inst);
+		return guard_logged(s, "write", [&] { s->write(*rec); });
 	}
 	static int flush(void *inst)
 	{
-		return guard(nullptr, 0, [&] { static_cast<S *>(inst)->flush(); });
+		auto *s = static_cast<S *>(inst);
+		return guard_logged(s, "flush", [&] { s->flush(); });
 	}
 	static void destroy(void *inst)
 	{
