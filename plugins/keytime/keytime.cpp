@@ -325,17 +325,9 @@ private:
 	void reset()
 	{
 		births_.clear();
-		clear_map(bpf_map__fd(skel_->maps.kt_cpustate), sizeof(uint32_t));
-		clear_map(bpf_map__fd(skel_->maps.kt_exec_inflight), sizeof(uint32_t));
-		clear_map(bpf_map__fd(skel_->maps.kt_vforks), sizeof(uint32_t));
-	}
-
-	static void clear_map(int fd, size_t key_size)
-	{
-		std::vector<char> next(key_size);
-		while (bpf_map_get_next_key(fd, nullptr, next.data()) == 0)
-			if (bpf_map_delete_elem(fd, next.data()) != 0)
-				break;
+		sdk::clear_map(bpf_map__fd(skel_->maps.kt_cpustate), sizeof(uint32_t));
+		sdk::clear_map(bpf_map__fd(skel_->maps.kt_exec_inflight), sizeof(uint32_t));
+		sdk::clear_map(bpf_map__fd(skel_->maps.kt_vforks), sizeof(uint32_t));
 	}
 };
 

@@ -58,13 +58,6 @@ private:
 	}
 };
 
-inline uint64_t boot_now()
-{
-	timespec ts{};
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 inline uint32_t tgid_of(uint32_t tid)
 {
 	std::string s = slurp("/proc/" + std::to_string(tid) + "/status");
@@ -184,7 +177,7 @@ public:
 			}
 		} else if (!exits_.empty()) {
 			// exit records drained after the closing sample: those threads' last intervals
-			auto res = acct_.update(boot_now(), {}, false, std::move(exits_));
+			auto res = acct_.update(sdk::boot_now_ns(), {}, false, std::move(exits_));
 			exits_.clear();
 			emit(res);
 		}
@@ -260,25 +253,7 @@ private:
 
 	std::vector<rs_task> iterate()
 	{
-		int fd = bpf_iter_create(bpf_link__fd(iter_));
-		if (fd < 0)
-			throw std::runtime_error("cannot start the task iterator: " + sdk::errno_text(errno));
-		buf_.clear();
-		char chunk[1 << 16];
-		for (;;) {
-			ssize_t n = read(fd, chunk, sizeof chunk);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0) {
-				int e = errno;
-				close(fd);
-				throw std::runtime_error("cannot read the task iterator: " + sdk::errno_text(e));
-			}
-			if (n == 0)
-				break;
-			buf_.insert(buf_.end(), chunk, chunk + n);
-		}
-		close(fd);
+		buf_ = sdk::read_iter(iter_);
 		if (buf_.size() % sizeof(rs_task))
 			throw std::runtime_error("task iterator returned " + std::to_string(buf_.size()) +
 						 " bytes, not whole records");
@@ -293,7 +268,7 @@ private:
 	void sample(sample_kind kind)
 	{
 		const bool report = kind != sample_kind::baseline;
-		uint64_t now = boot_now();
+		uint64_t now = sdk::boot_now_ns();
 		std::vector<rs_task> samples;
 		if (kind == sample_kind::closing) {
 			skel_->bss->rs_snapshot = true;

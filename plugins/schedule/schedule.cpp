@@ -43,13 +43,6 @@ struct config {
 	}
 };
 
-static uint64_t clock_ns(clockid_t c)
-{
-	timespec ts{};
-	clock_gettime(c, &ts);
-	return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
-}
-static uint64_t boot_now_ns() { return clock_ns(CLOCK_BOOTTIME); }
 
 class schedule_probe final : public sdk::probe {
 public:
@@ -91,10 +84,10 @@ public:
 	{
 		check_options(target);
 		links_.clear();
-		finish(boot_now_ns()); // an earlier activation not reported yet
+		finish(sdk::boot_now_ns()); // an earlier activation not reported yet
 		// A new activation starts from nothing: no figure or epoch of an earlier one (stamps
 		// carry the activation's generation and are ignored once it changes).
-		clear_hash(bpf_map__fd(skel_->maps.sc_threads));
+		sdk::clear_map(bpf_map__fd(skel_->maps.sc_threads), sizeof(uint32_t));
 		std::vector<sc_cpu> zero(static_cast<size_t>(ncpus_));
 		uint32_t key = 0;
 		if (bpf_map_update_elem(bpf_map__fd(skel_->maps.sc_system), &key, zero.data(), BPF_ANY) != 0)
@@ -107,10 +100,14 @@ public:
 		long online = sysconf(_SC_NPROCESSORS_ONLN);
 		o.cpus = online > 0 ? static_cast<uint32_t>(online) : static_cast<uint32_t>(ncpus_);
 		agg_.set_options(o);
-		agg_.start(boot_now_ns());
+		agg_.start(sdk::boot_now_ns());
 		detached_ns_ = 0;
 		__atomic_store_n(&skel_->bss->sc_epoch, agg_.epoch(), __ATOMIC_RELEASE);
-		__atomic_store_n(&skel_->bss->sc_start_ns, clock_ns(CLOCK_MONOTONIC), __ATOMIC_RELEASE);
+		timespec mono{};
+		clock_gettime(CLOCK_MONOTONIC, &mono); // the clock of task->sched_info stamps
+		__atomic_store_n(&skel_->bss->sc_start_ns,
+				 static_cast<uint64_t>(mono.tv_sec) * 1000000000ULL + static_cast<uint64_t>(mono.tv_nsec),
+				 __ATOMIC_RELEASE);
 		links_.attach_all(skel_->obj);
 	}
 
@@ -120,7 +117,7 @@ public:
 	void detach() override
 	{
 		if (agg_.started() && !detached_ns_)
-			detached_ns_ = boot_now_ns();
+			detached_ns_ = sdk::boot_now_ns();
 		links_.clear();
 	}
 
@@ -218,13 +215,6 @@ private:
 		}
 	}
 
-	static void clear_hash(int fd)
-	{
-		uint32_t key = 0;
-		while (bpf_map_get_next_key(fd, nullptr, &key) == 0)
-			if (bpf_map_delete_elem(fd, &key) != 0)
-				break;
-	}
 
 	config cfg_;
 	aggregator agg_;

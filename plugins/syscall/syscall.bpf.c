@@ -196,23 +196,6 @@ static __always_inline void target_add(__u32 tgid, __u32 tid, __u32 slot, __u64 
 	stats_add(v, lat, err, epoch);
 }
 
-/* Queue a finished record. Like pi_output(), but the host is woken only when the pending
- * bytes cross pi_wakeup_bytes, not for every record above it: while the host is draining a
- * backlog, a wakeup per record (an IPI each) would cost the traced thread microseconds per
- * batch. The ring buffer's poll is level-triggered, so a host that finds data when it finishes
- * draining never sleeps, and the host also drains every flush_ms anyway. */
-static __always_inline void sc_output(void *rec, __u64 size)
-{
-	__u64 flags = 0;
-	if (pi_wakeup_bytes) {
-		__u64 avail = bpf_ringbuf_query(&sc_events, BPF_RB_AVAIL_DATA);
-		flags = avail < pi_wakeup_bytes && avail + size >= pi_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-										     : BPF_RB_NO_WAKEUP;
-	}
-	if (bpf_ringbuf_output(&sc_events, rec, size, flags) != 0)
-		pi_count_lost();
-}
-
 static __always_inline __u64 batch_size(__u32 n)
 {
 	__u64 size = offsetof(struct sc_batch, calls) + (__u64)n * sizeof(struct sc_call);
@@ -233,7 +216,7 @@ static __always_inline void seq_send(struct sc_seqbuf *sb, __u32 reason)
 	sb->b.h.kind = SC_BATCH;
 	sb->b.h.size = size;
 	sb->b.reason = reason;
-	sc_output(&sb->b, size);
+	pi_output(&sc_events, &sb->b, size);
 	sb->b.first += n;
 	sb->b.n = 0;
 }

@@ -169,7 +169,7 @@ public:
 			}
 		}
 		detach(); // (the host detaches first; a second attach must not leave batches behind)
-		uint64_t now = boot_now();
+		uint64_t now = sdk::boot_now_ns();
 		if (measured_)
 			report(now, false); // what an earlier activation counted and nobody reported yet
 		reset();
@@ -205,7 +205,7 @@ public:
 		// and drained the ring buffer before calling detach, so each thread's earlier batches
 		// are already out and the order holds.)
 		if (sequence_)
-			scan(SC_ITER_FLUSH, boot_now());
+			scan(SC_ITER_FLUSH, sdk::boot_now_ns());
 	}
 
 	void on_data(uint32_t, const void *data, size_t len) override
@@ -223,18 +223,13 @@ public:
 		if (!skel_ || !measured_)
 			return;
 		report(now, !links_.empty());
+		if (links_.empty())
+			measured_ = false; // the activation's last figures are out: nothing to read until the next one
 		if (!final && !links_.empty() && cfg_.inprogress_ms)
 			scan(SC_ITER_INPROGRESS, now);
 	}
 
 private:
-	static uint64_t boot_now()
-	{
-		timespec ts{};
-		clock_gettime(CLOCK_BOOTTIME, &ts);
-		return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
-	}
-
 	// ---------------------------------------------------------------- sequences
 
 	void on_batch(const void *data, size_t len)
@@ -278,25 +273,14 @@ private:
 	void scan(uint32_t mode, uint64_t now)
 	{
 		skel_->bss->sc_iter_mode = mode;
-		int fd = bpf_iter_create(bpf_link__fd(iter_link_));
-		if (fd < 0)
-			throw std::runtime_error("cannot start the task iterator: " + sdk::errno_text(errno));
-		std::vector<char> buf;
-		char chunk[65536];
-		for (;;) {
-			ssize_t n = read(fd, chunk, sizeof chunk);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				break;
-			buf.insert(buf.end(), chunk, chunk + n);
-		}
-		close(fd);
+		std::vector<char> buf = sdk::read_iter(iter_link_);
 		size_t pos = 0;
-		while (pos + sizeof(pi_event_header) <= buf.size()) {
+		while (pos < buf.size()) {
 			const auto *h = reinterpret_cast<const pi_event_header *>(buf.data() + pos);
-			if (h->size < sizeof(pi_event_header) || pos + h->size > buf.size())
-				break;
+			if (pos + sizeof(pi_event_header) > buf.size() || h->size < sizeof(pi_event_header) ||
+			    pos + h->size > buf.size())
+				throw std::runtime_error("task iterator: malformed record at byte " + std::to_string(pos) +
+							 " of " + std::to_string(buf.size()));
 			if (h->kind == SC_BATCH)
 				on_batch(h, h->size);
 			else if (h->kind == SC_INPROGRESS && h->size >= sizeof(sc_inprogress))
@@ -326,26 +310,11 @@ private:
 		std::vector<sc_stats> zeros(static_cast<size_t>(ncpu_));
 		int sys_fd = bpf_map__fd(skel_->maps.sc_sys);
 		for (uint32_t k = 0; k < SC_NR_SLOTS; k++)
-			bpf_map_update_elem(sys_fd, &k, zeros.data(), BPF_ANY);
+			if (bpf_map_update_elem(sys_fd, &k, zeros.data(), BPF_ANY) != 0)
+				throw std::runtime_error("cannot reset the system figures: " + sdk::errno_text(errno));
 		// per-target hash: empty it
-		int t_fd = bpf_map__fd(skel_->maps.sc_target);
-		sc_key key{}, next{};
-		std::vector<sc_key> keys;
-		for (const sc_key *prev = nullptr; bpf_map_get_next_key(t_fd, prev, &next) == 0; prev = &key) {
-			keys.push_back(next);
-			key = next;
-		}
-		for (const auto &k : keys)
-			bpf_map_delete_elem(t_fd, &k);
-		int o_fd = bpf_map__fd(skel_->maps.sc_owners);
-		uint32_t id = 0, next_id = 0;
-		std::vector<uint32_t> ids;
-		for (const uint32_t *p = nullptr; bpf_map_get_next_key(o_fd, p, &next_id) == 0; p = &id) {
-			ids.push_back(next_id);
-			id = next_id;
-		}
-		for (uint32_t i : ids)
-			bpf_map_delete_elem(o_fd, &i);
+		sdk::clear_map(bpf_map__fd(skel_->maps.sc_target), sizeof(sc_key));
+		sdk::clear_map(bpf_map__fd(skel_->maps.sc_owners), sizeof(uint32_t));
 		prev_target_.clear();
 		prev_sys_.clear();
 		owners_.clear();

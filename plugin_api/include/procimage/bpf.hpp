@@ -10,6 +10,7 @@
 #include <bpf/libbpf.h>
 
 #include <cerrno>
+#include <unistd.h>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -61,6 +62,42 @@ inline int lost_map_fd(bpf_object *obj)
 	return map ? bpf_map__fd(map) : -1;
 }
 
+// Delete every entry of a hash map (keys of key_size bytes). Entries added meanwhile by the
+// kernel may survive; call it while the probe is detached.
+inline void clear_map(int fd, size_t key_size)
+{
+	std::vector<char> key(key_size);
+	while (bpf_map_get_next_key(fd, nullptr, key.data()) == 0)
+		if (bpf_map_delete_elem(fd, key.data()) != 0)
+			throw std::runtime_error("cannot clear a BPF map: " + errno_text(errno));
+}
+
+// Run a BPF iterator once and return everything it wrote. A read error is an error, never a
+// short result.
+inline std::vector<char> read_iter(bpf_link *iter)
+{
+	int fd = bpf_iter_create(bpf_link__fd(iter));
+	if (fd < 0)
+		throw std::runtime_error("cannot start the BPF iterator: " + errno_text(errno));
+	std::vector<char> buf;
+	char chunk[1 << 16];
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof chunk);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+			close(fd);
+			throw std::runtime_error("cannot read the BPF iterator: " + errno_text(e));
+		}
+		if (n == 0)
+			break;
+		buf.insert(buf.end(), chunk, chunk + n);
+	}
+	close(fd);
+	return buf;
+}
+
 // Links attached by a probe, destroyed together.
 class links {
 public:
@@ -84,10 +121,15 @@ public:
 	void attach_all(bpf_object *obj)
 	{
 		bpf_program *prog;
-		bpf_object__for_each_program(prog, obj)
-		{
-			if (bpf_program__autoload(prog))
-				attach(prog);
+		try {
+			bpf_object__for_each_program(prog, obj)
+			{
+				if (bpf_program__autoload(prog))
+					attach(prog);
+			}
+		} catch (...) {
+			clear(); // all or nothing
+			throw;
 		}
 	}
 	void add(bpf_link *l) { links_.push_back(l); }

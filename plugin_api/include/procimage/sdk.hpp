@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <ctime>
 #include <utility>
 #include <vector>
 
@@ -25,6 +26,14 @@ namespace procimage::sdk {
 struct config_error : std::runtime_error {
 	using std::runtime_error::runtime_error;
 };
+
+// Now on the clock of the kernel records (bpf_ktime_get_boot_ns()), in ns.
+inline uint64_t boot_now_ns()
+{
+	timespec ts{};
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
 
 inline void log(const pi_host &host, int level, const std::string &msg)
 {
