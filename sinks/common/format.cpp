@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "format.hpp"
+#include "utf8.hpp"
 
 #include <charconv>
 #include <cinttypes>
@@ -191,7 +192,8 @@ static void json_string(std::string &out, const char *s)
 {
 	out += '"';
 	const auto *p = reinterpret_cast<const unsigned char *>(s ? s : "");
-	while (*p) {
+	const auto *end = p + std::strlen(reinterpret_cast<const char *>(p));
+	while (p < end) {
 		unsigned char c = *p;
 		if (c < 0x80) {
 			switch (c) {
@@ -212,15 +214,9 @@ static void json_string(std::string &out, const char *s)
 			p++;
 			continue;
 		}
-		// length of a well-formed UTF-8 sequence starting here, 0 if malformed
-		int len = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
-		if (c == 0xc0 || c == 0xc1 || c > 0xf4)
-			len = 0;
-		for (int i = 1; i < len; i++)
-			if ((p[i] & 0xc0) != 0x80)
-				len = 0;
+		int len = utf8_sequence_length(p, end);
 		if (len == 0) {
-			out += "\xef\xbf\xbd";
+			out += UTF8_REPLACEMENT;
 			p++;
 		} else {
 			out.append(reinterpret_cast<const char *>(p), static_cast<size_t>(len));

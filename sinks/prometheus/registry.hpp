@@ -9,6 +9,8 @@
 // the unit tests drive it directly. Header-only so that the unit tests compile it too.
 #pragma once
 
+#include "../common/utf8.hpp"
+
 #include <array>
 #include <charconv>
 #include <cctype>
@@ -95,19 +97,9 @@ inline void append_label_value(std::string &out, std::string_view s)
 			p++;
 			continue;
 		}
-		int len = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
-		if (c == 0xc0 || c == 0xc1 || c > 0xf4 || end - p < len)
-			len = 0;
-		for (int i = 1; i < len; i++)
-			if ((p[i] & 0xc0) != 0x80)
-				len = 0;
-		// overlong 3- and 4-byte forms, surrogates, code points above U+10FFFF
-		if (len == 3 && ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] >= 0xa0)))
-			len = 0;
-		if (len == 4 && ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] >= 0x90)))
-			len = 0;
+		int len = utf8_sequence_length(p, end);
 		if (len == 0) {
-			out += "\xef\xbf\xbd";
+			out += UTF8_REPLACEMENT;
 			p++;
 		} else {
 			out.append(reinterpret_cast<const char *>(p), static_cast<size_t>(len));

@@ -174,3 +174,16 @@ TEST_CASE("csv sink: RFC 4180, one file per record type, header from the first r
 	      "ts_ns,probe,event,pid,tid,comm,cpu,pid_start_ns,exit_code,extra\r\n"
 	      "1795639501123456789,keytime,exit,1,2,z,,0,3,\r\n");
 }
+
+TEST_CASE("jsonl sink: control characters escaped, invalid UTF-8 replaced, valid UTF-8 kept")
+{
+	sdk::record r("keytime", "exec");
+	// a C0 control, a lone continuation byte, an overlong '/', a UTF-16 surrogate, valid é and €
+	r.ts(TS).ids(1, 1).comm("a\x01" "b").str("filename", "\x80/\xc0\xaf/\xed\xa0\x80/\xc3\xa9\xe2\x82\xac");
+	std::string line = procimage::sinks::record_json(r.view());
+	CHECK_THAT(line, Catch::Contains(R"("comm":"a\u0001b")"));
+	CHECK_THAT(line, Catch::Contains("\"filename\":\"\xef\xbf\xbd/\xef\xbf\xbd\xef\xbf\xbd/\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd/\xc3\xa9\xe2\x82\xac\""));
+	// and it parses
+	auto j = nlohmann::json::parse(line);
+	CHECK(j["comm"] == "a\x01" "b");
+}
