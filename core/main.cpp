@@ -37,7 +37,8 @@ attaches nothing, and waits for "procimage-ctl -a [-p TID | -P TGID] [-t SEC]" t
 see procimage-ctl --help and docs/controller.md.
 
 Probe shorthands (they build a pipeline; see --print-pipeline):
-  -a, --all          every probe this installation has (without a target: wait inactive)
+  -a, --all          every one of these five probes that is installed (without a target:
+                     load them and wait inactive)
   -k, --keytime      key time points: fork, vfork, threads, exec, exit (--cpu: on/off-CPU)
   -l, --lock         user-space locks
   -r, --resource     CPU, memory and I/O use
@@ -111,7 +112,7 @@ int main(int argc, char **argv)
 	desc.add_options()
 		("help,h", "show this help")
 		("pipeline", po::value<std::string>(), "run the pipeline in FILE (JSON; see docs/pipeline.md)")
-		("all,a", "every probe found (see --list-plugins)")
+		("all,a", "keytime, lock, resource, syscall and schedule, those installed")
 		("keytime,k", "the keytime probe")
 		("lock,l", "the lock probe")
 		("resource,r", "the resource probe")
@@ -138,7 +139,7 @@ int main(int argc, char **argv)
 		("list-plugins", "list the probe and sink plugins found, with their versions")
 		("print-pipeline", "print the pipeline the command line builds, as JSON, and exit")
 		("check", "check the pipeline and the plugins' configurations, load nothing, and exit")
-		("verbose,v", po::value<int>()->implicit_value(1)->zero_tokens(), "debug logging (-v), libbpf's too")
+		("verbose,v", po::value<int>()->implicit_value(1)->zero_tokens(), "debug logging, with libbpf's warnings and information messages")
 		("quiet,q", "warnings and errors only");
 	// clang-format on
 

@@ -148,9 +148,10 @@ public:
 			throw std::runtime_error("listen: cannot listen on " + cfg_.listen +
 						 (errno ? std::string(": ") + std::strerror(errno) : std::string()));
 		port_ = port;
-		// The server's threads take no signals: the host blocks SIGCHLD, SIGINT, … only after
-		// the sinks exist and reads them from a signalfd, which a thread with those signals
-		// unblocked would starve. (The pool threads inherit the listening thread's mask.)
+		// The server's threads take no signals: the host reads SIGCHLD, SIGINT, … from a
+		// signalfd, which a thread with those signals unblocked would starve. (The host blocks
+		// them before loading plugins; blocking everything here does not rely on it. The pool
+		// threads inherit the listening thread's mask.)
 		sigset_t all, old;
 		sigfillset(&all);
 		pthread_sigmask(SIG_SETMASK, &all, &old);
