@@ -64,7 +64,7 @@ struct cpu_state {
 	__u32 on; /* 1: on CPU since since_ns; 0: off CPU */
 	__u32 reason;
 	__u32 state;
-	__s32 stack_id;
+	__u32 unused;
 	__u32 cpu;
 	__u32 pad;
 };
@@ -76,12 +76,21 @@ struct {
 	__type(value, struct cpu_state);
 } kt_cpustate SEC(".maps");
 
+/* Each target thread's stack at its last switch-out (stacks on). A stack is copied into the
+ * record itself: no stack-trace map whose buckets fill up or collide. */
 struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1); /* resized by the user side when stacks are on */
 	__type(key, __u32);
-	__uint(value_size, KT_MAX_STACK * sizeof(__u64));
-} kt_stacks SEC(".maps");
+	__type(value, struct kt_stackbuf);
+} kt_stackbufs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kt_stackbuf);
+} kt_stackbuf_zero SEC(".maps");
 
 /* ------------------------------------------------------------------ creation */
 
@@ -367,18 +376,56 @@ static __always_inline __u32 offcpu_reason(bool preempt, __u32 state)
 	return KT_OFF_OTHER;
 }
 
-static __always_inline void emit_cpu(struct task_struct *t, __u16 kind, struct cpu_state *st)
+static __always_inline void fill_cpu(struct kt_cpu *e, struct task_struct *t, __u16 kind, __u16 size,
+				     struct cpu_state *st)
 {
-	struct kt_cpu *e = pi_reserve(&kt_events, sizeof(*e));
-	if (!e)
-		return;
-	pi_fill_header(&e->h, kind, sizeof(*e), t);
+	pi_fill_header(&e->h, kind, size, t);
 	e->start_ns = st->since_ns;
 	e->reason = st->reason;
 	e->state = st->state;
-	e->stack_id = st->stack_id;
+	e->stack_nr = 0;
 	e->prev_cpu = st->cpu;
+}
+
+static __always_inline void emit_cpu(struct task_struct *t, __u16 kind, struct cpu_state *st, __u32 tid)
+{
+	if (kind == KT_OFFCPU && kt_stacks_on) {
+		struct kt_cpu_stack *e = pi_reserve(&kt_events, sizeof(*e));
+		if (!e)
+			return;
+		fill_cpu(&e->c, t, kind, sizeof(*e), st);
+		struct kt_stackbuf *sb = bpf_map_lookup_elem(&kt_stackbufs, &tid);
+		if (sb) {
+			__builtin_memcpy(e->ips, sb->ips, sizeof(e->ips));
+			e->c.stack_nr = sb->nr < KT_MAX_STACK ? sb->nr : KT_MAX_STACK;
+		}
+		pi_submit(&kt_events, e);
+		return;
+	}
+	struct kt_cpu *e = pi_reserve(&kt_events, sizeof(*e));
+	if (!e)
+		return;
+	fill_cpu(e, t, kind, sizeof(*e), st);
 	pi_submit(&kt_events, e);
+}
+
+/* The kernel stack of the task going off CPU (we run in its context). */
+static __always_inline void take_stack(void *ctx, __u32 tid)
+{
+	struct kt_stackbuf *sb = bpf_map_lookup_elem(&kt_stackbufs, &tid);
+	if (!sb) {
+		__u32 zero = 0;
+		struct kt_stackbuf *z = bpf_map_lookup_elem(&kt_stackbuf_zero, &zero);
+		if (!z || bpf_map_update_elem(&kt_stackbufs, &tid, z, BPF_NOEXIST) != 0) {
+			pi_count_lost(); /* map full: this off-CPU interval has no stack */
+			return;
+		}
+		sb = bpf_map_lookup_elem(&kt_stackbufs, &tid);
+		if (!sb)
+			return;
+	}
+	long n = bpf_get_stack(ctx, sb->ips, sizeof(sb->ips), 0);
+	sb->nr = n > 0 ? (__u32)(n / sizeof(__u64)) : 0;
 }
 
 SEC("tp_btf/sched_switch")
@@ -391,20 +438,18 @@ int BPF_PROG(kt_switch, bool preempt, struct task_struct *prev, struct task_stru
 	if (pi_wanted(BPF_CORE_READ(prev, tgid), ptid)) {
 		struct cpu_state *st = bpf_map_lookup_elem(&kt_cpustate, &ptid);
 		if (st && st->on)
-			emit_cpu(prev, KT_ONCPU, st);
+			emit_cpu(prev, KT_ONCPU, st, ptid);
 		__u32 reason = offcpu_reason(preempt, prev_state);
 		if (reason == KT_OFF_DEAD) {
 			bpf_map_delete_elem(&kt_cpustate, &ptid);
+			if (kt_stacks_on)
+				bpf_map_delete_elem(&kt_stackbufs, &ptid);
 		} else {
 			struct cpu_state ns = {
-				.since_ns = now, .on = 0, .reason = reason, .state = prev_state,
-				.stack_id = -1, .cpu = cpu,
+				.since_ns = now, .on = 0, .reason = reason, .state = prev_state, .cpu = cpu,
 			};
-			if (kt_stacks_on) {
-				ns.stack_id = bpf_get_stackid(ctx, &kt_stacks, 0);
-				if (ns.stack_id < 0 && ns.stack_id != -14 /* EFAULT: no stack */)
-					pi_count_lost(); /* map full or hash collision */
-			}
+			if (kt_stacks_on)
+				take_stack(ctx, ptid);
 			if (bpf_map_update_elem(&kt_cpustate, &ptid, &ns, BPF_ANY) != 0)
 				pi_count_lost();
 		}
@@ -413,8 +458,8 @@ int BPF_PROG(kt_switch, bool preempt, struct task_struct *prev, struct task_stru
 	if (pi_wanted(BPF_CORE_READ(next, tgid), ntid)) {
 		struct cpu_state *st = bpf_map_lookup_elem(&kt_cpustate, &ntid);
 		if (st && !st->on)
-			emit_cpu(next, KT_OFFCPU, st);
-		struct cpu_state ns = {.since_ns = now, .on = 1, .stack_id = -1, .cpu = cpu};
+			emit_cpu(next, KT_OFFCPU, st, ntid);
+		struct cpu_state ns = {.since_ns = now, .on = 1, .cpu = cpu};
 		if (bpf_map_update_elem(&kt_cpustate, &ntid, &ns, BPF_ANY) != 0)
 			pi_count_lost();
 	}

@@ -131,7 +131,7 @@ public:
 		sdk::reuse_shared_maps(skel_->obj, host());
 		bpf_map__set_max_entries(skel_->maps.kt_events, cfg_.ringbuf_kb * 1024);
 		if (cfg_.stacks)
-			bpf_map__set_max_entries(skel_->maps.kt_stacks, 16384);
+			bpf_map__set_max_entries(skel_->maps.kt_stackbufs, 16384);
 		// kt_switch is always loaded (verified once) but attached only when an activation asks
 		// for on/off-CPU intervals: procimage-ctl -k 1 can turn them on without a reload.
 		int err = keytime_bpf__load(skel_);
@@ -178,7 +178,7 @@ public:
 		case KT_NEWTASK: return on_newtask(*need<kt_newtask>(data, len));
 		case KT_VFORK_DONE: return on_vfork_done(*need<kt_vfork_done>(data, len));
 		case KT_ONCPU:
-		case KT_OFFCPU: return on_cpu(*need<kt_cpu>(data, len));
+		case KT_OFFCPU: return on_cpu(*need<kt_cpu>(data, len), len >= sizeof(kt_cpu_stack) ? reinterpret_cast<const uint64_t *>(static_cast<const kt_cpu_stack *>(data)->ips) : nullptr);
 		default: throw std::runtime_error("unknown record kind " + std::to_string(h->kind));
 		}
 	}
@@ -257,8 +257,12 @@ private:
 	{
 		// Births whose exit is never seen (a target thread that exec'd away its id, children
 		// outside a -p target) must not grow without bound.
-		if (births_.size() >= 1u << 16)
+		if (births_.size() >= 1u << 16) {
+			sdk::log(host(), PI_LOG_WARN,
+				 "keytime: 65536 births without an exit seen; forgetting them (their exits will say "
+				 "created_by=unknown)");
 			births_.clear();
+		}
 		births_[e.child_tid] = e.clone_kind;
 		auto r = make(clone_kind_name(e.clone_kind), e.h);
 		r.u64("child_pid", e.child_pid)
@@ -278,7 +282,7 @@ private:
 		r.emit(host());
 	}
 
-	void on_cpu(const kt_cpu &e)
+	void on_cpu(const kt_cpu &e, const uint64_t *ips = nullptr)
 	{
 		bool off = e.h.kind == KT_OFFCPU;
 		uint64_t dur = e.h.ts_boot_ns - std::min<uint64_t>(e.h.ts_boot_ns, e.start_ns);
@@ -289,23 +293,18 @@ private:
 				.u64("state", e.state, PI_FMT_HEX)
 				.u64("prev_cpu", e.prev_cpu);
 			if (cfg_.stacks)
-				r.strv("kstack", stack(e.stack_id));
+				r.strv("kstack", stack(ips, ips ? e.stack_nr : 0));
 		}
 		r.emit(host());
 	}
 
-	std::vector<std::string> stack(int32_t id)
+	std::vector<std::string> stack(const uint64_t *ips, uint32_t nr)
 	{
 		std::vector<std::string> out;
-		if (id < 0)
-			return out;
-		uint64_t ips[KT_MAX_STACK] = {};
-		if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.kt_stacks), &id, ips) != 0)
-			return out;
-		for (uint64_t ip : ips) {
-			if (!ip)
+		for (uint32_t i = 0; i < nr && i < KT_MAX_STACK; i++) {
+			if (!ips[i])
 				break;
-			std::string name = syms_.name(ip);
+			std::string name = syms_.name(ips[i]);
 			// the frames of the BPF program and its trampoline are ours, not the task's
 			if (out.empty() && (name.rfind("bpf_prog_", 0) == 0 || name.rfind("bpf_trace_run", 0) == 0 ||
 					    name.rfind("__bpf_trace", 0) == 0 || name.rfind("__traceiter_", 0) == 0))
@@ -328,6 +327,7 @@ private:
 		sdk::clear_map(bpf_map__fd(skel_->maps.kt_cpustate), sizeof(uint32_t));
 		sdk::clear_map(bpf_map__fd(skel_->maps.kt_exec_inflight), sizeof(uint32_t));
 		sdk::clear_map(bpf_map__fd(skel_->maps.kt_vforks), sizeof(uint32_t));
+		sdk::clear_map(bpf_map__fd(skel_->maps.kt_stackbufs), sizeof(uint32_t));
 	}
 };
 

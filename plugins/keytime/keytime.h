@@ -95,8 +95,21 @@ struct kt_cpu {
 	__u64 start_ns; /* interval start, boot ns (end is h.ts_boot_ns) */
 	__u32 reason;   /* KT_OFFCPU: enum kt_offcpu_reason */
 	__u32 state;    /* KT_OFFCPU: raw task state at switch-out */
-	__s32 stack_id; /* KT_OFFCPU with stacks on: id in kt_stacks, < 0 if none */
+	__u32 stack_nr; /* KT_OFFCPU with stacks on: frames in the kt_cpu_stack record */
 	__u32 prev_cpu; /* KT_OFFCPU: CPU it left; h.cpu is the CPU it came back on */
+};
+
+/* KT_OFFCPU with stacks on: the kernel stack where the thread went off CPU, innermost first. */
+struct kt_cpu_stack {
+	struct kt_cpu c;
+	__u64 ips[KT_MAX_STACK];
+};
+
+/* Per-thread stack taken at switch-out, copied into the record at switch-in. */
+struct kt_stackbuf {
+	__u64 ips[KT_MAX_STACK];
+	__u32 nr;
+	__u32 pad;
 };
 
 #endif /* PROCIMAGE_KEYTIME_H */

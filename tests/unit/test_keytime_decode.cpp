@@ -102,7 +102,7 @@ TEST_CASE("off-CPU records carry duration and reason")
 	c.start_ns = 4990000000ULL;
 	c.reason = KT_OFF_DISK;
 	c.state = 2;
-	c.stack_id = -1;
+	c.stack_nr = 0;
 	c.prev_cpu = 0;
 	REQUIRE(k.feed(&c, sizeof c) == PI_OK);
 	REQUIRE(k.c.records.size() == 1);
