@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # lock probe overhead on a two-thread pthread mutex loop, side by side in one run:
-#   no tool | procimage lock (full: uprobes + futex) on it | the same with return probes on the
-#   blocking functions too (lock_return) | contention-only mode on it | procimage lock on another
-#   process | a bpftrace uprobe one-liner measuring hold times
+#   no tool | procimage lock (full: uprobes + futex) on it | the same with every uprobe at its
+#   function's entry (uprobe_place: entry) | the former probe: return probes on the blocking
+#   functions too, at the entry (lock_return, uprobe_place: entry) | contention-only mode on it |
+#   procimage lock on another process | a bpftrace uprobe one-liner measuring hold times
 # Every configuration starts the loop held on a FIFO, attaches, then releases it; rounds
 # interleave the configurations so drift hits them all alike.
 # Usage: sudo bench/lock.sh [ROUNDS] [ITERATIONS_PER_THREAD]
@@ -22,8 +23,11 @@ trap 'stop_tool; kill $OTHER $LOOP_PID 2>/dev/null; rm -rf "$OUT"' EXIT
 cat >"$OUT/contention.json" <<JSON
 {"version": 1, "probes": {"lock": {"mode": "contention"}}, "sinks": {"jsonl": {"path": "/dev/null"}}}
 JSON
+cat >"$OUT/entry.json" <<JSON
+{"version": 1, "probes": {"lock": {"uprobe_place": "entry"}}, "sinks": {"jsonl": {"path": "/dev/null"}}}
+JSON
 cat >"$OUT/return.json" <<JSON
-{"version": 1, "probes": {"lock": {"lock_return": true}}, "sinks": {"jsonl": {"path": "/dev/null"}}}
+{"version": 1, "probes": {"lock": {"lock_return": true, "uprobe_place": "entry"}}, "sinks": {"jsonl": {"path": "/dev/null"}}}
 JSON
 
 start_loop() {
@@ -41,13 +45,15 @@ finish_loop() {
 }
 libc_of() { awk '$6 ~ /\/libc\.so/ {print $6; exit}' "/proc/$1/maps"; }
 
-configs=(none full return contention other bpftrace)
+configs=(none full entry return contention other bpftrace)
 run_config() {
   start_loop
   case $1 in
     none) ;;
     full)
       start_tool "$OUT/full.log" "collecting for" "$PROCIMAGE" -l -P "$LOOP_PID" -o jsonl:/dev/null ;;
+    entry)
+      start_tool "$OUT/entry.log" "collecting for" "$PROCIMAGE" --pipeline "$OUT/entry.json" -P "$LOOP_PID" ;;
     return)
       start_tool "$OUT/return.log" "collecting for" "$PROCIMAGE" --pipeline "$OUT/return.json" -P "$LOOP_PID" ;;
     contention)
@@ -74,7 +80,8 @@ echo "two threads x $N pthread_mutex_lock/unlock on one mutex, $ROUNDS rounds, $
 report_header
 report_line "no tool" "$OUT/none.txt" "$OUT/none.txt"
 report_line "procimage lock, full (uprobes + futex)" "$OUT/none.txt" "$OUT/full.txt"
-report_line "procimage lock, full, lock_return: true" "$OUT/none.txt" "$OUT/return.txt"
+report_line "procimage lock, full, uprobes at entry" "$OUT/none.txt" "$OUT/entry.txt"
+report_line "procimage lock, full, lock_return + entry" "$OUT/none.txt" "$OUT/return.txt"
 report_line "procimage lock, contention-only" "$OUT/none.txt" "$OUT/contention.txt"
 report_line "procimage lock on another process" "$OUT/none.txt" "$OUT/other.txt"
 report_line "bpftrace uretprobe lock + uprobe unlock" "$OUT/none.txt" "$OUT/bpftrace.txt"

@@ -5,6 +5,7 @@
 // per-futex aggregates into periodic records.
 #include "lock.h"
 #include "lock.skel.h"
+#include "placement.hpp"
 
 #include <procimage/bpf.hpp>
 #include <procimage/config.hpp>
@@ -44,6 +45,7 @@ struct config {
 	uint32_t ringbuf_kb = 1024;
 	std::string uprobe_attach = "auto";
 	bool lock_return = false;
+	std::string uprobe_place = "auto";
 
 	explicit config(const std::string &text)
 	{
@@ -59,6 +61,7 @@ struct config {
 		ringbuf_kb = static_cast<uint32_t>(r.get_int("ringbuf_kb", 1024, 64, 1 << 20));
 		uprobe_attach = r.get_enum("uprobe_attach", "auto", {"auto", "multi", "single"});
 		lock_return = r.get_bool("lock_return", false);
+		uprobe_place = r.get_enum("uprobe_place", "auto", {"auto", "entry"});
 		if (ringbuf_kb & (ringbuf_kb - 1))
 			throw sdk::config_error("ringbuf_kb: expected a power of two, got " + std::to_string(ringbuf_kb));
 		if (acquisitions && mode == "contention")
@@ -141,10 +144,17 @@ const char *futex_cmd_name(uint32_t c)
 
 // ------------------------------------------------------------------ ELF symbols
 
+// What elf_function_offsets() learns besides the offsets.
+struct elf_extra {
+	std::map<std::string, uint64_t> sizes; // st_size of the symbols found (0: unknown)
+	bool x86_64 = false;
+};
+
 // File offsets of the named functions defined in an ELF file. For a name with several
 // versions (pthread_cond_wait@GLIBC_2.2.5 and @@GLIBC_2.3.2), the default version wins: that
 // is what a program linked today calls.
-std::map<std::string, uint64_t> elf_function_offsets(const std::string &path, const std::set<std::string> &names)
+std::map<std::string, uint64_t> elf_function_offsets(const std::string &path, const std::set<std::string> &names,
+						    elf_extra *extra = nullptr)
 {
 	std::map<std::string, uint64_t> out;
 	if (elf_version(EV_CURRENT) == EV_NONE)
@@ -156,6 +166,10 @@ std::map<std::string, uint64_t> elf_function_offsets(const std::string &path, co
 	if (!elf) {
 		close(fd);
 		throw std::runtime_error(path + ": not an ELF file: " + elf_errmsg(-1));
+	}
+	if (extra) {
+		GElf_Ehdr eh;
+		extra->x86_64 = gelf_getehdr(elf, &eh) && eh.e_machine == EM_X86_64;
 	}
 	std::vector<GElf_Phdr> loads;
 	size_t nph = 0;
@@ -215,6 +229,8 @@ std::map<std::string, uint64_t> elf_function_offsets(const std::string &path, co
 			if (it == out.end() || (def && !is_default[name])) {
 				out[name] = *off;
 				is_default[name] = def;
+				if (extra)
+					extra->sizes[name] = sym.st_size;
 			}
 		}
 	}
@@ -299,6 +315,23 @@ bool spin_lock_layout(const std::string &path, uint64_t off)
 	close(fd);
 	return n == 8 && b[0] == 0xf0 && b[1] == 0xff && b[2] == 0x0f && b[3] == 0x75 && b[5] == 0x31 &&
 	       b[6] == 0xc0 && b[7] == 0xc3;
+}
+
+// Where in the function at off (size bytes) an entry probe costs least with %rdi (the lock)
+// still as at the entry: see placement.hpp. 0: the entry.
+uint64_t cheap_place(const std::string &path, uint64_t off, uint64_t size)
+{
+	if (size == 0)
+		return 0;
+	std::vector<uint8_t> code(std::min<uint64_t>(size, 1 << 16));
+	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = pread(fd, code.data(), code.size(), static_cast<off_t>(off));
+	close(fd);
+	if (n != static_cast<ssize_t>(code.size()))
+		return 0;
+	return probe_place(code.data(), code.size(), reg_bit(RDI));
 }
 
 bool first_insn_locked(const std::string &path, uint64_t off)
@@ -731,9 +764,10 @@ private:
 			wanted.insert(f.name);
 		std::map<std::string, std::pair<const mapped_lib *, uint64_t>> where;
 		std::map<const mapped_lib *, std::map<std::string, uint64_t>> offsets;
+		std::map<const mapped_lib *, elf_extra> extras;
 		for (const auto &l : *libs) {
 			try {
-				offsets[&l] = elf_function_offsets(l.open_path, wanted);
+				offsets[&l] = elf_function_offsets(l.open_path, wanted, &extras[&l]);
 			} catch (const std::exception &e) {
 				sdk::log(host(), PI_LOG_WARN, "lock: process " + std::to_string(pid) + ": " + e.what());
 				continue;
@@ -766,6 +800,18 @@ private:
 				continue;
 			uint64_t off = it->second.second;
 			auto &p = plan[&l];
+			// an entry probe without a return probe may sit further in, where it is cheaper
+			auto moved = [&]() -> uint64_t {
+				const elf_extra &x = extras[&l];
+				if (cfg_.uprobe_place == "entry" || !x.x86_64)
+					return off;
+				auto sz = x.sizes.find(f.name);
+				uint64_t at = cheap_place(l.open_path, off, sz == x.sizes.end() ? 0 : sz->second);
+				if (at)
+					sdk::log(host(), PI_LOG_DEBUG,
+						 "lock: " + std::string(f.name) + " probed at +" + std::to_string(at) + " in " + l.path);
+				return off + at;
+			};
 			auto entry = [&](uint64_t at, uint32_t kind) {
 				p.entry_off.push_back(at);
 				p.entry_ck.push_back(LK_COOKIE(kind, f.op));
@@ -789,7 +835,7 @@ private:
 			switch (f.role) {
 			case func_def::BLOCKING:
 				if (!cfg_.lock_return) {
-					entry(off, LK_CK_LOCK_NORET);
+					entry(moved(), LK_CK_LOCK_NORET);
 					break;
 				}
 				entry(off, LK_CK_LOCK);
@@ -797,7 +843,7 @@ private:
 				break;
 			case func_def::LOCK: entry(off, LK_CK_LOCK); ret(); break;
 			case func_def::COND: entry(off, LK_CK_COND); ret(); break;
-			case func_def::UNLOCK: entry(off, LK_CK_UNLOCK); break;
+			case func_def::UNLOCK: entry(moved(), LK_CK_UNLOCK); break;
 			}
 		}
 		for (const auto &[lib, p] : plan) {

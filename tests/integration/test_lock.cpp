@@ -3,6 +3,7 @@
 // schedule and measures every hold and wait itself; what procimage reports must agree with it
 // within 1 ms, name the right threads, errors and holders, and attach to the target only.
 #include "support.hpp"
+#include "../../plugins/lock/placement.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -10,6 +11,7 @@
 #include <cerrno>
 #include <csignal>
 #include <dlfcn.h>
+#include <link.h>
 #include <fcntl.h>
 #include <fstream>
 #include <functional>
@@ -224,6 +226,19 @@ uint64_t file_offset(void *fn)
 			return at - lo + std::stoull(off, nullptr, 16);
 	}
 	return 0;
+}
+
+// Where the lock probe puts a function's entry-side uprobe when it has no return probe: the
+// probe's own rule (placement.hpp) applied to the function's code as this process maps it.
+uint64_t placed(void *fn)
+{
+	Dl_info info{};
+	void *entry = nullptr;
+	if (!dladdr1(fn, &info, &entry, RTLD_DL_SYMENT) || !entry)
+		return 0;
+	const auto *sym = static_cast<const ElfW(Sym) *>(entry);
+	return procimage::lock::probe_place(static_cast<const uint8_t *>(fn), sym->st_size,
+					    procimage::lock::reg_bit(procimage::lock::RDI));
 }
 
 long sys_bpf(int cmd, void *attr, size_t size) { return syscall(__NR_bpf, cmd, attr, size); }
@@ -490,9 +505,10 @@ TEST_CASE("lock: the same schedule with return probes on the blocking functions 
 	check_schedule(R"(, "lock_return": true)", true);
 }
 
-// Uncontended lock/unlock pairs: how many uprobe hits each costs, read from the kernel's own
-// link and program accounting, and the same figures either way.
-void check_hits(bool lock_return)
+// Uncontended lock/unlock pairs: how many uprobe hits each costs and where they are, read from
+// the kernel's own link and program accounting, and the same figures either way.
+// entry_place: "uprobe_place": "entry" (every probe at its function's first instruction).
+void check_hits(bool lock_return, bool entry_place = false)
 {
 	t::temp_dir d;
 	constexpr long N = 1000;
@@ -502,7 +518,7 @@ void check_hits(bool lock_return)
 	const pid_t pid = wl.pid;
 	auto p = pipeline(d,
 			  std::string(R"({"acquisitions": true, "ringbuf_kb": 4096, "lock_return": )") +
-				  (lock_return ? "true" : "false") + "}",
+				  (lock_return ? "true" : "false") + (entry_place ? R"(, "uprobe_place": "entry")" : "") + "}",
 			  R"({"tgid": )" + std::to_string(pid) + "}");
 	tool tl({"--pipeline", p}, d.file("err"));
 	REQUIRE(tl.ready());
@@ -521,8 +537,27 @@ void check_hits(bool lock_return)
 	const auto &ret = links[0].ret ? links[0] : links[1];
 	REQUIRE(!entry.ret);
 	REQUIRE(ret.ret);
-	for (uint64_t off : {lock, rd, wr, unlock, trylock})
+	// entry-side places: the try variants at their entry (they have a return probe); the
+	// blocking functions without a return probe, and the unlocks, where placement.hpp finds an
+	// instruction the kernel emulates (no single-step), unless told to stay at the entry
+	auto place_of = [&](void *fn, bool may_move) { return file_offset(fn) + (may_move && !entry_place ? placed(fn) : 0); };
+	const uint64_t lock_at = place_of(reinterpret_cast<void *>(&pthread_mutex_lock), !lock_return),
+		       rd_at = place_of(reinterpret_cast<void *>(&pthread_rwlock_rdlock), !lock_return),
+		       wr_at = place_of(reinterpret_cast<void *>(&pthread_rwlock_wrlock), !lock_return),
+		       unlock_at = place_of(reinterpret_cast<void *>(&pthread_mutex_unlock), true),
+		       rwunlock_at = place_of(reinterpret_cast<void *>(&pthread_rwlock_unlock), true);
+	if (!lock_return && !entry_place) // the point of it, on this glibc
+		CHECK(lock_at + unlock_at + rd_at + wr_at > lock + unlock + rd + wr);
+	for (uint64_t off : {lock_at, rd_at, wr_at, unlock_at, rwunlock_at, trylock}) {
+		INFO("entry-side place " << off);
 		CHECK(entry.offsets.count(off) == 1);
+	}
+	for (uint64_t f : {lock, rd, wr, unlock}) { // one place per function
+		size_t n = 0;
+		for (uint64_t off : entry.offsets)
+			n += off >= f && off < f + 64;
+		CHECK(n == 1);
+	}
 	CHECK(ret.offsets.count(trylock) == 1); // try variants keep their return probe
 	CHECK(ret.offsets.count(unlock) == 0);
 	for (uint64_t off : {lock, rd, wr}) {
@@ -616,6 +651,12 @@ TEST_CASE("lock: lock_return puts return probes on the blocking functions: three
 	check_hits(true);
 }
 
+TEST_CASE("lock: uprobe_place entry keeps every probe at its function's first instruction")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	check_hits(false, true);
+}
+
 TEST_CASE("lock: one perf-event uprobe per place (kernels before uprobe_multi) measures the same")
 {
 	REQUIRE_ROOT_OR_SKIP();
@@ -705,17 +746,24 @@ TEST_CASE("lock: uprobes go into the target process only and leave with the prob
 	held target({"/bin/sleep", "30"}, d.file("unused1"));
 	held decoy({"/bin/sleep", "30"}, d.file("unused2"));
 	std::this_thread::sleep_for(std::chrono::milliseconds(100)); // both have mapped libc
-	void *fn = reinterpret_cast<void *>(&pthread_mutex_lock);
-	int before = libc_byte(target.pid, fn);
+	// pthread_mutex_trylock is probed at its entry; pthread_mutex_lock where placement.hpp says
+	void *fn = reinterpret_cast<void *>(&pthread_mutex_trylock);
+	void *lk = static_cast<char *>(reinterpret_cast<void *>(&pthread_mutex_lock)) + placed(reinterpret_cast<void *>(&pthread_mutex_lock));
+	int before = libc_byte(target.pid, fn), lk_before = libc_byte(target.pid, lk);
 	REQUIRE(before >= 0);
 	REQUIRE(before != 0xcc);
+	REQUIRE(lk_before >= 0);
+	REQUIRE(lk_before != 0xcc);
 	tool tl({"-l", "-P", std::to_string(target.pid), "-o", "jsonl:" + d.file("out.jsonl")}, d.file("err"));
 	REQUIRE(tl.ready());
-	CHECK(libc_byte(target.pid, fn) == 0xcc); // a breakpoint at pthread_mutex_lock
+	CHECK(libc_byte(target.pid, fn) == 0xcc); // a breakpoint at pthread_mutex_trylock
+	CHECK(libc_byte(target.pid, lk) == 0xcc); // and in pthread_mutex_lock
 	CHECK(libc_byte(decoy.pid, fn) == before); // not in any other process
+	CHECK(libc_byte(decoy.pid, lk) == lk_before);
 	CHECK(libc_byte(getpid(), fn) == before);
 	CHECK(tl.stop() == 0);
 	CHECK(libc_byte(target.pid, fn) == before); // removed at detach
+	CHECK(libc_byte(target.pid, lk) == lk_before);
 }
 
 TEST_CASE("lock: contention-only mode reports futex waits, waiters and wakers without uprobes")
