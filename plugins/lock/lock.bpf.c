@@ -194,18 +194,6 @@ struct {
 
 /* ------------------------------------------------------------------ helpers */
 
-static __always_inline __u32 log2_slot(__u64 v)
-{
-	__u32 r = 0, s;
-	s = (v > 0xFFFFFFFFULL) << 5; v >>= s; r |= s;
-	s = (v > 0xFFFF) << 4; v >>= s; r |= s;
-	s = (v > 0xFF) << 3; v >>= s; r |= s;
-	s = (v > 0xF) << 2; v >>= s; r |= s;
-	s = (v > 0x3) << 1; v >>= s; r |= s;
-	r |= (v >> 1);
-	return r < LK_HIST_SLOTS ? r : LK_HIST_SLOTS - 1;
-}
-
 static __always_inline __u32 op_type(__u32 op)
 {
 	if (op >= LK_OP_MUTEX_LOCK && op <= LK_OP_MUTEX_CLOCKLOCK)
@@ -288,7 +276,7 @@ static __always_inline void account_acquire(__u32 tgid, __u32 tid, __u32 type, _
 			ls->wait_total_ns += wait_ns;
 			if (wait_ns > ls->wait_max_ns)
 				ls->wait_max_ns = wait_ns;
-			__u32 slot = log2_slot(wait_ns);
+			__u32 slot = pi_log2_slot(wait_ns, LK_HIST_SLOTS);
 			if (slot < LK_HIST_SLOTS)
 				ls->wait_hist[slot]++;
 		}
@@ -317,7 +305,7 @@ static __always_inline void account_release(__u32 tgid, __u32 tid, __u32 type, _
 		ls->hold_total_ns += hold_ns;
 		if (hold_ns > ls->hold_max_ns)
 			ls->hold_max_ns = hold_ns;
-		__u32 slot = log2_slot(hold_ns);
+		__u32 slot = pi_log2_slot(hold_ns, LK_HIST_SLOTS);
 		if (slot < LK_HIST_SLOTS)
 			ls->hold_hist[slot]++;
 	}
@@ -843,7 +831,7 @@ static __always_inline void sys_account(__u32 idx, bool wait, __u64 dur, long re
 		s->wait_total_ns += dur;
 		if (dur > s->wait_max_ns)
 			s->wait_max_ns = dur;
-		__u32 slot = log2_slot(dur);
+		__u32 slot = pi_log2_slot(dur, LK_HIST_SLOTS);
 		if (slot < LK_HIST_SLOTS)
 			s->wait_hist[slot]++;
 	} else {

@@ -312,8 +312,12 @@ private:
 	{
 		system_sample s;
 		s.ts = now;
-		s.mem = parse_meminfo(slurp("/proc/meminfo"));
-		mem_total_ = s.mem.total;
+		// MemTotal only changes with memory hotplug: without the system row, /proc/meminfo is
+		// read once for the targets' % of RAM, not at every tick.
+		if (act_.system || mem_total_ == 0) {
+			s.mem = parse_meminfo(slurp("/proc/meminfo"));
+			mem_total_ = s.mem.total;
+		}
 		if (act_.system || idle_cpu_ >= 0)
 			s.stat = parse_proc_stat(slurp("/proc/stat"));
 		if (act_.system)

@@ -95,28 +95,6 @@ static __always_inline bool task_wanted(struct task_struct *p, struct sc_task *t
 	return t->wanted;
 }
 
-static __always_inline __u32 log2_slot(__u64 v)
-{
-	__u32 r = 0, s;
-	s = (v > 0xffffffffULL) << 5;
-	v >>= s;
-	r |= s;
-	s = (v > 0xffff) << 4;
-	v >>= s;
-	r |= s;
-	s = (v > 0xff) << 3;
-	v >>= s;
-	r |= s;
-	s = (v > 0xf) << 2;
-	v >>= s;
-	r |= s;
-	s = (v > 0x3) << 1;
-	v >>= s;
-	r |= s;
-	r |= (v >> 1);
-	return r < SC_HIST_SLOTS ? r : SC_HIST_SLOTS - 1;
-}
-
 static __always_inline void add_delay(struct sc_stats *s, struct sc_window *win, __u64 epoch, __u64 d)
 {
 	s->count++;
@@ -125,7 +103,7 @@ static __always_inline void add_delay(struct sc_stats *s, struct sc_window *win,
 		s->max_ns = d;
 	if (s->count == 1 || d < s->min_ns)
 		s->min_ns = d;
-	__u32 slot = log2_slot(d);
+	__u32 slot = pi_log2_slot(d, SC_HIST_SLOTS);
 	if (slot < SC_HIST_SLOTS)
 		s->hist[slot]++;
 	struct sc_window *w = &win[epoch & 1];

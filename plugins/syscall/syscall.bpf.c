@@ -126,18 +126,6 @@ static __always_inline void sc_classify(struct pi_control *c, struct sc_cpu *cpu
 	cpu->cache_run = sc_run;
 }
 
-static __always_inline __u32 log2_slot(__u64 v)
-{
-	__u32 r = 0, s;
-	s = (v > 0xffffffffULL) << 5; v >>= s; r |= s;
-	s = (v > 0xffff) << 4; v >>= s; r |= s;
-	s = (v > 0xff) << 3; v >>= s; r |= s;
-	s = (v > 0xf) << 2; v >>= s; r |= s;
-	s = (v > 0x3) << 1; v >>= s; r |= s;
-	r |= (v >> 1);
-	return r < SC_HIST_SLOTS ? r : SC_HIST_SLOTS - 1;
-}
-
 /* One call into one per-CPU statistics copy: no atomics needed. */
 static __always_inline void stats_add(struct sc_stats *s, __u64 lat, __u32 err, __u64 epoch)
 {
@@ -159,7 +147,7 @@ static __always_inline void stats_add(struct sc_stats *s, __u64 lat, __u32 err, 
 		if (lat < s->imin_ns[i])
 			s->imin_ns[i] = lat;
 	}
-	s->hist[log2_slot(lat)]++;
+	s->hist[pi_log2_slot(lat, SC_HIST_SLOTS)]++;
 }
 
 static __always_inline void owner_fill(struct sc_owner *o, struct task_struct *t)

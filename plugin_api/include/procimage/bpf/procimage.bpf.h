@@ -160,4 +160,18 @@ static __always_inline void pi_fill_header_current(struct pi_event_header *h, __
 	pi_fill_header(h, kind, size, (struct task_struct *)bpf_get_current_task_btf());
 }
 
+/* The log2 histogram slot of v, capped at nslots - 1: slot i counts [2^i, 2^(i+1)), and 0
+ * lands in slot 0. Branch-free, so the verifier sees one path. */
+static __always_inline __u32 pi_log2_slot(__u64 v, __u32 nslots)
+{
+	__u32 r = 0, s;
+	s = (v > 0xffffffffULL) << 5; v >>= s; r |= s;
+	s = (v > 0xffff) << 4; v >>= s; r |= s;
+	s = (v > 0xff) << 3; v >>= s; r |= s;
+	s = (v > 0xf) << 2; v >>= s; r |= s;
+	s = (v > 0x3) << 1; v >>= s; r |= s;
+	r |= (v >> 1);
+	return r < nslots ? r : nslots - 1;
+}
+
 #endif /* PROCIMAGE_PROCIMAGE_BPF_H */
