@@ -45,10 +45,13 @@ stop_tool() {
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.6f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
-# report NAME BASELINE_FILE FILE...: print median seconds and ratio against the baseline
-report_header() { printf '%-44s %12s %8s\n' "configuration" "median s" "ratio"; }
+# report NAME BASELINE_FILE FILE...: print median seconds, ratio against the baseline's median,
+# and the spread of the runs ((max - min) / median), so that a ratio can be read against the
+# noise of the same configuration.
+report_header() { printf '%-44s %12s %8s %8s\n' "configuration" "median s" "ratio" "spread"; }
+spread() { sort -n | awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "%.1f\n", (m > 0 ? 100 * (a[NR]-a[1]) / m : 0)}'; }
 report_line() {
   local name=$1 base=$2 file=$3 b m
   b=$(median <"$base"); m=$(median <"$file")
-  printf '%-44s %12.4f %7.3fx\n' "$name" "$m" "$(echo "$m / $b" | bc -l)"
+  printf '%-44s %12.4f %7.3fx %7s%%\n' "$name" "$m" "$(echo "$m / $b" | bc -l)" "$(spread <"$file")"
 }
