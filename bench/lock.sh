@@ -6,11 +6,15 @@
 #   procimage lock on another process | a bpftrace uprobe one-liner measuring hold times
 # Every configuration starts the loop held on a FIFO, attaches, then releases it; rounds
 # interleave the configurations so drift hits them all alike.
-# Usage: sudo bench/lock.sh [ROUNDS] [ITERATIONS_PER_THREAD]
+# Two tables, each against its own no-tool runs: the configurations that put uprobes into the
+# loop at the given length, and the cheap ones (contention-only, another process) on a loop
+# LONG_FACTOR times longer, so that their ratios are not lost in the noise of a short run.
+# Usage: sudo bench/lock.sh [ROUNDS] [ITERATIONS_PER_THREAD] [LONG_FACTOR]
 source "$(dirname "$0")/lib.sh"
 need_root
 ROUNDS=${1:-5}
 N=${2:-100000}
+LONG_FACTOR=${3:-20}
 build_bench lock_loop.c
 command -v bpftrace >/dev/null || { echo "bench: bpftrace is needed (apt-get install bpftrace)" >&2; exit 1; }
 
@@ -32,7 +36,7 @@ JSON
 
 start_loop() {
   rm -f "$OUT/go"; mkfifo "$OUT/go"
-  "$OUT/bin/lock_loop" "$N" "$OUT/go" >"$OUT/loop.out" &
+  "$OUT/bin/lock_loop" "$1" "$OUT/go" >"$OUT/loop.out" &
   LOOP_PID=$!
   # its libc is mapped once the dynamic loader has run
   until grep -q '/libc\.so' "/proc/$LOOP_PID/maps" 2>/dev/null; do sleep 0.01; done
@@ -45,9 +49,11 @@ finish_loop() {
 }
 libc_of() { awk '$6 ~ /\/libc\.so/ {print $6; exit}' "/proc/$1/maps"; }
 
-configs=(none full entry return contention other bpftrace)
+uprobe_configs=(none full entry return bpftrace)
+cheap_configs=(none full contention other)
+# run_config CONFIG ITERATIONS
 run_config() {
-  start_loop
+  start_loop "$2"
   case $1 in
     none) ;;
     full)
@@ -70,18 +76,25 @@ run_config() {
   stop_tool
 }
 
+LONG=$((N * LONG_FACTOR))
 for r in $(seq 1 "$ROUNDS"); do
-  for c in "${configs[@]}"; do
-    run_config "$c" >>"$OUT/$c.txt"
-  done
+  for c in "${uprobe_configs[@]}"; do run_config "$c" "$N" >>"$OUT/$c-short.txt"; done
+  for c in "${cheap_configs[@]}"; do run_config "$c" "$LONG" >>"$OUT/$c-long.txt"; done
 done
 
-echo "two threads x $N pthread_mutex_lock/unlock on one mutex, $ROUNDS rounds, $(nproc) CPUs, kernel $(uname -r)"
+echo "two threads locking one mutex, $ROUNDS rounds, $(nproc) CPUs, kernel $(uname -r)"
+echo
+echo "uprobes in the loop: $N pthread_mutex_lock/unlock per thread"
 report_header
-report_line "no tool" "$OUT/none.txt" "$OUT/none.txt"
-report_line "procimage lock, full (uprobes + futex)" "$OUT/none.txt" "$OUT/full.txt"
-report_line "procimage lock, full, uprobes at entry" "$OUT/none.txt" "$OUT/entry.txt"
-report_line "procimage lock, full, lock_return + entry" "$OUT/none.txt" "$OUT/return.txt"
-report_line "procimage lock, contention-only" "$OUT/none.txt" "$OUT/contention.txt"
-report_line "procimage lock on another process" "$OUT/none.txt" "$OUT/other.txt"
-report_line "bpftrace uretprobe lock + uprobe unlock" "$OUT/none.txt" "$OUT/bpftrace.txt"
+report_line "no tool" "$OUT/none-short.txt" "$OUT/none-short.txt"
+report_line "procimage lock, full (uprobes + futex)" "$OUT/none-short.txt" "$OUT/full-short.txt"
+report_line "procimage lock, full, uprobes at entry" "$OUT/none-short.txt" "$OUT/entry-short.txt"
+report_line "procimage lock, full, lock_return + entry" "$OUT/none-short.txt" "$OUT/return-short.txt"
+report_line "bpftrace uretprobe lock + uprobe unlock" "$OUT/none-short.txt" "$OUT/bpftrace-short.txt"
+echo
+echo "no uprobes in the loop: $LONG pthread_mutex_lock/unlock per thread"
+report_header
+report_line "no tool" "$OUT/none-long.txt" "$OUT/none-long.txt"
+report_line "procimage lock, full (uprobes + futex)" "$OUT/none-long.txt" "$OUT/full-long.txt"
+report_line "procimage lock, contention-only" "$OUT/none-long.txt" "$OUT/contention-long.txt"
+report_line "procimage lock on another process" "$OUT/none-long.txt" "$OUT/other-long.txt"
