@@ -7,7 +7,7 @@ PKGS=(
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
   libboost-dev libboost-program-options-dev libspdlog-dev nlohmann-json3-dev catch2
   libseccomp-dev libcpp-httplib-dev
-  jq strace util-linux bc curl
+  jq bsdextrautils strace util-linux bc curl
   prometheus
 )
 # Peer tools the benchmarks compare against.

@@ -741,65 +741,55 @@ private:
 		int retries = 0;
 	};
 
-	// Attach the uprobes to one process's libc; "" on success, else why not.
-	std::string attach_process(uint32_t pid)
+	// The places to probe in one file: (offset, cookie) for entries and for returns.
+	struct places {
+		std::vector<uint64_t> entry_off, entry_ck, ret_off, ret_ck;
+	};
+	using file_id = std::pair<uint64_t, uint64_t>; // (dev, inode)
+	using probe_plan = std::map<file_id, places>;
+
+	// Where the functions are in a process's libraries and where each probe goes: symbol
+	// tables read, instructions decoded. It depends on the files alone (and the
+	// configuration), so it is worked out once per set of files and activation and reused for
+	// every process that maps them (each fork of a busy target would otherwise pay for it).
+	// nullopt, with `why` set, when the files lack the mutex functions.
+	std::optional<probe_plan> plan_for(uint32_t pid, const std::vector<mapped_lib> &libs, std::string &why)
 	{
-		auto libs = process_libs(pid);
-		if (!libs)
-			return "lock: process " + std::to_string(pid) + ": no such process";
-		auto &ps = procs_[pid];
-		if (libs->empty()) {
-			ps.pending = true;
-			return "lock: process " + std::to_string(pid) + " (" + proc_comm(pid) +
-			       ") has no shared libc or libpthread in /proc/" + std::to_string(pid) +
-			       "/maps (statically linked?): its lock functions cannot be probed; mode "
-			       "\"contention\" (futex waits and wakes) works for any program";
-		}
-		ps.pending = false;
-		// old glibc: the pthread functions live in libpthread; libc's are forwarders
-		std::sort(libs->begin(), libs->end(),
-			  [](const mapped_lib &a, const mapped_lib &b) { return a.pthread > b.pthread; });
+		std::vector<file_id> key;
+		for (const auto &l : libs)
+			key.push_back({l.dev, l.ino});
+		if (auto it = plans_.find(key); it != plans_.end())
+			return it->second;
 		std::set<std::string> wanted;
 		for (const auto &f : FUNCS)
 			wanted.insert(f.name);
 		std::map<std::string, std::pair<const mapped_lib *, uint64_t>> where;
-		std::map<const mapped_lib *, std::map<std::string, uint64_t>> offsets;
 		std::map<const mapped_lib *, elf_extra> extras;
-		for (const auto &l : *libs) {
+		for (const auto &l : libs) {
+			std::map<std::string, uint64_t> offsets;
 			try {
-				offsets[&l] = elf_function_offsets(l.open_path, wanted, &extras[&l]);
+				offsets = elf_function_offsets(l.open_path, wanted, &extras[&l]);
 			} catch (const std::exception &e) {
 				sdk::log(host(), PI_LOG_WARN, "lock: process " + std::to_string(pid) + ": " + e.what());
 				continue;
 			}
-			for (const auto &[name, off] : offsets[&l])
+			for (const auto &[name, off] : offsets)
 				if (!where.count(name))
 					where[name] = {&l, off};
 		}
-		if (!where.count("pthread_mutex_lock") || !where.count("pthread_mutex_unlock"))
-			return "lock: process " + std::to_string(pid) + " (" + proc_comm(pid) +
-			       "): no pthread_mutex_lock/unlock in " + (*libs)[0].path;
-		bool any_new = false;
-		for (const auto &l : *libs)
-			if (offsets.count(&l) && !ps.files.count({l.dev, l.ino}))
-				any_new = true;
-		if (!any_new)
-			return ""; // already probed (an exec into the same libc keeps its uprobes)
-		// the places to probe, per file: (offset, cookie) for entries and for returns
-		struct places {
-			std::vector<uint64_t> entry_off, entry_ck, ret_off, ret_ck;
-			std::vector<std::string> names; // for messages, parallel to entry_off
-		};
-		std::map<const mapped_lib *, places> plan;
+		if (!where.count("pthread_mutex_lock") || !where.count("pthread_mutex_unlock")) {
+			why = "lock: process " + std::to_string(pid) + " (" + proc_comm(pid) +
+			      "): no pthread_mutex_lock/unlock in " + libs[0].path;
+			return std::nullopt;
+		}
+		probe_plan plan;
 		for (const auto &f : FUNCS) {
 			auto it = where.find(f.name);
 			if (it == where.end())
 				continue; // e.g. the clock* variants before glibc 2.30
 			const mapped_lib &l = *it->second.first;
-			if (ps.files.count({l.dev, l.ino}))
-				continue;
 			uint64_t off = it->second.second;
-			auto &p = plan[&l];
+			auto &p = plan[{l.dev, l.ino}];
 			// an entry probe without a return probe may sit further in, where it is cheaper
 			auto moved = [&]() -> uint64_t {
 				const elf_extra &x = extras[&l];
@@ -815,7 +805,6 @@ private:
 			auto entry = [&](uint64_t at, uint32_t kind) {
 				p.entry_off.push_back(at);
 				p.entry_ck.push_back(LK_COOKIE(kind, f.op));
-				p.names.push_back(f.name);
 			};
 			auto ret = [&]() {
 				p.ret_off.push_back(off);
@@ -846,8 +835,42 @@ private:
 			case func_def::UNLOCK: entry(moved(), LK_CK_UNLOCK); break;
 			}
 		}
-		for (const auto &[lib, p] : plan) {
-			const mapped_lib &l = *lib;
+		return plans_[key] = plan;
+	}
+
+	// Attach the uprobes to one process's libc; "" on success, else why not.
+	std::string attach_process(uint32_t pid)
+	{
+		auto libs = process_libs(pid);
+		if (!libs)
+			return "lock: process " + std::to_string(pid) + ": no such process";
+		auto &ps = procs_[pid];
+		if (libs->empty()) {
+			ps.pending = true;
+			return "lock: process " + std::to_string(pid) + " (" + proc_comm(pid) +
+			       ") has no shared libc or libpthread in /proc/" + std::to_string(pid) +
+			       "/maps (statically linked?): its lock functions cannot be probed; mode "
+			       "\"contention\" (futex waits and wakes) works for any program";
+		}
+		ps.pending = false;
+		// old glibc: the pthread functions live in libpthread; libc's are forwarders
+		std::stable_sort(libs->begin(), libs->end(),
+				 [](const mapped_lib &a, const mapped_lib &b) { return a.pthread > b.pthread; });
+		std::string why;
+		auto plan = plan_for(pid, *libs, why);
+		if (!plan)
+			return why;
+		bool any_new = false;
+		for (const auto &l : *libs)
+			if (plan->count({l.dev, l.ino}) && !ps.files.count({l.dev, l.ino}))
+				any_new = true;
+		if (!any_new)
+			return ""; // already probed (an exec into the same libc keeps its uprobes)
+		for (const auto &l : *libs) {
+			auto it = plan->find({l.dev, l.ino});
+			if (it == plan->end() || ps.files.count(it->first))
+				continue;
+			const places &p = it->second;
 			auto fail = [&](const char *what, int err) {
 				return std::runtime_error("lock: cannot attach the " + std::string(what) + " uprobes in " + l.path +
 							  " (process " + std::to_string(pid) + "): " + sdk::errno_text(err));
@@ -857,29 +880,28 @@ private:
 				if (fd < 0)
 					throw fail("entry", -fd);
 				ps.fds.push_back(fd);
-				if (p.ret_off.empty())
-					continue;
-				fd = attach_multi(skel_->progs.lk_return, l.open_path, pid, p.ret_off, p.ret_ck, true);
-				if (fd < 0)
-					throw fail("return", -fd);
-				ps.fds.push_back(fd);
-				continue;
+				if (!p.ret_off.empty()) {
+					fd = attach_multi(skel_->progs.lk_return, l.open_path, pid, p.ret_off, p.ret_ck, true);
+					if (fd < 0)
+						throw fail("return", -fd);
+					ps.fds.push_back(fd);
+				}
+			} else {
+				auto single = [&](bpf_program *prog, uint64_t at, uint64_t ck, bool retprobe) {
+					LIBBPF_OPTS(bpf_uprobe_opts, o, .bpf_cookie = ck, .retprobe = retprobe);
+					bpf_link *link = bpf_program__attach_uprobe_opts(prog, static_cast<pid_t>(pid),
+											 l.open_path.c_str(), at, &o);
+					if (!link)
+						throw fail(retprobe ? "return" : "entry", errno);
+					ps.links.push_back(link);
+				};
+				for (size_t i = 0; i < p.entry_off.size(); i++)
+					single(skel_->progs.lk_entry, p.entry_off[i], p.entry_ck[i], false);
+				for (size_t i = 0; i < p.ret_off.size(); i++)
+					single(skel_->progs.lk_return, p.ret_off[i], p.ret_ck[i], true);
 			}
-			auto single = [&](bpf_program *prog, uint64_t at, uint64_t ck, bool retprobe) {
-				LIBBPF_OPTS(bpf_uprobe_opts, o, .bpf_cookie = ck, .retprobe = retprobe);
-				bpf_link *link = bpf_program__attach_uprobe_opts(prog, static_cast<pid_t>(pid), l.open_path.c_str(), at, &o);
-				if (!link)
-					throw fail(retprobe ? "return" : "entry", errno);
-				ps.links.push_back(link);
-			};
-			for (size_t i = 0; i < p.entry_off.size(); i++)
-				single(skel_->progs.lk_entry, p.entry_off[i], p.entry_ck[i], false);
-			for (size_t i = 0; i < p.ret_off.size(); i++)
-				single(skel_->progs.lk_return, p.ret_off[i], p.ret_ck[i], true);
+			ps.files.insert(it->first);
 		}
-		for (const auto &l : *libs)
-			if (offsets.count(&l))
-				ps.files.insert({l.dev, l.ino});
 		sdk::log(host(), PI_LOG_DEBUG,
 			 "lock: " + std::to_string(ps.links.size() + ps.fds.size()) + " uprobe links in process " + std::to_string(pid) + " (" +
 				 (*libs)[0].path + ")");
@@ -929,6 +951,7 @@ private:
 			fds.insert(fds.end(), ps.fds.begin(), ps.fds.end());
 		}
 		procs_.clear();
+		plans_.clear();
 		for (int fd : fds)
 			close(fd);
 		destroy_links(all);
@@ -1277,6 +1300,7 @@ private:
 	lock_bpf *skel_ = nullptr;
 	sdk::links links_;
 	std::map<uint32_t, proc_state> procs_;
+	std::map<std::vector<file_id>, probe_plan> plans_; // per set of libraries, this activation
 	bool full_ = false;
 	bool follow_ = false;
 	bool multi_ = false; // uprobe_multi links (Linux 6.6+), else one perf-event uprobe per place
