@@ -104,10 +104,12 @@ int main(int argc, char **argv)
 
 	po::variables_map vm;
 	try {
-		po::store(po::command_line_parser(argc, argv)
-				  .options(desc)
-				  .run(),
-			  vm);
+		auto parsed = po::command_line_parser(argc, argv).options(desc).run();
+		auto extra = po::collect_unrecognized(parsed.options, po::include_positional);
+		if (!extra.empty())
+			throw std::runtime_error("unexpected argument '" + extra.front() +
+						 "': a target is given with -p TID or -P TGID");
+		po::store(parsed, vm);
 		po::notify(vm);
 	} catch (const std::exception &e) {
 		return usage_fail(e.what());

@@ -145,7 +145,19 @@ int main(int argc, char **argv)
 
 	po::variables_map vm;
 	try {
-		po::store(po::command_line_parser(our_argc, argv).options(desc).run(), vm);
+		auto parsed = po::command_line_parser(our_argc, argv).options(desc).run();
+		// words that are no option: most likely a command without "--" before it
+		auto extra = po::collect_unrecognized(parsed.options, po::include_positional);
+		if (!extra.empty()) {
+			const std::string &w = extra.front();
+			if (w.find_first_not_of("0123456789") == std::string::npos)
+				throw std::runtime_error("unexpected argument '" + w +
+							 "': the probe flags take no value (a target is -p TID or -P TGID, "
+							 "keytime's on/off-CPU intervals are --cpu, a syscall batch is --batch N)");
+			throw std::runtime_error("unexpected argument '" + w +
+						 "': to trace a command, put it after --, as in procimage -k -- " + w);
+		}
+		po::store(parsed, vm);
 		po::notify(vm);
 	} catch (const std::exception &e) {
 		std::fprintf(stderr, "procimage: %s (see procimage --help)\n", e.what());

@@ -266,3 +266,24 @@ TEST_CASE("--set and --batch write probe configuration keys, checked by the prob
 	CHECK(r.status == 2);
 	CHECK_THAT(r.err, Catch::Contains("--batch is a syscall option"));
 }
+
+TEST_CASE("a word that is no option is refused, not dropped")
+{
+	// a command without "--" would otherwise trace the whole system
+	auto r = t::run({t::procimage_bin(), "-k", "sleep", "1", "--print-pipeline"});
+	CHECK(r.status == 2);
+	CHECK(r.out == "");
+	CHECK_THAT(r.err, Catch::Contains("unexpected argument 'sleep'") && Catch::Contains("procimage -k -- sleep"));
+	// the seed's "-k 1"
+	r = t::run({t::procimage_bin(), "-k", "1", "--print-pipeline"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("unexpected argument '1'") && Catch::Contains("--cpu"));
+	// the controller: a bare number is not a target
+	r = t::run({t::build_dir() + "/procimage-ctl", "-a", "1234"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("unexpected argument '1234'") && Catch::Contains("-P TGID"));
+	// after "--" the words are the command
+	r = t::run({t::procimage_bin(), "-k", "--print-pipeline", "--", "sleep", "1"});
+	REQUIRE(r.status == 0);
+	CHECK(json::parse(r.out)["command"] == json::parse(R"(["sleep", "1"])"));
+}
