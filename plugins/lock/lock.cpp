@@ -412,6 +412,43 @@ std::string proc_comm(uint32_t pid)
 	return s;
 }
 
+// The process's start time (field 22 of /proc/<pid>/stat, clock ticks since boot), 0 when
+// it is gone: with the pid, it names one process across pid reuse.
+uint64_t proc_start_ticks(uint32_t pid)
+{
+	std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+	std::string line;
+	if (!std::getline(stat, line))
+		return 0;
+	auto paren = line.rfind(')');
+	if (paren == std::string::npos)
+		return 0;
+	std::istringstream rest(line.substr(paren + 2));
+	std::string field;
+	for (int i = 3; i <= 22 && rest >> field; i++)
+		if (i == 22)
+			return std::strtoull(field.c_str(), nullptr, 10);
+	return 0;
+}
+
+// The process has exited (gone, a zombie, or past the release of its memory): there is
+// nothing left to probe, and a failed attach to it is no error.
+bool process_ended(uint32_t pid)
+{
+	std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+	std::string line;
+	if (!std::getline(stat, line))
+		return true;
+	auto paren = line.rfind(')');
+	if (paren == std::string::npos || paren + 2 >= line.size())
+		return true;
+	char state = line[paren + 2];
+	if (state == 'Z' || state == 'X')
+		return true;
+	std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+	return maps.peek() == std::ifstream::traits_type::eof();
+}
+
 uint64_t boot_ns()
 {
 	timespec ts{};
@@ -712,8 +749,10 @@ public:
 	{
 		if (!skel_ || !skel_->obj || bpf_map__fd(skel_->maps.lk_locks) < 0)
 			return;
-		if (!final)
+		if (!final) {
+			forget_ended();
 			retry_pending();
+		}
 		uint64_t ts = now_boot_ns + host().boot_to_epoch_ns;
 		report_threads(ts, final);
 		report_locks(ts, final);
@@ -739,6 +778,7 @@ private:
 		std::set<std::pair<uint64_t, uint64_t>> files; // (dev, inode) probed
 		bool pending = false;                          // no libc seen yet: look again
 		int retries = 0;
+		uint64_t start = 0; // proc_start_ticks at the first attach
 	};
 
 	// The places to probe in one file: (offset, cookie) for entries and for returns.
@@ -845,6 +885,8 @@ private:
 		if (!libs)
 			return "lock: process " + std::to_string(pid) + ": no such process";
 		auto &ps = procs_[pid];
+		if (!ps.start)
+			ps.start = proc_start_ticks(pid);
 		if (libs->empty()) {
 			ps.pending = true;
 			return "lock: process " + std::to_string(pid) + " (" + proc_comm(pid) +
@@ -910,24 +952,41 @@ private:
 
 	void retry_pending()
 	{
-		for (auto it = procs_.begin(); it != procs_.end();) {
-			auto &ps = it->second;
-			if (!ps.pending) {
-				++it;
+		std::vector<uint32_t> pids;
+		for (const auto &[pid, ps] : procs_)
+			if (ps.pending)
+				pids.push_back(pid);
+		for (uint32_t pid : pids) {
+			std::string why;
+			try {
+				why = attach_process(pid);
+			} catch (const std::exception &e) {
+				if (!process_ended(pid))
+					sdk::log(host(), PI_LOG_WARN, e.what());
+				forget_process(pid);
 				continue;
 			}
-			std::string why = attach_process(it->first);
 			if (why.find("no such process") != std::string::npos) {
-				destroy_links(ps.links);
-				for (int fd : ps.fds)
-					close(fd);
-				it = procs_.erase(it);
+				forget_process(pid);
 				continue;
 			}
+			auto &ps = procs_[pid];
 			if (ps.pending && ++ps.retries == 3)
 				sdk::log(host(), PI_LOG_WARN, why);
-			++it;
 		}
+	}
+
+	// Release the uprobes of target processes that have ended: a target that forks many
+	// short-lived children would otherwise keep two links (file descriptors) per child until
+	// the end of the activation.
+	void forget_ended()
+	{
+		std::vector<uint32_t> ended;
+		for (const auto &[pid, ps] : procs_)
+			if (process_ended(pid) || proc_start_ticks(pid) != ps.start)
+				ended.push_back(pid);
+		for (uint32_t pid : ended)
+			forget_process(pid);
 	}
 
 	void on_newproc(const lk_newproc &e)
@@ -936,9 +995,29 @@ private:
 			return;
 		if (e.why == LK_NEW_FORK && !follow_)
 			return;
-		std::string why = attach_process(e.pid);
+		std::string why;
+		try {
+			why = attach_process(e.pid);
+		} catch (const std::exception &) {
+			// a short-lived child may be gone before its uprobes are in: not an error
+			if (!process_ended(e.pid))
+				throw;
+			forget_process(e.pid);
+			return;
+		}
 		if (!why.empty() && why.find("no such process") == std::string::npos && !procs_[e.pid].pending)
 			sdk::log(host(), PI_LOG_WARN, why);
+	}
+
+	void forget_process(uint32_t pid)
+	{
+		auto it = procs_.find(pid);
+		if (it == procs_.end())
+			return;
+		destroy_links(it->second.links);
+		for (int fd : it->second.fds)
+			close(fd);
+		procs_.erase(it);
 	}
 
 	void detach_all()
