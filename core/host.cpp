@@ -21,7 +21,16 @@ namespace procimage::core {
 struct ring_source {
 	host::probe_inst *probe;
 	uint32_t index;
+	host *owner;
 };
+
+namespace {
+// One drain of the ring buffers runs for at most this long: a probe whose records take long to
+// handle (lock attaches uprobes to every new process) must not keep the loop from its ticks,
+// its control requests and its signals while the target keeps producing records.
+constexpr uint64_t DRAIN_BUDGET_NS = 50'000'000;
+constexpr int DRAIN_PAUSED = -EINTR; // what ringbuf_cb returns to stop a drain early
+} // namespace
 
 struct host::sink_inst {
 	component spec;
@@ -209,7 +218,16 @@ int host::ringbuf_cb(void *ctx, void *data, size_t size)
 		if (p->errors++ < 5)
 			p->log->error("{} could not decode a {}-byte record", p->label(), size);
 	}
-	return 0;
+	// this record is consumed either way; a negative return leaves the rest for later
+	return src->owner->drain_over_budget() ? DRAIN_PAUSED : 0;
+}
+
+bool host::drain_over_budget()
+{
+	if (drain_deadline_ns_ == 0 || boot_now_ns() < drain_deadline_ns_)
+		return false;
+	backlog_ = true;
+	return true;
 }
 
 result<void> host::prepare(const pipeline &p, const host_options &opts)
@@ -351,7 +369,7 @@ result<void> host::start()
 		if (p->io.n_ringbufs > PI_MAX_RINGBUFS)
 			return runtime_error(p->label() + " reported " + std::to_string(p->io.n_ringbufs) + " ring buffers");
 		for (uint32_t i = 0; i < p->io.n_ringbufs; i++) {
-			p->sources.push_back(std::make_unique<ring_source>(ring_source{p.get(), i}));
+			p->sources.push_back(std::make_unique<ring_source>(ring_source{p.get(), i, this}));
 			ring_source *src = p->sources.back().get();
 			if (!rb_) {
 				rb_ = ring_buffer__new(p->io.ringbuf_fds[i], ringbuf_cb, src, nullptr);
@@ -529,6 +547,18 @@ void host::tick(bool final)
 
 void host::drain()
 {
+	backlog_ = false;
+	if (!rb_)
+		return;
+	drain_deadline_ns_ = boot_now_ns() + DRAIN_BUDGET_NS;
+	ring_buffer__consume(rb_);
+	drain_deadline_ns_ = 0;
+}
+
+void host::drain_all()
+{
+	// at the end: everything, however long it takes
+	backlog_ = false;
 	if (rb_)
 		ring_buffer__consume(rb_);
 }
@@ -537,7 +567,8 @@ int host::loop()
 {
 	epoll_event evs[8];
 	while (!stopping_) {
-		int n = epoll_wait(epfd_, evs, 8, -1);
+		// records left by a drain that ran out of time: take the other events, then go on
+		int n = epoll_wait(epfd_, evs, 8, backlog_ ? 0 : -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -606,6 +637,10 @@ int host::loop()
 				break;
 			}
 			}
+		}
+		if (n == 0 && backlog_) {
+			drain();
+			consumed = true;
 		}
 		if (consumed)
 			flush_sinks();
@@ -713,7 +748,7 @@ void host::deactivate(probe_inst &p, const char *why)
 	act_.deactivate(p.slot);
 	uint64_t off_ns = boot_now_ns();
 	// The partial interval and the queued records still belong to this activation.
-	drain();
+	drain_all();
 	if (p.ops().on_tick) {
 		int trc;
 		try {
@@ -736,7 +771,7 @@ void host::deactivate(probe_inst &p, const char *why)
 		p.log->warn("{} failed to detach: {}", p.label(), err);
 	p.attached = false;
 	p.deadline_boot_ns = 0;
-	drain();
+	drain_all();
 	spdlog::info("{} deactivated ({})", p.label(), why);
 	host_record(p.sinks, "deactivated", p.spec.id, {{"records", p.kernel_records - p.records_at_activation}},
 		    off_ns);
@@ -977,7 +1012,7 @@ int host::run(const pipeline &p, const host_options &opts)
 			}
 	if (auto r = start(); !r) {
 		spdlog::error("{}", r.err().msg);
-		drain();
+		drain_all();
 		flush_sinks();
 		return r.err().code;
 	}
@@ -986,7 +1021,7 @@ int host::run(const pipeline &p, const host_options &opts)
 	for (auto &pr : probes_)
 		if (pr->attached)
 			deactivate(*pr, "finished");
-	drain();
+	drain_all();
 	tick(true);
 	std::vector<size_t> all = all_sinks();
 	for (auto &pr : probes_) {

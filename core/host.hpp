@@ -50,7 +50,9 @@ private:
 	result<void> start();
 	int loop();
 	void shutdown();
-	void drain();
+	void drain();     // the ring buffers, for at most DRAIN_BUDGET_NS
+	void drain_all(); // the ring buffers, to the end
+	bool drain_over_budget();
 	void tick(bool final);
 	void check_lost();
 	void flush_sinks();
@@ -92,6 +94,8 @@ private:
 	uint64_t boot_to_epoch_ = 0;
 	uint64_t core_lost_ = 0;
 	bool stopping_ = false;
+	bool backlog_ = false;            // a drain stopped with records left
+	uint64_t drain_deadline_ns_ = 0;  // while draining: when to stop
 	int exit_status_ = 0;
 };
 

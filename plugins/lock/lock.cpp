@@ -24,6 +24,8 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 #include <time.h>
 #include <unistd.h>
@@ -632,6 +634,103 @@ std::vector<uint64_t> hist(const __u64 *h)
 
 // ------------------------------------------------------------------ the probe
 
+// Uprobe links to remove: bpf_link objects (perf-event uprobes) and link descriptors
+// (uprobe_multi).
+struct uprobes {
+	std::vector<bpf_link *> links;
+	std::vector<int> fds;
+	bool empty() const { return links.empty() && fds.empty(); }
+};
+
+// Removing a uprobe waits for the kernel's grace periods (tens of ms each here): remove them
+// from several threads at once so that their waits overlap.
+void release(const uprobes &u)
+{
+	size_t n = u.links.size() + u.fds.size();
+	auto one = [&u](size_t i) {
+		if (i < u.links.size())
+			bpf_link__destroy(u.links[i]);
+		else
+			close(u.fds[i - u.links.size()]);
+	};
+	if (n < 4) {
+		for (size_t i = 0; i < n; i++)
+			one(i);
+		return;
+	}
+	size_t nthreads = std::min<size_t>(n, 32);
+	std::vector<std::thread> threads;
+	for (size_t t = 0; t < nthreads; t++)
+		threads.emplace_back([&one, t, nthreads, n] {
+			for (size_t i = t; i < n; i += nthreads)
+				one(i);
+		});
+	for (auto &th : threads)
+		th.join();
+}
+
+// Releases the uprobes of processes that ended on a thread of its own, so that the event loop
+// goes on with its records and ticks while the kernel waits for its grace periods.
+class link_reaper {
+public:
+	~link_reaper()
+	{
+		{
+			std::lock_guard<std::mutex> g(m_);
+			stop_ = true;
+		}
+		cv_.notify_all();
+		if (worker_.joinable())
+			worker_.join();
+	}
+
+	void add(std::vector<bpf_link *> links, std::vector<int> fds)
+	{
+		if (links.empty() && fds.empty())
+			return;
+		{
+			std::lock_guard<std::mutex> g(m_);
+			queued_.links.insert(queued_.links.end(), links.begin(), links.end());
+			queued_.fds.insert(queued_.fds.end(), fds.begin(), fds.end());
+			if (!worker_.joinable())
+				worker_ = std::thread([this] { run(); });
+		}
+		cv_.notify_all();
+	}
+
+	// until everything handed over so far is released
+	void wait_idle()
+	{
+		std::unique_lock<std::mutex> g(m_);
+		cv_.wait(g, [this] { return queued_.empty() && !busy_; });
+	}
+
+private:
+	void run()
+	{
+		std::unique_lock<std::mutex> g(m_);
+		for (;;) {
+			cv_.wait(g, [this] { return stop_ || !queued_.empty(); });
+			if (queued_.empty())
+				return; // stopping, nothing left
+			uprobes batch = std::move(queued_);
+			queued_ = {};
+			busy_ = true;
+			g.unlock();
+			release(batch);
+			g.lock();
+			busy_ = false;
+			cv_.notify_all();
+		}
+	}
+
+	std::mutex m_;
+	std::condition_variable cv_;
+	uprobes queued_;
+	bool busy_ = false, stop_ = false;
+	std::thread worker_;
+};
+
 class lock_probe final : public sdk::probe {
 public:
 	static void validate(const std::string &text) { config c(text); }
@@ -1009,51 +1108,29 @@ private:
 			sdk::log(host(), PI_LOG_WARN, why);
 	}
 
+	// A process that ended: its uprobes are released by the reaper, off the event loop.
 	void forget_process(uint32_t pid)
 	{
 		auto it = procs_.find(pid);
 		if (it == procs_.end())
 			return;
-		destroy_links(it->second.links);
-		for (int fd : it->second.fds)
-			close(fd);
+		reaper_.add(std::move(it->second.links), std::move(it->second.fds));
 		procs_.erase(it);
 	}
 
 	void detach_all()
 	{
 		links_.clear();
-		std::vector<bpf_link *> all;
-		std::vector<int> fds;
+		uprobes gone;
 		for (auto &[pid, ps] : procs_) {
-			all.insert(all.end(), ps.links.begin(), ps.links.end());
-			fds.insert(fds.end(), ps.fds.begin(), ps.fds.end());
+			gone.links.insert(gone.links.end(), ps.links.begin(), ps.links.end());
+			gone.fds.insert(gone.fds.end(), ps.fds.begin(), ps.fds.end());
 		}
 		procs_.clear();
 		plans_.clear();
-		for (int fd : fds)
-			close(fd);
-		destroy_links(all);
-	}
-
-	// Removing a uprobe waits for a grace period (tens of ms each here): remove them from
-	// several threads at once so their waits overlap.
-	static void destroy_links(const std::vector<bpf_link *> &links)
-	{
-		if (links.size() < 4) {
-			for (auto *l : links)
-				bpf_link__destroy(l);
-			return;
-		}
-		size_t nthreads = std::min<size_t>(links.size(), 32);
-		std::vector<std::thread> threads;
-		for (size_t t = 0; t < nthreads; t++)
-			threads.emplace_back([&links, t, nthreads] {
-				for (size_t i = t; i < links.size(); i += nthreads)
-					bpf_link__destroy(links[i]);
-			});
-		for (auto &th : threads)
-			th.join();
+		// every uprobe is out of every process when this returns
+		reaper_.wait_idle();
+		release(gone);
 	}
 
 	// A new measurement: nothing of an earlier activation is kept.
@@ -1380,6 +1457,7 @@ private:
 	sdk::links links_;
 	std::map<uint32_t, proc_state> procs_;
 	std::map<std::vector<file_id>, probe_plan> plans_; // per set of libraries, this activation
+	link_reaper reaper_;
 	bool full_ = false;
 	bool follow_ = false;
 	bool multi_ = false; // uprobe_multi links (Linux 6.6+), else one perf-event uprobe per place

@@ -704,6 +704,36 @@ TEST_CASE("lock: -- CMD follows a forked child through its exec")
 	CHECK(select(recs, "contention", [&](const json &e) { return e["holder_tid"] == truth["a_tid"]; }).size() == 2);
 }
 
+TEST_CASE("lock: a target that forks many short-lived children: no errors, links released as they end")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	auto p = pipeline(d, "{}");
+	// A burst of 200 children that run /bin/true: many are gone before the host has attached
+	// their uprobes (each attach takes the kernel milliseconds), which is no error. Then 100
+	// more, paced so that the host keeps up: the uprobes of those that ended are released at
+	// the next tick, so the host's descriptors do not grow with every child.
+	t::temp_dir w;
+	std::string script = "i=0; while [ $i -lt 200 ]; do /bin/true; i=$((i+1)); done; "
+			     "while [ $i -lt 300 ]; do /bin/true; sleep 0.02; i=$((i+1)); done; sleep 1; "
+			     "ls /proc/$PPID/fd | wc -l > " + w.file("fds_end") + "; true";
+	auto r = t::run({t::procimage_bin(), "--pipeline", p, "--interval", "200", "--", "/bin/sh", "-c", script});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	CHECK(r.err.find("cannot attach") == std::string::npos);
+	CHECK(r.err.find("error:") == std::string::npos);
+	CHECK(r.err.find(" 0 decode errors") != std::string::npos);
+	auto recs = t::read_jsonl(d.file("out.jsonl"));
+	auto sums = t::select_records(recs, "procimage", "summary");
+	REQUIRE(sums.size() == 1);
+	CHECK(sums[0]["errors"] == 0);
+	// the host's descriptors once the children have ended: its own ~50, not two per child
+	std::ifstream in(w.file("fds_end"));
+	int fds = 0;
+	REQUIRE(in >> fds);
+	CHECK(fds < 150);
+}
+
 TEST_CASE("lock: -p TID on a running process reports that thread only")
 {
 	REQUIRE_ROOT_OR_SKIP();
