@@ -339,6 +339,16 @@ private:
 		uint64_t interval_ns = now - std::min(now, last_tick_ns_);
 		last_tick_ns_ = now;
 		uint64_t ts = now + host().boot_to_epoch_ns;
+		// Read the system figures at once, before any record is emitted: a call that ends
+		// after the new interval began counts in this one (its count is read now) but has its
+		// max/min in the next; the shorter that gap, the fewer such calls. Emitting first
+		// would stretch it, and a reader of procimage's own output ends its read() in it.
+		std::vector<sc_stats> sys;
+		bool have_sys = false;
+		if (cfg_.system != "off") {
+			sys.resize(static_cast<size_t>(ncpu_) * SC_NR_SLOTS);
+			have_sys = read_system(sys);
+		}
 
 		// ---- per target: one row per (thread or process, syscall) with calls in the interval,
 		// then one totals row per thread or process
@@ -405,10 +415,7 @@ private:
 		}
 
 		// ---- the whole system
-		if (cfg_.system == "off")
-			return;
-		std::vector<sc_stats> sys(static_cast<size_t>(ncpu_) * SC_NR_SLOTS);
-		if (!read_system(sys))
+		if (!have_sys)
 			return;
 		owner system{0, 0, 0, "(system)"};
 		interval all;
