@@ -300,6 +300,22 @@ result<void> host::start()
 	boot_to_epoch_ = boot_to_epoch_offset_ns();
 	started_epoch_ns_ = boot_now_ns() + boot_to_epoch_;
 	uint32_t self = static_cast<uint32_t>(getpid());
+
+	// The control channel before anything else, the sinks' files above all: a second host
+	// on a taken channel stops here, before it has truncated an output file of the first.
+	// Every host but a "-- CMD" one can be driven by procimage-ctl.
+	bool active = pipe_.starts_active();
+	bool controlled = false;
+	if (pipe_.command.empty()) {
+		auto r = ctl_.listen(control_name_);
+		if (r)
+			controlled = true;
+		else if (!active)
+			return r.err(); // an inactive host nobody can activate is useless
+		else
+			spdlog::warn("{}; this host collects but cannot be controlled", r.err().msg);
+	}
+
 	if (auto r = act_.load(self); !r)
 		return r;
 
@@ -428,18 +444,8 @@ result<void> host::start()
 	if (deadlinefd_ < 0 || add(deadlinefd_, 6) != 0)
 		return runtime_error(std::string("cannot set up the event loop: ") + std::strerror(errno));
 
-	// The control channel: every host but a "-- CMD" one can be driven by procimage-ctl.
-	bool active = pipe_.starts_active();
-	if (pipe_.command.empty()) {
-		auto r = ctl_.listen(control_name_);
-		if (!r) {
-			if (!active)
-				return r.err(); // an inactive host nobody can activate is useless
-			spdlog::warn("{}; this host collects but cannot be controlled", r.err().msg);
-		} else if (add(ctl_.fd(), 5) != 0) {
-			return runtime_error(std::string("cannot set up the control channel: ") + std::strerror(errno));
-		}
-	}
+	if (controlled && add(ctl_.fd(), 5) != 0)
+		return runtime_error(std::string("cannot set up the control channel: ") + std::strerror(errno));
 
 	if (active) {
 		for (auto &p : probes_)

@@ -6,12 +6,14 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <fstream>
 #include <thread>
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -245,6 +247,49 @@ TEST_CASE("control: -t 1 activates for about a second, then records stop")
 		CHECK(e["ts_ns"].get<uint64_t>() >= on);
 		CHECK(e["ts_ns"].get<uint64_t>() <= off);
 	}
+}
+
+TEST_CASE("control: a second host on a taken channel leaves the first one's output alone; a thread is no process")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	const std::string ch = channel("second");
+	const std::string out = d.file("out.jsonl");
+	// the first host collects (for this test process) and has written its "activated" record
+	bg_host host(d, {"-k", "-P", std::to_string(getpid()), "--name", ch, "-o", "jsonl:" + out});
+	REQUIRE(host.wait_log("collecting"));
+	std::string before;
+	for (int i = 0; i < 200 && before.find("\"activated\"") == std::string::npos; i++) {
+		std::this_thread::sleep_for(std::chrono::milliseconds(25));
+		before = t::read_file(out);
+	}
+	REQUIRE(before.find("\"activated\"") != std::string::npos);
+	// a second, inactive host given the same file is refused before it opens it
+	auto second = t::run({t::procimage_bin(), "-a", "--name", ch, "-o", "jsonl:" + out});
+	CHECK(second.status == 1);
+	CHECK_THAT(second.err, Catch::Contains("already holds the control channel"));
+	std::string after = t::read_file(out);
+	CHECK(after.size() >= before.size());
+	CHECK(after.compare(0, before.size(), before) == 0);
+
+	// a thread of a process given as the process
+	std::atomic<pid_t> tid{0};
+	std::atomic<bool> done{false};
+	std::thread th([&] {
+		tid = static_cast<pid_t>(syscall(SYS_gettid));
+		while (!done)
+			std::this_thread::sleep_for(std::chrono::milliseconds(5));
+	});
+	while (!tid)
+		std::this_thread::sleep_for(std::chrono::milliseconds(1));
+	auto r = t::run({ctl_bin(), "--name", ch, "-a", "-k", "0", "-P", std::to_string(tid.load())});
+	done = true;
+	th.join();
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains(std::to_string(tid.load()) + " is a thread of process " +
+					  std::to_string(getpid()) + ", not a process"));
+	CHECK(t::run({ctl_bin(), "--name", ch, "-f"}).status == 0);
+	CHECK(host.wait_exit() == 0);
 }
 
 TEST_CASE("control: errors are clear, exit non-zero, and leave the host as it was")
