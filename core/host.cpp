@@ -968,13 +968,44 @@ nlohmann::json host::handle_control(const nlohmann::json &req)
 			return fail(p->spec.id + ": " + (err[0] ? err : "options refused"));
 		opts_of.push_back(o);
 	}
+	// What each image did before, to put back if one of them refuses its new target (a
+	// statically linked process for lock, say): a failed call leaves the host as it was.
+	struct before {
+		bool attached;
+		target_spec target;
+		nlohmann::json options;
+		uint32_t seconds_left;
+	};
+	std::vector<before> was;
+	uint64_t now = boot_now_ns();
+	for (auto *p : chosen) {
+		uint32_t left = 0;
+		if (p->attached && p->deadline_boot_ns)
+			left = p->deadline_boot_ns > now
+				       ? static_cast<uint32_t>((p->deadline_boot_ns - now + 999999999ULL) / 1000000000ULL)
+				       : 1;
+		was.push_back({p->attached, p->target, p->options, left});
+	}
 	for (size_t i = 0; i < chosen.size(); i++) {
 		auto *p = chosen[i];
 		auto r = activate(*p, *t, opts_of[i], static_cast<uint32_t>(duration));
-		if (!r)
-			return fail(r.err().msg);
-		changed.push_back(p->spec.id + " active for " + t->describe() +
-				  (duration ? " for " + std::to_string(duration) + " s" : ""));
+		if (r) {
+			changed.push_back(p->spec.id + " active for " + t->describe() +
+					  (duration ? " for " + std::to_string(duration) + " s" : ""));
+			continue;
+		}
+		for (size_t k = 0; k <= i; k++) {
+			auto *q = chosen[k];
+			if (!was[k].attached) {
+				deactivate(*q, "activation refused");
+				continue;
+			}
+			if (auto back = activate(*q, was[k].target, was[k].options, was[k].seconds_left); !back)
+				spdlog::warn("{}: could not go back to {}: {}", q->label(), was[k].target.describe(),
+					     back.err().msg);
+		}
+		flush_sinks();
+		return fail(r.err().msg);
 	}
 	flush_sinks();
 	return {{"ok", true}, {"changed", changed}};

@@ -292,6 +292,52 @@ TEST_CASE("control: a second host on a taken channel leaves the first one's outp
 	CHECK(host.wait_exit() == 0);
 }
 
+TEST_CASE("control: an activation one image refuses puts every image back as it was")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	const std::string ch = channel("rollback");
+	auto cc = t::sh("printf '#include <unistd.h>\\nint main(void){pause();}\\n' > " + d.file("st.c") +
+			" && cc -static -O1 -o " + d.file("st") + " " + d.file("st.c") + " 2>&1");
+	if (cc.status != 0) {
+		WARN("skipped: cannot link a static program here: " << cc.out);
+		return;
+	}
+	pid_t st = fork();
+	if (st == 0) {
+		execl(d.file("st").c_str(), "st", (char *)nullptr);
+		_exit(127);
+	}
+	struct reap {
+		pid_t pid;
+		~reap()
+		{
+			kill(pid, SIGKILL);
+			waitpid(pid, nullptr, 0);
+		}
+	} st_guard{st};
+	// keytime and lock collect for this test process
+	const std::string self = std::to_string(getpid());
+	bg_host host(d, {"-k", "-l", "-P", self, "--name", ch, "-o", "jsonl:" + d.file("out.jsonl")});
+	REQUIRE(host.wait_log("probe 'lock' (lock 1.0.0) collecting"));
+	// lock cannot probe a statically linked process: the call fails...
+	auto r = t::run({ctl_bin(), "--name", ch, "-a", "-P", std::to_string(st)});
+	CHECK(r.status == 1);
+	CHECK_THAT(r.err, Catch::Contains("statically linked"));
+	// ...and both images are back on this process (keytime had already moved)
+	auto s = t::run({ctl_bin(), "--name", ch, "--status", "--json"});
+	REQUIRE(s.status == 0);
+	auto j = json::parse(s.out);
+	for (const auto &p : j["probes"]) {
+		INFO(p.dump());
+		CHECK(p["active"] == true);
+		CHECK(p["target"] == json{{"tgid", getpid()}});
+	}
+	CHECK(j["probes"].size() == 2);
+	CHECK(t::run({ctl_bin(), "--name", ch, "-f"}).status == 0);
+	CHECK(host.wait_exit() == 0);
+}
+
 TEST_CASE("control: errors are clear, exit non-zero, and leave the host as it was")
 {
 	REQUIRE_ROOT_OR_SKIP();
