@@ -35,7 +35,7 @@ jq -rs '
      | map({key: (.pid | tostring), value: .}) | from_entries) as $sched
   | (last_per(.probe == "syscall" and .event == "totals" and .scope == "target")
      | map({key: (.pid | tostring), value: .}) | from_entries) as $sc
-  | (map(select(.probe == "lock" and .event == "lock" and .window == "total")) | group_by(.pid)
+  | (map(select(.probe == "lock" and .event == "process" and .window == "total")) | group_by(.pid)
      | map({key: (.[0].pid | tostring),
             value: {acq: (map(.acquisitions) | add), hold: (map(.hold_total_ns) | add)}})
      | from_entries) as $lk

@@ -1260,10 +1260,49 @@ private:
 			total.emplace_back(k, v);
 		}
 		prev_locks_ = std::move(now);
+		// every process's figures per lock type, whatever `top` leaves out of the lock records
+		emit_processes("interval", interval, ts);
+		if (final)
+			emit_processes("total", total, ts);
 		auto wait = [](const lk_lock_stats &s) { return s.wait_total_ns; };
 		emit_locks("interval", ranked(std::move(interval), wait), ts);
 		if (final)
 			emit_locks("total", ranked(std::move(total), wait), ts);
+	}
+
+	// One record per (process, lock type) with activity: the sum over all its locks.
+	void emit_processes(const char *window, const std::vector<std::pair<lk_lock_key, lk_lock_stats>> &v,
+			    uint64_t ts)
+	{
+		struct sum {
+			lk_lock_stats s{};
+			uint64_t locks = 0;
+		};
+		std::map<std::pair<uint32_t, uint32_t>, sum> by; // (tgid, type)
+		for (const auto &[k, s] : v) {
+			auto &b = by[{k.tgid, k.type}];
+			add_lock(b.s, s);
+			b.locks++;
+		}
+		for (const auto &[key, b] : by) {
+			const lk_lock_stats &s = b.s;
+			sdk::record r("lock", "process");
+			r.ts(ts).ids(key.first, 0).comm(comm_of(key.first));
+			r.str("window", window)
+				.str("lock_type", type_name(key.second))
+				.u64("locks", b.locks)
+				.u64("acquisitions", s.acquisitions)
+				.u64("contended", s.contended)
+				.u64("failed", s.failed)
+				.u64("releases", s.releases)
+				.u64("wait_total_ns", s.wait_total_ns, PI_FMT_DURATION_NS)
+				.u64("wait_max_ns", s.wait_max_ns, PI_FMT_DURATION_NS)
+				.u64("hold_total_ns", s.hold_total_ns, PI_FMT_DURATION_NS)
+				.u64("hold_max_ns", s.hold_max_ns, PI_FMT_DURATION_NS)
+				.u64v("wait_hist", hist(s.wait_hist), PI_FMT_LOG2_HIST)
+				.u64v("hold_hist", hist(s.hold_hist), PI_FMT_LOG2_HIST);
+			r.emit(host());
+		}
 	}
 
 	void emit_locks(const char *window, const std::vector<std::pair<lk_lock_key, lk_lock_stats>> &v, uint64_t ts)

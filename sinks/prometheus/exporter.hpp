@@ -600,7 +600,7 @@ private:
 	{
 		if (f.str("window") != "interval")
 			return;
-		if (event == "lock") {
+		if (event == "process") { // per process and lock type, all locks (lock records stop at `top`)
 			uint32_t o = own(r);
 			const std::string pid = pid_text(r.pid);
 			const std::string_view c = comm(r), type = f.str("lock_type");

@@ -614,6 +614,28 @@ void check_hits(bool lock_return, bool entry_place = false)
 		else
 			CHECK(tt["wait_total_ns"] == 0);
 	}
+	// process records: per lock type, every lock of the process summed (the lock records stop
+	// at `top`, 10 here, more than this workload has), per interval and in total
+	for (const std::string type : {"mutex", "rwlock_read", "rwlock_write"}) {
+		INFO(type);
+		uint64_t locks_total = 0, intervals = 0;
+		for (const auto &e : select(recs, "lock", [&](const json &e) {
+			     return e["window"] == "total" && e["lock_type"] == type && e["pid"] == pid;
+		     }))
+			locks_total += e["acquisitions"].get<uint64_t>();
+		for (const auto &e : select(recs, "process", [&](const json &e) {
+			     return e["window"] == "interval" && e["lock_type"] == type && e["pid"] == pid;
+		     }))
+			intervals += e["acquisitions"].get<uint64_t>();
+		json pt = one(select(recs, "process",
+				     [&](const json &e) {
+					     return e["window"] == "total" && e["lock_type"] == type && e["pid"] == pid;
+				     }),
+			      "process total");
+		CHECK(pt["acquisitions"] == locks_total);
+		CHECK(intervals == locks_total);
+		CHECK(locks_total >= static_cast<uint64_t>(N));
+	}
 	// the error-checking mutex taken again: EDEADLK, and the first hold goes on
 	const long EM = truth["errcheck_addr"], RM = truth["recursive_addr"];
 	CHECK(truth["errcheck_again_ret"] == EDEADLK);

@@ -271,8 +271,9 @@ TEST_CASE("prometheus: log2 slots land under the right bucket bound")
 	CHECK(prom::slot_of_value(256) == 8);
 
 	prom::exporter e(opts());
-	// a lock record with a 36-slot histogram: buckets are cumulative, +Inf holds everything
-	sdk::record r("lock", "lock");
+	// a lock process record with a 36-slot histogram: buckets are cumulative, +Inf holds
+	// everything
+	sdk::record r("lock", "process");
 	r.ts(TS).ids(42, 0).comm("wl");
 	r.str("window", "interval").str("lock_type", "mutex").u64("acquisitions", 6).u64("contended", 2).u64("failed", 1)
 		.u64("wait_total_ns", 1000).u64("hold_total_ns", 3000000000ULL)
@@ -299,6 +300,13 @@ TEST_CASE("prometheus: log2 slots land under the right bucket bound")
 	text = settled(e);
 	CHECK(value_of(text, w + "\"+Inf\"}") == 12);
 	CHECK(value_of(text, "procimage_lock_contended_total{pid=\"42\",comm=\"wl\",lock_type=\"mutex\"}") == 4);
+	// the per-lock records (the top N locks only) are not counted again
+	sdk::record per_lock("lock", "lock");
+	per_lock.ts(TS).ids(42, 0).comm("wl");
+	per_lock.str("window", "interval").str("lock_type", "mutex").u64("lock_addr", 0x1000).u64("acquisitions", 6);
+	feed(e, per_lock);
+	text = settled(e);
+	CHECK(value_of(text, "procimage_lock_acquisitions_total{pid=\"42\",comm=\"wl\",lock_type=\"mutex\"}") == 12);
 }
 
 TEST_CASE("prometheus: OpenMetrics only when the scraper asks for it")
