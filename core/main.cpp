@@ -48,7 +48,7 @@ Without -p/-P these collect for every thread at once.
 
 Exit status: CMD's status with "-- CMD"; otherwise 0 on success, 1 on a run-time failure,
 2 on a bad command line or pipeline (nothing was loaded), 3 on missing privileges
-(root, or CAP_BPF and CAP_PERFMON, are needed).
+(root, or CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH, are needed).
 
 Options)";
 

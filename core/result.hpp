@@ -14,7 +14,7 @@ enum exit_code : int {
 	EXIT_OK_CODE = 0,
 	EXIT_RUNTIME = 1,   // a probe or sink failed at run time, or the kernel refused something
 	EXIT_USAGE = 2,     // bad command line or pipeline (nothing was loaded)
-	EXIT_PRIVILEGE = 3, // missing root / CAP_BPF + CAP_PERFMON
+	EXIT_PRIVILEGE = 3, // missing root / CAP_BPF + CAP_PERFMON + CAP_DAC_READ_SEARCH
 };
 
 struct error {

@@ -49,21 +49,28 @@ uint64_t clock_ns(clockid_t c)
 
 result<void> check_privileges()
 {
-	constexpr int CAP_SYS_ADMIN_BIT = 21, CAP_PERFMON_BIT = 38, CAP_BPF_BIT = 39;
+	constexpr int CAP_DAC_READ_SEARCH_BIT = 2, CAP_SYS_ADMIN_BIT = 21, CAP_PERFMON_BIT = 38, CAP_BPF_BIT = 39;
 	uint64_t caps = cap_eff();
-	bool admin = caps & (1ULL << CAP_SYS_ADMIN_BIT);
-	bool bpf = caps & (1ULL << CAP_BPF_BIT);
-	bool perfmon = caps & (1ULL << CAP_PERFMON_BIT);
-	if (admin || (bpf && perfmon))
+	auto has = [caps](int bit) { return (caps & (1ULL << bit)) != 0; };
+	if (has(CAP_SYS_ADMIN_BIT))
 		return {};
-	std::string missing;
-	if (!bpf)
-		missing += "CAP_BPF";
-	if (!perfmon)
-		missing += std::string(missing.empty() ? "" : " and ") + "CAP_PERFMON";
-	return error{"procimage needs root, or the capabilities CAP_BPF and CAP_PERFMON, to load its "
-		     "probes; this process lacks " +
-			     missing + " (run it with sudo, or: setcap cap_bpf,cap_perfmon+ep procimage)",
+	// Without CAP_SYS_ADMIN: BPF programs and maps, perf events (tracepoints, uprobes), and
+	// reading tracefs (mode 0700), where a tracepoint's event id is looked up.
+	std::vector<std::string> missing;
+	if (!has(CAP_BPF_BIT))
+		missing.push_back("CAP_BPF");
+	if (!has(CAP_PERFMON_BIT))
+		missing.push_back("CAP_PERFMON");
+	if (!has(CAP_DAC_READ_SEARCH_BIT))
+		missing.push_back("CAP_DAC_READ_SEARCH");
+	if (missing.empty())
+		return {};
+	std::string list;
+	for (size_t i = 0; i < missing.size(); i++)
+		list += (i == 0 ? "" : i + 1 == missing.size() ? " and " : ", ") + missing[i];
+	return error{"procimage needs root, or the capabilities CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH, to "
+		     "load its probes; this process lacks " +
+			     list + " (run it with sudo, or: setcap cap_bpf,cap_perfmon,cap_dac_read_search+ep procimage)",
 		     EXIT_PRIVILEGE};
 }
 

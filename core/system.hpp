@@ -14,7 +14,7 @@
 
 namespace procimage::core {
 
-// Root, or CAP_BPF + CAP_PERFMON (CAP_SYS_ADMIN also accepted). Fails with EXIT_PRIVILEGE.
+// Root, or CAP_BPF + CAP_PERFMON + CAP_DAC_READ_SEARCH (CAP_SYS_ADMIN also accepted). Fails with EXIT_PRIVILEGE.
 result<void> check_privileges();
 
 struct target_spec;
