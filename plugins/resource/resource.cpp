@@ -133,6 +133,8 @@ public:
 		attached_ = true;
 		closed_ = false;
 		sample(sample_kind::baseline);
+		warn_unlisted(target);
+		last_samples_ = {};
 	}
 
 	void detach() override
@@ -204,6 +206,32 @@ private:
 			groups_.push_back(tgid);
 		}
 		skel_->bss->rs_groups_on = !groups_.empty();
+	}
+
+	// A named target the kernel's task iterator did not list (on some machines pid 1 and its
+	// threads): say so, rather than leave its records silently missing.
+	void warn_unlisted(const pi_target &target)
+	{
+		if (target.kind != PI_TARGET_TGID && target.kind != PI_TARGET_TID)
+			return;
+		for (uint32_t i = 0; i < target.n_ids; i++) {
+			uint32_t id = target.ids[i];
+			if (id == 0)
+				continue; // the idle task: not in the task list, reported from /proc/stat
+			bool seen = false;
+			for (const auto &t : last_samples_)
+				if ((target.kind == PI_TARGET_TGID ? t.h.pid : t.h.tid) == id) {
+					seen = true;
+					break;
+				}
+			if (seen || access(("/proc/" + std::to_string(id)).c_str(), F_OK) != 0)
+				continue; // listed, or gone already
+			sdk::log(host(), PI_LOG_WARN,
+				 "resource: " + std::string(target.kind == PI_TARGET_TGID ? "process " : "thread ") +
+					 std::to_string(id) +
+					 " exists but the kernel's task iterator does not list it on this system: it "
+					 "gets no resource records (plugins/resource/README.md, Limits)");
+		}
 	}
 
 	void clear_groups()
@@ -282,6 +310,8 @@ private:
 		} else {
 			samples = iterate();
 		}
+		if (kind == sample_kind::baseline)
+			last_samples_ = samples;
 		if (!warned_approx_)
 			for (const auto &s : samples)
 				if (s.flags & RS_F_RSS_APPROX) {
@@ -458,6 +488,7 @@ private:
 	bool attached_ = false;
 	bool closed_ = true; // the activation's closing sample is taken
 	uint32_t target_kind_ = PI_TARGET_ALL;
+	std::vector<rs_task> last_samples_; // the activation's first sample, for warn_unlisted
 	bool follow_ = false;
 	bool include_self_ = false;
 	accountant acct_;
