@@ -549,7 +549,8 @@ private:
 			.u64("cum_total_ns", cum.total_ns, PI_FMT_DURATION_NS)
 			.u64("cum_avg_ns", cum.count ? cum.total_ns / cum.count : 0, PI_FMT_DURATION_NS)
 			.u64("cum_max_ns", cum.max_ns, PI_FMT_DURATION_NS)
-			.u64("cum_min_ns", cum.count ? cum.min_ns : 0, PI_FMT_DURATION_NS);
+			.u64("cum_min_ns", cum.count ? cum.min_ns : 0, PI_FMT_DURATION_NS)
+			.u64v("cum_hist_ns", std::vector<uint64_t>(cum.hist.begin(), cum.hist.end()), PI_FMT_LOG2_HIST);
 	}
 
 	config cfg_;
