@@ -387,7 +387,7 @@ int BPF_PROG(sc_exit, struct pt_regs *regs, long ret)
 }
 
 SEC("tp_btf/sched_process_exit")
-int BPF_PROG(sc_task_exit, struct task_struct *p, bool group_dead)
+int BPF_PROG(sc_task_exit, struct task_struct *p)
 {
 	__sync_fetch_and_add(&sc_exits, 1);
 	if (!sc_sequence)
