@@ -30,6 +30,7 @@ namespace {
 // its control requests and its signals while the target keeps producing records.
 constexpr uint64_t DRAIN_BUDGET_NS = 50'000'000;
 constexpr int DRAIN_PAUSED = -EINTR; // what ringbuf_cb returns to stop a drain early
+constexpr uint64_t LOST_CHECK_NS = 100'000'000; // at most this often outside the ticks
 } // namespace
 
 struct host::sink_inst {
@@ -648,8 +649,15 @@ int host::loop()
 			drain();
 			consumed = true;
 		}
-		if (consumed)
+		if (consumed) {
+			// losses are reported as they happen (within LOST_CHECK_NS), not only at a tick
+			uint64_t now = boot_now_ns();
+			if (now >= last_lost_check_ns_ + LOST_CHECK_NS) {
+				last_lost_check_ns_ = now;
+				check_lost();
+			}
 			flush_sinks();
+		}
 	}
 	return 0;
 }

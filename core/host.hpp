@@ -96,6 +96,7 @@ private:
 	bool stopping_ = false;
 	bool backlog_ = false;            // a drain stopped with records left
 	uint64_t drain_deadline_ns_ = 0;  // while draining: when to stop
+	uint64_t last_lost_check_ns_ = 0; // check_lost() outside the ticks
 	int exit_status_ = 0;
 };
 

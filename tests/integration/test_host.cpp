@@ -147,3 +147,64 @@ TEST_CASE("host: the stdout sink prints the portrait with readable values")
 	CHECK_THAT(r.out, Catch::Contains("ret=-ENOENT"));
 	CHECK_THAT(r.out, Catch::Contains("signal=SIGKILL"));
 }
+
+TEST_CASE("host: a ring buffer that overflows is counted, reported as it happens, and summed at the end")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	// a target that switches on and off CPU about a thousand times a second
+	pid_t busy = fork();
+	if (busy == 0) {
+		execl("/bin/sh", "sh", "-c", "while :; do sleep 0.001; done", (char *)nullptr);
+		_exit(127);
+	}
+	pid_t tool = fork();
+	if (tool == 0) {
+		int fd = open(d.file("err").c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+		dup2(fd, 2);
+		execl(t::procimage_bin().c_str(), "procimage", "-k", "--cpu", "-P", std::to_string(busy).c_str(), "--set",
+		      "keytime.ringbuf_kb=64", "-o", ("jsonl:" + d.file("out.jsonl")).c_str(), (char *)nullptr);
+		_exit(127);
+	}
+	for (int i = 0; i < 200 && t::read_file(d.file("err")).find("collecting for") == std::string::npos; i++)
+		std::this_thread::sleep_for(std::chrono::milliseconds(25));
+	REQUIRE_THAT(t::read_file(d.file("err")), Catch::Contains("collecting for"));
+	// the host stops reading for 2 s: the 64 KiB ring buffer fills and the kernel counts the rest
+	kill(tool, SIGSTOP);
+	std::this_thread::sleep_for(std::chrono::seconds(2));
+	kill(tool, SIGCONT);
+	// reported while the host runs on (well before its end)
+	bool reported = false;
+	for (int i = 0; i < 100 && !reported; i++) {
+		std::this_thread::sleep_for(std::chrono::milliseconds(20));
+		reported = t::read_file(d.file("err")).find("lost") != std::string::npos;
+	}
+	CHECK(reported);
+	kill(tool, SIGINT);
+	int st = 0;
+	waitpid(tool, &st, 0);
+	kill(busy, SIGKILL);
+	waitpid(busy, nullptr, 0);
+	CHECK(WIFEXITED(st));
+	auto recs = t::read_jsonl(d.file("out.jsonl"));
+	uint64_t lost_sum = 0, lost_total = 0, summary_lost = 0;
+	size_t lost_records = 0, summaries = 0;
+	for (const auto &e : recs) {
+		if (e["probe"] != "procimage" || e["source"] != "keytime")
+			continue;
+		if (e["event"] == "lost") {
+			lost_records++;
+			lost_sum += e["lost"].get<uint64_t>();
+			lost_total = e["lost_total"].get<uint64_t>();
+		} else if (e["event"] == "summary") {
+			summaries++;
+			summary_lost = e["lost_total"].get<uint64_t>();
+		}
+	}
+	CHECK(lost_records >= 1);
+	CHECK(lost_sum > 0);
+	CHECK(lost_sum == lost_total); // each record the loss since the previous one
+	REQUIRE(summaries == 1);
+	CHECK(summary_lost == lost_total);
+	CHECK_THAT(t::read_file(d.file("err")), Catch::Contains("lost " ) && Catch::Contains("records (ring buffer or map full"));
+}
