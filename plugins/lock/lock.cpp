@@ -1290,19 +1290,25 @@ private:
 			r.ts(ts).ids(key.first, 0).comm(comm_of(key.first));
 			r.str("window", window)
 				.str("lock_type", type_name(key.second))
-				.u64("locks", b.locks)
-				.u64("acquisitions", s.acquisitions)
-				.u64("contended", s.contended)
-				.u64("failed", s.failed)
-				.u64("releases", s.releases)
-				.u64("wait_total_ns", s.wait_total_ns, PI_FMT_DURATION_NS)
-				.u64("wait_max_ns", s.wait_max_ns, PI_FMT_DURATION_NS)
-				.u64("hold_total_ns", s.hold_total_ns, PI_FMT_DURATION_NS)
-				.u64("hold_max_ns", s.hold_max_ns, PI_FMT_DURATION_NS)
-				.u64v("wait_hist", hist(s.wait_hist), PI_FMT_LOG2_HIST)
-				.u64v("hold_hist", hist(s.hold_hist), PI_FMT_LOG2_HIST);
+				.u64("locks", b.locks);
+			lock_fields(r, s);
 			r.emit(host());
 		}
+	}
+
+	// The figures of one lock, or of several summed.
+	static void lock_fields(sdk::record &r, const lk_lock_stats &s)
+	{
+		r.u64("acquisitions", s.acquisitions)
+			.u64("contended", s.contended)
+			.u64("failed", s.failed)
+			.u64("releases", s.releases)
+			.u64("wait_total_ns", s.wait_total_ns, PI_FMT_DURATION_NS)
+			.u64("wait_max_ns", s.wait_max_ns, PI_FMT_DURATION_NS)
+			.u64("hold_total_ns", s.hold_total_ns, PI_FMT_DURATION_NS)
+			.u64("hold_max_ns", s.hold_max_ns, PI_FMT_DURATION_NS)
+			.u64v("wait_hist", hist(s.wait_hist), PI_FMT_LOG2_HIST)
+			.u64v("hold_hist", hist(s.hold_hist), PI_FMT_LOG2_HIST);
 	}
 
 	void emit_locks(const char *window, const std::vector<std::pair<lk_lock_key, lk_lock_stats>> &v, uint64_t ts)
@@ -1314,17 +1320,8 @@ private:
 			r.str("window", window)
 				.u64("rank", ++rank)
 				.u64("lock_addr", k.addr, PI_FMT_HEX)
-				.str("lock_type", type_name(k.type))
-				.u64("acquisitions", s.acquisitions)
-				.u64("contended", s.contended)
-				.u64("failed", s.failed)
-				.u64("releases", s.releases)
-				.u64("wait_total_ns", s.wait_total_ns, PI_FMT_DURATION_NS)
-				.u64("wait_max_ns", s.wait_max_ns, PI_FMT_DURATION_NS)
-				.u64("hold_total_ns", s.hold_total_ns, PI_FMT_DURATION_NS)
-				.u64("hold_max_ns", s.hold_max_ns, PI_FMT_DURATION_NS)
-				.u64v("wait_hist", hist(s.wait_hist), PI_FMT_LOG2_HIST)
-				.u64v("hold_hist", hist(s.hold_hist), PI_FMT_LOG2_HIST);
+				.str("lock_type", type_name(k.type));
+			lock_fields(r, s);
 			r.emit(host());
 		}
 	}
