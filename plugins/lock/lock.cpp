@@ -24,6 +24,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -1097,6 +1098,13 @@ private:
 		std::string why;
 		try {
 			why = attach_process(e.pid);
+			// Just exec'd: the dynamic loader maps libc within a millisecond or so. Look again
+			// for a little while now rather than at the next tick (up to interval_ms later,
+			// when the program may long have locked and unlocked).
+			for (int i = 0; i < 20 && e.why == LK_NEW_EXEC && pending(e.pid) && !process_ended(e.pid); i++) {
+				std::this_thread::sleep_for(std::chrono::milliseconds(1));
+				why = attach_process(e.pid);
+			}
 		} catch (const std::exception &) {
 			// a short-lived child may be gone before its uprobes are in: not an error
 			if (!process_ended(e.pid))
@@ -1104,8 +1112,14 @@ private:
 			forget_process(e.pid);
 			return;
 		}
-		if (!why.empty() && why.find("no such process") == std::string::npos && !procs_[e.pid].pending)
+		if (!why.empty() && why.find("no such process") == std::string::npos && !pending(e.pid))
 			sdk::log(host(), PI_LOG_WARN, why);
+	}
+
+	bool pending(uint32_t pid) const
+	{
+		auto it = procs_.find(pid);
+		return it != procs_.end() && it->second.pending;
 	}
 
 	// A process that ended: its uprobes are released by the reaper, off the event loop.
