@@ -415,38 +415,39 @@ std::string proc_comm(uint32_t pid)
 	return s;
 }
 
-// The process's start time (field 22 of /proc/<pid>/stat, clock ticks since boot), 0 when
-// it is gone: with the pid, it names one process across pid reuse.
-uint64_t proc_start_ticks(uint32_t pid)
+// What /proc/<pid>/stat says of a process: its state letter and its start time (field 22,
+// clock ticks since boot; with the pid it names one process across pid reuse). nullopt when
+// it is gone.
+struct proc_stat {
+	char state = 0;
+	uint64_t start_ticks = 0;
+};
+std::optional<proc_stat> read_proc_stat(uint32_t pid)
 {
-	std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+	std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
 	std::string line;
-	if (!std::getline(stat, line))
-		return 0;
+	if (!std::getline(in, line))
+		return std::nullopt;
 	auto paren = line.rfind(')');
-	if (paren == std::string::npos)
-		return 0;
+	if (paren == std::string::npos || paren + 2 >= line.size())
+		return std::nullopt;
+	proc_stat ps;
+	ps.state = line[paren + 2];
 	std::istringstream rest(line.substr(paren + 2));
 	std::string field;
 	for (int i = 3; i <= 22 && rest >> field; i++)
 		if (i == 22)
-			return std::strtoull(field.c_str(), nullptr, 10);
-	return 0;
+			ps.start_ticks = std::strtoull(field.c_str(), nullptr, 10);
+	return ps;
 }
 
-// The process has exited (gone, a zombie, or past the release of its memory): there is
-// nothing left to probe, and a failed attach to it is no error.
-bool process_ended(uint32_t pid)
+// The process has exited (gone, a zombie, or past the release of its memory), or its pid now
+// names another process (start_ticks given and different): there is nothing left to probe,
+// and a failed attach to it is no error.
+bool process_ended(uint32_t pid, uint64_t start_ticks = 0)
 {
-	std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-	std::string line;
-	if (!std::getline(stat, line))
-		return true;
-	auto paren = line.rfind(')');
-	if (paren == std::string::npos || paren + 2 >= line.size())
-		return true;
-	char state = line[paren + 2];
-	if (state == 'Z' || state == 'X')
+	auto ps = read_proc_stat(pid);
+	if (!ps || ps->state == 'Z' || ps->state == 'X' || (start_ticks && ps->start_ticks != start_ticks))
 		return true;
 	std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
 	return maps.peek() == std::ifstream::traits_type::eof();
@@ -878,7 +879,7 @@ private:
 		std::set<std::pair<uint64_t, uint64_t>> files; // (dev, inode) probed
 		bool pending = false;                          // no libc seen yet: look again
 		int retries = 0;
-		uint64_t start = 0; // proc_start_ticks at the first attach
+		uint64_t start = 0; // start time (read_proc_stat) at the first attach
 	};
 
 	// The places to probe in one file: (offset, cookie) for entries and for returns.
@@ -986,7 +987,8 @@ private:
 			return "lock: process " + std::to_string(pid) + ": no such process";
 		auto &ps = procs_[pid];
 		if (!ps.start)
-			ps.start = proc_start_ticks(pid);
+			if (auto st = read_proc_stat(pid))
+				ps.start = st->start_ticks;
 		if (libs->empty()) {
 			ps.pending = true;
 			return "lock: process " + std::to_string(pid) + " (" + proc_comm(pid) +
@@ -1083,7 +1085,7 @@ private:
 	{
 		std::vector<uint32_t> ended;
 		for (const auto &[pid, ps] : procs_)
-			if (process_ended(pid) || proc_start_ticks(pid) != ps.start)
+			if (process_ended(pid, ps.start))
 				ended.push_back(pid);
 		for (uint32_t pid : ended)
 			forget_process(pid);

@@ -310,8 +310,8 @@ private:
 		} else {
 			samples = iterate();
 		}
-		if (kind == sample_kind::baseline)
-			last_samples_ = samples;
+		if (kind == sample_kind::baseline && (target_kind_ == PI_TARGET_TGID || target_kind_ == PI_TARGET_TID))
+			last_samples_ = samples; // for warn_unlisted
 		if (!warned_approx_)
 			for (const auto &s : samples)
 				if (s.flags & RS_F_RSS_APPROX) {
