@@ -188,13 +188,15 @@ public:
 		bool empty = live.empty() && !sys_interval_.any();
 		if (!(final && empty)) {
 			if (opt_.system)
-				emit_system("interval", window, now_boot_ns, sys_interval_, recovered_interval_);
+				emit_system("interval", window, now_boot_ns, sys_interval_, recovered_interval_, &sys_total);
 			if (opt_.groups)
 				for (auto &[pid, p] : procs_)
 					if (p.interval.any())
-						emit_process("interval", window, now_boot_ns, p, p.interval, sys_interval_);
-			for (const auto *a : pick(live, [](const thread_acc *x) { return x->interval.sum_ns; }))
-				emit_thread("interval", window, now_boot_ns, a->last, a->interval, sys_interval_);
+						emit_process("interval", window, now_boot_ns, p, p.interval, sys_interval_, &p.total);
+			for (const auto *a : pick(live, [](const thread_acc *x) { return x->interval.sum_ns; })) {
+				figures cum = figures::of(a->last.total);
+				emit_thread("interval", window, now_boot_ns, a->last, a->interval, sys_interval_, &cum);
+			}
 		}
 		sys_interval_ = figures{};
 		recovered_interval_ = 0;
@@ -341,6 +343,17 @@ private:
 	{
 		r.u64("untimed", f.untimed).u64("fallback", f.fallback).u64v("hist_ns", f.hist_vec(), PI_FMT_LOG2_HIST);
 	}
+	// In an interval record: the figures since collection began, so that a long run shows its
+	// running totals without waiting for the end (the "total" records).
+	static void cum_fields(sdk::record &r, const figures *cum)
+	{
+		if (!cum)
+			return;
+		r.u64("cum_count", cum->count)
+			.u64("cum_sum_ns", cum->sum_ns, PI_FMT_DURATION_NS)
+			.u64("cum_avg_ns", cum->avg_ns(), PI_FMT_DURATION_NS)
+			.u64("cum_max_ns", cum->max(), PI_FMT_DURATION_NS);
+	}
 	static double pct(uint64_t part, uint64_t whole) { return whole ? 100.0 * part / whole : 0.0; }
 
 	// The whole system's figures of the same window, beside a target's.
@@ -353,7 +366,8 @@ private:
 			.u64("sys_min_ns", sys.min(), PI_FMT_DURATION_NS);
 	}
 
-	void emit_system(const char *window, uint64_t window_ns, uint64_t now, const figures &f, uint64_t recovered)
+	void emit_system(const char *window, uint64_t window_ns, uint64_t now, const figures &f, uint64_t recovered,
+			 const figures *cum = nullptr)
 	{
 		auto r = make("system", now);
 		r.ids(0, 0).comm("[system]");
@@ -362,11 +376,12 @@ private:
 			.u64("cpus", opt_.cpus)
 			.u64("recovered", recovered);
 		tail_fields(r, f);
+		cum_fields(r, cum);
 		r.emit(host_);
 	}
 
 	void emit_process(const char *window, uint64_t window_ns, uint64_t now, const process_acc &p,
-			  const figures &f, const figures &sys)
+			  const figures &f, const figures &sys, const figures *cum = nullptr)
 	{
 		auto r = make("process", now);
 		r.ids(p.pid, p.pid).comm(p.comm).pid_start(p.pid_start_ns);
@@ -374,11 +389,12 @@ private:
 		r.f64("wait_pct", pct(f.sum_ns, window_ns), PI_FMT_PERCENT).u64("threads", p.tids.size());
 		beside(r, sys);
 		tail_fields(r, f);
+		cum_fields(r, cum);
 		r.emit(host_);
 	}
 
 	void emit_thread(const char *window, uint64_t window_ns, uint64_t now, const sc_thread &t, const figures &f,
-			 const figures &sys)
+			 const figures &sys, const figures *cum = nullptr)
 	{
 		auto r = make("thread", now);
 		r.ids(t.pid, t.tid).comm(cstr(t.comm, sizeof t.comm)).pid_start(t.pid_start_ns);
@@ -391,6 +407,7 @@ private:
 			.str("policy", policy_name(t.policy));
 		beside(r, sys);
 		tail_fields(r, f);
+		cum_fields(r, cum);
 		r.emit(host_);
 	}
 

@@ -230,6 +230,17 @@ TEST_CASE("schedule: each thread's run-queue delay agrees with the kernel's sche
 	}
 	CHECK(ptot[0]["count"] == all_count);
 	CHECK(ptot[0]["sum_ns"] == all_sum);
+	// every interval record carries the running totals: the process's last one has reached
+	// the total, and they never go down
+	auto pint = select(recs, "process", "interval");
+	REQUIRE(!pint.empty());
+	uint64_t running = 0;
+	for (const auto &r : pint) {
+		CHECK(r["cum_count"].get<uint64_t>() >= running);
+		running = r["cum_count"].get<uint64_t>();
+	}
+	CHECK(running == ptot[0]["count"].get<uint64_t>());
+	CHECK(pint.back()["cum_sum_ns"] == ptot[0]["sum_ns"]);
 	auto stot = select(recs, "system", "total");
 	REQUIRE(stot.size() == 1);
 	CHECK(stot[0]["count"].get<uint64_t>() >= workers_count);
