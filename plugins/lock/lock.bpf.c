@@ -276,9 +276,7 @@ static __always_inline void account_acquire(__u32 tgid, __u32 tid, __u32 type, _
 			ls->wait_total_ns += wait_ns;
 			if (wait_ns > ls->wait_max_ns)
 				ls->wait_max_ns = wait_ns;
-			__u32 slot = pi_log2_slot(wait_ns, LK_HIST_SLOTS);
-			if (slot < LK_HIST_SLOTS)
-				ls->wait_hist[slot]++;
+			ls->wait_hist[pi_log2_slot(wait_ns, LK_HIST_SLOTS)]++;
 		}
 	}
 	struct lk_thread_stats *ts = thread_stats(tgid, tid);
@@ -293,6 +291,7 @@ static __always_inline void account_acquire(__u32 tgid, __u32 tid, __u32 type, _
 			ts->wait_total_ns += wait_ns;
 			if (wait_ns > ts->wait_max_ns)
 				ts->wait_max_ns = wait_ns;
+			ts->wait_hist[pi_log2_slot(wait_ns, LK_HIST_SLOTS)]++;
 		}
 	}
 }
@@ -305,9 +304,7 @@ static __always_inline void account_release(__u32 tgid, __u32 tid, __u32 type, _
 		ls->hold_total_ns += hold_ns;
 		if (hold_ns > ls->hold_max_ns)
 			ls->hold_max_ns = hold_ns;
-		__u32 slot = pi_log2_slot(hold_ns, LK_HIST_SLOTS);
-		if (slot < LK_HIST_SLOTS)
-			ls->hold_hist[slot]++;
+		ls->hold_hist[pi_log2_slot(hold_ns, LK_HIST_SLOTS)]++;
 	}
 	struct lk_thread_stats *ts = thread_stats(tgid, tid);
 	if (ts) {
@@ -315,6 +312,7 @@ static __always_inline void account_release(__u32 tgid, __u32 tid, __u32 type, _
 		ts->hold_total_ns += hold_ns;
 		if (hold_ns > ts->hold_max_ns)
 			ts->hold_max_ns = hold_ns;
+		ts->hold_hist[pi_log2_slot(hold_ns, LK_HIST_SLOTS)]++;
 	}
 }
 

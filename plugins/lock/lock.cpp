@@ -555,6 +555,10 @@ void add_thread(lk_thread_stats &a, const lk_thread_stats &b)
 	a.hold_total_ns += b.hold_total_ns;
 	a.hold_max_ns = std::max(a.hold_max_ns, b.hold_max_ns);
 	a.releases += b.releases;
+	for (int i = 0; i < LK_HIST_SLOTS; i++) {
+		a.wait_hist[i] += b.wait_hist[i];
+		a.hold_hist[i] += b.hold_hist[i];
+	}
 	if (b.tgid)
 		a.tgid = b.tgid;
 	if (b.comm[0] && !a.comm[0])
@@ -605,6 +609,10 @@ void sub_thread(lk_thread_stats &a, const lk_thread_stats &b)
 	a.wait_total_ns -= b.wait_total_ns;
 	a.hold_total_ns -= b.hold_total_ns;
 	a.releases -= b.releases;
+	for (int i = 0; i < LK_HIST_SLOTS; i++) {
+		a.wait_hist[i] -= b.wait_hist[i];
+		a.hold_hist[i] -= b.hold_hist[i];
+	}
 }
 
 void sub_futex(lk_futex_stats &a, const lk_futex_stats &b)
@@ -1378,7 +1386,9 @@ private:
 				.u64("wait_total_ns", s.wait_total_ns, PI_FMT_DURATION_NS)
 				.u64("wait_max_ns", s.wait_max_ns, PI_FMT_DURATION_NS)
 				.u64("hold_total_ns", s.hold_total_ns, PI_FMT_DURATION_NS)
-				.u64("hold_max_ns", s.hold_max_ns, PI_FMT_DURATION_NS);
+				.u64("hold_max_ns", s.hold_max_ns, PI_FMT_DURATION_NS)
+				.u64v("wait_hist", hist(s.wait_hist), PI_FMT_LOG2_HIST)
+				.u64v("hold_hist", hist(s.hold_hist), PI_FMT_LOG2_HIST);
 			r.emit(host());
 		}
 	}

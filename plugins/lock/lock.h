@@ -149,6 +149,8 @@ struct lk_thread_stats {
 	__u32 tgid;
 	__u32 pad;
 	char comm[PI_COMM_LEN];
+	__u64 wait_hist[LK_HIST_SLOTS];
+	__u64 hold_hist[LK_HIST_SLOTS];
 };
 
 /* lk_futex (per-CPU hash): per futex word and thread */

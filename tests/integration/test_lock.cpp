@@ -636,6 +636,18 @@ void check_hits(bool lock_return, bool entry_place = false)
 		CHECK(intervals == locks_total);
 		CHECK(locks_total >= static_cast<uint64_t>(N));
 	}
+	// thread records: their histograms hold every timed wait (acquisitions and failed calls)
+	// and every release
+	for (const auto &th : select(recs, "thread", [&](const json &e) { return e["window"] == "total"; })) {
+		INFO(th.dump());
+		uint64_t waits = 0, holds = 0;
+		for (const auto &b : th["wait_hist"])
+			waits += b.get<uint64_t>();
+		for (const auto &b : th["hold_hist"])
+			holds += b.get<uint64_t>();
+		CHECK(waits == th["acquisitions"].get<uint64_t>() + th["failed"].get<uint64_t>());
+		CHECK(holds == th["releases"].get<uint64_t>());
+	}
 	// the error-checking mutex taken again: EDEADLK, and the first hold goes on
 	const long EM = truth["errcheck_addr"], RM = truth["recursive_addr"];
 	CHECK(truth["errcheck_again_ret"] == EDEADLK);
