@@ -21,7 +21,6 @@ namespace procimage::core {
 struct ring_source {
 	host::probe_inst *probe;
 	uint32_t index;
-	host *owner;
 };
 
 namespace {
@@ -220,15 +219,12 @@ int host::ringbuf_cb(void *ctx, void *data, size_t size)
 			p->log->error("{} could not decode a {}-byte record", p->label(), size);
 	}
 	// this record is consumed either way; a negative return leaves the rest for later
-	return src->owner->drain_over_budget() ? DRAIN_PAUSED : 0;
+	return p->owner->drain_over_budget() ? DRAIN_PAUSED : 0;
 }
 
-bool host::drain_over_budget()
+bool host::drain_over_budget() const
 {
-	if (drain_deadline_ns_ == 0 || boot_now_ns() < drain_deadline_ns_)
-		return false;
-	backlog_ = true;
-	return true;
+	return drain_deadline_ns_ != 0 && boot_now_ns() >= drain_deadline_ns_;
 }
 
 result<void> host::prepare(const pipeline &p, const host_options &opts)
@@ -386,7 +382,7 @@ result<void> host::start()
 		if (p->io.n_ringbufs > PI_MAX_RINGBUFS)
 			return runtime_error(p->label() + " reported " + std::to_string(p->io.n_ringbufs) + " ring buffers");
 		for (uint32_t i = 0; i < p->io.n_ringbufs; i++) {
-			p->sources.push_back(std::make_unique<ring_source>(ring_source{p.get(), i, this}));
+			p->sources.push_back(std::make_unique<ring_source>(ring_source{p.get(), i}));
 			ring_source *src = p->sources.back().get();
 			if (!rb_) {
 				rb_ = ring_buffer__new(p->io.ringbuf_fds[i], ringbuf_cb, src, nullptr);
@@ -516,6 +512,7 @@ void host::host_record(const std::vector<size_t> &sinks, const char *event, cons
 
 void host::check_lost()
 {
+	last_lost_check_ns_ = boot_now_ns();
 	for (auto &p : probes_) {
 		uint64_t total = read_percpu_sum(p->io.lost_map_fd);
 		if (total > p->lost_total) {
@@ -554,11 +551,10 @@ void host::tick(bool final)
 
 void host::drain()
 {
-	backlog_ = false;
 	if (!rb_)
 		return;
 	drain_deadline_ns_ = boot_now_ns() + DRAIN_BUDGET_NS;
-	ring_buffer__consume(rb_);
+	backlog_ = ring_buffer__consume(rb_) == DRAIN_PAUSED;
 	drain_deadline_ns_ = 0;
 }
 
@@ -651,11 +647,8 @@ int host::loop()
 		}
 		if (consumed) {
 			// losses are reported as they happen (within LOST_CHECK_NS), not only at a tick
-			uint64_t now = boot_now_ns();
-			if (now >= last_lost_check_ns_ + LOST_CHECK_NS) {
-				last_lost_check_ns_ = now;
-				check_lost();
-			}
+			if (boot_now_ns() >= last_lost_check_ns_ + LOST_CHECK_NS)
+				check_lost(); // a tick's check counts too
 			flush_sinks();
 		}
 	}

@@ -52,7 +52,7 @@ private:
 	void shutdown();
 	void drain();     // the ring buffers, for at most DRAIN_BUDGET_NS
 	void drain_all(); // the ring buffers, to the end
-	bool drain_over_budget();
+	bool drain_over_budget() const;
 	void tick(bool final);
 	void check_lost();
 	void flush_sinks();
@@ -96,7 +96,7 @@ private:
 	bool stopping_ = false;
 	bool backlog_ = false;            // a drain stopped with records left
 	uint64_t drain_deadline_ns_ = 0;  // while draining: when to stop
-	uint64_t last_lost_check_ns_ = 0; // check_lost() outside the ticks
+	uint64_t last_lost_check_ns_ = 0; // the last check_lost()
 	int exit_status_ = 0;
 };
 

@@ -829,9 +829,7 @@ static __always_inline void sys_account(__u32 idx, bool wait, __u64 dur, long re
 		s->wait_total_ns += dur;
 		if (dur > s->wait_max_ns)
 			s->wait_max_ns = dur;
-		__u32 slot = pi_log2_slot(dur, LK_HIST_SLOTS);
-		if (slot < LK_HIST_SLOTS)
-			s->wait_hist[slot]++;
+		s->wait_hist[pi_log2_slot(dur, LK_HIST_SLOTS)]++;
 	} else {
 		s->wakes++;
 		if (ret > 0)

@@ -453,13 +453,6 @@ bool process_ended(uint32_t pid, uint64_t start_ticks = 0)
 	return maps.peek() == std::ifstream::traits_type::eof();
 }
 
-uint64_t boot_ns()
-{
-	timespec ts{};
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 // ------------------------------------------------------------------ per-CPU map reading
 
 template <typename K, typename V> class percpu_reader {
@@ -804,7 +797,7 @@ public:
 			full_ = cfg_.mode != "contention";
 		}
 		skel_->bss->lk_full = full_ ? 1 : 0;
-		skel_->bss->lk_epoch_ns = boot_ns();
+		skel_->bss->lk_epoch_ns = sdk::boot_now_ns();
 
 		links_.attach(skel_->progs.lk_futex_enter);
 		links_.attach(skel_->progs.lk_futex_exit);
@@ -901,14 +894,14 @@ private:
 	// tables read, instructions decoded. It depends on the files alone (and the
 	// configuration), so it is worked out once per set of files and activation and reused for
 	// every process that maps them (each fork of a busy target would otherwise pay for it).
-	// nullopt, with `why` set, when the files lack the mutex functions.
-	std::optional<probe_plan> plan_for(uint32_t pid, const std::vector<mapped_lib> &libs, std::string &why)
+	// nullptr, with `why` set, when the files lack the mutex functions.
+	const probe_plan *plan_for(uint32_t pid, const std::vector<mapped_lib> &libs, std::string &why)
 	{
 		std::vector<file_id> key;
 		for (const auto &l : libs)
 			key.push_back({l.dev, l.ino});
 		if (auto it = plans_.find(key); it != plans_.end())
-			return it->second;
+			return &it->second;
 		std::set<std::string> wanted;
 		for (const auto &f : FUNCS)
 			wanted.insert(f.name);
@@ -929,7 +922,7 @@ private:
 		if (!where.count("pthread_mutex_lock") || !where.count("pthread_mutex_unlock")) {
 			why = "lock: process " + std::to_string(pid) + " (" + proc_comm(pid) +
 			      "): no pthread_mutex_lock/unlock in " + libs[0].path;
-			return std::nullopt;
+			return nullptr;
 		}
 		probe_plan plan;
 		for (const auto &f : FUNCS) {
@@ -984,7 +977,7 @@ private:
 			case func_def::UNLOCK: entry(moved(), LK_CK_UNLOCK); break;
 			}
 		}
-		return plans_[key] = plan;
+		return &(plans_[key] = std::move(plan));
 	}
 
 	// Attach the uprobes to one process's libc; "" on success, else why not.
@@ -1009,7 +1002,7 @@ private:
 		std::stable_sort(libs->begin(), libs->end(),
 				 [](const mapped_lib &a, const mapped_lib &b) { return a.pthread > b.pthread; });
 		std::string why;
-		auto plan = plan_for(pid, *libs, why);
+		const probe_plan *plan = plan_for(pid, *libs, why);
 		if (!plan)
 			return why;
 		bool any_new = false;
@@ -1145,16 +1138,12 @@ private:
 	void detach_all()
 	{
 		links_.clear();
-		uprobes gone;
-		for (auto &[pid, ps] : procs_) {
-			gone.links.insert(gone.links.end(), ps.links.begin(), ps.links.end());
-			gone.fds.insert(gone.fds.end(), ps.fds.begin(), ps.fds.end());
-		}
+		for (auto &[pid, ps] : procs_)
+			reaper_.add(std::move(ps.links), std::move(ps.fds));
 		procs_.clear();
 		plans_.clear();
 		// every uprobe is out of every process when this returns
 		reaper_.wait_idle();
-		release(gone);
 	}
 
 	// A new measurement: nothing of an earlier activation is kept.

@@ -132,9 +132,7 @@ public:
 		disks_ = physical_disks();
 		attached_ = true;
 		closed_ = false;
-		sample(sample_kind::baseline);
-		warn_unlisted(target);
-		last_samples_ = {};
+		warn_unlisted(target, sample(sample_kind::baseline));
 	}
 
 	void detach() override
@@ -210,7 +208,7 @@ private:
 
 	// A named target the kernel's task iterator did not list (on some machines pid 1 and its
 	// threads): say so, rather than leave its records silently missing.
-	void warn_unlisted(const pi_target &target)
+	void warn_unlisted(const pi_target &target, const std::vector<rs_task> &samples)
 	{
 		if (target.kind != PI_TARGET_TGID && target.kind != PI_TARGET_TID)
 			return;
@@ -219,7 +217,7 @@ private:
 			if (id == 0)
 				continue; // the idle task: not in the task list, reported from /proc/stat
 			bool seen = false;
-			for (const auto &t : last_samples_)
+			for (const auto &t : samples)
 				if ((target.kind == PI_TARGET_TGID ? t.h.pid : t.h.tid) == id) {
 					seen = true;
 					break;
@@ -293,7 +291,8 @@ private:
 
 	enum class sample_kind { baseline, regular, closing };
 
-	void sample(sample_kind kind)
+	// Returns the tasks sampled.
+	std::vector<rs_task> sample(sample_kind kind)
 	{
 		const bool report = kind != sample_kind::baseline;
 		uint64_t now = sdk::boot_now_ns();
@@ -310,8 +309,6 @@ private:
 		} else {
 			samples = iterate();
 		}
-		if (kind == sample_kind::baseline && (target_kind_ == PI_TARGET_TGID || target_kind_ == PI_TARGET_TID))
-			last_samples_ = samples; // for warn_unlisted
 		if (!warned_approx_)
 			for (const auto &s : samples)
 				if (s.flags & RS_F_RSS_APPROX) {
@@ -336,6 +333,7 @@ private:
 		}
 		sys_prev_ = sys;
 		have_sys_ = true;
+		return samples;
 	}
 
 	system_sample read_system(uint64_t now)
@@ -488,7 +486,6 @@ private:
 	bool attached_ = false;
 	bool closed_ = true; // the activation's closing sample is taken
 	uint32_t target_kind_ = PI_TARGET_ALL;
-	std::vector<rs_task> last_samples_; // the activation's first sample, for warn_unlisted
 	bool follow_ = false;
 	bool include_self_ = false;
 	accountant acct_;

@@ -103,9 +103,7 @@ static __always_inline void add_delay(struct sc_stats *s, struct sc_window *win,
 		s->max_ns = d;
 	if (s->count == 1 || d < s->min_ns)
 		s->min_ns = d;
-	__u32 slot = pi_log2_slot(d, SC_HIST_SLOTS);
-	if (slot < SC_HIST_SLOTS)
-		s->hist[slot]++;
+	s->hist[pi_log2_slot(d, SC_HIST_SLOTS)]++;
 	struct sc_window *w = &win[epoch & 1];
 	if (w->epoch != epoch) {
 		w->epoch = epoch;

@@ -108,35 +108,27 @@ static __always_inline void *pi_reserve(void *ringbuf, __u64 size)
  * across pi_wakeup_bytes; it drains everything then, and every flush_ms anyway. (Waking for
  * every record above the threshold would cost an interrupt per record while the host is
  * busy draining.) */
-static __always_inline __u64 pi_wakeup_flags(void *ringbuf, __u64 pending_before, __u64 size)
+static __always_inline __u64 pi_wakeup_flags(void *ringbuf, __u64 size, bool reserved)
 {
 	if (!pi_wakeup_bytes)
 		return 0;
-	return pending_before < pi_wakeup_bytes && pending_before + size >= pi_wakeup_bytes
-		       ? BPF_RB_FORCE_WAKEUP
-		       : BPF_RB_NO_WAKEUP;
+	__u64 avail = bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA);
+	/* a reserved record is already counted as pending */
+	__u64 before = !reserved ? avail : avail > size ? avail - size : 0;
+	return before < pi_wakeup_bytes && before + size >= pi_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									 : BPF_RB_NO_WAKEUP;
 }
 
 /* Submit a reserved record (it starts with a pi_event_header whose size is set). */
 static __always_inline void pi_submit(void *ringbuf, void *rec)
 {
-	__u64 flags = 0;
-	if (pi_wakeup_bytes) {
-		/* the reserved record is already counted as pending */
-		__u64 size = ((struct pi_event_header *)rec)->size;
-		__u64 avail = bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA);
-		flags = pi_wakeup_flags(ringbuf, avail > size ? avail - size : 0, size);
-	}
-	bpf_ringbuf_submit(rec, flags);
+	bpf_ringbuf_submit(rec, pi_wakeup_flags(ringbuf, ((struct pi_event_header *)rec)->size, true));
 }
 
 /* Copy a finished record into the ring buffer (counted in pi_lost when full). */
 static __always_inline void pi_output(void *ringbuf, void *rec, __u64 size)
 {
-	__u64 flags = 0;
-	if (pi_wakeup_bytes)
-		flags = pi_wakeup_flags(ringbuf, bpf_ringbuf_query(ringbuf, BPF_RB_AVAIL_DATA), size);
-	if (bpf_ringbuf_output(ringbuf, rec, size, flags) != 0)
+	if (bpf_ringbuf_output(ringbuf, rec, size, pi_wakeup_flags(ringbuf, size, false)) != 0)
 		pi_count_lost();
 }
 
