@@ -493,6 +493,20 @@ static __always_inline int lock_request(__u64 addr, __u32 op)
 }
 
 /* The lock call under way in this thread returned ret. */
+/* Store a new hold of (thread, lock), counted in st->held by the caller. A full lk_holds map
+ * undoes it: counted lost, and the owner record taken for it released. */
+static __always_inline bool put_hold(struct lk_task_state *st, __u32 tgid, __u32 tid, __u64 addr, __u32 type,
+				     struct lk_hold_key *key, struct lk_hold *nh)
+{
+	if (bpf_map_update_elem(&lk_holds, key, nh, BPF_ANY) == 0)
+		return true;
+	pi_count_lost();
+	st->held--;
+	if (nh->owner_set)
+		owner_release(tgid, tid, addr, type);
+	return false;
+}
+
 static __always_inline int lock_done(struct lk_task_state *st, int ret)
 {
 	__u64 req = st->req_ns;
@@ -530,13 +544,7 @@ static __always_inline int lock_done(struct lk_task_state *st, int ret)
 		.op = op, .type = type, .depth = 1, .nest = st->held, .contended = contended, .tgid = tgid,
 	};
 	nh.owner_set = owner_acquire(tgid, tid, addr, type, now, true);
-	if (bpf_map_update_elem(&lk_holds, &key, &nh, BPF_ANY) != 0) {
-		pi_count_lost();
-		st->held--;
-		if (nh.owner_set)
-			owner_release(tgid, tid, addr, type);
-		return 0;
-	}
+	put_hold(st, tgid, tid, addr, type, &key, &nh);
 	return 0;
 }
 
@@ -613,13 +621,8 @@ static __always_inline int lock_enter_noret(struct lk_task_state *st, __u32 tgid
 		.nest = st->held, .tgid = tgid, .pending = 1,
 	};
 	nh.owner_set = owner_acquire(tgid, tid, addr, type, now, false);
-	if (bpf_map_update_elem(&lk_holds, &key, &nh, BPF_ANY) != 0) {
-		pi_count_lost();
-		st->held--;
-		if (nh.owner_set)
-			owner_release(tgid, tid, addr, type);
+	if (!put_hold(st, tgid, tid, addr, type, &key, &nh))
 		return 0;
-	}
 	st->pend_addr = addr;
 	st->pend_type = type;
 	return 0;
