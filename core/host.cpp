@@ -85,11 +85,18 @@ std::shared_ptr<spdlog::logger> named_logger(const std::string &name)
 int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	static auto log = named_logger("libbpf");
-	char buf[1024];
-	vsnprintf(buf, sizeof buf, fmt, ap);
-	size_t n = strlen(buf);
-	while (n && buf[n - 1] == '\n')
-		buf[--n] = 0;
+	// A verifier log runs to many kilobytes and its last lines say what failed: keep all of it.
+	va_list copy;
+	va_copy(copy, ap);
+	int len = vsnprintf(nullptr, 0, fmt, copy);
+	va_end(copy);
+	if (len < 0)
+		return 0;
+	std::string buf(static_cast<size_t>(len) + 1, '\0');
+	vsnprintf(buf.data(), buf.size(), fmt, ap);
+	buf.resize(static_cast<size_t>(len));
+	while (!buf.empty() && buf.back() == '\n')
+		buf.pop_back();
 	switch (level) {
 	case LIBBPF_WARN: log->warn("{}", buf); break;
 	case LIBBPF_INFO: log->debug("{}", buf); break;

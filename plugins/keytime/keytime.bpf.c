@@ -115,7 +115,9 @@ int BPF_PROG(kt_newtask, struct task_struct *child, u64 clone_flags)
 		struct vfork_parent vp = {.start_ns = e->h.ts_boot_ns, .pid_start_ns = e->h.pid_start_ns,
 					  .pid = e->h.pid, .tid = e->h.tid};
 		__builtin_memcpy(vp.comm, e->h.comm, sizeof(vp.comm));
-		if (bpf_map_update_elem(&kt_vforks, &e->child_tid, &vp, BPF_ANY) != 0)
+		/* the key from the stack: kernels before 6.2 take no ring buffer memory as a map key */
+		__u32 child_tid = e->child_tid;
+		if (bpf_map_update_elem(&kt_vforks, &child_tid, &vp, BPF_ANY) != 0)
 			pi_count_lost();
 	} else {
 		e->clone_kind = KT_CLONE_FORK;
@@ -316,17 +318,16 @@ int BPF_PROG(kt_process_exec, struct task_struct *p, pid_t old_pid, struct linux
 
 /* ------------------------------------------------------------------ exit */
 
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(kt_process_exit, struct task_struct *p, bool group_dead)
+static __always_inline void on_process_exit(struct task_struct *p, bool group_dead)
 {
 	__u32 tid = BPF_CORE_READ(p, pid);
 	vfork_release(p, tid, 0);
 	bpf_map_delete_elem(&kt_exec_inflight, &tid);
 	if (!pi_wanted(BPF_CORE_READ(p, tgid), tid))
-		return 0;
+		return;
 	struct kt_exit *e = pi_reserve(&kt_events, sizeof(*e));
 	if (!e)
-		return 0;
+		return;
 	pi_fill_header(&e->h, KT_EXIT, sizeof(*e), p);
 	e->exit_code = BPF_CORE_READ(p, exit_code);
 	e->group_dead = group_dead ? 1 : 0;
@@ -335,6 +336,22 @@ int BPF_PROG(kt_process_exit, struct task_struct *p, bool group_dead)
 	e->ppid = BPF_CORE_READ(p, real_parent, tgid);
 	e->pad = 0;
 	pi_submit(&kt_events, e);
+}
+
+/* Newer kernels (after 6.12) pass group_dead to the tracepoint. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(kt_process_exit, struct task_struct *p, bool group_dead)
+{
+	on_process_exit(p, group_dead);
+	return 0;
+}
+
+/* Older kernels fire it after do_exit() has taken the thread off signal->live: the thread
+ * that leaves it at zero is the group's last. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(kt_process_exit_nogd, struct task_struct *p)
+{
+	on_process_exit(p, BPF_CORE_READ(p, signal, live.counter) == 0);
 	return 0;
 }
 

@@ -132,6 +132,9 @@ public:
 		bpf_map__set_max_entries(skel_->maps.kt_events, cfg_.ringbuf_kb * 1024);
 		if (cfg_.stacks)
 			bpf_map__set_max_entries(skel_->maps.kt_stackbufs, 16384);
+		bool exit_has_group_dead = sdk::tracepoint_arg_count("sched_process_exit") >= 2;
+		bpf_program__set_autoload(skel_->progs.kt_process_exit, exit_has_group_dead);
+		bpf_program__set_autoload(skel_->progs.kt_process_exit_nogd, !exit_has_group_dead);
 		// kt_switch is always loaded (verified once) but attached only when an activation asks
 		// for on/off-CPU intervals: procimage-ctl -k 1 can turn them on without a reload.
 		int err = keytime_bpf__load(skel_);
@@ -159,7 +162,7 @@ public:
 		bpf_program *prog;
 		bpf_object__for_each_program(prog, skel_->obj)
 		{
-			if (prog == skel_->progs.kt_switch && !cpu)
+			if (!bpf_program__autoload(prog) || (prog == skel_->progs.kt_switch && !cpu))
 				continue;
 			links_.attach(prog);
 		}

@@ -132,10 +132,28 @@ static long rss_cpu_cb(__u32 cpu, void *data)
 	return 0;
 }
 
+/* Before 6.2 the mm's RSS counters were plain atomics (struct mm_rss_stat), which is also the
+ * whole figure /proc/<pid>/status shows there. */
+struct mm_rss_stat___pi {
+	atomic_long_t count[RS_MM_COUNTERS];
+} __attribute__((preserve_access_index));
+struct mm_struct___pre62 {
+	struct mm_rss_stat___pi rss_stat;
+} __attribute__((preserve_access_index));
+
 /* The mm's RSS counters: the global part plus every CPU's pending part (percpu_counter_sum),
  * the figure /proc/<pid>/status shows. */
 static __always_inline void read_rss(struct rs_task *r, struct mm_struct *mm)
 {
+	if (bpf_core_type_exists(struct mm_rss_stat___pi)) {
+		struct mm_struct___pre62 *old = (void *)mm;
+		for (int i = 0; i < RS_MM_COUNTERS; i++) {
+			__s64 v = BPF_CORE_READ(old, rss_stat.count[i].counter);
+			r->rss_pages[i] = v < 0 ? 0 : v;
+		}
+		r->flags |= RS_F_RSS;
+		return;
+	}
 	struct rss_ctx c = {};
 	for (int i = 0; i < RS_MM_COUNTERS; i++) {
 		c.sum[i] = mm->rss_stat[i].count;

@@ -7,6 +7,7 @@
 #include <procimage/sdk.hpp>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include <cerrno>
@@ -96,6 +97,29 @@ inline std::vector<char> read_iter(bpf_link *iter)
 	}
 	close(fd);
 	return buf;
+}
+
+// The number of arguments the running kernel's tracepoint TP passes to a tp_btf / raw_tp
+// program (its btf_trace_TP prototype less the context pointer), or -1 when the kernel's BTF
+// does not describe it. Tracepoints gain arguments across kernels (sched_switch's prev_state in
+// 5.18, sched_process_exit's group_dead after 6.12): a probe loads the program that matches.
+inline int tracepoint_arg_count(const char *tp)
+{
+	btf *vmlinux = btf__load_vmlinux_btf();
+	if (!vmlinux)
+		return -1;
+	int n = -1;
+	std::string name = std::string("btf_trace_") + tp;
+	int id = btf__find_by_name_kind(vmlinux, name.c_str(), BTF_KIND_TYPEDEF);
+	if (id > 0) {
+		const btf_type *t = btf__type_by_id(vmlinux, id);
+		while (t && (btf_is_typedef(t) || btf_is_ptr(t)))
+			t = btf__type_by_id(vmlinux, t->type);
+		if (t && btf_is_func_proto(t))
+			n = static_cast<int>(btf_vlen(t)) - 1;
+	}
+	btf__free(vmlinux);
+	return n;
 }
 
 // Links attached by a probe, destroyed together.

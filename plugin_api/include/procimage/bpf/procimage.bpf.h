@@ -153,17 +153,21 @@ static __always_inline void pi_fill_header_current(struct pi_event_header *h, __
 }
 
 /* The log2 histogram slot of v, capped at nslots - 1: slot i counts [2^i, 2^(i+1)), and 0
- * lands in slot 0. Branch-free, so the verifier sees one path. */
-static __always_inline __u32 pi_log2_slot(__u64 v, __u32 nslots)
+ * lands in slot 0. Branch-free, so the verifier sees one path. Every step is 64-bit and so is
+ * the final cap: verifiers before 6.3 do not carry a 32-bit comparison's bound into the upper
+ * half of the register, and would refuse the slot as an index into a map value. */
+static __always_inline __u64 pi_log2_slot(__u64 v, __u32 nslots)
 {
-	__u32 r = 0, s;
-	s = (v > 0xffffffffULL) << 5; v >>= s; r |= s;
-	s = (v > 0xffff) << 4; v >>= s; r |= s;
-	s = (v > 0xff) << 3; v >>= s; r |= s;
-	s = (v > 0xf) << 2; v >>= s; r |= s;
-	s = (v > 0x3) << 1; v >>= s; r |= s;
+	__u64 r = 0, s;
+	s = (__u64)(v > 0xffffffffULL) << 5; v >>= s; r |= s;
+	s = (__u64)(v > 0xffff) << 4; v >>= s; r |= s;
+	s = (__u64)(v > 0xff) << 3; v >>= s; r |= s;
+	s = (__u64)(v > 0xf) << 2; v >>= s; r |= s;
+	s = (__u64)(v > 0x3) << 1; v >>= s; r |= s;
 	r |= (v >> 1);
-	return r < nslots ? r : nslots - 1;
+	if (r >= (__u64)nslots)
+		r = (__u64)nslots - 1;
+	return r;
 }
 
 #endif /* PROCIMAGE_PROCIMAGE_BPF_H */
