@@ -4,27 +4,14 @@
 # Creates an INTERFACE library <target> whose include directory holds <stem>.skel.h, where
 # <stem> is the source file name without ".bpf.c". Nothing generated lands in the source tree.
 #
-# vmlinux.h is generated once per build tree from the running kernel's BTF
-# (/sys/kernel/btf/vmlinux) unless PROCIMAGE_VMLINUX_DIR names a folder that already has one.
+# vmlinux.h is a source file, one per architecture (plugin_api/vmlinux/<arch>/vmlinux.h, installed
+# under include/procimage/vmlinux/<arch>/), never dumped from the build machine's running kernel:
+# the same source builds the same objects anywhere, and CO-RE adapts them to the kernel they load
+# on. PROCIMAGE_VMLINUX_DIR names another folder that has one (e.g. for a new architecture:
+# `bpftool btf dump file /sys/kernel/btf/vmlinux format c > vmlinux.h` on a machine of it).
 
 find_program(PROCIMAGE_CLANG NAMES clang clang-14 REQUIRED)
 find_program(PROCIMAGE_BPFTOOL NAMES bpftool PATHS /usr/sbin /sbin REQUIRED)
-
-if(NOT PROCIMAGE_VMLINUX_DIR)
-  set(PROCIMAGE_VMLINUX_DIR "${CMAKE_BINARY_DIR}/vmlinux")
-  if(NOT EXISTS "${PROCIMAGE_VMLINUX_DIR}/vmlinux.h")
-    file(MAKE_DIRECTORY "${PROCIMAGE_VMLINUX_DIR}")
-    execute_process(
-      COMMAND "${PROCIMAGE_BPFTOOL}" btf dump file /sys/kernel/btf/vmlinux format c
-      OUTPUT_FILE "${PROCIMAGE_VMLINUX_DIR}/vmlinux.h"
-      RESULT_VARIABLE _pi_btf_rc)
-    if(NOT _pi_btf_rc EQUAL 0)
-      file(REMOVE "${PROCIMAGE_VMLINUX_DIR}/vmlinux.h")
-      message(FATAL_ERROR "cannot generate vmlinux.h: bpftool btf dump of /sys/kernel/btf/vmlinux failed "
-                          "(the kernel needs CONFIG_DEBUG_INFO_BTF)")
-    endif()
-  endif()
-endif()
 
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64")
   set(PROCIMAGE_BPF_ARCH x86)
@@ -32,6 +19,21 @@ elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64")
   set(PROCIMAGE_BPF_ARCH arm64)
 else()
   set(PROCIMAGE_BPF_ARCH ${CMAKE_SYSTEM_PROCESSOR})
+endif()
+
+if(NOT PROCIMAGE_VMLINUX_DIR)
+  foreach(_d "${CMAKE_CURRENT_LIST_DIR}/../plugin_api/vmlinux/${PROCIMAGE_BPF_ARCH}"
+             "${PROCIMAGE_VMLINUX_ROOT}/${PROCIMAGE_BPF_ARCH}")
+    if(EXISTS "${_d}/vmlinux.h")
+      get_filename_component(PROCIMAGE_VMLINUX_DIR "${_d}" ABSOLUTE)
+      break()
+    endif()
+  endforeach()
+endif()
+if(NOT PROCIMAGE_VMLINUX_DIR OR NOT EXISTS "${PROCIMAGE_VMLINUX_DIR}/vmlinux.h")
+  message(FATAL_ERROR "no vmlinux.h for the ${PROCIMAGE_BPF_ARCH} architecture: generate one on such a machine "
+                      "(bpftool btf dump file /sys/kernel/btf/vmlinux format c) and give its folder as "
+                      "-DPROCIMAGE_VMLINUX_DIR=...")
 endif()
 
 function(procimage_bpf_object target src)

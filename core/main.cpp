@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // procimage: a portrait of a process's whole life, from eBPF probes.
+#include "features.hpp"
 #include "host.hpp"
 #include "pipeline.hpp"
 #include "plugin_loader.hpp"
+
+#include <procimage/kernel_features.hpp>
 
 #include <boost/program_options.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -138,6 +141,8 @@ int main(int argc, char **argv)
 		("plugin-dir", po::value<std::vector<std::string>>(), "also look for plugins here (repeatable, searched first)")
 		("list-plugins", "list the probe and sink plugins found, with their versions")
 		("print-pipeline", "print the pipeline the command line builds, as JSON, and exit")
+		("features", "what this kernel offers the probes: each feature, and each probe available, with a fallback, "
+		 "or unavailable (with what is missing and the first kernel that has it)")
 		("check", "check the pipeline and the plugins' configurations, load nothing, and exit")
 		("verbose,v", po::value<int>()->implicit_value(1)->zero_tokens(), "debug logging, with libbpf's warnings and information messages")
 		("quiet,q", "warnings and errors only");
@@ -200,6 +205,13 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
+	if (vm.count("features")) {
+		std::vector<std::string> probes;
+		for (const auto &[n, _] : SEED_PROBES)
+			probes.push_back(n);
+		return print_features(probes);
+	}
+
 	bool shorthand = false;
 	for (const char *k : {"all", "keytime", "lock", "resource", "syscall", "schedule", "pid", "tid", "tgid",
 			      "cpuid", "myproc", "cpu", "stacks", "output", "interval", "start", "batch", "set"})
@@ -232,10 +244,12 @@ int main(int argc, char **argv)
 				dirs.push_back(d);
 			std::vector<std::string> missing;
 			for (const auto &[n, _] : SEED_PROBES) {
-				if (find_plugin(PI_KIND_PROBE, n, dirs))
-					names.push_back(n);
-				else
+				if (!find_plugin(PI_KIND_PROBE, n, dirs))
 					missing.push_back(n);
+				else if (auto why = procimage::sdk::missing_for(n); !why.empty())
+					spdlog::warn("-a: the {} probe is left out: it {}", n, why);
+				else
+					names.push_back(n);
 			}
 			for (const auto &m : missing)
 				spdlog::warn("-a: the {} probe is not in this installation", m);

@@ -9,6 +9,7 @@ PKGS=(
   libseccomp-dev libcpp-httplib-dev
   jq bsdextrautils strace util-linux bc curl
   prometheus
+  qemu-system-x86 busybox-static cpio kmod xz-utils zstd
 )
 # Peer tools the benchmarks compare against.
 BENCH_PKGS=(libbpf-tools bpftrace)

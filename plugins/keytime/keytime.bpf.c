@@ -231,7 +231,7 @@ static __always_inline int exec_exit(long ret)
 		bpf_map_delete_elem(&kt_exec_inflight, &tid);
 		return 0;
 	}
-	struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
+	struct task_struct *t = pi_current_task();
 	char old_comm[PI_COMM_LEN];
 	__builtin_memcpy(old_comm, e->old_comm, sizeof(old_comm));
 	pi_fill_header(&e->h, KT_EXEC, sizeof(*e), t);
@@ -445,9 +445,8 @@ static __always_inline void take_stack(void *ctx, __u32 tid)
 	sb->nr = n > 0 ? (__u32)(n / sizeof(__u64)) : 0;
 }
 
-SEC("tp_btf/sched_switch")
-int BPF_PROG(kt_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
-	     unsigned int prev_state)
+static __always_inline void on_switch(void *ctx, bool preempt, struct task_struct *prev,
+				      struct task_struct *next, unsigned int prev_state)
 {
 	__u64 now = bpf_ktime_get_boot_ns();
 	__u32 cpu = bpf_get_smp_processor_id();
@@ -480,5 +479,21 @@ int BPF_PROG(kt_switch, bool preempt, struct task_struct *prev, struct task_stru
 		if (bpf_map_update_elem(&kt_cpustate, &ntid, &ns, BPF_ANY) != 0)
 			pi_count_lost();
 	}
+}
+
+/* From 5.18 the tracepoint passes prev's state. */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(kt_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	on_switch(ctx, preempt, prev, next, prev_state);
+	return 0;
+}
+
+/* Before it, the state is read from prev itself. */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(kt_switch_nostate, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	on_switch(ctx, preempt, prev, next, pi_task_state(prev));
 	return 0;
 }

@@ -122,6 +122,7 @@ public:
 
 	void load(pi_probe_io &io) override
 	{
+		sdk::require_kernel_for("keytime");
 		skel_ = keytime_bpf__open();
 		if (!skel_)
 			throw std::runtime_error("cannot open the keytime BPF object: " + sdk::errno_text(errno));
@@ -135,6 +136,9 @@ public:
 		bool exit_has_group_dead = sdk::tracepoint_arg_count("sched_process_exit") >= 2;
 		bpf_program__set_autoload(skel_->progs.kt_process_exit, exit_has_group_dead);
 		bpf_program__set_autoload(skel_->progs.kt_process_exit_nogd, !exit_has_group_dead);
+		bool switch_has_state = sdk::tracepoint_arg_count("sched_switch") >= 4;
+		bpf_program__set_autoload(skel_->progs.kt_switch, switch_has_state);
+		bpf_program__set_autoload(skel_->progs.kt_switch_nostate, !switch_has_state);
 		// kt_switch is always loaded (verified once) but attached only when an activation asks
 		// for on/off-CPU intervals: procimage-ctl -k 1 can turn them on without a reload.
 		int err = keytime_bpf__load(skel_);
@@ -162,7 +166,7 @@ public:
 		bpf_program *prog;
 		bpf_object__for_each_program(prog, skel_->obj)
 		{
-			if (!bpf_program__autoload(prog) || (prog == skel_->progs.kt_switch && !cpu))
+			if (!bpf_program__autoload(prog) || ((prog == skel_->progs.kt_switch || prog == skel_->progs.kt_switch_nostate) && !cpu))
 				continue;
 			links_.attach(prog);
 		}

@@ -354,12 +354,7 @@ constexpr uint32_t BPF_F_UPROBE_MULTI_RETURN_ = 1;
 // Does the running kernel have uprobe_multi links? (its BTF has their link type)
 bool kernel_has_uprobe_multi()
 {
-	btf *vm = btf__load_vmlinux_btf();
-	if (!vm)
-		return false;
-	bool yes = btf__find_by_name_kind(vm, "bpf_uprobe_multi_link", BTF_KIND_STRUCT) > 0;
-	btf__free(vm);
-	return yes;
+	return sdk::kernel_has(sdk::KF_UPROBE_MULTI);
 }
 
 // One uprobe_multi link: prog at every offset of path, for process pid only. The libbpf this
@@ -748,6 +743,7 @@ public:
 
 	void load(pi_probe_io &io) override
 	{
+		sdk::require_kernel_for("lock");
 		skel_ = lock_bpf__open();
 		if (!skel_)
 			throw std::runtime_error("cannot open the lock BPF object: " + sdk::errno_text(errno));

@@ -84,6 +84,7 @@ public:
 
 	void load(pi_probe_io &io) override
 	{
+		sdk::require_kernel_for("resource");
 		skel_ = resource_bpf__open();
 		if (!skel_)
 			throw std::runtime_error("cannot open the resource BPF object: " + sdk::errno_text(errno));

@@ -264,8 +264,7 @@ int BPF_PROG(sc_wakeup_new, struct task_struct *p)
 }
 
 SEC("tp_btf/sched_switch")
-int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
-	     unsigned int prev_state)
+int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	struct pi_control *c = active_control();
 	if (!c)

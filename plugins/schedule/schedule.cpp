@@ -61,6 +61,7 @@ public:
 
 	void load(pi_probe_io &io) override
 	{
+		sdk::require_kernel_for("schedule");
 		ncpus_ = libbpf_num_possible_cpus();
 		if (ncpus_ <= 0)
 			throw std::runtime_error("cannot count the possible CPUs: " + sdk::errno_text(ncpus_));

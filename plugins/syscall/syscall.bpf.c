@@ -290,8 +290,7 @@ int BPF_PROG(sc_enter, struct pt_regs *regs, long id)
 }
 
 SEC("tp_btf/sched_switch")
-int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
-	     unsigned int prev_state)
+int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	__u32 zero = 0;
 	struct sc_cpu *cpu = bpf_map_lookup_elem(&sc_cpu, &zero);

@@ -65,8 +65,9 @@ public:
 		if (it != cache_.end())
 			return it->second;
 		std::string n;
+		// the build's own architecture: the numbers are those of the kernel it runs on
 		if (nr <= 0x7fffffff) {
-			char *s = seccomp_syscall_resolve_num_arch(SCMP_ARCH_X86_64, static_cast<int>(nr));
+			char *s = seccomp_syscall_resolve_num_arch(seccomp_arch_native(), static_cast<int>(nr));
 			if (s) {
 				n = s;
 				std::free(s);
@@ -127,6 +128,7 @@ public:
 
 	void load(pi_probe_io &io) override
 	{
+		sdk::require_kernel_for("syscall");
 		skel_ = syscall_bpf__open();
 		if (!skel_)
 			throw std::runtime_error("cannot open the syscall BPF object: " + sdk::errno_text(errno));

@@ -94,17 +94,20 @@ mount -t devtmpfs dev /dev
 for m in /mods/*.ko; do insmod "$m" || echo "guest: insmod $m failed"; done
 script=$(sed -n 's/.*pi_script=\([^ ]*\).*/\1/p' /proc/cmdline)
 mount -t 9p -o trans=virtio,version=9p2000.L,ro host /host || echo "guest: cannot mount the host's root"
-mount -t 9p -o trans=virtio,version=9p2000.L out /host/tmp || mount -t tmpfs tmp /host/tmp
 mount -t proc proc /host/proc
 mount -t sysfs sysfs /host/sys
 mount -t devtmpfs dev /host/dev
+# /tmp stays the host's (read-only: a checkout may live there); /run is the guest's own, with
+# the writable share at /run/pi-out and a scratch TMPDIR.
 mount -t tmpfs run /host/run
+mkdir -p /host/run/pi-out /host/run/tmp
+mount -t 9p -o trans=virtio,version=9p2000.L out /host/run/pi-out || echo "guest: no output share"
 mount -t bpf bpf /host/sys/fs/bpf
 mount -t tracefs tracefs /host/sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs /host/sys/kernel/debug 2>/dev/null
 mount -t cgroup2 cgroup2 /host/sys/fs/cgroup 2>/dev/null
 echo "guest: kernel $(uname -r) up"
-chroot /host /bin/bash "$script"
+TMPDIR=/run/tmp chroot /host /bin/bash "$script"
 echo "guest: script exit $?"
 sync
 poweroff -f
@@ -114,8 +117,9 @@ INIT
   rm -rf "$tmp"
 }
 
-# pi_boot KDIR OUTDIR SCRIPT [TIMEOUT_S]: boot the kernel, run SCRIPT (a path on the host's
-# root) as root in a chroot of the host's root, with OUTDIR as the guest's writable /tmp.
+# pi_boot KDIR OUTDIR SCRIPT [TIMEOUT_S]: boot the kernel, run SCRIPT as root in a chroot of
+# the host's root (shared read-only), where OUTDIR is the writable /run/pi-out and SCRIPT a
+# path as the guest sees it (e.g. /run/pi-out/run.sh).
 pi_boot() {
   local kdir=$1 out=$2 script=$3 timeout_s=${4:-600} kver
   kver=$(ls "$kdir/root/lib/modules")

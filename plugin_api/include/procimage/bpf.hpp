@@ -4,6 +4,7 @@
 // objects a probe owns.
 #pragma once
 
+#include <procimage/kernel_features.hpp>
 #include <procimage/sdk.hpp>
 
 #include <bpf/bpf.h>
@@ -105,21 +106,17 @@ inline std::vector<char> read_iter(bpf_link *iter)
 // 5.18, sched_process_exit's group_dead after 6.12): a probe loads the program that matches.
 inline int tracepoint_arg_count(const char *tp)
 {
-	btf *vmlinux = btf__load_vmlinux_btf();
+	const btf *vmlinux = vmlinux_btf();
 	if (!vmlinux)
 		return -1;
-	int n = -1;
 	std::string name = std::string("btf_trace_") + tp;
 	int id = btf__find_by_name_kind(vmlinux, name.c_str(), BTF_KIND_TYPEDEF);
-	if (id > 0) {
-		const btf_type *t = btf__type_by_id(vmlinux, id);
-		while (t && (btf_is_typedef(t) || btf_is_ptr(t)))
-			t = btf__type_by_id(vmlinux, t->type);
-		if (t && btf_is_func_proto(t))
-			n = static_cast<int>(btf_vlen(t)) - 1;
-	}
-	btf__free(vmlinux);
-	return n;
+	if (id <= 0)
+		return -1;
+	const btf_type *t = btf__type_by_id(vmlinux, id);
+	while (t && (btf_is_typedef(t) || btf_is_ptr(t)))
+		t = btf__type_by_id(vmlinux, t->type);
+	return t && btf_is_func_proto(t) ? static_cast<int>(btf_vlen(t)) - 1 : -1;
 }
 
 // Links attached by a probe, destroyed together.

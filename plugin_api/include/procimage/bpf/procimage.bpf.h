@@ -146,10 +146,32 @@ static __always_inline void pi_fill_header(struct pi_event_header *h, __u16 kind
 	BPF_CORE_READ_STR_INTO(&h->comm, t, comm);
 }
 
+/* A task's state: task_struct.__state from 5.14, .state before. */
+struct task_struct___pre514 {
+	long state;
+} __attribute__((preserve_access_index));
+
+static __always_inline unsigned int pi_task_state(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->__state))
+		return BPF_CORE_READ(t, __state);
+	struct task_struct___pre514 *old = (void *)t;
+	return (unsigned int)BPF_CORE_READ(old, state);
+}
+
+/* The current task. bpf_get_current_task_btf() exists from 5.11; before it the plain pointer
+ * serves every BPF_CORE_READ (never a direct dereference) just as well. */
+static __always_inline struct task_struct *pi_current_task(void)
+{
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf))
+		return bpf_get_current_task_btf();
+	return (struct task_struct *)bpf_get_current_task();
+}
+
 static __always_inline void pi_fill_header_current(struct pi_event_header *h, __u16 kind,
 						   __u16 size)
 {
-	pi_fill_header(h, kind, size, (struct task_struct *)bpf_get_current_task_btf());
+	pi_fill_header(h, kind, size, pi_current_task());
 }
 
 /* The log2 histogram slot of v, capped at nslots - 1: slot i counts [2^i, 2^(i+1)), and 0

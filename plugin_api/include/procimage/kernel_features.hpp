@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// What the running kernel offers BPF programs, read from its own BTF (the enums and structs
+// that appear with a feature), and what each built-in probe needs of it. One catalogue serves
+// the probes (which refuse to load, naming what is missing and the first kernel that has it)
+// and `procimage --features` (which reports it all).
+#pragma once
+
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <sys/utsname.h>
+#include <vector>
+
+namespace procimage::sdk {
+
+struct kernel_feature {
+	const char *id;        // short name, as --features prints it
+	const char *what;      // for a person
+	const char *since;     // first mainline release that has it
+	int btf_kind;          // BTF_KIND_ENUM: name is an enum's value; BTF_KIND_STRUCT: a struct
+	const char *name;
+};
+
+inline constexpr kernel_feature KF_RINGBUF{"ringbuf", "the BPF ring buffer", "5.8", BTF_KIND_ENUM,
+					   "BPF_MAP_TYPE_RINGBUF"};
+inline constexpr kernel_feature KF_TASK_ITER{"task_iter", "BPF task iterators", "5.8", BTF_KIND_STRUCT,
+					     "bpf_iter__task"};
+inline constexpr kernel_feature KF_BPF_STATS{"bpf_stats", "BPF run-time statistics (BPF_ENABLE_STATS)", "5.8",
+					     BTF_KIND_ENUM, "BPF_ENABLE_STATS"};
+inline constexpr kernel_feature KF_TASK_STORAGE{"task_storage", "BPF task storage maps", "5.11", BTF_KIND_ENUM,
+						"BPF_MAP_TYPE_TASK_STORAGE"};
+inline constexpr kernel_feature KF_CURRENT_TASK_BTF{"current_task_btf", "the bpf_get_current_task_btf helper",
+						    "5.11", BTF_KIND_ENUM, "BPF_FUNC_get_current_task_btf"};
+inline constexpr kernel_feature KF_BPF_LOOP{"bpf_loop", "the bpf_loop helper", "5.17", BTF_KIND_ENUM,
+					    "BPF_FUNC_loop"};
+inline constexpr kernel_feature KF_UPROBE_MULTI{"uprobe_multi", "multi-uprobe links", "6.6", BTF_KIND_STRUCT,
+						"bpf_uprobe_multi_link"};
+
+inline const std::vector<const kernel_feature *> &kernel_feature_catalogue()
+{
+	static const std::vector<const kernel_feature *> all{&KF_RINGBUF,      &KF_TASK_ITER,        &KF_BPF_STATS,
+							      &KF_TASK_STORAGE, &KF_CURRENT_TASK_BTF, &KF_BPF_LOOP,
+							      &KF_UPROBE_MULTI};
+	return all;
+}
+
+// The running kernel's BTF, parsed once per process (nullptr without CONFIG_DEBUG_INFO_BTF).
+inline const btf *vmlinux_btf()
+{
+	static btf *b = btf__load_vmlinux_btf();
+	return b;
+}
+
+inline bool btf_has_enum_value(const btf *b, const char *value)
+{
+	for (unsigned id = 1, n = btf__type_cnt(b); id < n; id++) {
+		const btf_type *t = btf__type_by_id(b, id);
+		if (!btf_is_enum(t))
+			continue;
+		const struct btf_enum *e = btf_enum(t);
+		for (unsigned i = 0; i < btf_vlen(t); i++)
+			if (std::string_view(btf__name_by_offset(b, e[i].name_off)) == value)
+				return true;
+	}
+	return false;
+}
+
+inline bool kernel_has(const kernel_feature &f)
+{
+	const btf *b = vmlinux_btf();
+	if (!b)
+		return false;
+	if (f.btf_kind == BTF_KIND_ENUM)
+		return btf_has_enum_value(b, f.name);
+	return btf__find_by_name_kind(b, f.name, f.btf_kind) > 0;
+}
+
+inline std::string kernel_release()
+{
+	utsname u{};
+	return uname(&u) == 0 ? u.release : "unknown";
+}
+
+// What a built-in probe cannot load without (in the order they are checked). The host's own
+// object needs kernel BTF and the ring buffer; so does every probe.
+inline std::vector<const kernel_feature *> probe_requirements(std::string_view probe)
+{
+	if (probe == "syscall" || probe == "schedule" || probe == "lock")
+		return {&KF_RINGBUF, &KF_TASK_STORAGE};
+	if (probe == "resource")
+		return {&KF_RINGBUF, &KF_TASK_ITER, &KF_BPF_LOOP};
+	return {&KF_RINGBUF};
+}
+
+// Empty when the kernel has everything PROBE needs, else one line: what is missing and from
+// which release it exists.
+inline std::string missing_for(std::string_view probe)
+{
+	if (!vmlinux_btf())
+		return "needs the kernel's BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF=y, Linux 5.4 and later)";
+	for (const auto *f : probe_requirements(probe))
+		if (!kernel_has(*f))
+			return std::string("needs ") + f->what + " (Linux " + f->since + " and later); this kernel, " +
+			       kernel_release() + ", lacks it";
+	return {};
+}
+
+// Throw the line above when PROBE cannot load here.
+inline void require_kernel_for(std::string_view probe)
+{
+	if (auto m = missing_for(probe); !m.empty())
+		throw std::runtime_error(m);
+}
+
+} // namespace procimage::sdk
