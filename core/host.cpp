@@ -54,6 +54,7 @@ struct host::probe_inst {
 	std::vector<size_t> sinks;
 	std::vector<std::unique_ptr<ring_source>> sources;
 	bool attached = false;
+	bool ever_attached = false; // activated at least once: its totals belong to the run
 	nlohmann::json options = nlohmann::json::object(); // of the current activation
 	uint64_t activated_boot_ns = 0;
 	uint64_t deadline_boot_ns = 0; // 0: no time limit
@@ -544,6 +545,11 @@ void host::tick(bool final)
 	for (auto &p : probes_) {
 		if (!p->inst || !p->ops().on_tick)
 			continue;
+		// An inactive probe writes nothing: no periodic rows before its first activation or
+		// between activations (deactivate() reports the last partial interval itself), and no
+		// totals at the end of a run that never activated it.
+		if (final ? !p->ever_attached : !p->attached)
+			continue;
 		int rc;
 		try {
 			rc = p->ops().on_tick(p->inst, now, final ? 1 : 0);
@@ -739,6 +745,7 @@ result<void> host::activate(probe_inst &p, const target_spec &t, const nlohmann:
 		return runtime_error(p.label() + " failed to attach: " + (err[0] ? err : "no reason given"));
 	}
 	p.attached = true;
+	p.ever_attached = true;
 	p.target = t;
 	p.options = options;
 	p.activated_boot_ns = on_ns;

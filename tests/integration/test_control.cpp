@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <fcntl.h>
@@ -59,15 +61,18 @@ struct fifo_worker {
 // procimage -a in the background, its stderr in a file.
 struct bg_host {
 	pid_t pid = -1;
-	std::string err;
+	std::string err, out; // its stderr and stdout
 
 	bg_host(const t::temp_dir &d, const std::vector<std::string> &args)
 	{
 		err = d.file("host.err");
+		out = d.file("host.out");
 		pid = fork();
 		if (pid == 0) {
 			int fd = open(err.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
 			dup2(fd, 2);
+			int ofd = open(out.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+			dup2(ofd, 1);
 			std::vector<char *> argv;
 			std::string bin = t::procimage_bin();
 			argv.push_back(const_cast<char *>(bin.c_str()));
@@ -116,6 +121,87 @@ std::vector<json> keytime_of(const std::vector<json> &recs, long pid)
 std::string channel(const char *what) { return std::string("test-") + what + "-" + std::to_string(getpid()); }
 
 } // namespace
+
+namespace {
+const std::vector<std::string> PROBES = {"keytime", "lock", "resource", "syscall", "schedule"};
+
+// What the sinks of a host got from its probes (not the host's own records): the JSON lines,
+// the CSV rows of every file, and the stdout lines that name a probe.
+struct probe_output {
+	size_t jsonl = 0, csv_rows = 0, stdout_lines = 0;
+	bool operator==(const probe_output &) const = default;
+};
+probe_output probe_output_of(const t::temp_dir &d, const bg_host &host)
+{
+	probe_output o;
+	for (const auto &r : t::read_jsonl(d.file("out.jsonl")))
+		if (r.value("probe", "") != "procimage")
+			o.jsonl++;
+	for (const auto &f : std::filesystem::directory_iterator(d.file("csv"))) {
+		if (f.path().filename().string().rfind("procimage_", 0) == 0)
+			continue; // the host's own records
+		std::ifstream in(f.path());
+		std::string line;
+		bool header = true;
+		while (std::getline(in, line)) {
+			if (!header)
+				o.csv_rows++;
+			header = false;
+		}
+	}
+	std::istringstream text(t::read_file(host.out));
+	std::string line;
+	while (std::getline(text, line))
+		for (const auto &p : PROBES)
+			if (line.find(" " + p + " ") != std::string::npos) {
+				o.stdout_lines++;
+				break;
+			}
+	return o;
+}
+} // namespace
+
+TEST_CASE("control: an inactive host writes no probe record in any sink, before activation or after deactivation")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	const std::string ch = channel("silent");
+	mkdir(d.file("csv").c_str(), 0755);
+	bg_host host(d, {"-a", "--name", ch, "--interval", "100", "-o", "jsonl:" + d.file("out.jsonl"), "-o",
+			 "csv:" + d.file("csv"), "-o", "stdout"});
+	REQUIRE(host.wait_log("inactive: activate it with procimage-ctl -a"));
+	fifo_worker w(d.file("w"));
+	w.poke(3);
+	// ten intervals while inactive
+	std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+	auto before = probe_output_of(d, host);
+	INFO("inactive: jsonl " << before.jsonl << ", csv " << before.csv_rows << ", stdout " << before.stdout_lines);
+	CHECK(before == probe_output{});
+
+	// every probe active for the worker: now they write
+	auto r = t::run({ctl_bin(), "--name", ch, "-a", "-P", std::to_string(w.pid)});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	w.poke(3);
+	std::this_thread::sleep_for(std::chrono::milliseconds(300));
+	r = t::run({ctl_bin(), "--name", ch, "-d"});
+	REQUIRE(r.status == 0);
+	auto active = probe_output_of(d, host);
+	CHECK(active.jsonl > 0);
+	CHECK(active.csv_rows > 0);
+	CHECK(active.stdout_lines > 0);
+
+	// deactivated: ten more intervals and pokes add nothing
+	w.poke(3);
+	std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+	auto after = probe_output_of(d, host);
+	INFO("after deactivation: jsonl " << after.jsonl - active.jsonl << ", csv " << after.csv_rows - active.csv_rows
+					  << ", stdout " << after.stdout_lines - active.stdout_lines << " more");
+	CHECK(after == active);
+	r = t::run({ctl_bin(), "--name", ch, "-f"});
+	CHECK(r.status == 0);
+	CHECK(host.wait_exit() == 0);
+}
 
 TEST_CASE("control: inactive until activated, then only the target, retarget, deactivate, finish")
 {
