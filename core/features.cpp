@@ -20,6 +20,9 @@ std::string fallbacks_of(const std::string &probe)
 	if (probe == "keytime") {
 		if (!sdk::kernel_has(sdk::KF_CURRENT_TASK_BTF))
 			add("current task read through bpf_get_current_task (bpf_get_current_task_btf: Linux 5.11)");
+		if (!sdk::kernel_has(sdk::KF_TASK_PT_REGS))
+			add("a runnable thread switched out inside sched_yield is reported as preempted, not yield "
+			    "(bpf_task_pt_regs: Linux 5.15)");
 		if (sdk::tracepoint_arg_count("sched_process_exit") < 2)
 			add("group_dead counted from signal->live (sched_process_exit passes it after 6.12)");
 	}

@@ -17,6 +17,7 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+const volatile long kt_nr_sched_yield = -1; /* the build architecture's number, set before load */
 const volatile __u32 kt_argv_max = 16;
 const volatile bool kt_stacks_on = false;
 
@@ -199,9 +200,11 @@ static __always_inline int exec_enter(const char *filename, const char *const *a
 	e->flags = 0;
 	e->args_size = 0;
 	e->pad = 0;
+	e->filename_uptr = (__u64)filename;
+	e->argv_uptr = (__u64)argv;
 	e->filename[0] = 0;
 	if (bpf_probe_read_user_str(e->filename, sizeof(e->filename), filename) < 0)
-		e->flags |= KT_EXEC_UNREADABLE; /* not resident: a successful exec re-reads it */
+		e->flags |= KT_EXEC_UNREADABLE; /* not resident: read again at exit */
 	read_argv(e, argv);
 	if (bpf_map_update_elem(&kt_exec_inflight, &tid, e, BPF_ANY) != 0)
 		pi_count_lost();
@@ -237,6 +240,15 @@ static __always_inline int exec_exit(long ret)
 	pi_fill_header(&e->h, KT_EXEC, sizeof(*e), t);
 	__builtin_memcpy(e->old_comm, old_comm, sizeof(old_comm));
 	e->ret = (__s32)ret;
+	/* A name that was not resident at entry (a string in a page a freshly forked child has not
+	 * touched yet) has been faulted in by the kernel's own copy of it since. A successful exec
+	 * took the kernel's copy already (sched_process_exec); a failed one reads it again here. */
+	if (ret < 0 && (e->flags & KT_EXEC_UNREADABLE) &&
+	    bpf_probe_read_user_str(e->filename, sizeof(e->filename), (const char *)e->filename_uptr) >= 0) {
+		e->flags &= ~KT_EXEC_UNREADABLE;
+		if (!e->argc)
+			read_argv(e, (const char *const *)e->argv_uptr);
+	}
 	__u64 size = sizeof(*e) - KT_ARGS_SIZE + e->args_size;
 	if (size > sizeof(*e))
 		size = sizeof(*e);
@@ -368,12 +380,25 @@ int BPF_PROG(kt_process_exit_nogd, struct task_struct *p)
 #define TS_WAKEKILL 0x0100
 #define TS_NOLOAD 0x0400
 
-static __always_inline __u32 offcpu_reason(bool preempt, __u32 state)
+/* Is t inside sched_yield? The number of the syscall it is in sits in the registers saved when
+ * it entered the kernel (bpf_task_pt_regs: 5.15+; without it no switch is taken for a yield). */
+static __always_inline bool in_sched_yield(struct task_struct *t)
+{
+	if (kt_nr_sched_yield < 0 || !bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
+		return false;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
+	return regs && pi_syscall_nr(regs) == kt_nr_sched_yield;
+}
+
+/* A runnable task that was switched out without the preempt flag was preempted all the same
+ * (on its way back to user space, where need_resched is acted upon) unless it asked for it in
+ * sched_yield: the kernel counts both as involuntary switches (nivcsw). */
+static __always_inline __u32 offcpu_reason(bool preempt, __u32 state, struct task_struct *t)
 {
 	if (preempt)
 		return KT_OFF_PREEMPTED;
 	if (state == 0)
-		return KT_OFF_YIELD;
+		return in_sched_yield(t) ? KT_OFF_YIELD : KT_OFF_PREEMPTED;
 	if (state & (TS_DEAD | TS_EXIT_DEAD | TS_EXIT_ZOMBIE))
 		return KT_OFF_DEAD;
 	if (state & TS_STOPPED)
@@ -455,7 +480,7 @@ static __always_inline void on_switch(void *ctx, bool preempt, struct task_struc
 		struct cpu_state *st = bpf_map_lookup_elem(&kt_cpustate, &ptid);
 		if (st && st->on)
 			emit_cpu(prev, KT_ONCPU, st, ptid);
-		__u32 reason = offcpu_reason(preempt, prev_state);
+		__u32 reason = offcpu_reason(preempt, prev_state, prev);
 		if (reason == KT_OFF_DEAD) {
 			bpf_map_delete_elem(&kt_cpustate, &ptid);
 			if (kt_stacks_on)

@@ -14,6 +14,8 @@
 #include <sstream>
 #include <unordered_map>
 
+#include <sys/syscall.h>
+
 namespace procimage::keytime {
 
 namespace sdk = procimage::sdk;
@@ -129,6 +131,7 @@ public:
 		sdk::set_common_rodata(skel_->rodata, host(), cfg_.ringbuf_kb * 1024ULL);
 		skel_->rodata->kt_argv_max = cfg_.argv_max;
 		skel_->rodata->kt_stacks_on = cfg_.stacks;
+		skel_->rodata->kt_nr_sched_yield = SYS_sched_yield;
 		sdk::reuse_shared_maps(skel_->obj, host());
 		bpf_map__set_max_entries(skel_->maps.kt_events, cfg_.ringbuf_kb * 1024);
 		if (cfg_.stacks)

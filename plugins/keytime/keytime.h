@@ -34,6 +34,10 @@ struct kt_exec {
 	__u32 flags;     /* enum kt_exec_flags */
 	__u32 args_size; /* bytes used in args (NUL-separated) */
 	__u32 pad;
+	/* the caller's filename and argv pointers, to read again at exit what was not resident at
+	 * entry (kernel side only; user space ignores them) */
+	__u64 filename_uptr;
+	__u64 argv_uptr;
 	char old_comm[PI_COMM_LEN];
 	char filename[KT_FILENAME_LEN];
 	char args[KT_ARGS_SIZE];

@@ -7,7 +7,10 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <functional>
+#include <map>
 #include <set>
 #include <sstream>
 #include <csignal>
@@ -312,4 +315,77 @@ TEST_CASE("keytime: --stacks symbolizes the kernel stack where the thread went o
 		CHECK_THAT(s["kstack"][0].get<std::string>(), Catch::Contains("schedule"));
 		CHECK_THAT(s["kstack"].dump(), Catch::Contains("nanosleep"));
 	}
+}
+
+TEST_CASE("keytime: a failed exec in a freshly forked child names the path it tried")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	auto r = t::run({t::procimage_bin(), "-q", "-k", "-o", "jsonl:" + d.file("out.jsonl"), "--",
+			 t::build_dir() + "/wl-exec-fail"});
+	INFO(r.err);
+	REQUIRE(r.status == 0); // the child's execve failed with ENOENT
+	long child = 0;
+	REQUIRE(std::sscanf(r.out.c_str(), "child=%ld", &child) == 1);
+	auto recs = t::read_jsonl(d.file("out.jsonl"));
+	auto e = one(select(recs, "exec", [&](const json &x) { return x["pid"] == child; }), "the child's exec");
+	INFO(e.dump());
+	CHECK(e["ret"] == -ENOENT);
+	CHECK(e["filename"] == "/nonexistent/procimage-untouched-literal");
+	CHECK(e["unreadable"] == false);
+	CHECK(e["argv"] == json::array({"/nonexistent/procimage-untouched-literal", "first-arg"}));
+}
+
+namespace {
+// The off-CPU reasons of the contend workload's thread, and its own switch counts.
+struct contend_result {
+	long tid = 0, vol = 0, invol = 0;
+	std::map<std::string, size_t> reasons;
+	size_t offcpu = 0;
+};
+contend_result run_contend(const t::temp_dir &d, const char *mode)
+{
+	auto r = t::run({t::procimage_bin(), "-q", "-k", "--cpu", "-o", "jsonl:" + d.file("out.jsonl"), "--",
+			 t::build_dir() + "/procimage-workload", "contend", "1500", mode});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	contend_result c;
+	std::istringstream out(r.out);
+	out >> c.tid >> c.vol >> c.invol;
+	REQUIRE(c.tid > 0);
+	for (const auto &e : select(t::read_jsonl(d.file("out.jsonl")), "offcpu",
+				    [&](const json &x) { return x["tid"] == c.tid; })) {
+		c.reasons[e["reason"].get<std::string>()]++;
+		c.offcpu++;
+	}
+	return c;
+}
+} // namespace
+
+TEST_CASE("keytime: a preempted busy thread goes off CPU as preempted, as often as the kernel counts")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	auto c = run_contend(d, "spin");
+	INFO("tid " << c.tid << ": nonvoluntary_ctxt_switches " << c.invol << ", voluntary " << c.vol << ", offcpu "
+		    << c.offcpu << ", preempted " << c.reasons["preempted"] << ", yield " << c.reasons["yield"]);
+	// 1.5 s beside a spinner on one CPU: preempted every few ms
+	REQUIRE(c.invol >= 50);
+	CHECK(c.reasons["yield"] == 0);
+	CHECK(c.reasons["preempted"] * 10 >= c.offcpu * 9);
+	// every involuntary switch the kernel counted, within 5% (the last ones may fall between
+	// the thread's read of its counters and its end)
+	CHECK(std::labs(static_cast<long>(c.reasons["preempted"]) - c.invol) * 20 <= c.invol);
+}
+
+TEST_CASE("keytime: a thread in a sched_yield loop goes off CPU as yield")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	auto c = run_contend(d, "yield");
+	INFO("tid " << c.tid << ": nonvoluntary_ctxt_switches " << c.invol << ", offcpu " << c.offcpu << ", yield "
+		    << c.reasons["yield"] << ", preempted " << c.reasons["preempted"]);
+	REQUIRE(c.offcpu >= 50);
+	// mostly yields: the spinner's slice ends now and then while the thread runs user code
+	CHECK(c.reasons["yield"] * 10 >= c.offcpu * 8);
 }

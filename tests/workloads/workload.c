@@ -5,18 +5,27 @@
  *   sleeps N MS     sleep N times for MS milliseconds; print "PID VOLUNTARY INVOLUNTARY"
  *                   (its context switches, from /proc/self/status)
  *   signals N SIG   send itself N signals SIG (handled); print "PID"
+ *   contend MS spin|yield
+ *                   a thread spins (or calls sched_yield in a loop) for MS milliseconds on
+ *                   CPU 0, beside a spinning child process on the same CPU; print
+ *                   "TID VOLUNTARY INVOLUNTARY" (the thread's switches, /proc/thread-self/status,
+ *                   read just before it ends)
  */
 #define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-static long status_field(const char *name)
+static long status_field_of(const char *path, const char *name)
 {
-	FILE *f = fopen("/proc/self/status", "r");
+	FILE *f = fopen(path, "r");
 	char line[256];
 	long v = -1;
 	size_t n = strlen(name);
@@ -26,6 +35,39 @@ static long status_field(const char *name)
 	if (f)
 		fclose(f);
 	return v;
+}
+
+static long status_field(const char *name) { return status_field_of("/proc/self/status", name); }
+
+static void pin_cpu0(void)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	sched_setaffinity(0, sizeof set, &set);
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+struct contend { long ms; int yield; long tid, vol, invol; };
+
+static void *contend_thread(void *arg)
+{
+	struct contend *c = arg;
+	pin_cpu0();
+	double end = now_ms() + c->ms;
+	while (now_ms() < end)
+		if (c->yield)
+			sched_yield();
+	c->tid = syscall(SYS_gettid);
+	c->vol = status_field_of("/proc/thread-self/status", "voluntary_ctxt_switches");
+	c->invol = status_field_of("/proc/thread-self/status", "nonvoluntary_ctxt_switches");
+	return NULL;
 }
 
 static volatile sig_atomic_t caught;
@@ -56,6 +98,22 @@ int main(int argc, char **argv)
 		printf("%d %d\n", getpid(), (int)caught);
 		return caught == n ? 0 : 1;
 	}
-	fprintf(stderr, "usage: procimage-workload sleeps N MS | signals N SIG\n");
+	if (argc >= 4 && strcmp(argv[1], "contend") == 0) {
+		struct contend c = {atol(argv[2]), strcmp(argv[3], "yield") == 0, 0, 0, 0};
+		pid_t spinner = fork();
+		if (spinner == 0) {
+			pin_cpu0();
+			for (;;)
+				;
+		}
+		pthread_t th;
+		pthread_create(&th, NULL, contend_thread, &c);
+		pthread_join(th, NULL);
+		kill(spinner, SIGKILL);
+		waitpid(spinner, NULL, 0);
+		printf("%ld %ld %ld\n", c.tid, c.vol, c.invol);
+		return 0;
+	}
+	fprintf(stderr, "usage: procimage-workload sleeps N MS | signals N SIG | contend MS spin|yield\n");
 	return 2;
 }

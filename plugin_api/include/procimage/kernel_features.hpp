@@ -36,6 +36,8 @@ inline constexpr kernel_feature KF_TASK_STORAGE{"task_storage", "BPF task storag
 						"BPF_MAP_TYPE_TASK_STORAGE"};
 inline constexpr kernel_feature KF_CURRENT_TASK_BTF{"current_task_btf", "the bpf_get_current_task_btf helper",
 						    "5.11", BTF_KIND_ENUM, "BPF_FUNC_get_current_task_btf"};
+inline constexpr kernel_feature KF_TASK_PT_REGS{"task_pt_regs", "the bpf_task_pt_regs helper", "5.15", BTF_KIND_ENUM,
+						"BPF_FUNC_task_pt_regs"};
 inline constexpr kernel_feature KF_BPF_LOOP{"bpf_loop", "the bpf_loop helper", "5.17", BTF_KIND_ENUM,
 					    "BPF_FUNC_loop"};
 inline constexpr kernel_feature KF_UPROBE_MULTI{"uprobe_multi", "multi-uprobe links", "6.6", BTF_KIND_STRUCT,
@@ -44,7 +46,7 @@ inline constexpr kernel_feature KF_UPROBE_MULTI{"uprobe_multi", "multi-uprobe li
 inline const std::vector<const kernel_feature *> &kernel_feature_catalogue()
 {
 	static const std::vector<const kernel_feature *> all{&KF_RINGBUF,      &KF_TASK_ITER,        &KF_BPF_STATS,
-							      &KF_TASK_STORAGE, &KF_CURRENT_TASK_BTF, &KF_BPF_LOOP,
+							      &KF_TASK_STORAGE, &KF_CURRENT_TASK_BTF, &KF_TASK_PT_REGS, &KF_BPF_LOOP,
 							      &KF_UPROBE_MULTI};
 	return all;
 }

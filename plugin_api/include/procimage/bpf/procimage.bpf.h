@@ -159,6 +159,17 @@ static __always_inline unsigned int pi_task_state(struct task_struct *t)
 	return (unsigned int)BPF_CORE_READ(old, state);
 }
 
+/* The number of the syscall a task is in, from the registers saved at its kernel entry (-1 or
+ * an interrupt's mark when it entered for something else). */
+static __always_inline long pi_syscall_nr(struct pt_regs *regs)
+{
+#if defined(__TARGET_ARCH_arm64)
+	return BPF_CORE_READ(regs, syscallno);
+#else
+	return (long)BPF_CORE_READ(regs, orig_ax);
+#endif
+}
+
 /* The current task. bpf_get_current_task_btf() exists from 5.11; before it the plain pointer
  * serves every BPF_CORE_READ (never a direct dereference) just as well. */
 static __always_inline struct task_struct *pi_current_task(void)
