@@ -121,6 +121,7 @@ public:
 		idle_cpu_ = target.idle_cpu;
 		set_groups(target);
 		links_.attach(skel_->progs.rs_exit);
+		links_.attach(skel_->progs.rs_dead_switch);
 		bpf_link *it = bpf_program__attach_iter(skel_->progs.rs_iter, nullptr);
 		if (!it) {
 			int e = errno;
@@ -160,6 +161,16 @@ public:
 		if (len < sizeof(rs_task))
 			throw std::runtime_error("short record (" + std::to_string(len) + " bytes)");
 		const auto *r = static_cast<const rs_task *>(data);
+		if (r->h.kind == RS_DEAD) {
+			// the same task's exit record came just before it (same ring buffer, later in time)
+			for (auto it = exits_.rbegin(); it != exits_.rend(); ++it)
+				if (it->h.tid == r->h.tid) {
+					if (r->self.runtime_ns > it->self.runtime_ns)
+						it->self.runtime_ns = r->self.runtime_ns;
+					break;
+				}
+			return;
+		}
 		if (r->h.kind != RS_EXIT)
 			throw std::runtime_error("unknown record kind " + std::to_string(r->h.kind));
 		exits_.push_back(*r);

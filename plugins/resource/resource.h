@@ -19,6 +19,8 @@
 enum rs_kind {
 	RS_SAMPLE = 1, /* a live (or not yet reaped) task seen by the iterator */
 	RS_EXIT = 2,   /* final counters of a task, taken in sched_process_exit */
+	RS_DEAD = 3,   /* its runtime at its last switch-out, the running slice accounted (only
+			* self.runtime_ns is set): it replaces RS_EXIT's figure */
 };
 
 enum rs_flags {

@@ -366,3 +366,30 @@ TEST_CASE("resource: a named target gets records, or a warning that the kernel d
 		sleeper_seen |= p["pid"] == sleeper;
 	CHECK(sleeper_seen);
 }
+
+TEST_CASE("resource: a thread's final CPU time includes its last slice")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	// two threads burn 50 ms of CPU each and read their own thread CPU clock just before ending
+	auto r = t::run({t::procimage_bin(), "-q", "-r", "-o", "jsonl:" + d.file("out.jsonl"), "--",
+			 t::build_dir() + "/wl-cpu-threads", "50"});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	std::istringstream out(r.out);
+	auto recs = t::read_jsonl(d.file("out.jsonl"));
+	long tid = 0, ns = 0;
+	int threads = 0;
+	while (out >> tid >> ns) {
+		threads++;
+		uint64_t last = 0;
+		for (const auto &rec : recs)
+			if (rec["probe"] == "resource" && rec["event"] == "thread" && rec["tid"] == tid)
+				last = std::max(last, rec["cpu_total_ns"].get<uint64_t>());
+		INFO("tid " << tid << ": its own clock " << ns << " ns, procimage " << last << " ns");
+		// never less than the thread measured itself; at most 1% more (its way out after the read)
+		CHECK(last >= static_cast<uint64_t>(ns));
+		CHECK(last <= static_cast<uint64_t>(ns) + static_cast<uint64_t>(ns) / 100);
+	}
+	CHECK(threads == 2);
+}
