@@ -343,5 +343,5 @@ private:
 
 } // namespace procimage::keytime
 
-PROCIMAGE_DEFINE_PROBE(procimage::keytime::keytime_probe, "keytime", "1.0.0",
+PROCIMAGE_DEFINE_PROBE(procimage::keytime::keytime_probe, "keytime", PROCIMAGE_VERSION,
 		       "key time points: fork, vfork, thread creation, exec, exit, on/off CPU");

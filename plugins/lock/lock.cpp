@@ -1518,5 +1518,5 @@ private:
 
 } // namespace procimage::lock
 
-PROCIMAGE_DEFINE_PROBE(procimage::lock::lock_probe, "lock", "1.0.0",
+PROCIMAGE_DEFINE_PROBE(procimage::lock::lock_probe, "lock", PROCIMAGE_VERSION,
 		       "user-space locks: mutex/rwlock/spinlock wait and hold times, futex contention and holders");

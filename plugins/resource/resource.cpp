@@ -514,5 +514,5 @@ private:
 
 } // namespace procimage::resource
 
-PROCIMAGE_DEFINE_PROBE(procimage::resource::resource_probe, "resource", "1.0.0",
+PROCIMAGE_DEFINE_PROBE(procimage::resource::resource_probe, "resource", PROCIMAGE_VERSION,
 		       "CPU, memory and I/O per thread and process, sampled every interval, beside the system's");

@@ -227,5 +227,5 @@ private:
 
 } // namespace procimage::schedule
 
-PROCIMAGE_DEFINE_PROBE(procimage::schedule::schedule_probe, "schedule", "1.0.0",
+PROCIMAGE_DEFINE_PROBE(procimage::schedule::schedule_probe, "schedule", PROCIMAGE_VERSION,
 		       "scheduling delay (run-queue wait) of the target beside the whole system");

@@ -574,5 +574,5 @@ private:
 
 } // namespace procimage::syscalls
 
-PROCIMAGE_DEFINE_PROBE(procimage::syscalls::syscall_probe, "syscall", "1.0.0",
+PROCIMAGE_DEFINE_PROBE(procimage::syscalls::syscall_probe, "syscall", PROCIMAGE_VERSION,
 		       "system calls: sequences, per-syscall counts, errors and latency, beside the whole system");

@@ -119,5 +119,5 @@ private:
 
 } // namespace procimage::sinks
 
-PROCIMAGE_DEFINE_SINK(procimage::sinks::csv_sink, "csv", "1.0.0",
+PROCIMAGE_DEFINE_SINK(procimage::sinks::csv_sink, "csv", PROCIMAGE_VERSION,
 		      "RFC 4180 CSV, one file per record type");

@@ -74,5 +74,5 @@ private:
 
 } // namespace procimage::sinks
 
-PROCIMAGE_DEFINE_SINK(procimage::sinks::jsonl_sink, "jsonl", "1.0.0",
+PROCIMAGE_DEFINE_SINK(procimage::sinks::jsonl_sink, "jsonl", PROCIMAGE_VERSION,
 		      "one JSON object per line (file or standard output)");

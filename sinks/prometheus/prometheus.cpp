@@ -244,5 +244,5 @@ private:
 
 } // namespace procimage::sinks
 
-PROCIMAGE_DEFINE_SINK(procimage::sinks::prometheus_sink, "prometheus", "1.0.0",
+PROCIMAGE_DEFINE_SINK(procimage::sinks::prometheus_sink, "prometheus", PROCIMAGE_VERSION,
 		      "Prometheus exporter: serves the records' figures on /metrics (text format or OpenMetrics)");

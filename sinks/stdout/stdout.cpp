@@ -79,5 +79,5 @@ private:
 
 } // namespace procimage::sinks
 
-PROCIMAGE_DEFINE_SINK(procimage::sinks::stdout_sink, "stdout", "1.0.0",
+PROCIMAGE_DEFINE_SINK(procimage::sinks::stdout_sink, "stdout", PROCIMAGE_VERSION,
 		      "human-readable lines on standard output");

@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <sstream>
+
 using nlohmann::json;
 namespace t = procimage::test;
 
@@ -41,4 +43,44 @@ TEST_CASE("sdk: examples/sigcount builds against the installed SDK and counts si
 
 	r = t::run({prefix + "/bin/procimage", "--plugin-dir", d.file("b"), "--list-plugins"});
 	CHECK_THAT(r.out, Catch::Contains("probe  sigcount"));
+}
+
+TEST_CASE("sdk: the installed pkg-config file names the install prefix and the one version")
+{
+	REQUIRE_ROOT_OR_SKIP(); // cmake --install of the build tree writes into it as root
+	t::temp_dir d;
+	const std::string prefix = d.file("elsewhere");
+	auto r = t::run({"cmake", "--install", t::build_dir(), "--prefix", prefix});
+	INFO(r.out << r.err);
+	REQUIRE(r.status == 0);
+	r = t::run({"pkg-config", "--variable=prefix", "procimage-plugin"}, {{"PKG_CONFIG_PATH", prefix + "/lib/pkgconfig"}});
+	if (r.status != 0) // a multiarch libdir
+		r = t::run({"sh", "-c", "PKG_CONFIG_PATH=$(dirname $(find '" + prefix +
+					       "' -name procimage-plugin.pc)) pkg-config --variable=prefix procimage-plugin"});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	CHECK(r.out == prefix + "\n");
+	// one version everywhere: the package's and each installed plugin's
+	r = t::run({"sh", "-c", "PKG_CONFIG_PATH=$(dirname $(find '" + prefix +
+				       "' -name procimage-plugin.pc)) pkg-config --modversion procimage-plugin"});
+	REQUIRE(r.status == 0);
+	std::string version = r.out.substr(0, r.out.find('\n'));
+	r = t::run({prefix + "/bin/procimage", "--list-plugins"});
+	REQUIRE(r.status == 0);
+	std::istringstream rows(r.out);
+	std::string line;
+	int plugins = 0;
+	while (std::getline(rows, line)) {
+		std::istringstream f(line);
+		std::string kind, name, v;
+		f >> kind >> name >> v;
+		if (kind != "probe" && kind != "sink")
+			continue;
+		plugins++;
+		CHECK(v == version);
+	}
+	CHECK(plugins >= 9);
+	// the demo workload is no command of its own
+	CHECK(t::run({"test", "-e", prefix + "/bin/procimage-demo"}).status != 0);
+	CHECK(t::run({"test", "-x", prefix + "/libexec/procimage/procimage-demo"}).status == 0);
 }
