@@ -3,7 +3,8 @@
 // prometheus sink: from records to metric families. The records of the in-tree probes
 // (keytime, schedule, syscall, resource, lock) and of the host become counters, gauges and
 // histograms (README.md lists them); every record is counted by probe and event; the series
-// of a target process are removed `expire_s` after the process ended.
+// of a target process are removed `expire_s` after the process ended; its gauges (which describe
+// the present) as soon as it ends.
 //
 // Thread safety: one mutex guards the registry. record() and maintain() run on the host
 // thread and hold it for one record; scrape() copies the figures under it and formats them
@@ -404,6 +405,7 @@ private:
 			return; // about an earlier process with this pid
 		it->second.ended = true;
 		it->second.ended_ns = r.ts_ns;
+		reg_.end_owner_gauges(r.pid);
 	}
 
 	void check_alive(uint64_t now_ns)
@@ -425,6 +427,7 @@ private:
 			if (!opt_.alive(pid, o.start)) {
 				o.ended = true;
 				o.ended_ns = now_ns;
+				reg_.end_owner_gauges(pid);
 			}
 			check_cursor_ = pid + 1;
 		}

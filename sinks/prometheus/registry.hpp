@@ -246,6 +246,8 @@ public:
 		auto it = f.children.find(key_);
 		if (it != f.children.end())
 			return &it->second;
+		if (owner && f.meta->type == metric_type::gauge && gauges_ended_.count(owner))
+			return nullptr; // a gauge describes the present: none for a process that has ended
 		size_t w = f.meta->weight();
 		if (!f.meta->self && series_ + w > max_series_) {
 			refuse(f);
@@ -314,9 +316,36 @@ public:
 		}
 	}
 
+	// The process has ended: remove its gauges now, and refuse new ones (its counters stay
+	// until remove_owner, so that increase() sees their last samples). Returns how many series.
+	size_t end_owner_gauges(uint32_t pid)
+	{
+		gauges_ended_.insert(pid);
+		auto it = owned_.find(pid);
+		if (it == owned_.end())
+			return 0;
+		size_t n = 0;
+		auto &keys = it->second;
+		for (auto k = keys.begin(); k != keys.end();) {
+			family *f = k->first;
+			if (f->meta->type != metric_type::gauge) {
+				++k;
+				continue;
+			}
+			if (f->children.erase(k->second)) {
+				n += f->meta->weight();
+				if (!f->meta->self)
+					series_ -= f->meta->weight();
+			}
+			k = keys.erase(k);
+		}
+		return n;
+	}
+
 	// Remove every series owned by this process; returns how many series (exposed lines).
 	size_t remove_owner(uint32_t pid)
 	{
+		gauges_ended_.erase(pid);
 		auto it = owned_.find(pid);
 		if (it == owned_.end())
 			return 0;
@@ -389,6 +418,7 @@ private:
 	size_t series_ = 0;
 	std::map<std::string, family> families_;
 	std::unordered_map<uint32_t, std::vector<std::pair<family *, std::string>>> owned_;
+	std::unordered_set<uint32_t> gauges_ended_; // processes whose gauges are gone (end_owner_gauges)
 	std::unordered_set<uint64_t> refused_;
 	std::string key_;
 };

@@ -504,6 +504,49 @@ TEST_CASE("prometheus: the series cap refuses new series and counts them")
 	CHECK(e.dropped_series() == refused + 2);
 }
 
+TEST_CASE("prometheus: a process's gauges leave when it ends; its counters stay until expire_s")
+{
+	std::set<uint32_t> running = {42, 43};
+	auto o = opts();
+	o.alive = [&](uint32_t pid, uint64_t) { return running.count(pid) > 0; };
+	o.check_period_ns = S;
+	prom::exporter e(o);
+	auto proc = [&](uint32_t pid, uint64_t ts, bool exited) {
+		sdk::record p("resource", "process");
+		p.ts(ts).ids(pid, pid).comm("wl").pid_start(5000 + pid);
+		p.u64("interval_ns", S).f64("cpu_pct", 100.0).u64("cpu_ns", S).u64("cpu_total_ns", 3 * S)
+			.u64("rss_bytes", 8192).u64("rss_anon_bytes", 4096).u64("rss_file_bytes", 4096).u64("rss_shmem_bytes", 0)
+			.u64("swap_bytes", 0).u64("threads", 2).boolean("exited", exited);
+		feed(e, p);
+	};
+	proc(42, TS, false);
+	proc(43, TS, false);
+	e.maintain(TS);
+	std::string text = settled(e);
+	CHECK(value_of(text, "procimage_cpu_usage_ratio{scope=\"target\",pid=\"42\",comm=\"wl\"}") == 0.5);
+	CHECK(lines_of(text, "procimage_threads{pid=\"43\"").size() == 1);
+
+	// 42: its last resource record says it exited; 43: found gone by the liveness check
+	proc(42, TS + S, true);
+	running.erase(43);
+	e.maintain(TS + 2 * S);
+	text = settled(e);
+	for (const char *gauge : {"procimage_cpu_usage_ratio{scope=\"target\"", "procimage_memory_used_bytes{scope=\"target\"",
+				  "procimage_memory_rss_bytes{", "procimage_memory_swap_bytes{", "procimage_threads{"}) {
+		INFO(gauge);
+		CHECK(lines_of(text, gauge).empty());
+	}
+	// a late record about an ended process brings no gauge back
+	proc(43, TS + 2 * S, false);
+	CHECK(lines_of(settled(e), "procimage_threads{").empty());
+	// the counters stay for increase() until expire_s
+	CHECK(value_of(text, "procimage_cpu_seconds_total{scope=\"target\",pid=\"42\",comm=\"wl\"}") == 3);
+	e.maintain(TS + 61 * S - 1);
+	CHECK(lines_of(settled(e), "procimage_cpu_seconds_total{scope=\"target\",pid=\"42\"").size() == 1);
+	e.maintain(TS + 61 * S); // 60 s after its end
+	CHECK(lines_of(settled(e), "procimage_cpu_seconds_total{scope=\"target\",pid=\"42\"").empty());
+}
+
 TEST_CASE("prometheus: series of ended processes expire, live ones stay")
 {
 	std::set<uint32_t> running = {42, 60};
