@@ -52,6 +52,15 @@ struct vfork_parent {
 	char comm[PI_COMM_LEN];
 };
 
+/* How each task seen born was created (enum kt_clone_kind), by thread id: read and freed at its
+ * exit, whatever the exit's target, so an entry lives exactly as long as its task. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u32);
+} kt_births SEC(".maps");
+
 /* vfork children whose parent is still suspended, by child thread id */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -123,6 +132,9 @@ int BPF_PROG(kt_newtask, struct task_struct *child, u64 clone_flags)
 	} else {
 		e->clone_kind = KT_CLONE_FORK;
 	}
+	__u32 tid = e->child_tid, kind = e->clone_kind;
+	if (bpf_map_update_elem(&kt_births, &tid, &kind, BPF_ANY) != 0)
+		pi_count_lost();
 	pi_submit(&kt_events, e);
 	return 0;
 }
@@ -335,6 +347,10 @@ static __always_inline void on_process_exit(struct task_struct *p, bool group_de
 	__u32 tid = BPF_CORE_READ(p, pid);
 	vfork_release(p, tid, 0);
 	bpf_map_delete_elem(&kt_exec_inflight, &tid);
+	__u32 *born = bpf_map_lookup_elem(&kt_births, &tid);
+	__u32 created_by = born ? *born : 0;
+	if (born)
+		bpf_map_delete_elem(&kt_births, &tid);
 	if (!pi_wanted(BPF_CORE_READ(p, tgid), tid))
 		return;
 	struct kt_exit *e = pi_reserve(&kt_events, sizeof(*e));
@@ -346,7 +362,7 @@ static __always_inline void on_process_exit(struct task_struct *p, bool group_de
 	e->thread_start_ns = BPF_CORE_READ(p, start_boottime);
 	e->process_start_ns = e->h.pid_start_ns;
 	e->ppid = BPF_CORE_READ(p, real_parent, tgid);
-	e->pad = 0;
+	e->created_by = created_by;
 	pi_submit(&kt_events, e);
 }
 

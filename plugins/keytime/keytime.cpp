@@ -253,27 +253,12 @@ private:
 			.u64("thread_lifetime_ns", now - std::min<uint64_t>(now, e.thread_start_ns), PI_FMT_DURATION_NS);
 		if (e.group_dead)
 			r.u64("process_lifetime_ns", now - std::min<uint64_t>(now, e.process_start_ns), PI_FMT_DURATION_NS);
-		auto it = births_.find(e.h.tid);
-		if (it != births_.end()) {
-			r.str("created_by", clone_kind_name(it->second));
-			births_.erase(it);
-		} else {
-			r.str("created_by", "unknown");
-		}
+		r.str("created_by", e.created_by ? clone_kind_name(e.created_by) : "unknown");
 		r.emit(host());
 	}
 
 	void on_newtask(const kt_newtask &e)
 	{
-		// Births whose exit is never seen (a target thread that exec'd away its id, children
-		// outside a -p target) must not grow without bound.
-		if (births_.size() >= 1u << 16) {
-			sdk::log(host(), PI_LOG_WARN,
-				 "keytime: 65536 births without an exit seen; forgetting them (their exits will say "
-				 "created_by=unknown)");
-			births_.clear();
-		}
-		births_[e.child_tid] = e.clone_kind;
 		auto r = make(clone_kind_name(e.clone_kind), e.h);
 		r.u64("child_pid", e.child_pid)
 			.u64("child_tid", e.child_tid)
@@ -328,12 +313,11 @@ private:
 	keytime_bpf *skel_ = nullptr;
 	sdk::links links_;
 	kallsyms syms_;
-	std::unordered_map<uint32_t, uint32_t> births_; // child tid -> kt_clone_kind
 
 	// A new activation starts clean: no half-open interval, exec or vfork from before.
 	void reset()
 	{
-		births_.clear();
+		sdk::clear_map(bpf_map__fd(skel_->maps.kt_births), sizeof(uint32_t));
 		sdk::clear_map(bpf_map__fd(skel_->maps.kt_cpustate), sizeof(uint32_t));
 		sdk::clear_map(bpf_map__fd(skel_->maps.kt_exec_inflight), sizeof(uint32_t));
 		sdk::clear_map(bpf_map__fd(skel_->maps.kt_vforks), sizeof(uint32_t));

@@ -50,7 +50,7 @@ struct kt_exit {
 	__u64 thread_start_ns;  /* boot ns */
 	__u64 process_start_ns; /* boot ns */
 	__u32 ppid;       /* real parent's tgid */
-	__u32 pad;
+	__u32 created_by; /* enum kt_clone_kind, 0 when its birth was not seen */
 };
 
 enum kt_clone_kind {

@@ -46,7 +46,7 @@ TEST_CASE("exec records: filename, argv split at NULs, errno, previous comm")
 	CHECK(r["comm"] == "ls");
 }
 
-TEST_CASE("exit records: status, signal, lifetimes, and how the thread was born")
+TEST_CASE("exit records: status, signal, lifetimes, and how the thread was born (from the kernel's record)")
 {
 	keytime_instance k;
 	kt_newtask n{};
@@ -65,6 +65,7 @@ TEST_CASE("exit records: status, signal, lifetimes, and how the thread was born"
 	x.thread_start_ns = 4500000000ULL;
 	x.process_start_ns = 4000000000ULL;
 	x.ppid = 1;
+	x.created_by = KT_CLONE_THREAD; // the kernel side keeps it from the birth to the exit
 	REQUIRE(k.feed(&x, sizeof x) == PI_OK);
 
 	kt_exit killed{};
