@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-// sigcount: signals delivered to the target, counted in the kernel per (process, signal).
+// sigcount: signals sent to the target, counted in the kernel per (process, signal).
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -16,14 +16,20 @@ struct {
 	__type(value, __u64);
 } sig_counts SEC(".maps");
 
-/* Runs in the receiving task as it takes the signal. */
-SEC("tp_btf/signal_deliver")
-int BPF_PROG(sigcount_deliver, int sig, struct kernel_siginfo *info, struct k_sigaction *ka)
+#define TRACE_SIGNAL_DELIVERED 0 /* enum trace_signal_result: queued for the task */
+
+/* Runs in the sender as the signal is generated, with the signal that was sent: by the time a
+ * fatal signal is delivered, the kernel has turned it into SIGKILL for the whole group. */
+SEC("tp_btf/signal_generate")
+int BPF_PROG(sigcount_generate, int sig, struct kernel_siginfo *info, struct task_struct *task, int group,
+	     int result)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	if (!pi_wanted(id >> 32, (__u32)id))
+	if (result != TRACE_SIGNAL_DELIVERED)
+		return 0; /* ignored, or merged with one already pending: it will not arrive again */
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	if (!pi_wanted(tgid, BPF_CORE_READ(task, pid)))
 		return 0;
-	struct sigcount_key key = {.tgid = id >> 32, .sig = (__u32)sig};
+	struct sigcount_key key = {.tgid = tgid, .sig = (__u32)sig};
 	__u64 *n = bpf_map_lookup_elem(&sig_counts, &key);
 	if (n) {
 		__sync_fetch_and_add(n, 1);

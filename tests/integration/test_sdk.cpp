@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <csignal>
+#include <map>
 #include <sstream>
 
 using nlohmann::json;
@@ -43,6 +45,21 @@ TEST_CASE("sdk: examples/sigcount builds against the installed SDK and counts si
 
 	r = t::run({prefix + "/bin/procimage", "--plugin-dir", d.file("b"), "--list-plugins"});
 	CHECK_THAT(r.out, Catch::Contains("probe  sigcount"));
+
+	// a fatal signal is counted as the signal that was sent, not as the SIGKILL it becomes
+	t::write_file(d.file("p2.json"), R"({"version": 1,
+		"probes": {"sigcount": {}},
+		"sinks": {"jsonl": {"path": ")" + d.file("term.jsonl") + R"("}}})");
+	r = t::run({prefix + "/bin/procimage", "--plugin-dir", d.file("b"), "--pipeline", d.file("p2.json"), "--",
+		    "/bin/sh", "-c", "kill -TERM $$; sleep 5"});
+	INFO(r.err);
+	CHECK(r.status == 128 + SIGTERM);
+	std::map<long, uint64_t> by_signal;
+	for (const auto &rec : t::read_jsonl(d.file("term.jsonl")))
+		if (rec["probe"] == "sigcount" && rec["event"] == "signals")
+			by_signal[rec["signal"].get<long>()] += rec["count"].get<uint64_t>();
+	CHECK(by_signal[SIGTERM] == 1);
+	CHECK(by_signal.count(SIGKILL) == 0);
 }
 
 TEST_CASE("sdk: the installed pkg-config file names the install prefix and the one version")
