@@ -6,6 +6,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
+#include <chrono>
 #include <sstream>
 #include <stdexcept>
 
@@ -116,6 +118,26 @@ std::vector<nlohmann::json> read_jsonl(const std::string &path)
 		if (!line.empty())
 			out.push_back(nlohmann::json::parse(line));
 	return out;
+}
+
+bool wait_for_record(const std::string &path, const std::function<bool(const nlohmann::json &)> &pred,
+		     int timeout_ms)
+{
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+	for (;;) {
+		std::ifstream in(path);
+		std::string line;
+		while (std::getline(in, line)) {
+			if (in.eof())
+				break; // no newline yet: still being written
+			auto rec = nlohmann::json::parse(line, nullptr, false);
+			if (!rec.is_discarded() && pred(rec))
+				return true;
+		}
+		if (std::chrono::steady_clock::now() >= deadline)
+			return false;
+		std::this_thread::sleep_for(std::chrono::milliseconds(20));
+	}
 }
 
 std::vector<nlohmann::json> select_records(const std::vector<nlohmann::json> &recs, const std::string &probe,

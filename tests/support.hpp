@@ -42,6 +42,11 @@ private:
 std::string read_file(const std::string &path);
 void write_file(const std::string &path, const std::string &text);
 std::vector<nlohmann::json> read_jsonl(const std::string &path);
+// Poll a JSON-lines file that a running procimage writes (a last line still being written is
+// left for the next look) until some record satisfies pred, or timeout_ms passes. Returns
+// whether one did: tests wait on the condition itself, never for a fixed time.
+bool wait_for_record(const std::string &path, const std::function<bool(const nlohmann::json &)> &pred,
+		     int timeout_ms = 10000);
 // The records of one probe and event (and matching pred, when given).
 std::vector<nlohmann::json> select_records(const std::vector<nlohmann::json> &recs, const std::string &probe,
 					   const std::string &event,

@@ -388,7 +388,11 @@ TEST_CASE("syscall: partial batches at the end of collection, rows and sequences
 				   {{"interval_ms", 100}, {"target", {{"tgid", child.pid}}}});
 	background_tool tool({t::procimage_bin(), "--pipeline", pipe}, d.file("err"));
 	child.start();
-	std::this_thread::sleep_for(std::chrono::milliseconds(600)); // the child blocks in its read
+	// the child's 23 calls are done and it blocks in its read once that read is reported in
+	// progress (after inprogress_ms)
+	CHECK(t::wait_for_record(d.file("out.jsonl"), [&](const json &e) {
+		return e.value("event", "") == "inprogress" && e["pid"] == child.pid;
+	}));
 	CHECK(tool.stop() == 0);
 	CHECK(child.finish() == 0);
 	auto recs = t::read_jsonl(d.file("out.jsonl"));
@@ -436,7 +440,10 @@ TEST_CASE("syscall: another process as target; the system figures still count th
 		background_tool tool({t::procimage_bin(), "--pipeline", pipe}, d.file("err"));
 		auto r = t::run({t::build_dir() + "/wl-syscall"}, {{"PROCIMAGE_WL_LOG", d.file("wl.log")}});
 		REQUIRE(r.status == 0);
-		std::this_thread::sleep_for(std::chrono::milliseconds(400));
+		// the idle target's read, begun before collection, reported in progress
+		CHECK(t::wait_for_record(d.file("out.jsonl"), [&](const json &e) {
+			return e.value("event", "") == "inprogress" && e["pid"] == idle.pid;
+		}));
 		CHECK(tool.stop() == 0);
 		CHECK(idle.finish() == 1); // its read returned 0 (EOF), not the byte it waited for
 		auto truth = t::read_kv(d.file("wl.log"));
