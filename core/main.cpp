@@ -4,6 +4,7 @@
 #include "host.hpp"
 #include "pipeline.hpp"
 #include "plugin_loader.hpp"
+#include "model.hpp"
 
 #include <boost/program_options.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -24,6 +25,7 @@ namespace {
 const char *USAGE = R"(Usage:
   procimage --pipeline FILE [options] [-- CMD [ARGS...]]
   procimage [-a|-k|-l|-r|-s|-S]... [-p TID | -P TGID] [-o SINK]... [options] [-- CMD [ARGS...]]
+  procimage report [--format text|json|chrome-trace|html] [-o FILE] RUN.jsonl
 
 A portrait of a process's whole life: key time points, locks, resources, scheduling delay
 and syscalls, each beside the same figure for the whole system.
@@ -90,6 +92,10 @@ result<component> sink_from_flag(const std::string &spec)
 
 int main(int argc, char **argv)
 {
+	// "procimage report RUN.jsonl": render a recorded run (report/)
+	if (argc > 1 && std::string(argv[1]) == "report")
+		return procimage::report::report_command(argc - 1, argv + 1);
+
 	auto logger = spdlog::stderr_color_mt("procimage");
 	spdlog::set_default_logger(logger);
 	spdlog::set_pattern("procimage: %^%l%$: [%n] %v");
