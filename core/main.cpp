@@ -4,7 +4,7 @@
 #include "host.hpp"
 #include "pipeline.hpp"
 #include "plugin_loader.hpp"
-#include "model.hpp"
+#include "report/model.hpp"
 
 #include <boost/program_options.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>

@@ -3,7 +3,7 @@
 // One self-contained HTML page (inline CSS and SVG, no script, no network): the life tree, a
 // timeline of processes and threads, and charts beside the system's figures. Timeline slices
 // are capped by the model (large runs are summarised), so the page stays small.
-#include "format.hpp"
+#include "words.hpp"
 
 #include <algorithm>
 #include <cmath>

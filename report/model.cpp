@@ -137,10 +137,12 @@ void builder::add(const json &r)
 	auto probe = f::probe(r), ev = f::event(r);
 	auto ts = f::ts(r);
 	if (ts) {
-		if (!m_.t0_ns || ts < m_.t0_ns) {
+		// an interval record (oncpu, offcpu) begins dur_ns before its time
+		uint64_t begin = ts - std::min(ts, f::duration(r).value_or(0));
+		if (!m_.t0_ns || begin < m_.t0_ns) {
 			// a record older than the first one seen: shift what was measured from it
-			uint64_t shift = m_.t0_ns ? m_.t0_ns - ts : 0;
-			m_.t0_ns = ts;
+			uint64_t shift = m_.t0_ns ? m_.t0_ns - begin : 0;
+			m_.t0_ns = begin;
 			if (shift)
 				for (auto &p : m_.processes) {
 					p.first_ns += shift, p.last_ns += shift;

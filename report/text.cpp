@@ -2,7 +2,7 @@
 //
 // The terminal portrait: a process tree, one line per process, then a section per process with
 // its figures beside the system's.
-#include "format.hpp"
+#include "words.hpp"
 
 #include <algorithm>
 #include <functional>
