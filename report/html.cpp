@@ -90,8 +90,13 @@ static std::string series_svg(const std::string &title, const std::vector<std::p
 	std::string path;
 	for (auto &[t, v] : pts)
 		path += (path.empty() ? "M" : " L") + fmt("%.1f", 10 + 320 * t / span) + "," + fmt("%.1f", 120 - 110 * v / mx);
-	o += "<svg width=340 height=140 viewBox='0 0 340 140'><path d='" + path +
-	     "' fill=none stroke='#1c7ed6' stroke-width=2/><text x=10 y=135 class=ax>max " + esc(label(mx)) + "</text></svg></figure>";
+	o += "<svg width=340 height=140 viewBox='0 0 340 140'><line x1=10 y1=120 x2=330 y2=120 stroke='#dee2e6'/><path d='" + path +
+	     "' fill=none stroke='#1c7ed6' stroke-width=2/>";
+	if (pts.size() < 40)
+		for (auto &[t, v] : pts)
+			o += "<circle cx='" + fmt("%.1f", 10 + 320 * t / span) + "' cy='" + fmt("%.1f", 120 - 110 * v / mx) +
+			     "' r=3 fill='#1c7ed6'><title>" + esc(label(v)) + "</title></circle>";
+	o += "<text x=10 y=135 class=ax>max " + esc(label(mx)) + "</text></svg></figure>";
 	return o;
 }
 
@@ -138,7 +143,8 @@ table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #f
 			std::string lab = tid == p.pid ? std::to_string(p.pid) + " " + p.comm : "  └ " + std::to_string(tid);
 			o += "<text x=4 y='" + fmt("%.0f", y + 12) + "'>" + esc(lab) + "</text>";
 			double a = X(double(tid == p.pid ? p.first_ns : t.first_ns));
-			double b = X(double(tid == p.pid ? std::max(p.last_ns, p.first_ns + p.lifetime_ns.value_or(0)) : t.last_ns));
+			double b = X(double(tid == p.pid ? (p.lifetime_ns ? p.first_ns + *p.lifetime_ns : p.last_ns)
+							 : t.ended_ns.value_or(t.last_ns)));
 			o += "<rect x='" + fmt("%.1f", a) + "' y='" + fmt("%.0f", y + 7) + "' width='" + fmt("%.1f", std::max(1.0, b - a)) +
 			     "' height=4 fill='#e9ecef'/>";
 			for (auto &s : t.slices) {

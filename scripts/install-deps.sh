@@ -9,6 +9,7 @@ PKGS=(
   libseccomp-dev libcpp-httplib-dev
   jq bsdextrautils strace util-linux bc curl
   prometheus
+  chromium
 )
 # Peer tools the benchmarks compare against.
 BENCH_PKGS=(libbpf-tools bpftrace)
