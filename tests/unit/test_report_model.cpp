@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <map>
 #include <set>
 #include <sstream>
@@ -197,7 +198,7 @@ TEST_CASE("report chrome trace: named tracks, non-negative and non-overlapping s
 	auto t = json::parse(render_chrome_trace(m));
 	std::set<std::pair<uint64_t, uint64_t>> named_threads;
 	std::set<uint64_t> named_procs;
-	std::map<std::pair<uint64_t, uint64_t>, std::vector<std::pair<double, double>>> slices;
+	std::map<std::pair<uint64_t, uint64_t>, std::vector<std::pair<long long, long long>>> slices;
 	bool flow = false;
 	for (auto &e : t["traceEvents"]) {
 		auto ph = e["ph"].get<std::string>();
@@ -208,7 +209,9 @@ TEST_CASE("report chrome trace: named tracks, non-negative and non-overlapping s
 		else if (ph == "X") {
 			CHECK(e["ts"].get<double>() >= 0);
 			CHECK(e["dur"].get<double>() >= 0);
-			slices[{e["pid"].get<uint64_t>(), e["tid"].get<uint64_t>()}].push_back({e["ts"].get<double>(), e["ts"].get<double>() + e["dur"].get<double>()});
+			slices[{e["pid"].get<uint64_t>(), e["tid"].get<uint64_t>()}].push_back(// the format's resolution is 1 ns (µs with 3 decimals): compare whole ns
+				{std::llround(e["ts"].get<double>() * 1000),
+				 std::llround((e["ts"].get<double>() + e["dur"].get<double>()) * 1000)});
 		} else if (ph == "f")
 			flow = true;
 	}
