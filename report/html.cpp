@@ -121,21 +121,49 @@ table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #f
 	{
 		std::string t = render_text(m, true);
 		auto a = t.find("\n\n"), b = t.find("\n\n", a + 2);
-		o += esc(t.substr(a + 2, b == std::string::npos ? std::string::npos : b - a - 2));
+		t = t.substr(a + 2, b == std::string::npos ? std::string::npos : b - a - 2);
+		size_t cut = 0, lines = 0;
+		while (cut != std::string::npos && lines < 60)
+			cut = t.find('\n', cut + 1), lines++;
+		if (cut != std::string::npos)
+			t = t.substr(0, cut) + "\n… (" + std::to_string(m.processes.size()) + " processes in all: see All processes)";
+		o += esc(t);
 	}
 	o += "</div>";
+
+	// Large runs are summarised: the timeline and the detailed sections cover the root
+	// processes and those with the most CPU; every process still has a row in the table below.
+	const size_t DETAIL = 40;
+	std::vector<size_t> chosen;
+	for (size_t i = 0; i < m.processes.size(); i++)
+		chosen.push_back(i);
+	if (chosen.size() > DETAIL) {
+		auto weight = [&](size_t i) {
+			auto &p = m.processes[i];
+			uint64_t on = 0;
+			for (auto &[_, t] : p.threads)
+				on += t.oncpu_ns.value_or(0);
+			return std::pair<bool, uint64_t>(!p.parent, std::max(p.cpu_ns.value_or(0), on));
+		};
+		std::stable_sort(chosen.begin(), chosen.end(), [&](size_t a, size_t b) { return weight(a) > weight(b); });
+		chosen.resize(DETAIL);
+		std::sort(chosen.begin(), chosen.end());
+		o += "<p class=sub>" + std::to_string(m.processes.size()) + " processes: the timeline and the detailed sections show " +
+		     std::to_string(DETAIL) + " of them (the roots and the busiest); every process has a row under All processes.</p>";
+	}
 
 	// timeline
 	double span = std::max<double>(1, double(m.duration_ns()));
 	size_t rows = 0;
-	for (auto &p : m.processes)
-		rows += std::max<size_t>(1, p.threads.size());
+	for (auto i : chosen)
+		rows += std::max<size_t>(1, m.processes[i].threads.size());
 	double W = 1100, L = 190, rh = 18;
 	o += "<h2>Timeline</h2><svg class=tl width='" + fmt("%.0f", W) + "' height='" + fmt("%.0f", 30 + rh * double(rows)) +
 	     "' viewBox='0 0 " + fmt("%.0f", W) + " " + fmt("%.0f", 30 + rh * double(rows)) + "'>";
 	auto X = [&](double ns) { return L + (W - L - 10) * ns / span; };
 	double y = 20;
-	for (auto &p : m.processes) {
+	for (auto i : chosen) {
+		auto &p = m.processes[i];
 		auto threads = p.threads;
 		if (threads.empty())
 			threads[p.pid].tid = p.pid;
@@ -175,7 +203,8 @@ table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #f
 	auto b2s = [](double v) { return bytes(opt_u64(uint64_t(v))); };
 	auto p2s = [](double v) { return fmt("%.1f%%", v); };
 
-	for (auto &p : m.processes) {
+	for (auto i : chosen) {
+		auto &p = m.processes[i];
 		o += "<h2>" + std::to_string(p.pid) + " " + esc(p.comm) + "</h2><table>";
 		auto row = [&](const std::string &k, const std::string &v, const std::string &s = "") {
 			auto cell = [](const std::string &x) {
@@ -212,6 +241,13 @@ table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #f
 		o += series_svg("I/O bytes per interval", io, span, b2s);
 		o += hist_svg("scheduling delay", sch ? p.sched.hist_ns : std::vector<uint64_t>{}, sch ? m.system.sched.hist_ns : std::vector<uint64_t>{});
 		o += hist_svg("syscall latency", sc ? p.syscall_total.hist_ns : std::vector<uint64_t>{}, sc ? m.system.syscall_total.hist_ns : std::vector<uint64_t>{});
+	}
+	if (chosen.size() < m.processes.size()) {
+		o += "<h2>All processes</h2><table><tr><th>pid</th><th>comm</th><th>parent</th><th>ended</th><th>lifetime</th><th>CPU</th></tr>";
+		for (auto &p : m.processes)
+			o += "<tr><td>" + std::to_string(p.pid) + "</td><td>" + esc(p.comm) + "</td><td>" + std::to_string(p.ppid) +
+			     "</td><td>" + esc(how_ended(p)) + "</td><td>" + dur(p.lifetime_ns) + "</td><td>" + dur(p.cpu_ns) + "</td></tr>";
+		o += "</table>";
 	}
 	if (!m.lost.empty()) {
 		o += "<h2>Losses</h2><table>";

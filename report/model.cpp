@@ -330,7 +330,7 @@ model builder::finish()
 			p.cpu_ns = *p.user_ns + *p.system_ns;
 	}
 	if (dropped_slices_)
-		m_.lost["report (timeline slices summarised)"] = dropped_slices_;
+		m_.lost["report: timeline slices left out"] = dropped_slices_;
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	m_.ncpu = n > 0 ? unsigned(n) : 1;
 	return std::move(m_);

@@ -123,7 +123,7 @@ std::string render_text(const model &m, bool brief)
 		out += "\nlosses:\n";
 		for (auto &[src, n] : m.lost)
 			if (n)
-				out += row(src, std::to_string(n) + " records lost");
+				out += row(src, std::to_string(n) + (src.rfind("report", 0) == 0 ? "" : " records lost"));
 	} else if (!m.lost.empty()) {
 		out += "\nno records lost\n";
 	}
