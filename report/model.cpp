@@ -198,12 +198,33 @@ void builder::add(const json &r)
 			if (ev == "thread") {
 				thread(p, ctid, f::str(r, "child_comm"), now);
 			} else if (child) {
-				live_.erase(child); // a new process with this pid starts here
-				pending_parent_[child] = p.pid;
-				auto &c = process(child, f::child_start(r).value_or(0), now);
-				c.created_by = ev;
-				c.comm = f::str(r, "child_comm");
-				c.first_ns = now;
+				size_t pi = static_cast<size_t>(&p - m_.processes.data());
+				auto seen = live_.find(child);
+				auto started_after = [&](const process_model &c) {
+					// same clock: pid_start_ns of the parent (this record) and of the child
+					if (c.start_ns && p.start_ns)
+						return c.start_ns >= p.start_ns;
+					return c.first_ns >= now;
+				};
+				if (seen != live_.end() && !m_.processes[seen->second].parent &&
+				    m_.processes[seen->second].created_by.empty() && seen->second != pi &&
+				    started_after(m_.processes[seen->second])) {
+					// the child's own records came in before its parent's fork record
+					// (another probe's batch or CPU's ring buffer): it is this child
+					auto &c = m_.processes[seen->second];
+					c.parent = pi;
+					c.ppid = m_.processes[pi].pid;
+					c.created_by = ev;
+					c.first_ns = now;
+					m_.processes[pi].children.push_back(seen->second);
+				} else {
+					live_.erase(child); // a new process with this pid starts here
+					pending_parent_[child] = p.pid;
+					auto &c = process(child, f::child_start(r).value_or(0), now);
+					c.created_by = ev;
+					c.comm = f::str(r, "child_comm");
+					c.first_ns = now;
+				}
 			}
 			return;
 		}

@@ -225,3 +225,21 @@ TEST_CASE("report chrome trace: named tracks, non-negative and non-overlapping s
 	}
 	CHECK(slices.size() == 4); // 600, 601, 602 on-CPU, 602 syscalls
 }
+
+TEST_CASE("report model: a child's records that come before its fork record", "[report]")
+{
+	// ring buffers of two CPUs: the child's exec is read before the parent's fork
+	auto m = build({
+		rec(2, "keytime", "exec", 701, 701, 90, {{"filename", "/bin/x"}, {"ret", 0}}),
+		rec(1, "keytime", "fork", 700, 700, 80, {{"child_pid", 701}, {"child_tid", 701}}),
+		rec(3, "keytime", "exit", 701, 701, 90, {{"exit_code", 4}, {"group_dead", true}}),
+	});
+	REQUIRE(m.processes.size() == 2);
+	auto *c = find(m, 701, 90);
+	REQUIRE(c);
+	REQUIRE(c->parent);
+	CHECK(m.processes[*c->parent].pid == 700);
+	CHECK(c->created_by == "fork");
+	CHECK(*c->ended->code == 4);
+	CHECK(c->execs.size() == 1);
+}
