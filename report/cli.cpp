@@ -14,8 +14,8 @@ namespace procimage::report {
 static const char *REPORT_USAGE =
 	"Usage: procimage report [--format text|json|chrome-trace|html] [-o FILE] RUN.jsonl\n"
 	"Reads a run recorded with -o jsonl:RUN.jsonl and renders its portrait (default: text to\n"
-	"standard output; the format is taken from FILE's extension when --format is not given:\n"
-	".json, .trace.json or .perfetto.json for chrome-trace, .html). '-' reads standard input.\n"
+	"standard output). Without --format, FILE's extension chooses: .html html, .trace.json or\n"
+	".perfetto.json chrome-trace, .json json, any other text. '-' reads standard input.\n"
 	"Exit status: 0, 1 when the output cannot be written, 2 on a bad command line or input.\n";
 
 std::string format_from_path(const std::string &path)
@@ -109,7 +109,7 @@ int report_command(int argc, char **argv)
 	try {
 		return report_main(argc, argv);
 	} catch (const std::invalid_argument &e) {
-		std::cerr << "procimage report: " << e.what() << "\n" << REPORT_USAGE;
+		std::cerr << "procimage report: " << e.what() << " (see procimage report --help)\n";
 		return 2;
 	} catch (const std::exception &e) {
 		std::cerr << "procimage report: " << e.what() << "\n";
