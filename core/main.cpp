@@ -5,6 +5,7 @@
 #include "host.hpp"
 #include "pipeline.hpp"
 #include "plugin_loader.hpp"
+#include "report/model.hpp"
 
 #include <procimage/kernel_features.hpp>
 
@@ -18,6 +19,7 @@
 #include <iostream>
 #include <string>
 #include <vector>
+#include <unistd.h>
 
 namespace po = boost::program_options;
 using namespace procimage::core;
@@ -27,6 +29,7 @@ namespace {
 const char *USAGE = R"(Usage:
   procimage --pipeline FILE [options] [-- CMD [ARGS...]]
   procimage [-a|-k|-l|-r|-s|-S]... [-p TID | -P TGID] [-o SINK]... [options] [-- CMD [ARGS...]]
+  procimage report [--format text|json|chrome-trace|html] [-o FILE] RUN.jsonl
 
 A portrait of a process's whole life: key time points, locks, resources, scheduling delay
 and syscalls, each beside the same figure for the whole system.
@@ -76,7 +79,7 @@ result<component> sink_from_flag(const std::string &spec)
 	c.plugin = name;
 	c.id = name;
 	c.json_path = "sinks." + name;
-	if (name == "jsonl") {
+	if (name == "jsonl" || name == "report") {
 		if (!arg.empty())
 			c.config["path"] = arg;
 	} else if (name == "csv") {
@@ -84,7 +87,7 @@ result<component> sink_from_flag(const std::string &spec)
 			return usage_error("--output csv:DIR: give the folder for the CSV files");
 		c.config["dir"] = arg;
 	} else if (!arg.empty()) {
-		return usage_error("--output " + spec + ": only jsonl:PATH and csv:DIR take an argument");
+		return usage_error("--output " + spec + ": only jsonl:PATH, report:PATH and csv:DIR take an argument");
 	}
 	return c;
 }
@@ -93,6 +96,10 @@ result<component> sink_from_flag(const std::string &spec)
 
 int main(int argc, char **argv)
 {
+	// "procimage report RUN.jsonl": render a recorded run (report/)
+	if (argc > 1 && std::string(argv[1]) == "report")
+		return procimage::report::report_command(argc - 1, argv + 1);
+
 	auto logger = spdlog::stderr_color_mt("procimage");
 	spdlog::set_default_logger(logger);
 	spdlog::set_pattern("procimage: %^%l%$: [%n] %v");
@@ -133,7 +140,9 @@ int main(int argc, char **argv)
 		 "PROBE.KEY=VALUE, repeatable: a probe's configuration key (VALUE is JSON, or a plain string), "
 		 "e.g. --set lock.mode=contention --set schedule.top=50; see each probe's README")
 		("output,o", po::value<std::vector<std::string>>(),
-		 "sink, repeatable: stdout, jsonl[:PATH], csv:DIR, prometheus, or any sink plugin name (default stdout)")
+		 "sink, repeatable: stdout, jsonl[:PATH], csv:DIR, prometheus, report[:PATH] (.txt, .json, .trace.json, "
+		 ".html), or any sink plugin name (default stdout)")
+		("no-portrait", "with -- CMD on a terminal: no short text portrait on standard error at the end")
 		("interval", po::value<uint32_t>(), "periodic reporting interval in ms (default 1000)")
 		("start", po::value<std::string>(), "active|inactive: collect at once, or load and verify the probes and wait for "
 		 "procimage-ctl -a (default: active when a target is given, inactive otherwise; -a alone waits)")
@@ -331,6 +340,15 @@ int main(int argc, char **argv)
 			component c;
 			c.id = c.plugin = "stdout";
 			c.json_path = "sinks.stdout";
+			p.sinks.push_back(c);
+		}
+		// with -- CMD on a terminal: a short text portrait on stderr at the end (sinks/report)
+		if (!command.empty() && isatty(STDERR_FILENO) && !vm.count("no-portrait") &&
+		    std::none_of(p.sinks.begin(), p.sinks.end(), [](auto &s) { return s.plugin == "report"; })) {
+			component c;
+			c.id = c.plugin = "report";
+			c.json_path = "sinks.report";
+			c.config = {{"path", "-"}, {"brief", true}};
 			p.sinks.push_back(c);
 		}
 		// "-k" and friends collect for every thread at once (no target = all threads); "-a"

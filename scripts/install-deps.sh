@@ -10,6 +10,7 @@ PKGS=(
   jq bsdextrautils strace util-linux bc curl
   prometheus
   qemu-system-x86 busybox-static cpio kmod xz-utils zstd
+  chromium
 )
 # Peer tools the benchmarks compare against.
 BENCH_PKGS=(libbpf-tools bpftrace)
