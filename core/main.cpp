@@ -4,12 +4,14 @@
 #include "host.hpp"
 #include "pipeline.hpp"
 #include "plugin_loader.hpp"
+#include "system.hpp"
 
 #include <boost/program_options.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <set>
 #include <iostream>
@@ -86,9 +88,46 @@ result<component> sink_from_flag(const std::string &spec)
 	return c;
 }
 
+// Run as a command, not only checked or listed: then privileges come before anything reads
+// the file system (plugin directories included), so a missing privilege is always exit 3.
+bool needs_privileges(const po::variables_map &vm)
+{
+	for (const char *k : {"help", "check", "print-pipeline", "list-plugins", "features"})
+		if (vm.count(k))
+			return false;
+	return true;
+}
+
+// A number option read as a signed 64-bit value, so "-1" is refused as -1 (not as 4294967295).
+result<int64_t> ranged(const po::variables_map &vm, const char *key, int64_t lo, int64_t hi, const char *unit)
+{
+	int64_t v = vm[key].as<int64_t>();
+	if (v < lo || v > hi)
+		return usage_error("--" + std::string(key) + ": expected " + std::to_string(lo) + ".." +
+				   std::to_string(hi) + unit + ", got " + std::to_string(v));
+	return v;
+}
+
+int run_procimage(int argc, char **argv);
+
 } // namespace
 
+// Every exception ends here as one line and a documented status: none aborts the program.
 int main(int argc, char **argv)
+{
+	try {
+		return run_procimage(argc, argv);
+	} catch (const std::exception &e) {
+		std::fprintf(stderr, "procimage: error: %s\n", e.what());
+	} catch (...) {
+		std::fprintf(stderr, "procimage: error: unexpected failure\n");
+	}
+	return EXIT_RUNTIME;
+}
+
+namespace {
+
+int run_procimage(int argc, char **argv)
 {
 	auto logger = spdlog::stderr_color_mt("procimage");
 	spdlog::set_default_logger(logger);
@@ -118,9 +157,9 @@ int main(int argc, char **argv)
 		("resource,r", "the resource probe")
 		("syscall,s", "the syscall probe")
 		("schedule,S", "the schedule probe")
-		("pid,p", po::value<uint32_t>(), "target one thread, by the kernel's pid (TID); 0 with -c: a CPU's idle task")
-		("tid", po::value<uint32_t>(), "same as --pid")
-		("tgid,P", po::value<uint32_t>(), "target a process (thread group) by its TGID")
+		("pid,p", po::value<int64_t>(), "target one thread, by the kernel's pid (TID); 0 with -c: a CPU's idle task")
+		("tid", po::value<int64_t>(), "same as --pid")
+		("tgid,P", po::value<int64_t>(), "target a process (thread group) by its TGID")
 		("cpuid,c", po::value<int32_t>(), "with -p 0: the idle task of this CPU")
 		("myproc,m", "do not exclude procimage's own threads")
 		("cpu", "keytime: also on-CPU / off-CPU intervals and why the thread went off CPU")
@@ -131,7 +170,7 @@ int main(int argc, char **argv)
 		 "e.g. --set lock.mode=contention --set schedule.top=50; see each probe's README")
 		("output,o", po::value<std::vector<std::string>>(),
 		 "sink, repeatable: stdout, jsonl[:PATH], csv:DIR, prometheus, or any sink plugin name (default stdout)")
-		("interval", po::value<uint32_t>(), "periodic reporting interval in ms (default 1000)")
+		("interval", po::value<int64_t>(), "periodic reporting interval in ms (default 1000)")
 		("start", po::value<std::string>(), "active|inactive: collect at once, or load and verify the probes and wait for "
 		 "procimage-ctl -a (default: active when a target is given, inactive otherwise; -a alone waits)")
 		("name,n", po::value<std::string>()->default_value("default"), "name of the control channel (several hosts)")
@@ -169,6 +208,11 @@ int main(int argc, char **argv)
 			     "plugins/<probe>/README.md, sinks/prometheus/README.md\n";
 		return 0;
 	}
+	if (needs_privileges(vm))
+		if (auto r = check_privileges(); !r) {
+			std::fprintf(stderr, "procimage: %s\n", r.err().msg.c_str());
+			return r.err().code;
+		}
 	if (vm.count("verbose"))
 		spdlog::set_level(spdlog::level::debug);
 	if (vm.count("quiet"))
@@ -177,6 +221,11 @@ int main(int argc, char **argv)
 	host_options opts;
 	if (vm.count("plugin-dir"))
 		opts.plugin_dirs = vm["plugin-dir"].as<std::vector<std::string>>();
+	for (const auto &d : opts.plugin_dirs)
+		if (auto r = check_plugin_dir(d); !r) {
+			std::fprintf(stderr, "procimage: --plugin-dir %s\n", r.err().msg.c_str());
+			return EXIT_USAGE;
+		}
 	opts.check_only = vm.count("check") > 0;
 
 	if (vm.count("list-plugins")) {
@@ -285,13 +334,12 @@ int main(int argc, char **argv)
 					std::fprintf(stderr, "procimage: --set %s: no probe %s on the command line\n", kv.c_str(), probe.c_str());
 					return EXIT_USAGE;
 				}
-				nlohmann::json v;
-				try {
-					v = nlohmann::json::parse(val);
-				} catch (const std::exception &) {
-					v = val; // a plain word: a string
+				auto v = parse_set_value(val);
+				if (!v) {
+					std::fprintf(stderr, "procimage: --set %s: %s\n", kv.c_str(), v.err().msg.c_str());
+					return EXIT_USAGE;
 				}
-				it->config[key] = v;
+				it->config[key] = *v;
 			}
 		}
 		if ((vm.count("cpu") || vm.count("stacks")) &&
@@ -342,12 +390,16 @@ int main(int argc, char **argv)
 		std::fprintf(stderr, "procimage: -p/-P and \"-- CMD\" both name a target: give one\n");
 		return EXIT_USAGE;
 	}
-	if (vm.count("pid"))
-		t["tid"] = vm["pid"].as<uint32_t>();
-	else if (vm.count("tid"))
-		t["tid"] = vm["tid"].as<uint32_t>();
-	else if (vm.count("tgid"))
-		t["tgid"] = vm["tgid"].as<uint32_t>();
+	for (const char *k : {"pid", "tid", "tgid"}) {
+		if (!vm.count(k))
+			continue;
+		auto id = ranged(vm, k, 0, UINT32_MAX, "");
+		if (!id) {
+			std::fprintf(stderr, "procimage: %s\n", id.err().msg.c_str());
+			return EXIT_USAGE;
+		}
+		t[std::string(k) == "tgid" ? "tgid" : "tid"] = static_cast<uint32_t>(*id);
+	}
 	if (vm.count("cpuid"))
 		t["cpu"] = vm["cpuid"].as<int32_t>();
 	if (vm.count("myproc"))
@@ -364,12 +416,12 @@ int main(int argc, char **argv)
 		p.target_given = true;
 	}
 	if (vm.count("interval")) {
-		uint32_t ms = vm["interval"].as<uint32_t>();
-		if (ms < 10 || ms > 3600000) {
-			std::fprintf(stderr, "procimage: --interval: expected 10..3600000 ms, got %u\n", ms);
+		auto ms = ranged(vm, "interval", 10, 3600000, " ms");
+		if (!ms) {
+			std::fprintf(stderr, "procimage: %s\n", ms.err().msg.c_str());
 			return EXIT_USAGE;
 		}
-		p.interval_ms = ms;
+		p.interval_ms = static_cast<uint32_t>(*ms);
 	}
 	if (vm.count("start")) {
 		std::string s = vm["start"].as<std::string>();
@@ -380,6 +432,10 @@ int main(int argc, char **argv)
 		p.start = s == "active";
 	}
 	opts.control_name = vm["name"].as<std::string>();
+	if (auto r = check_control_name(opts.control_name); !r) {
+		std::fprintf(stderr, "procimage: %s\n", r.err().msg.c_str());
+		return EXIT_USAGE;
+	}
 	if (!command.empty())
 		p.command = command;
 
@@ -396,3 +452,5 @@ int main(int argc, char **argv)
 	host h;
 	return h.run(p, opts);
 }
+
+} // namespace

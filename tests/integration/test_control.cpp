@@ -267,7 +267,7 @@ TEST_CASE("control: a second host on a taken channel leaves the first one's outp
 	// a second, inactive host given the same file is refused before it opens it
 	auto second = t::run({t::procimage_bin(), "-a", "--name", ch, "-o", "jsonl:" + out});
 	CHECK(second.status == 1);
-	CHECK_THAT(second.err, Catch::Contains("already holds the control channel"));
+	CHECK_THAT(second.err, Catch::Contains("is already held by pid " + std::to_string(host.pid) + ", uid 0"));
 	std::string after = t::read_file(out);
 	CHECK(after.size() >= before.size());
 	CHECK(after.compare(0, before.size(), before) == 0);
@@ -356,8 +356,8 @@ TEST_CASE("control: errors are clear, exit non-zero, and leave the host as it wa
 	// a second host on the same channel is refused and names the first
 	auto second = t::run({t::procimage_bin(), "-a", "--name", ch, "-o", "jsonl:/dev/null"});
 	CHECK(second.status == 1);
-	CHECK_THAT(second.err, Catch::Contains("another procimage host (pid " + std::to_string(host.pid) +
-					       ") already holds the control channel"));
+	CHECK_THAT(second.err, Catch::Contains("the control channel \"" + ch + "\" is already held by pid " +
+					       std::to_string(host.pid) + ", uid 0 (another procimage host)"));
 
 	// an image the host did not load
 	r = t::run({ctl_bin(), "--name", ch, "-a", "-S"});
@@ -406,7 +406,9 @@ TEST_CASE("control: errors are clear, exit non-zero, and leave the host as it wa
 	CHECK(r.status == 0);
 
 	// only root or the host's user may control it
-	r = t::run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ctl_bin(), "--name", ch, "--status"});
+	t::temp_dir copy;
+	r = t::run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		    t::world_readable_build(copy) + "/procimage-ctl", "--name", ch, "--status"});
 	CHECK(r.status == 1);
 	CHECK_THAT(r.err, Catch::Contains("permission denied: only root or uid 0 may control this procimage host"));
 }

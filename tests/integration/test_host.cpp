@@ -19,8 +19,11 @@ namespace t = procimage::test;
 TEST_CASE("host: without root or CAP_BPF+CAP_PERFMON+CAP_DAC_READ_SEARCH it says so and exits 3")
 {
 	REQUIRE_ROOT_OR_SKIP(); // needs root to drop to an unprivileged user
+	// a copy the unprivileged user can run, wherever the checkout is
+	t::temp_dir copy;
+	const std::string bin = t::world_readable_build(copy) + "/procimage";
 	auto r = t::run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-			 "--bounding-set=-all", t::procimage_bin(), "-k", "--", "/bin/true"});
+			 "--bounding-set=-all", bin, "-k", "--", "/bin/true"});
 	CHECK(r.status == 3);
 	CHECK_THAT(r.err, Catch::Contains("procimage needs root, or the capabilities CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH"));
 	CHECK_THAT(r.err, Catch::Contains("lacks CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH"));
@@ -29,7 +32,7 @@ TEST_CASE("host: without root or CAP_BPF+CAP_PERFMON+CAP_DAC_READ_SEARCH it says
 	REQUIRE(t::sh("mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing").status == 0);
 	r = t::run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
 		    "--inh-caps=+bpf,+perfmon,+dac_read_search", "--ambient-caps=+bpf,+perfmon,+dac_read_search",
-		    t::procimage_bin(), "-k", "-o", "jsonl:/dev/null", "--", "/bin/true"});
+		    bin, "-k", "-o", "jsonl:/dev/null", "--", "/bin/true"});
 	INFO(r.err);
 	CHECK(r.status == 0);
 	CHECK_THAT(r.err, Catch::Contains("command exited with status 0"));
