@@ -323,23 +323,17 @@ int run_procimage(int argc, char **argv)
 		}
 		if (vm.count("set")) {
 			for (const auto &kv : vm["set"].as<std::vector<std::string>>()) {
-				auto dot = kv.find('.'), eq = kv.find('=');
-				if (dot == std::string::npos || eq == std::string::npos || dot > eq || dot == 0 || eq == dot + 1) {
-					std::fprintf(stderr, "procimage: --set %s: expected PROBE.KEY=VALUE\n", kv.c_str());
+				auto f = parse_set_flag(kv);
+				if (!f) {
+					std::fprintf(stderr, "procimage: %s\n", f.err().msg.c_str());
 					return EXIT_USAGE;
 				}
-				std::string probe = kv.substr(0, dot), key = kv.substr(dot + 1, eq - dot - 1), val = kv.substr(eq + 1);
-				auto it = std::find_if(p.probes.begin(), p.probes.end(), [&](const component &c) { return c.id == probe; });
+				auto it = std::find_if(p.probes.begin(), p.probes.end(), [&](const component &c) { return c.id == f->probe; });
 				if (it == p.probes.end()) {
-					std::fprintf(stderr, "procimage: --set %s: no probe %s on the command line\n", kv.c_str(), probe.c_str());
+					std::fprintf(stderr, "procimage: --set %s: no probe %s on the command line\n", kv.c_str(), f->probe.c_str());
 					return EXIT_USAGE;
 				}
-				auto v = parse_set_value(val);
-				if (!v) {
-					std::fprintf(stderr, "procimage: --set %s: %s\n", kv.c_str(), v.err().msg.c_str());
-					return EXIT_USAGE;
-				}
-				it->config[key] = *v;
+				it->config[f->key] = f->value;
 			}
 		}
 		if ((vm.count("cpu") || vm.count("stacks")) &&

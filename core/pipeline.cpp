@@ -433,6 +433,19 @@ result<json> parse_set_value(const std::string &text)
 	return json(text); // a plain word: a string
 }
 
+result<set_flag> parse_set_flag(const std::string &kv)
+{
+	auto dot = kv.find('.'), eq = kv.find('=');
+	if (dot == std::string::npos || eq == std::string::npos || dot > eq || dot == 0 || eq == dot + 1)
+		return usage_error("--set " + kv + ": expected PROBE.KEY=VALUE");
+	set_flag f{kv.substr(0, dot), kv.substr(dot + 1, eq - dot - 1), {}};
+	auto v = parse_set_value(kv.substr(eq + 1));
+	if (!v)
+		return v.err().context("--set " + kv);
+	f.value = std::move(*v);
+	return f;
+}
+
 result<pipeline> load_pipeline_file(const std::string &path)
 {
 	std::error_code ec;

@@ -73,6 +73,12 @@ constexpr size_t MAX_JSON_DEPTH = 64;
 result<nlohmann::json> parse_json_text(const std::string &text);
 // The VALUE of --set PROBE.KEY=VALUE: JSON when it parses as JSON, else the plain string.
 result<nlohmann::json> parse_set_value(const std::string &text);
+// --set PROBE.KEY=VALUE, split and its value parsed.
+struct set_flag {
+	std::string probe, key;
+	nlohmann::json value;
+};
+result<set_flag> parse_set_flag(const std::string &kv);
 result<target_spec> parse_target(const nlohmann::json &j, const std::string &path);
 
 } // namespace procimage::core
