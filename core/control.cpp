@@ -4,6 +4,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <ctime>
+
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -15,16 +17,35 @@ namespace {
 
 constexpr size_t MAX_MESSAGE = 1 << 20;
 
+// Abstract namespace: a leading NUL, then the address, not NUL-terminated.
+constexpr size_t MAX_ADDRESS = sizeof(sockaddr_un::sun_path) - 1;
+
 socklen_t make_addr(const std::string &name, sockaddr_un &addr)
 {
 	std::memset(&addr, 0, sizeof addr);
 	addr.sun_family = AF_UNIX;
 	std::string path = control_address(name);
-	// abstract namespace: leading NUL, not NUL-terminated
-	size_t n = std::min(path.size(), sizeof(addr.sun_path) - 1);
-	std::memcpy(addr.sun_path + 1, path.data(), n);
-	return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + n);
+	std::memcpy(addr.sun_path + 1, path.data(), path.size()); // check_control_name bounds it
+	return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + path.size());
 }
+
+// Who holds the other end of a connected Unix socket, as the kernel knows it (not as the peer claims).
+result<ucred> peer_of(int fd)
+{
+	ucred cred{};
+	socklen_t clen = sizeof cred;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0)
+		return runtime_error(std::string("cannot read the peer's credentials: ") + std::strerror(errno));
+	return cred;
+}
+
+std::string peer_text(const ucred &c)
+{
+	return "pid " + std::to_string(c.pid) + ", uid " + std::to_string(c.uid);
+}
+
+// Root, or the user this process runs as: the only peers either end of the channel trusts.
+bool trusted_uid(uid_t uid) { return uid == 0 || uid == geteuid() || uid == getuid(); }
 
 // Read until EOF or a newline, with a deadline.
 result<std::string> read_message(int fd, int timeout_ms)
@@ -73,7 +94,53 @@ bool write_all(int fd, const std::string &s)
 
 } // namespace
 
+uint64_t monotonic_ns()
+{
+	timespec ts{};
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
 std::string control_address(const std::string &name) { return "procimage/" + name; }
+
+result<void> check_control_name(const std::string &name)
+{
+	if (name.empty())
+		return usage_error("--name: give a name for the control channel");
+	size_t room = MAX_ADDRESS - control_address("").size();
+	if (name.size() > room)
+		return usage_error("--name: \"" + name + "\" is " + std::to_string(name.size()) +
+				   " bytes; a control channel name has at most " + std::to_string(room));
+	if (name.find('\0') != std::string::npos)
+		return usage_error("--name: a NUL byte in the name");
+	return {};
+}
+
+namespace {
+
+// Who holds a taken channel, from the kernel's credentials of the listening process.
+std::string holder_text(const std::string &name)
+{
+	std::string what = "the control channel \"" + name + "\" is already held";
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return what;
+	sockaddr_un addr;
+	socklen_t len = make_addr(name, addr);
+	if (connect(fd, reinterpret_cast<sockaddr *>(&addr), len) == 0) {
+		if (auto c = peer_of(fd)) {
+			what += " by " + peer_text(*c);
+			if (!trusted_uid(c->uid))
+				what += " (neither root nor this user: not a procimage host of yours)";
+			else
+				what += " (another procimage host)";
+		}
+	}
+	close(fd);
+	return what;
+}
+
+} // namespace
 
 control_server::~control_server()
 {
@@ -87,19 +154,18 @@ result<void> control_server::listen(const std::string &name)
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return runtime_error(std::string("control channel: socket: ") + std::strerror(errno));
+	if (auto r = check_control_name(name); !r) {
+		close(fd);
+		return r.err();
+	}
 	sockaddr_un addr;
 	socklen_t len = make_addr(name, addr);
 	if (bind(fd, reinterpret_cast<sockaddr *>(&addr), len) != 0) {
 		int e = errno;
 		close(fd);
-		if (e == EADDRINUSE) {
-			std::string who;
-			auto st = control_call(name, {{"cmd", "ping"}}, 1000);
-			if (st && st->contains("host_pid"))
-				who = " (pid " + std::to_string((*st)["host_pid"].get<long>()) + ")";
-			return runtime_error("another procimage host" + who + " already holds the control channel \"" +
-					     name + "\": finish it with procimage-ctl -f, or give this one another --name");
-		}
+		if (e == EADDRINUSE)
+			return runtime_error(holder_text(name) + ": finish it with procimage-ctl -f, or give this host "
+								  "another --name");
 		return runtime_error(std::string("control channel: bind: ") + std::strerror(e));
 	}
 	if (::listen(fd, 8) != 0) {
@@ -118,12 +184,12 @@ result<control_server::request> control_server::accept_request()
 		return runtime_error(std::string("accept: ") + std::strerror(errno));
 	request req;
 	req.conn = conn;
-	ucred cred{};
-	socklen_t clen = sizeof cred;
-	if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0) {
+	auto peer = peer_of(conn);
+	if (!peer) {
 		reply(conn, {{"ok", false}, {"error", "cannot read the caller's credentials"}});
-		return runtime_error("control: cannot read peer credentials");
+		return peer.err().context("control");
 	}
+	const ucred cred = *peer;
 	req.uid = cred.uid;
 	req.pid = cred.pid;
 	// Anyone can connect to an abstract socket: refuse strangers before reading a byte, so
@@ -145,6 +211,25 @@ result<control_server::request> control_server::accept_request()
 		reply(conn, {{"ok", false}, {"error", std::string("malformed request: ") + e.what()}});
 		return runtime_error("control: malformed request");
 	}
+	if (!req.body.is_object()) {
+		reply(conn, {{"ok", false}, {"error", "malformed request: not a JSON object"}});
+		return runtime_error("control: malformed request");
+	}
+	// A request read after its deadline has already been reported as failed by its
+	// controller: it is not applied.
+	if (auto d = req.body.find("deadline_ns"); d != req.body.end()) {
+		if (!d->is_number_unsigned()) {
+			reply(conn, {{"ok", false}, {"error", "malformed request: deadline_ns is not a number"}});
+			return runtime_error("control: malformed request");
+		}
+		uint64_t now = monotonic_ns();
+		if (now > d->get<uint64_t>()) {
+			std::string late = std::to_string((now - d->get<uint64_t>()) / 1000000);
+			reply(conn, {{"ok", false}, {"error", "the request arrived " + late + " ms after its deadline: not applied"}});
+			return runtime_error("control: a request from pid " + std::to_string(cred.pid) + " arrived " + late +
+					     " ms after its deadline; not applied");
+		}
+	}
 	return req;
 }
 
@@ -156,6 +241,8 @@ void control_server::reply(int conn, const nlohmann::json &body)
 
 result<nlohmann::json> control_call(const std::string &name, const nlohmann::json &request, int timeout_ms)
 {
+	if (auto r = check_control_name(name); !r)
+		return r.err();
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return runtime_error(std::string("socket: ") + std::strerror(errno));
@@ -169,6 +256,15 @@ result<nlohmann::json> control_call(const std::string &name, const nlohmann::jso
 					     std::string(name == "default" ? "" : " with --name " + name) +
 					     " (start one with: procimage -a)");
 		return runtime_error(std::string("cannot reach the procimage host: ") + std::strerror(e));
+	}
+	// An abstract name can be bound by anyone: send nothing (no target, no request) to a
+	// process that is neither root nor this user.
+	auto peer = peer_of(fd);
+	if (!peer || !trusted_uid(peer->uid)) {
+		std::string who = peer ? peer_text(*peer) : peer.err().msg;
+		close(fd);
+		return runtime_error("the control channel \"" + name + "\" is held by " + who +
+				     ", neither root nor this user: not a procimage host to trust; nothing was sent");
 	}
 	// A host that refuses the caller answers without reading: read its answer even when
 	// sending failed.

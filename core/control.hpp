@@ -16,6 +16,8 @@
 namespace procimage::core {
 
 std::string control_address(const std::string &name);
+// A name fits the socket address whole (a longer one is refused, never cut), EXIT_USAGE.
+result<void> check_control_name(const std::string &name);
 
 class control_server {
 public:
@@ -44,6 +46,9 @@ private:
 	int fd_ = -1;
 	std::string name_;
 };
+
+// CLOCK_MONOTONIC, the clock of a request's "deadline_ns" (one clock for the whole machine).
+uint64_t monotonic_ns();
 
 // Client side: send one request, wait for the reply (timeout in ms).
 result<nlohmann::json> control_call(const std::string &name, const nlohmann::json &request, int timeout_ms);

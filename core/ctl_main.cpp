@@ -7,10 +7,13 @@
 
 #include <boost/program_options.hpp>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <ctime>
 #include <iostream>
 #include <string>
+#include <vector>
 
 namespace po = boost::program_options;
 using namespace procimage::core;
@@ -74,10 +77,71 @@ void print_status(const json &st)
 			    s.value("failed", false) ? " (failed)" : "");
 }
 
+// "-k" alone means keytime without on/off-CPU intervals: give it its 0, so "-a -k" works.
+std::vector<std::string> with_keytime_value(int argc, char **argv)
+{
+	std::vector<std::string> args(argv, argv + argc);
+	for (size_t i = 1; i < args.size(); i++) {
+		if (args[i] != "-k" && args[i] != "--keytime")
+			continue;
+		bool has_value = i + 1 < args.size() && !args[i + 1].empty() && args[i + 1][0] != '-';
+		if (!has_value)
+			args.insert(args.begin() + static_cast<long>(i) + 1, "0");
+	}
+	return args;
+}
+
+// The reply has the shape the host gives: anything else is a failure named as such.
+result<void> check_reply(const json &r, bool status)
+{
+	if (!r.is_object() || !r.contains("ok") || !r["ok"].is_boolean())
+		return runtime_error("unexpected reply from the host (no \"ok\"): " + r.dump().substr(0, 200));
+	if (!r["ok"].get<bool>())
+		return {};
+	if (status) {
+		const json *st = r.contains("status") ? &r["status"] : nullptr;
+		if (!st || !st->is_object())
+			return runtime_error("unexpected reply from the host: no status object");
+		for (const char *k : {"probes", "sinks"})
+			if (st->contains(k) && (!(*st)[k].is_array() ||
+						std::any_of((*st)[k].begin(), (*st)[k].end(), [](const json &e) { return !e.is_object(); })))
+				return runtime_error(std::string("unexpected reply from the host: status.") + k +
+						     " is not a list of objects");
+		return {};
+	}
+	if (!r.contains("changed") || !r["changed"].is_array() ||
+	    std::any_of(r["changed"].begin(), r["changed"].end(), [](const json &e) { return !e.is_string(); }))
+		return runtime_error("unexpected reply from the host: no list of changes");
+	return {};
+}
+
+int run_ctl(int argc, char **argv);
+
 } // namespace
 
+// Every exception ends here as one line and exit 1: none aborts the program.
 int main(int argc, char **argv)
 {
+	try {
+		return run_ctl(argc, argv);
+	} catch (const std::exception &e) {
+		std::fprintf(stderr, "procimage-ctl: error: %s\n", e.what());
+	} catch (...) {
+		std::fprintf(stderr, "procimage-ctl: error: unexpected failure\n");
+	}
+	return 1;
+}
+
+namespace {
+
+int run_ctl(int argc_in, char **argv_in)
+{
+	auto args = with_keytime_value(argc_in, argv_in);
+	std::vector<char *> argv_vec;
+	for (auto &a : args)
+		argv_vec.push_back(a.data());
+	int argc = static_cast<int>(argv_vec.size());
+	char **argv = argv_vec.data();
 	po::options_description desc(USAGE);
 	// clang-format off
 	desc.add_options()
@@ -87,13 +151,13 @@ int main(int argc, char **argv)
 		("finish,f", "finish the host: flush the sinks, detach every probe, exit")
 		("status", "what the host has loaded, what is active, for whom, records and losses")
 		("json", "with --status: print JSON")
-		("pid,p", po::value<uint32_t>(), "target one thread (the kernel's pid); 0 with -c: a CPU's idle task")
-		("tid", po::value<uint32_t>(), "same as --pid")
-		("tgid,P", po::value<uint32_t>(), "target a process (thread group)")
+		("pid,p", po::value<int64_t>(), "target one thread (the kernel's pid); 0 with -c: a CPU's idle task")
+		("tid", po::value<int64_t>(), "same as --pid")
+		("tgid,P", po::value<int64_t>(), "target a process (thread group)")
 		("cpuid,c", po::value<int32_t>(), "with -p 0: the idle task of this CPU")
 		("time,t", po::value<int64_t>(), "activate, then deactivate after SEC seconds (0 = no limit)")
 		("myproc,m", "include procimage's own threads")
-		("keytime,k", po::value<int>(), "keytime: 0 without, 1 with on/off-CPU intervals")
+		("keytime,k", po::value<int>(), "keytime: 0 (or nothing) without, 1 with on/off-CPU intervals")
 		("lock,l", "the lock image")
 		("resource,r", "the resource image")
 		("syscall,s", po::value<int>(), "the syscall image, sequence batches of N (1-50)")
@@ -124,6 +188,8 @@ int main(int argc, char **argv)
 	if (actions != 1)
 		return usage_fail("give exactly one of -a, -d, -f, --status");
 	const std::string name = vm["name"].as<std::string>();
+	if (auto r = check_control_name(name); !r)
+		return usage_fail(r.err().msg);
 	int timeout = vm["timeout"].as<int>();
 	if (timeout < 100 || timeout > 600000)
 		return usage_fail("--timeout: expected 100..600000 ms");
@@ -161,11 +227,15 @@ int main(int argc, char **argv)
 			int kinds = static_cast<int>(vm.count("pid") + vm.count("tid") + vm.count("tgid"));
 			if (kinds > 1)
 				return usage_fail("give only one of -p/--pid/--tid and -P/--tgid");
-			if (vm.count("pid") || vm.count("tid"))
-				t["tid"] = vm.count("pid") ? vm["pid"].as<uint32_t>() : vm["tid"].as<uint32_t>();
-			else if (vm.count("tgid"))
-				t["tgid"] = vm["tgid"].as<uint32_t>();
-			else
+			for (const char *k : {"pid", "tid", "tgid"}) {
+				if (!vm.count(k))
+					continue;
+				int64_t id = vm[k].as<int64_t>();
+				if (id < 0 || id > UINT32_MAX)
+					return usage_fail(std::string("--") + k + ": expected 0..4294967295, got " + std::to_string(id));
+				t[std::string(k) == "tgid" ? "tgid" : "tid"] = static_cast<uint32_t>(id);
+			}
+			if (!t.contains("tid") && !t.contains("tgid"))
 				t["all"] = true;
 			if (vm.count("cpuid"))
 				t["cpu"] = vm["cpuid"].as<int32_t>();
@@ -190,7 +260,13 @@ int main(int argc, char **argv)
 		}
 	}
 
+	// The host applies the request only if it reads it within three quarters of the timeout;
+	// the last quarter is room for its answer, so a request reported as failed stays undone.
+	req["deadline_ns"] = monotonic_ns() + static_cast<uint64_t>(timeout) * 750000ULL;
 	auto reply = control_call(name, req, timeout);
+	if (reply)
+		if (auto ok = check_reply(*reply, vm.count("status") > 0); !ok)
+			reply = ok.err();
 	if (!reply) {
 		std::fprintf(stderr, "procimage-ctl: %s\n", reply.err().msg.c_str());
 		return 1;
@@ -211,3 +287,5 @@ int main(int argc, char **argv)
 		std::printf("%s\n", c.get<std::string>().c_str());
 	return 0;
 }
+
+} // namespace

@@ -6,6 +6,7 @@
 #include "pipeline.hpp"
 #include "plugin_loader.hpp"
 #include "report/model.hpp"
+#include "system.hpp"
 
 #include <procimage/kernel_features.hpp>
 
@@ -14,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <set>
 #include <iostream>
@@ -92,14 +94,50 @@ result<component> sink_from_flag(const std::string &spec)
 	return c;
 }
 
+// Run as a command, not only checked or listed: then privileges come before anything reads
+// the file system (plugin directories included), so a missing privilege is always exit 3.
+bool needs_privileges(const po::variables_map &vm)
+{
+	for (const char *k : {"help", "check", "print-pipeline", "list-plugins", "features"})
+		if (vm.count(k))
+			return false;
+	return true;
+}
+
+// A number option read as a signed 64-bit value, so "-1" is refused as -1 (not as 4294967295).
+result<int64_t> ranged(const po::variables_map &vm, const char *key, int64_t lo, int64_t hi, const char *unit)
+{
+	int64_t v = vm[key].as<int64_t>();
+	if (v < lo || v > hi)
+		return usage_error("--" + std::string(key) + ": expected " + std::to_string(lo) + ".." +
+				   std::to_string(hi) + unit + ", got " + std::to_string(v));
+	return v;
+}
+
+int run_procimage(int argc, char **argv);
+
 } // namespace
 
+// Every exception ends here as one line and a documented status: none aborts the program.
 int main(int argc, char **argv)
 {
-	// "procimage report RUN.jsonl": render a recorded run (report/)
-	if (argc > 1 && std::string(argv[1]) == "report")
-		return procimage::report::report_command(argc - 1, argv + 1);
+	try {
+		// "procimage report RUN.jsonl": render a recorded run (report/)
+		if (argc > 1 && std::string(argv[1]) == "report")
+			return procimage::report::report_command(argc - 1, argv + 1);
+		return run_procimage(argc, argv);
+	} catch (const std::exception &e) {
+		std::fprintf(stderr, "procimage: error: %s\n", e.what());
+	} catch (...) {
+		std::fprintf(stderr, "procimage: error: unexpected failure\n");
+	}
+	return EXIT_RUNTIME;
+}
 
+namespace {
+
+int run_procimage(int argc, char **argv)
+{
 	auto logger = spdlog::stderr_color_mt("procimage");
 	spdlog::set_default_logger(logger);
 	spdlog::set_pattern("procimage: %^%l%$: [%n] %v");
@@ -128,9 +166,9 @@ int main(int argc, char **argv)
 		("resource,r", "the resource probe")
 		("syscall,s", "the syscall probe")
 		("schedule,S", "the schedule probe")
-		("pid,p", po::value<uint32_t>(), "target one thread, by the kernel's pid (TID); 0 with -c: a CPU's idle task")
-		("tid", po::value<uint32_t>(), "same as --pid")
-		("tgid,P", po::value<uint32_t>(), "target a process (thread group) by its TGID")
+		("pid,p", po::value<int64_t>(), "target one thread, by the kernel's pid (TID); 0 with -c: a CPU's idle task")
+		("tid", po::value<int64_t>(), "same as --pid")
+		("tgid,P", po::value<int64_t>(), "target a process (thread group) by its TGID")
 		("cpuid,c", po::value<int32_t>(), "with -p 0: the idle task of this CPU")
 		("myproc,m", "do not exclude procimage's own threads")
 		("cpu", "keytime: also on-CPU / off-CPU intervals and why the thread went off CPU")
@@ -143,7 +181,7 @@ int main(int argc, char **argv)
 		 "sink, repeatable: stdout, jsonl[:PATH], csv:DIR, prometheus, report[:PATH] (.txt, .json, .trace.json, "
 		 ".html), or any sink plugin name (default stdout)")
 		("no-portrait", "with -- CMD on a terminal: no short text portrait on standard error at the end")
-		("interval", po::value<uint32_t>(), "periodic reporting interval in ms (default 1000)")
+		("interval", po::value<int64_t>(), "periodic reporting interval in ms (default 1000)")
 		("start", po::value<std::string>(), "active|inactive: collect at once, or load and verify the probes and wait for "
 		 "procimage-ctl -a (default: active when a target is given, inactive otherwise; -a alone waits)")
 		("name,n", po::value<std::string>()->default_value("default"), "name of the control channel (several hosts)")
@@ -183,6 +221,11 @@ int main(int argc, char **argv)
 			     "plugins/<probe>/README.md, sinks/prometheus/README.md\n";
 		return 0;
 	}
+	if (needs_privileges(vm))
+		if (auto r = check_privileges(); !r) {
+			std::fprintf(stderr, "procimage: %s\n", r.err().msg.c_str());
+			return r.err().code;
+		}
 	if (vm.count("verbose"))
 		spdlog::set_level(spdlog::level::debug);
 	if (vm.count("quiet"))
@@ -191,6 +234,11 @@ int main(int argc, char **argv)
 	host_options opts;
 	if (vm.count("plugin-dir"))
 		opts.plugin_dirs = vm["plugin-dir"].as<std::vector<std::string>>();
+	for (const auto &d : opts.plugin_dirs)
+		if (auto r = check_plugin_dir(d); !r) {
+			std::fprintf(stderr, "procimage: --plugin-dir %s\n", r.err().msg.c_str());
+			return EXIT_USAGE;
+		}
 	opts.check_only = vm.count("check") > 0;
 
 	if (vm.count("list-plugins")) {
@@ -297,24 +345,17 @@ int main(int argc, char **argv)
 		}
 		if (vm.count("set")) {
 			for (const auto &kv : vm["set"].as<std::vector<std::string>>()) {
-				auto dot = kv.find('.'), eq = kv.find('=');
-				if (dot == std::string::npos || eq == std::string::npos || dot > eq || dot == 0 || eq == dot + 1) {
-					std::fprintf(stderr, "procimage: --set %s: expected PROBE.KEY=VALUE\n", kv.c_str());
+				auto f = parse_set_flag(kv);
+				if (!f) {
+					std::fprintf(stderr, "procimage: %s\n", f.err().msg.c_str());
 					return EXIT_USAGE;
 				}
-				std::string probe = kv.substr(0, dot), key = kv.substr(dot + 1, eq - dot - 1), val = kv.substr(eq + 1);
-				auto it = std::find_if(p.probes.begin(), p.probes.end(), [&](const component &c) { return c.id == probe; });
+				auto it = std::find_if(p.probes.begin(), p.probes.end(), [&](const component &c) { return c.id == f->probe; });
 				if (it == p.probes.end()) {
-					std::fprintf(stderr, "procimage: --set %s: no probe %s on the command line\n", kv.c_str(), probe.c_str());
+					std::fprintf(stderr, "procimage: --set %s: no probe %s on the command line\n", kv.c_str(), f->probe.c_str());
 					return EXIT_USAGE;
 				}
-				nlohmann::json v;
-				try {
-					v = nlohmann::json::parse(val);
-				} catch (const std::exception &) {
-					v = val; // a plain word: a string
-				}
-				it->config[key] = v;
+				it->config[f->key] = f->value;
 			}
 		}
 		if ((vm.count("cpu") || vm.count("stacks")) &&
@@ -374,12 +415,16 @@ int main(int argc, char **argv)
 		std::fprintf(stderr, "procimage: -p/-P and \"-- CMD\" both name a target: give one\n");
 		return EXIT_USAGE;
 	}
-	if (vm.count("pid"))
-		t["tid"] = vm["pid"].as<uint32_t>();
-	else if (vm.count("tid"))
-		t["tid"] = vm["tid"].as<uint32_t>();
-	else if (vm.count("tgid"))
-		t["tgid"] = vm["tgid"].as<uint32_t>();
+	for (const char *k : {"pid", "tid", "tgid"}) {
+		if (!vm.count(k))
+			continue;
+		auto id = ranged(vm, k, 0, UINT32_MAX, "");
+		if (!id) {
+			std::fprintf(stderr, "procimage: %s\n", id.err().msg.c_str());
+			return EXIT_USAGE;
+		}
+		t[std::string(k) == "tgid" ? "tgid" : "tid"] = static_cast<uint32_t>(*id);
+	}
 	if (vm.count("cpuid"))
 		t["cpu"] = vm["cpuid"].as<int32_t>();
 	if (vm.count("myproc"))
@@ -396,12 +441,12 @@ int main(int argc, char **argv)
 		p.target_given = true;
 	}
 	if (vm.count("interval")) {
-		uint32_t ms = vm["interval"].as<uint32_t>();
-		if (ms < 10 || ms > 3600000) {
-			std::fprintf(stderr, "procimage: --interval: expected 10..3600000 ms, got %u\n", ms);
+		auto ms = ranged(vm, "interval", 10, 3600000, " ms");
+		if (!ms) {
+			std::fprintf(stderr, "procimage: %s\n", ms.err().msg.c_str());
 			return EXIT_USAGE;
 		}
-		p.interval_ms = ms;
+		p.interval_ms = static_cast<uint32_t>(*ms);
 	}
 	if (vm.count("start")) {
 		std::string s = vm["start"].as<std::string>();
@@ -412,6 +457,10 @@ int main(int argc, char **argv)
 		p.start = s == "active";
 	}
 	opts.control_name = vm["name"].as<std::string>();
+	if (auto r = check_control_name(opts.control_name); !r) {
+		std::fprintf(stderr, "procimage: %s\n", r.err().msg.c_str());
+		return EXIT_USAGE;
+	}
 	if (!command.empty())
 		p.command = command;
 
@@ -428,3 +477,5 @@ int main(int argc, char **argv)
 	host h;
 	return h.run(p, opts);
 }
+
+} // namespace

@@ -2,6 +2,8 @@
 #include "pipeline.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -349,19 +351,118 @@ result<pipeline> parse_pipeline(const json &doc, const std::string &base_dir)
 	return p;
 }
 
+namespace {
+
+// The JSON path of the container being opened, for the depth refusal: "probes[0].config.a[3]".
+struct scan_frame {
+	bool array = false;
+	bool expect_key = true;
+	size_t index = 0;
+	std::string key;
+};
+
+std::string frames_path(const std::vector<scan_frame> &frames)
+{
+	std::string path;
+	for (size_t i = 0; i + 1 < frames.size(); i++) {
+		const auto &f = frames[i];
+		if (f.array)
+			path += "[" + std::to_string(f.index) + "]";
+		else
+			path += (path.empty() ? "" : ".") + f.key;
+	}
+	return path.empty() ? "(top level)" : path;
+}
+
+// Walk the text once, tracking only strings and containers, so a document nested deeper than
+// MAX_JSON_DEPTH is refused before the recursive parser meets it.
+result<void> check_depth(const std::string &text)
+{
+	std::vector<scan_frame> frames;
+	for (size_t i = 0; i < text.size(); i++) {
+		char c = text[i];
+		if (c == '"') {
+			size_t start = ++i;
+			while (i < text.size() && text[i] != '"')
+				i += text[i] == '\\' ? 2 : 1;
+			if (!frames.empty() && !frames.back().array && frames.back().expect_key) {
+				frames.back().key = text.substr(start, std::min(i, text.size()) - start);
+				frames.back().expect_key = false;
+			}
+		} else if (c == '[' || c == '{') {
+			frames.push_back({c == '[', true, 0, {}});
+			if (frames.size() > MAX_JSON_DEPTH)
+				return usage_error("JSON nested deeper than " + std::to_string(MAX_JSON_DEPTH) +
+						   " levels at " + frames_path(frames));
+		} else if (c == ']' || c == '}') {
+			if (!frames.empty())
+				frames.pop_back();
+		} else if (c == ',' && !frames.empty()) {
+			frames.back().index++;
+			frames.back().expect_key = true;
+		}
+	}
+	return {};
+}
+
+} // namespace
+
+result<json> parse_json_text(const std::string &text)
+{
+	if (auto nul = text.find('\0'); nul != std::string::npos)
+		return usage_error("a NUL byte at offset " + std::to_string(nul) + ": a pipeline is one JSON document, "
+				   "nothing after it");
+	if (auto r = check_depth(text); !r)
+		return r.err();
+	try {
+		return json::parse(text); // strict: bytes after the document are an error
+	} catch (const json::exception &e) {
+		return usage_error(std::string("invalid JSON: ") + e.what());
+	}
+}
+
+result<json> parse_set_value(const std::string &text)
+{
+	if (auto r = check_depth(text); !r)
+		return r.err();
+	if (text.find('\0') == std::string::npos)
+		try {
+			return json::parse(text);
+		} catch (const json::exception &) {
+		}
+	return json(text); // a plain word: a string
+}
+
+result<set_flag> parse_set_flag(const std::string &kv)
+{
+	auto dot = kv.find('.'), eq = kv.find('=');
+	if (dot == std::string::npos || eq == std::string::npos || dot > eq || dot == 0 || eq == dot + 1)
+		return usage_error("--set " + kv + ": expected PROBE.KEY=VALUE");
+	set_flag f{kv.substr(0, dot), kv.substr(dot + 1, eq - dot - 1), {}};
+	auto v = parse_set_value(kv.substr(eq + 1));
+	if (!v)
+		return v.err().context("--set " + kv);
+	f.value = std::move(*v);
+	return f;
+}
+
 result<pipeline> load_pipeline_file(const std::string &path)
 {
-	std::ifstream in(path);
+	std::error_code ec;
+	if (fs::is_directory(path, ec))
+		return usage_error(path + ": a directory, not a pipeline file");
+	std::ifstream in(path, std::ios::binary);
 	if (!in)
-		return usage_error(path + ": cannot open pipeline file");
-	json doc;
-	try {
-		doc = json::parse(in);
-	} catch (const json::parse_error &e) {
-		return usage_error(path + ": invalid JSON: " + e.what());
-	}
+		return usage_error(path + ": cannot open pipeline file: " + std::strerror(errno));
+	std::ostringstream text;
+	text << in.rdbuf();
+	if (in.bad())
+		return usage_error(path + ": cannot read pipeline file");
+	auto doc = parse_json_text(text.str());
+	if (!doc)
+		return doc.err().context(path);
 	auto base = fs::absolute(fs::path(path)).parent_path().string();
-	auto p = parse_pipeline(doc, base);
+	auto p = parse_pipeline(*doc, base);
 	if (!p)
 		return p.err().context(path);
 	return p;

@@ -66,6 +66,19 @@ struct pipeline {
 // base_dir resolves relative plugin_dirs and plugin paths.
 result<pipeline> parse_pipeline(const nlohmann::json &doc, const std::string &base_dir = ".");
 result<pipeline> load_pipeline_file(const std::string &path);
+// The one JSON parser for text from outside (pipeline files, --set values): one document and
+// nothing after it (no NUL byte either), nested at most MAX_JSON_DEPTH levels (the refusal
+// names the JSON path), every failure an EXIT_USAGE error rather than an exception.
+constexpr size_t MAX_JSON_DEPTH = 64;
+result<nlohmann::json> parse_json_text(const std::string &text);
+// The VALUE of --set PROBE.KEY=VALUE: JSON when it parses as JSON, else the plain string.
+result<nlohmann::json> parse_set_value(const std::string &text);
+// --set PROBE.KEY=VALUE, split and its value parsed.
+struct set_flag {
+	std::string probe, key;
+	nlohmann::json value;
+};
+result<set_flag> parse_set_flag(const std::string &kv);
 result<target_spec> parse_target(const nlohmann::json &j, const std::string &path);
 
 } // namespace procimage::core

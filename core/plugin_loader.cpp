@@ -2,8 +2,11 @@
 #include "plugin_loader.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -28,10 +31,55 @@ static std::string ver(uint32_t major, uint32_t minor)
 	return std::to_string(major) + "." + std::to_string(minor);
 }
 
+result<void> check_plugin_dir(const std::string &dir)
+{
+	std::error_code ec;
+	auto st = fs::status(dir, ec);
+	if (ec)
+		return usage_error(dir + ": " + ec.message());
+	if (!fs::is_directory(st))
+		return usage_error(dir + ": not a directory");
+	fs::directory_iterator it(dir, ec);
+	if (ec)
+		return usage_error(dir + ": cannot read the plugin directory: " + ec.message());
+	return {};
+}
+
+namespace {
+
+// Whether PATH exists; an error other than "no such file" (a directory one may not search) is
+// an error naming the path, never an exception.
+result<bool> plugin_file_exists(const fs::path &path)
+{
+	std::error_code ec;
+	bool there = fs::exists(path, ec);
+	if (ec)
+		return usage_error("cannot look for " + path.string() + ": " + ec.message());
+	return there;
+}
+
+// A file that is not an ELF object is named as such, before the dynamic loader gives its own
+// (sometimes stale) reason.
+result<void> check_elf(const std::string &path)
+{
+	std::ifstream in(path, std::ios::binary);
+	if (!in)
+		return runtime_error("plugin " + path + ": cannot open: " + std::strerror(errno));
+	char magic[4] = {};
+	in.read(magic, sizeof magic);
+	if (in.gcount() != 4 || std::memcmp(magic, "\x7f" "ELF", 4) != 0)
+		return runtime_error("plugin " + path + ": not an ELF shared object");
+	return {};
+}
+
+} // namespace
+
 result<plugin_ptr> load_plugin(const std::string &path)
 {
 	auto p = std::make_shared<loaded_plugin>();
 	p->path = path;
+	if (auto r = check_elf(path); !r)
+		return r.err();
 	try {
 		p->lib.load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
 	} catch (const std::exception &e) {
@@ -99,13 +147,19 @@ result<plugin_ptr> find_plugin(pi_plugin_kind kind, const std::string &name,
 {
 	std::vector<std::string> tried;
 	if (name.find('/') != std::string::npos || (name.size() > 3 && name.substr(name.size() - 3) == ".so")) {
-		if (!fs::exists(name))
+		auto there = plugin_file_exists(name);
+		if (!there)
+			return there.err();
+		if (!*there)
 			return usage_error(std::string("no ") + kind_name(kind) + " plugin file " + name);
 		tried.push_back(name);
 	} else {
 		for (const auto &d : dirs) {
 			fs::path f = fs::path(d) / plugin_file_name(kind, name);
-			if (fs::exists(f)) {
+			auto there = plugin_file_exists(f);
+			if (!there)
+				return there.err();
+			if (*there) {
 				tried.push_back(f.string());
 				break;
 			}

@@ -32,6 +32,8 @@ const char *kind_name(uint32_t kind);
 
 // Load one .so and check its descriptor: kind, sizes and ABI version.
 result<plugin_ptr> load_plugin(const std::string &path);
+// A directory given for plugins: it exists, is a directory, and can be read (else exit 2).
+result<void> check_plugin_dir(const std::string &dir);
 
 // Find a plugin by name in the directories (first match), or load it by path.
 result<plugin_ptr> find_plugin(pi_plugin_kind kind, const std::string &name_or_path,

@@ -95,6 +95,21 @@ temp_dir::~temp_dir()
 		fs::remove_all(path_, ec);
 }
 
+std::string world_readable_build(const temp_dir &dir)
+{
+	fs::path bin = fs::path(dir.path()) / "bin";
+	fs::create_directories(bin / "plugins");
+	fs::copy_file(fs::path(build_dir()) / "procimage", bin / "procimage");
+	fs::copy_file(fs::path(build_dir()) / "procimage-ctl", bin / "procimage-ctl");
+	for (const auto &e : fs::directory_iterator(fs::path(build_dir()) / "plugins"))
+		if (e.path().extension() == ".so")
+			fs::copy_file(e.path(), bin / "plugins" / e.path().filename());
+	for (const auto &e : fs::recursive_directory_iterator(bin))
+		fs::permissions(e.path(), e.is_directory() || e.path().extension() != ".so" ? fs::perms(0755) : fs::perms(0644));
+	fs::permissions(bin, fs::perms(0755));
+	return bin.string();
+}
+
 std::string read_file(const std::string &path)
 {
 	std::ifstream in(path);

@@ -39,6 +39,11 @@ private:
 	std::string path_;
 };
 
+// procimage, procimage-ctl and the plugins copied into DIR/bin, all world-readable, so an
+// unprivileged user (uid 65534) can run them wherever the checkout is (a 0700 folder, /root).
+// Returns DIR/bin.
+std::string world_readable_build(const temp_dir &dir);
+
 std::string read_file(const std::string &path);
 void write_file(const std::string &path, const std::string &text);
 std::vector<nlohmann::json> read_jsonl(const std::string &path);

@@ -353,7 +353,7 @@ TEST_CASE("control: a second host on a taken channel leaves the first one's outp
 	// a second, inactive host given the same file is refused before it opens it
 	auto second = t::run({t::procimage_bin(), "-a", "--name", ch, "-o", "jsonl:" + out});
 	CHECK(second.status == 1);
-	CHECK_THAT(second.err, Catch::Contains("already holds the control channel"));
+	CHECK_THAT(second.err, Catch::Contains("is already held by pid " + std::to_string(host.pid) + ", uid 0"));
 	std::string after = t::read_file(out);
 	CHECK(after.size() >= before.size());
 	CHECK(after.compare(0, before.size(), before) == 0);
@@ -442,8 +442,8 @@ TEST_CASE("control: errors are clear, exit non-zero, and leave the host as it wa
 	// a second host on the same channel is refused and names the first
 	auto second = t::run({t::procimage_bin(), "-a", "--name", ch, "-o", "jsonl:/dev/null"});
 	CHECK(second.status == 1);
-	CHECK_THAT(second.err, Catch::Contains("another procimage host (pid " + std::to_string(host.pid) +
-					       ") already holds the control channel"));
+	CHECK_THAT(second.err, Catch::Contains("the control channel \"" + ch + "\" is already held by pid " +
+					       std::to_string(host.pid) + ", uid 0 (another procimage host)"));
 
 	// an image the host did not load
 	r = t::run({ctl_bin(), "--name", ch, "-a", "-S"});
@@ -492,7 +492,9 @@ TEST_CASE("control: errors are clear, exit non-zero, and leave the host as it wa
 	CHECK(r.status == 0);
 
 	// only root or the host's user may control it
-	r = t::run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ctl_bin(), "--name", ch, "--status"});
+	t::temp_dir copy;
+	r = t::run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		    t::world_readable_build(copy) + "/procimage-ctl", "--name", ch, "--status"});
 	CHECK(r.status == 1);
 	CHECK_THAT(r.err, Catch::Contains("permission denied: only root or uid 0 may control this procimage host"));
 }
@@ -514,4 +516,121 @@ TEST_CASE("control: a host killed with SIGKILL leaves nothing that stops the nex
 	auto r = t::run({ctl_bin(), "--name", ch, "-f"});
 	CHECK(r.status == 0);
 	CHECK(second.wait_exit() == 0);
+}
+
+namespace {
+
+// tests/tools/squatter.py bound to a channel, as UID, answering REPLY; killed at the end.
+struct squatter {
+	pid_t pid = -1;
+	std::string out;
+
+	squatter(const t::temp_dir &d, const std::string &ch, const std::string &reply, uid_t uid)
+	{
+		// a copy the unprivileged user can read, wherever the checkout is
+		std::string script = d.file("squatter.py");
+		std::filesystem::copy_file(t::source_dir() + "/tests/tools/squatter.py", script,
+					   std::filesystem::copy_options::overwrite_existing);
+		chmod(script.c_str(), 0755);
+		out = d.file("squatter.out");
+		unlink(out.c_str()); // no "ready" from an earlier squatter
+		pid = fork();
+		if (pid == 0) {
+			int fd = open(out.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
+			dup2(fd, 1);
+			std::string id = std::to_string(uid);
+			execlp("setpriv", "setpriv", ("--reuid=" + id).c_str(), ("--regid=" + id).c_str(), "--clear-groups",
+			       "/usr/bin/python3", script.c_str(), ch.c_str(), reply.c_str(), (char *)nullptr);
+			_exit(127);
+		}
+		for (int i = 0; i < 400 && t::read_file(out).find("ready") == std::string::npos; i++)
+			std::this_thread::sleep_for(std::chrono::milliseconds(25));
+		REQUIRE(t::read_file(out).find("ready") != std::string::npos);
+	}
+	~squatter()
+	{
+		kill(pid, SIGKILL);
+		int st;
+		waitpid(pid, &st, 0);
+	}
+};
+
+} // namespace
+
+TEST_CASE("control: a squatter (uid 65534) on the channel is neither trusted by the controller nor taken for a host")
+{
+	REQUIRE_ROOT_OR_SKIP(); // needs root to run the squatter as another user
+	t::temp_dir d;
+	const std::string ch = channel("squat");
+	squatter sq(d, ch, R"({"ok":true,"host_pid":4242,"changed":["fake"],"probes":[]})", 65534);
+	const std::string holder = "pid " + std::to_string(sq.pid) + ", uid 65534";
+
+	// the controller sends nothing (no target) and does not report success
+	auto r = t::run({ctl_bin(), "--name", ch, "-a", "-k", "0", "-P", "1"});
+	CHECK(r.status == 1);
+	CHECK(r.out.empty());
+	CHECK_THAT(r.err, Catch::Contains("is held by " + holder + ", neither root nor this user"));
+	CHECK_THAT(r.err, Catch::Contains("nothing was sent"));
+	r = t::run({ctl_bin(), "--name", ch, "--status"});
+	CHECK(r.status == 1);
+
+	// a host refused the name says who holds it, from the kernel (not the pid 4242 it claims)
+	r = t::run({t::procimage_bin(), "-a", "--name", ch, "-o", "jsonl:/dev/null"});
+	CHECK(r.status == 1);
+	CHECK_THAT(r.err, Catch::Contains("\"" + ch + "\" is already held by " + holder +
+					  " (neither root nor this user: not a procimage host of yours)"));
+	CHECK_THAT(r.err, !Catch::Contains("4242"));
+}
+
+TEST_CASE("control: replies of the wrong shape fail with one line, never an abort")
+{
+	REQUIRE_ROOT_OR_SKIP(); // the fake host runs as root, so the controller trusts it
+	t::temp_dir d;
+	const std::string ch = channel("shape");
+	{
+		squatter sq(d, ch, R"({"ok":true,"status":null})", 0);
+		auto r = t::run({ctl_bin(), "--name", ch, "--status"});
+		CHECK(r.status == 1);
+		CHECK(r.err == "procimage-ctl: unexpected reply from the host: no status object\n");
+	}
+	{
+		squatter sq(d, ch, R"({"ok":true,"status":{"probes":[{"name":5}]}})", 0);
+		auto r = t::run({ctl_bin(), "--name", ch, "--status"});
+		CHECK(r.status == 1);
+		CHECK_THAT(r.err, Catch::StartsWith("procimage-ctl: error: "));
+	}
+	{
+		squatter sq(d, ch, R"({"ok":true,"host_pid":4242,"changed":"fake"})", 0);
+		auto r = t::run({ctl_bin(), "--name", ch, "-a"});
+		CHECK(r.status == 1);
+		CHECK(r.err == "procimage-ctl: unexpected reply from the host: no list of changes\n");
+	}
+	{
+		squatter sq(d, ch, "[1,2]", 0);
+		auto r = t::run({ctl_bin(), "--name", ch, "-f"});
+		CHECK(r.status == 1);
+		CHECK_THAT(r.err, Catch::Contains("unexpected reply from the host (no \"ok\")"));
+	}
+}
+
+TEST_CASE("control: a request reported as timed out is not applied when the stopped host resumes")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	const std::string ch = channel("late");
+	bg_host host(d, {"-k", "--start", "inactive", "--name", ch, "-o", "jsonl:" + d.file("out.jsonl")});
+	REQUIRE(host.wait_log("inactive"));
+	REQUIRE(kill(host.pid, SIGSTOP) == 0);
+	auto r = t::run({ctl_bin(), "--name", ch, "--timeout", "500", "-a", "-k", "0", "-P", std::to_string(getpid())});
+	REQUIRE(kill(host.pid, SIGCONT) == 0);
+	CHECK(r.status == 1);
+	CHECK_THAT(r.err, Catch::Contains("no answer within 500 ms"));
+	CHECK(host.wait_log("after its deadline; not applied"));
+	r = t::run({ctl_bin(), "--name", ch, "--status", "--json"});
+	REQUIRE(r.status == 0);
+	auto st = json::parse(r.out);
+	REQUIRE(st["probes"].size() == 1);
+	CHECK(st["probes"][0]["active"] == false);
+	CHECK(t::run({ctl_bin(), "--name", ch, "-f"}).status == 0);
+	CHECK(host.wait_exit() == 0);
 }

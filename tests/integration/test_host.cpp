@@ -10,6 +10,7 @@
 #include <thread>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,8 +20,11 @@ namespace t = procimage::test;
 TEST_CASE("host: without root or CAP_BPF+CAP_PERFMON+CAP_DAC_READ_SEARCH it says so and exits 3")
 {
 	REQUIRE_ROOT_OR_SKIP(); // needs root to drop to an unprivileged user
+	// a copy the unprivileged user can run, wherever the checkout is
+	t::temp_dir copy;
+	const std::string bin = t::world_readable_build(copy) + "/procimage";
 	auto r = t::run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-			 "--bounding-set=-all", t::procimage_bin(), "-k", "--", "/bin/true"});
+			 "--bounding-set=-all", bin, "-k", "--", "/bin/true"});
 	CHECK(r.status == 3);
 	CHECK_THAT(r.err, Catch::Contains("procimage needs root, or the capabilities CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH"));
 	CHECK_THAT(r.err, Catch::Contains("lacks CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH"));
@@ -29,10 +33,34 @@ TEST_CASE("host: without root or CAP_BPF+CAP_PERFMON+CAP_DAC_READ_SEARCH it says
 	REQUIRE(t::sh("mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing").status == 0);
 	r = t::run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
 		    "--inh-caps=+bpf,+perfmon,+dac_read_search", "--ambient-caps=+bpf,+perfmon,+dac_read_search",
-		    t::procimage_bin(), "-k", "-o", "jsonl:/dev/null", "--", "/bin/true"});
+		    bin, "-k", "-o", "jsonl:/dev/null", "--", "/bin/true"});
 	INFO(r.err);
 	CHECK(r.status == 0);
 	CHECK_THAT(r.err, Catch::Contains("command exited with status 0"));
+}
+
+TEST_CASE("host: unprivileged, with a plugin directory it cannot read, it exits 3 (not an abort)")
+{
+	REQUIRE_ROOT_OR_SKIP(); // needs root to drop to an unprivileged user
+	t::temp_dir copy;
+	const std::string bin = t::world_readable_build(copy);
+	REQUIRE(chmod((bin + "/plugins").c_str(), 0700) == 0); // root's, closed to uid 65534
+	for (const std::vector<std::string> &args : {std::vector<std::string>{"-k", "--", "/bin/true"},
+						     std::vector<std::string>{"-a"}}) {
+		std::vector<std::string> argv = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+						 "--inh-caps=-all", "--bounding-set=-all", bin + "/procimage"};
+		argv.insert(argv.end(), args.begin(), args.end());
+		auto r = t::run(argv);
+		INFO(args.front() << ": " << r.err);
+		CHECK(r.status == 3);
+		CHECK_THAT(r.err, Catch::StartsWith("procimage: procimage needs root"));
+		CHECK_THAT(r.err, !Catch::Contains("terminate called"));
+	}
+	// checking only needs no privileges: the unreadable directory is named, exit 2
+	auto r = t::run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin + "/procimage", "--check",
+			 "-k", "--", "/bin/true"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("cannot look for " + bin + "/plugins/sink_stdout.so: Permission denied"));
 }
 
 TEST_CASE("host: SIGTERM flushes every sink and detaches; the summary is written")

@@ -53,7 +53,7 @@ TEST_CASE("a shared object without the entry point is refused")
 	CHECK_THAT(p.err().msg, Catch::Contains("not a procimage plugin (no procimage_plugin_entry symbol"));
 	p = load_plugin("/etc/hostname");
 	REQUIRE_FALSE(p.ok());
-	CHECK_THAT(p.err().msg, Catch::StartsWith("plugin /etc/hostname: cannot load"));
+	CHECK(p.err().msg == "plugin /etc/hostname: not an ELF shared object");
 }
 
 TEST_CASE("a mismatched plugin named in a pipeline stops it with exit code 2")

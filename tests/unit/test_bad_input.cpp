@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: Apache-2.0
+// Bad input never aborts: each is refused with one line naming what was wrong and exit 2.
+#include "control.hpp"
+#include "pipeline.hpp"
+#include "support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include <unistd.h>
+
+namespace t = procimage::test;
+using namespace procimage::core;
+
+namespace {
+
+std::string nested(size_t depth)
+{
+	return std::string(depth, '[') + std::string(depth, ']');
+}
+
+std::string ctl_bin() { return t::build_dir() + "/procimage-ctl"; }
+
+} // namespace
+
+TEST_CASE("bad input: a pipeline nested 100000 deep is refused naming its JSON path")
+{
+	std::string doc = R"({"version":1,"probes":{"keytime":{"config":{"x":)" + nested(100000) + "}}}}";
+	auto r = parse_json_text(doc);
+	REQUIRE(!r);
+	CHECK(r.err().code == EXIT_USAGE);
+	CHECK_THAT(r.err().msg, Catch::StartsWith("JSON nested deeper than 64 levels at probes.keytime.config.x[0][0]"));
+	// the deepest accepted
+	std::string ok = R"({"a":)" + nested(MAX_JSON_DEPTH - 1) + "}";
+	CHECK(parse_json_text(ok));
+	// the same through the program, from a file
+	t::temp_dir d;
+	t::write_file(d.file("deep.json"), doc);
+	auto run = t::run({t::procimage_bin(), "--pipeline", d.file("deep.json"), "--check"});
+	CHECK(run.status == 2);
+	CHECK_THAT(run.err, Catch::Contains("deep.json: JSON nested deeper than 64 levels at probes.keytime.config.x[0]"));
+}
+
+TEST_CASE("bad input: bytes after the pipeline document (a NUL, garbage) are refused")
+{
+	auto nul = parse_json_text(std::string("{\"version\":1}\0garbage", 21));
+	REQUIRE(!nul);
+	CHECK(nul.err().msg == "a NUL byte at offset 13: a pipeline is one JSON document, nothing after it");
+	auto trailing = parse_json_text("{\"version\":1} {}");
+	REQUIRE(!trailing);
+	CHECK_THAT(trailing.err().msg, Catch::StartsWith("invalid JSON: "));
+	t::temp_dir d;
+	t::write_file(d.file("nul.json"), std::string("{\"version\":1}\0garbage", 21));
+	auto run = t::run({t::procimage_bin(), "--pipeline", d.file("nul.json"), "--check"});
+	CHECK(run.status == 2);
+	CHECK_THAT(run.err, Catch::Contains("nul.json: a NUL byte at offset 13"));
+}
+
+TEST_CASE("bad input: a directory given as the pipeline file is refused, not aborted")
+{
+	t::temp_dir d;
+	auto run = t::run({t::procimage_bin(), "--pipeline", d.path(), "--check"});
+	CHECK(run.status == 2);
+	CHECK(run.err == "procimage: " + d.path() + ": a directory, not a pipeline file\n");
+}
+
+TEST_CASE("bad input: --set values nested too deep are refused; plain words stay strings")
+{
+	auto deep = parse_set_value(nested(100000));
+	REQUIRE(!deep);
+	CHECK_THAT(deep.err().msg, Catch::StartsWith("JSON nested deeper than 64 levels at [0][0]"));
+	CHECK(*parse_set_value("contention") == "contention");
+	CHECK(*parse_set_value("50") == 50);
+	auto run = t::run({t::procimage_bin(), "-k", "--set", "keytime.x=" + nested(1000), "--print-pipeline"});
+	CHECK(run.status == 2);
+	CHECK_THAT(run.err, Catch::Contains("--set keytime.x="));
+}
+
+TEST_CASE("bad input: negative --interval and -p are refused with their own value")
+{
+	auto r = t::run({t::procimage_bin(), "--interval", "-5", "-k", "--check", "--", "/bin/true"});
+	CHECK(r.status == 2);
+	CHECK(r.err == "procimage: --interval: expected 10..3600000 ms, got -5\n");
+	r = t::run({t::procimage_bin(), "-p", "-1", "-k", "--check"});
+	CHECK(r.status == 2);
+	CHECK(r.err == "procimage: --pid: expected 0..4294967295, got -1\n");
+	r = t::run({ctl_bin(), "-a", "-P", "-1"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("--tgid: expected 0..4294967295, got -1"));
+}
+
+TEST_CASE("bad input: a --plugin-dir that does not exist is refused")
+{
+	auto r = t::run({t::procimage_bin(), "--plugin-dir", "/nonexistent", "-k", "--check", "--", "/bin/true"});
+	CHECK(r.status == 2);
+	CHECK(r.err == "procimage: --plugin-dir /nonexistent: No such file or directory\n");
+	t::temp_dir d;
+	t::write_file(d.file("f"), "x");
+	r = t::run({t::procimage_bin(), "--plugin-dir", d.file("f"), "-k", "--check", "--", "/bin/true"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains(d.file("f") + ": not a directory"));
+}
+
+TEST_CASE("bad input: a plugin file that is no ELF object is named as such")
+{
+	t::temp_dir d;
+	t::write_file(d.file("sink_text.so"), "not a shared object\n");
+	auto r = t::run({t::procimage_bin(), "-k", "-o", d.file("sink_text.so"), "--check", "--", "/bin/true"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("plugin " + d.file("sink_text.so") + ": not an ELF shared object"));
+	CHECK_THAT(r.err, !Catch::Contains("Bad file descriptor"));
+}
+
+TEST_CASE("bad input: a control channel name longer than the socket address is refused, never cut")
+{
+	std::string fits(97, 'n'), too_long(98, 'n');
+	CHECK(check_control_name(fits));
+	auto e = check_control_name(too_long);
+	REQUIRE(!e);
+	CHECK(e.err().msg == "--name: \"" + too_long + "\" is 98 bytes; a control channel name has at most 97");
+	auto r = t::run({ctl_bin(), "--status", "--name", too_long});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("a control channel name has at most 97"));
+	r = t::run({t::procimage_bin(), "-a", "--name", too_long, "--print-pipeline"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("a control channel name has at most 97"));
+}
+
+TEST_CASE("bad input: procimage-ctl -a -k takes keytime without on/off-CPU intervals")
+{
+	// no host on this channel: the request is built (no usage error) and then finds nobody
+	auto r = t::run({ctl_bin(), "-a", "-k", "--name", "unit-no-host-" + std::to_string(getpid())});
+	CHECK(r.status == 1);
+	CHECK_THAT(r.err, Catch::Contains("no procimage host is running"));
+	r = t::run({ctl_bin(), "-a", "-k", "2"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("-k: expected 0 (without on/off-CPU) or 1 (with), got 2"));
+}
