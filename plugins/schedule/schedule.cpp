@@ -12,9 +12,7 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <cstdlib>
 #include <ctime>
-#include <string_view>
 #include <vector>
 
 #include <unistd.h>
@@ -65,16 +63,6 @@ public:
 	// thread finds no room and is counted as lost.
 	static constexpr uint32_t stamp_hash_entries = 65536;
 
-	// Task storage maps (Linux 5.11 on). PROCIMAGE_NO_TASK_STORAGE=1 takes the older kernels'
-	// path on any kernel, so that it is tested where the tests run.
-	static bool task_storage_usable()
-	{
-		const char *off = std::getenv("PROCIMAGE_NO_TASK_STORAGE");
-		if (off && std::string_view(off) == "1")
-			return false;
-		return libbpf_probe_bpf_map_type(BPF_MAP_TYPE_TASK_STORAGE, nullptr) == 1;
-	}
-
 	void load(pi_probe_io &io) override
 	{
 		ncpus_ = libbpf_num_possible_cpus();
@@ -85,13 +73,8 @@ public:
 			throw std::runtime_error("cannot open the schedule BPF object: " + sdk::errno_text(errno));
 		sdk::set_common_rodata(skel_->rodata, host(), cfg_.ringbuf_kb * 1024ULL);
 		skel_->rodata->sc_system_on = cfg_.system;
-		if (!task_storage_usable()) {
-			// Before 5.11: the stamps go in a hash keyed by thread id (see schedule.bpf.c).
-			skel_->rodata->sc_task_storage = false;
-			bpf_map__set_type(skel_->maps.sc_tasks, BPF_MAP_TYPE_HASH);
-			bpf_map__set_key_size(skel_->maps.sc_tasks, sizeof(uint32_t));
-			bpf_map__set_max_entries(skel_->maps.sc_tasks, stamp_hash_entries);
-		}
+		// Before 5.11: the stamps go in a hash keyed by thread id (see schedule.bpf.c).
+		skel_->rodata->sc_task_storage = sdk::task_storage_or_hash(skel_->maps.sc_tasks, stamp_hash_entries);
 		sdk::reuse_shared_maps(skel_->obj, host());
 		bpf_map__set_max_entries(skel_->maps.sc_events, cfg_.ringbuf_kb * 1024);
 		bpf_map__set_max_entries(skel_->maps.sc_threads, cfg_.max_threads);

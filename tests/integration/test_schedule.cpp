@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <csignal>
 #include <fstream>
 #include <map>
@@ -137,18 +136,6 @@ struct background_tool {
 	}
 };
 
-// PROCIMAGE_NO_TASK_STORAGE for the commands this process runs, while it lives.
-struct no_task_storage {
-	explicit no_task_storage(bool on)
-	{
-		if (on)
-			setenv("PROCIMAGE_NO_TASK_STORAGE", "1", 1);
-	}
-	~no_task_storage() { unsetenv("PROCIMAGE_NO_TASK_STORAGE"); }
-	no_task_storage(const no_task_storage &) = delete;
-	no_task_storage &operator=(const no_task_storage &) = delete;
-};
-
 } // namespace
 
 TEST_CASE("schedule: each thread's run-queue delay agrees with the kernel's schedstat under CPU contention")
@@ -157,7 +144,6 @@ TEST_CASE("schedule: each thread's run-queue delay agrees with the kernel's sche
 	// Also with the stamps in a hash keyed by thread id, as on kernels without task storage.
 	const bool hash_stamps = GENERATE(false, true);
 	INFO("stamps in " << (hash_stamps ? "a hash keyed by thread id" : "task storage"));
-	no_task_storage env(hash_stamps);
 	t::temp_dir d;
 	// three runnable threads per CPU, each 2 ms of CPU then 1 ms of sleep, for 3 s; every
 	// thread's records ("top": 0), however many CPUs the machine has
@@ -166,8 +152,12 @@ TEST_CASE("schedule: each thread's run-queue delay agrees with the kernel's sche
 					      {"probes", {{"schedule", {{"top", 0}}}}},
 					      {"sinks", {{"jsonl", {{"path", d.file("out.jsonl")}}}}}})
 						 .dump());
+	std::map<std::string, std::string> env;
+	if (hash_stamps)
+		env["PROCIMAGE_NO_TASK_STORAGE"] = "1";
 	auto r = t::run({t::procimage_bin(), "-q", "--pipeline", d.file("p.json"), "--", t::build_dir() + "/wl-schedule",
-			 "contend", std::to_string(workers), "3"});
+			 "contend", std::to_string(workers), "3"},
+			env);
 	INFO(r.err);
 	REQUIRE(r.status == 0);
 	auto truth = lines_of(r.out, "worker");
