@@ -392,7 +392,10 @@ static __always_inline void owner_release(__u32 tgid, __u32 tid, __u64 addr, __u
 	if (!o)
 		return;
 	if (type == LK_TYPE_RWLOCK_READ && o->type == LK_TYPE_RWLOCK_READ) {
-		if (__sync_fetch_and_add(&o->readers, -1) > 1) {
+		/* The add's result is not used: a fetching atomic needs 5.12; this one is in every
+		 * kernel. Two readers leaving at once may both see 0 and both delete: harmless. */
+		__sync_fetch_and_add(&o->readers, -1);
+		if (*(volatile __typeof__(o->readers) *)&o->readers > 0) {
 			/* other readers remain; the one named may be gone */
 			if (o->tid == tid)
 				o->tid = 0;
