@@ -97,6 +97,9 @@ struct lk_task_state {
 	__u32 pad;
 };
 
+/* lk_task is task storage (5.11 on); false: a hash keyed by thread id (see task_state). */
+const volatile bool lk_task_storage = true;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -214,10 +217,22 @@ static __always_inline bool is_cond(__u32 op)
 	return op >= LK_OP_COND_WAIT && op <= LK_OP_COND_CLOCKWAIT;
 }
 
+/* The current thread's state, created (zeroed) if create. In lk_task, task storage from 5.11;
+ * before it the user side makes lk_task a hash keyed by thread id (lk_task_storage false: the
+ * verifier drops the task-storage branch as dead code) and lk_thread_exit deletes the entry. */
 static __always_inline struct lk_task_state *task_state(bool create)
 {
-	struct task_struct *t = bpf_get_current_task_btf();
-	return bpf_task_storage_get(&lk_task, t, 0, create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+	if (lk_task_storage) {
+		struct task_struct *t = bpf_get_current_task_btf();
+		return bpf_task_storage_get(&lk_task, t, 0, create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+	}
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct lk_task_state *st = bpf_map_lookup_elem(&lk_task, &tid);
+	if (st || !create)
+		return st;
+	struct lk_task_state zero = {};
+	bpf_map_update_elem(&lk_task, &tid, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&lk_task, &tid);
 }
 
 static __always_inline struct lk_lock_stats *lock_stats(__u32 tgid, __u32 type, __u64 addr)
@@ -377,7 +392,10 @@ static __always_inline void owner_release(__u32 tgid, __u32 tid, __u64 addr, __u
 	if (!o)
 		return;
 	if (type == LK_TYPE_RWLOCK_READ && o->type == LK_TYPE_RWLOCK_READ) {
-		if (__sync_fetch_and_add(&o->readers, -1) > 1) {
+		/* The add's result is not used: a fetching atomic needs 5.12; this one is in every
+		 * kernel. Two readers leaving at once may both see 0 and both delete: harmless. */
+		__sync_fetch_and_add(&o->readers, -1);
+		if (*(volatile __typeof__(o->readers) *)&o->readers > 0) {
 			/* other readers remain; the one named may be gone */
 			if (o->tid == tid)
 				o->tid = 0;
@@ -951,5 +969,14 @@ int BPF_PROG(lk_fork, struct task_struct *parent, struct task_struct *child)
 	if (ctgid == ptgid || !pi_wanted(ptgid, BPF_CORE_READ(parent, pid)))
 		return 0;
 	emit_newproc(parent, ctgid, LK_NEW_FORK);
+	return 0;
+}
+
+/* Loaded only where lk_task is a hash: a thread's state leaves with the thread. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(lk_thread_exit, struct task_struct *p)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_delete_elem(&lk_task, &tid);
 	return 0;
 }

@@ -756,6 +756,10 @@ public:
 		bpf_map__set_max_entries(skel_->maps.lk_locks, cfg_.max_locks);
 		bpf_map__set_max_entries(skel_->maps.lk_threads, cfg_.max_threads);
 		bpf_map__set_max_entries(skel_->maps.lk_futex, cfg_.max_futexes);
+		// Before 5.11: per-thread state in a hash keyed by thread id (see lock.bpf.c).
+		task_hash_ = !sdk::task_storage_or_hash(skel_->maps.lk_task, std::max<uint32_t>(cfg_.max_threads, 4096));
+		skel_->rodata->lk_task_storage = !task_hash_;
+		bpf_program__set_autoload(skel_->progs.lk_thread_exit, task_hash_);
 		bool uprobes = cfg_.mode != "contention";
 		for (bpf_program *p : {skel_->progs.lk_entry, skel_->progs.lk_return, skel_->progs.lk_exec, skel_->progs.lk_fork})
 			bpf_program__set_autoload(p, uprobes);
@@ -795,6 +799,8 @@ public:
 		skel_->bss->lk_full = full_ ? 1 : 0;
 		skel_->bss->lk_epoch_ns = sdk::boot_now_ns();
 
+		if (task_hash_)
+			links_.attach(skel_->progs.lk_thread_exit);
 		links_.attach(skel_->progs.lk_futex_enter);
 		links_.attach(skel_->progs.lk_futex_exit);
 		if (!full_)
@@ -1507,6 +1513,7 @@ private:
 	link_reaper reaper_;
 	bool full_ = false;
 	bool follow_ = false;
+	bool task_hash_ = false; // lk_task is a hash keyed by thread id (no task storage before 5.11)
 	bool multi_ = false; // uprobe_multi links (Linux 6.6+), else one perf-event uprobe per place
 	std::map<lk_lock_key, lk_lock_stats> prev_locks_;
 	std::map<uint32_t, lk_thread_stats> prev_threads_;

@@ -17,6 +17,10 @@
  * and the task has not run since it was taken (se.sum_exec_runtime unchanged). So a timestamp
  * from before the activation, or one left behind by a switch-in the tracepoint did not report,
  * never becomes a delay.
+ *
+ * Kernels before 5.11 have no task storage: there the user side turns sc_tasks into a hash
+ * keyed by thread id (sc_task_storage false) before load, the verifier drops the task-storage
+ * calls as dead code, and sc_free deletes a freed thread's entry.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -29,6 +33,9 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Collect the whole-system reference figures (every task is stamped, not only targets). */
 const volatile bool sc_system_on = true;
+
+/* sc_tasks is task storage (5.11 on); false: a hash keyed by thread id. */
+const volatile bool sc_task_storage = true;
 
 /* Current reporting interval, advanced by the user side at each tick (see struct sc_window). */
 __u64 sc_epoch = 0;
@@ -72,6 +79,20 @@ struct {
 } sc_events SEC(".maps");
 
 #define TASK_RUNNING_STATE 0
+
+/* p's stamp, created (zeroed) if create; NULL when absent or when the map is full. */
+static __always_inline struct sc_task *task_stamp(struct task_struct *p, bool create)
+{
+	if (sc_task_storage)
+		return bpf_task_storage_get(&sc_tasks, p, 0, create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+	__u32 tid = p->pid;
+	struct sc_task *t = bpf_map_lookup_elem(&sc_tasks, &tid);
+	if (t || !create)
+		return t;
+	struct sc_task zero = {};
+	bpf_map_update_elem(&sc_tasks, &tid, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&sc_tasks, &tid);
+}
 
 static __always_inline struct pi_control *active_control(void)
 {
@@ -238,11 +259,11 @@ static __always_inline int on_wakeup(struct task_struct *p)
 		return 0;
 	__u64 gen = c->generation;
 	if (!sc_system_on) {
-		struct sc_task *t = bpf_task_storage_get(&sc_tasks, p, 0, 0);
+		struct sc_task *t = task_stamp(p, false);
 		if (!task_wanted(p, t, gen))
 			return 0;
 	}
-	struct sc_task *t = bpf_task_storage_get(&sc_tasks, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	struct sc_task *t = task_stamp(p, true);
 	if (!t) {
 		pi_count_lost();
 		return 0;
@@ -281,8 +302,7 @@ int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_stru
 		 * could change it). The idle task is always runnable; it is stamped only when it
 		 * is the target: its "delay" is then the time other tasks kept its CPU busy. */
 		bool runnable = prev->__state == TASK_RUNNING_STATE;
-		struct sc_task *t = bpf_task_storage_get(&sc_tasks, prev, 0,
-							 runnable ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+		struct sc_task *t = task_stamp(prev, runnable);
 		if (t && t->ts_ns) {
 			/* A stamp still there: the tracepoint did not report this task's last
 			 * switch-in (seen on some kernels, rarely). It has been on the CPU since,
@@ -317,7 +337,7 @@ int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_stru
 		return 0;
 	bool timed = false;
 	__u64 d = 0;
-	struct sc_task *t = bpf_task_storage_get(&sc_tasks, next, 0, 0);
+	struct sc_task *t = task_stamp(next, false);
 	if (t && t->ts_ns) {
 		/* Valid only if taken in this activation and the task has not run since. */
 		if (!now)
@@ -345,9 +365,11 @@ int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_stru
 SEC("tp_btf/sched_process_free")
 int BPF_PROG(sc_free, struct task_struct *p)
 {
+	__u32 tid = p->pid;
+	if (!sc_task_storage)
+		bpf_map_delete_elem(&sc_tasks, &tid);
 	if (!active_control())
 		return 0;
-	__u32 tid = p->pid;
 	struct sc_thread *t = bpf_map_lookup_elem(&sc_threads, &tid);
 	if (!t || t->start_ns != p->start_time)
 		return 0;

@@ -59,6 +59,10 @@ public:
 		schedule_bpf__destroy(skel_);
 	}
 
+	// Threads whose stamps the hash keeps where there is no task storage; one more waiting
+	// thread finds no room and is counted as lost.
+	static constexpr uint32_t stamp_hash_entries = 65536;
+
 	void load(pi_probe_io &io) override
 	{
 		sdk::require_kernel_for("schedule");
@@ -70,6 +74,8 @@ public:
 			throw std::runtime_error("cannot open the schedule BPF object: " + sdk::errno_text(errno));
 		sdk::set_common_rodata(skel_->rodata, host(), cfg_.ringbuf_kb * 1024ULL);
 		skel_->rodata->sc_system_on = cfg_.system;
+		// Before 5.11: the stamps go in a hash keyed by thread id (see schedule.bpf.c).
+		skel_->rodata->sc_task_storage = sdk::task_storage_or_hash(skel_->maps.sc_tasks, stamp_hash_entries);
 		sdk::reuse_shared_maps(skel_->obj, host());
 		bpf_map__set_max_entries(skel_->maps.sc_events, cfg_.ringbuf_kb * 1024);
 		bpf_map__set_max_entries(skel_->maps.sc_threads, cfg_.max_threads);

@@ -319,12 +319,12 @@ uint64_t prog_runs(uint32_t prog_id)
 
 // The wl-lock schedule under procimage with the probe settings extra (JSON members or "").
 // lock_return: the blocking lock functions have return probes (else their acquisition is
-// inferred from their futex waits).
-void check_schedule(const std::string &extra, bool lock_return)
+// inferred from their futex waits). env: extra environment for procimage.
+void check_schedule(const std::string &extra, bool lock_return, const std::map<std::string, std::string> &env = {})
 {
 	t::temp_dir d;
 	auto p = pipeline(d, R"({"acquisitions": true, "contention_min_us": 500)" + extra + "}");
-	auto r = t::run({t::procimage_bin(), "-q", "--pipeline", p, "--", t::build_dir() + "/wl-lock", d.file("log")});
+	auto r = t::run({t::procimage_bin(), "-q", "--pipeline", p, "--", t::build_dir() + "/wl-lock", d.file("log")}, env);
 	INFO(r.err);
 	REQUIRE(r.status == 0);
 	auto truth = t::read_kv(d.file("log"));
@@ -497,6 +497,12 @@ TEST_CASE("lock: holds, waits, errors and holders on the wl-lock schedule (-- CM
 {
 	REQUIRE_ROOT_OR_SKIP();
 	check_schedule("", false);
+}
+
+TEST_CASE("lock: the same schedule with each thread's state in a hash keyed by thread id (kernels without task storage)")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	check_schedule("", false, {{"PROCIMAGE_NO_TASK_STORAGE", "1"}});
 }
 
 TEST_CASE("lock: the same schedule with return probes on the blocking functions (lock_return)")

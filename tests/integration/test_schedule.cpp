@@ -141,6 +141,9 @@ struct background_tool {
 TEST_CASE("schedule: each thread's run-queue delay agrees with the kernel's schedstat under CPU contention")
 {
 	REQUIRE_ROOT_OR_SKIP();
+	// Also with the stamps in a hash keyed by thread id, as on kernels without task storage.
+	const bool hash_stamps = GENERATE(false, true);
+	INFO("stamps in " << (hash_stamps ? "a hash keyed by thread id" : "task storage"));
 	t::temp_dir d;
 	// three runnable threads per CPU, each 2 ms of CPU then 1 ms of sleep, for 3 s; every
 	// thread's records ("top": 0), however many CPUs the machine has
@@ -149,8 +152,12 @@ TEST_CASE("schedule: each thread's run-queue delay agrees with the kernel's sche
 					      {"probes", {{"schedule", {{"top", 0}}}}},
 					      {"sinks", {{"jsonl", {{"path", d.file("out.jsonl")}}}}}})
 						 .dump());
+	std::map<std::string, std::string> env;
+	if (hash_stamps)
+		env["PROCIMAGE_NO_TASK_STORAGE"] = "1";
 	auto r = t::run({t::procimage_bin(), "-q", "--pipeline", d.file("p.json"), "--", t::build_dir() + "/wl-schedule",
-			 "contend", std::to_string(workers), "3"});
+			 "contend", std::to_string(workers), "3"},
+			env);
 	INFO(r.err);
 	REQUIRE(r.status == 0);
 	auto truth = lines_of(r.out, "worker");

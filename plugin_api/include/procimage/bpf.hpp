@@ -12,6 +12,8 @@
 #include <bpf/libbpf.h>
 
 #include <cerrno>
+#include <cstdint>
+#include <cstdlib>
 #include <unistd.h>
 #include <cstring>
 #include <memory>
@@ -62,6 +64,22 @@ inline int lost_map_fd(bpf_object *obj)
 {
 	bpf_map *map = bpf_object__find_map_by_name(obj, "pi_lost");
 	return map ? bpf_map__fd(map) : -1;
+}
+
+// Task storage maps exist from Linux 5.11. Where they do not (or PROCIMAGE_NO_TASK_STORAGE=1,
+// which takes that path on any kernel so that the tests cover it), MAP, a task storage map,
+// becomes a hash keyed by thread id with room for max_entries threads, and the answer is
+// false: the BPF side must then take its hash path. Call between open and load.
+inline bool task_storage_or_hash(bpf_map *map, uint32_t max_entries)
+{
+	const char *off = std::getenv("PROCIMAGE_NO_TASK_STORAGE");
+	bool forced_off = off && std::strcmp(off, "1") == 0;
+	if (!forced_off && libbpf_probe_bpf_map_type(BPF_MAP_TYPE_TASK_STORAGE, nullptr) == 1)
+		return true;
+	bpf_map__set_type(map, BPF_MAP_TYPE_HASH);
+	bpf_map__set_key_size(map, sizeof(uint32_t));
+	bpf_map__set_max_entries(map, max_entries);
+	return false;
 }
 
 // Delete every entry of a hash map (keys of key_size bytes). Entries added meanwhile by the
