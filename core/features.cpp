@@ -26,7 +26,11 @@ std::string fallbacks_of(const std::string &probe)
 		if (sdk::tracepoint_arg_count("sched_process_exit") < 2)
 			add("group_dead counted from signal->live (sched_process_exit passes it after 6.12)");
 	}
-	if (probe == "lock" && !sdk::kernel_has(sdk::KF_UPROBE_MULTI))
+	if ((probe == "schedule" || probe == "lock") && !sdk::kernel_has(sdk::KF_TASK_STORAGE))
+		add("per-thread state in a hash keyed by thread id (task storage: Linux 5.11)");
+	if (probe == "lock" && !sdk::kernel_has(sdk::KF_ATTACH_COOKIE))
+		add("contention-only: no uprobes, so no hold times (bpf_get_attach_cookie: Linux 5.15)");
+	else if (probe == "lock" && !sdk::kernel_has(sdk::KF_UPROBE_MULTI))
 		add("one uprobe link per place (multi-uprobe links: Linux 6.6)");
 	return out;
 }

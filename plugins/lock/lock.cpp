@@ -760,7 +760,15 @@ public:
 		task_hash_ = !sdk::task_storage_or_hash(skel_->maps.lk_task, std::max<uint32_t>(cfg_.max_threads, 4096));
 		skel_->rodata->lk_task_storage = !task_hash_;
 		bpf_program__set_autoload(skel_->progs.lk_thread_exit, task_hash_);
-		bool uprobes = cfg_.mode != "contention";
+		// The uprobe programs tell their places apart by attach cookie (bpf_get_attach_cookie,
+		// 5.15): without it, contention-only.
+		bool cookies = sdk::kernel_has(sdk::KF_ATTACH_COOKIE);
+		if (!cookies && cfg_.mode == "full")
+			throw std::runtime_error(std::string("mode \"full\" needs ") + sdk::KF_ATTACH_COOKIE.what + " (Linux " +
+						 sdk::KF_ATTACH_COOKIE.since + " and later); this kernel, " +
+						 sdk::kernel_release() + ", lacks it: use mode \"contention\"");
+		bool uprobes = cfg_.mode != "contention" && cookies;
+		uprobes_loaded_ = uprobes;
 		for (bpf_program *p : {skel_->progs.lk_entry, skel_->progs.lk_return, skel_->progs.lk_exec, skel_->progs.lk_fork})
 			bpf_program__set_autoload(p, uprobes);
 		multi_ = uprobes && (cfg_.uprobe_attach == "multi" || (cfg_.uprobe_attach == "auto" && kernel_has_uprobe_multi()));
@@ -794,7 +802,11 @@ public:
 					 "wakes, no hold times). Give -P TGID, -p TID or -- CMD for lock hold and wait "
 					 "times: uprobes are attached to target processes only");
 		} else {
-			full_ = cfg_.mode != "contention";
+			full_ = cfg_.mode != "contention" && uprobes_loaded_;
+			if (cfg_.mode == "auto" && !uprobes_loaded_)
+				sdk::log(host(), PI_LOG_WARN,
+					 "lock: contention-only mode: this kernel lacks " + std::string(sdk::KF_ATTACH_COOKIE.what) +
+						 " (Linux " + sdk::KF_ATTACH_COOKIE.since + "), which the uprobes need");
 		}
 		skel_->bss->lk_full = full_ ? 1 : 0;
 		skel_->bss->lk_epoch_ns = sdk::boot_now_ns();
@@ -1512,6 +1524,7 @@ private:
 	std::map<std::vector<file_id>, probe_plan> plans_; // per set of libraries, this activation
 	link_reaper reaper_;
 	bool full_ = false;
+	bool uprobes_loaded_ = false; // the uprobe programs are loaded (not mode contention, and the kernel has cookies)
 	bool follow_ = false;
 	bool task_hash_ = false; // lk_task is a hash keyed by thread id (no task storage before 5.11)
 	bool multi_ = false; // uprobe_multi links (Linux 6.6+), else one perf-event uprobe per place

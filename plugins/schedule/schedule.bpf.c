@@ -301,7 +301,7 @@ int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_stru
 		 * kernel's own accounting does, not taken from prev_state (read before a wakeup
 		 * could change it). The idle task is always runnable; it is stamped only when it
 		 * is the target: its "delay" is then the time other tasks kept its CPU busy. */
-		bool runnable = prev->__state == TASK_RUNNING_STATE;
+		bool runnable = pi_task_state(prev) == TASK_RUNNING_STATE;
 		struct sc_task *t = task_stamp(prev, runnable);
 		if (t && t->ts_ns) {
 			/* A stamp still there: the tracepoint did not report this task's last

