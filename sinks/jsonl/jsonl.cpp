@@ -9,6 +9,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <stdio_ext.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace procimage::sinks {
 
@@ -22,7 +25,7 @@ public:
 		if (c.path.empty() || c.path == "-") {
 			out_ = stdout;
 		} else {
-			out_ = std::fopen(c.path.c_str(), c.append ? "a" : "w");
+			out_ = std::fopen(c.path.c_str(), c.append ? "a+" : "w+");
 			if (!out_)
 				throw std::runtime_error("path: cannot open " + c.path + ": " + std::strerror(errno));
 			own_ = true;
@@ -43,16 +46,50 @@ public:
 		append_record_json(line_, r);
 		line_ += '\n';
 		if (std::fwrite(line_.data(), 1, line_.size(), out_) != line_.size())
-			throw std::runtime_error(std::string("write failed: ") + std::strerror(errno));
+			fail("write failed: ");
 	}
 
 	void flush() override
 	{
 		if (std::fflush(out_) != 0)
-			throw std::runtime_error(std::string("flush failed: ") + std::strerror(errno));
+			fail("flush failed: ");
 	}
 
 private:
+	// A failed write (a full disk) may have left part of a record in the file: drop what stdio
+	// still holds, so that closing writes nothing more, and cut the file back to the end of its
+	// last whole line, so that every line in it stays one complete JSON object.
+	[[noreturn]] void fail(const char *what)
+	{
+		int err = errno;
+		__fpurge(out_);
+		std::string msg = std::string(what) + std::strerror(err);
+		if (own_ && !trim_to_last_line())
+			msg += " (and the file could not be cut back to its last whole record)";
+		throw std::runtime_error(msg);
+	}
+
+	bool trim_to_last_line()
+	{
+		int fd = fileno(out_);
+		struct stat st{};
+		if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+			return false;
+		off_t end = st.st_size;
+		char buf[4096];
+		while (end > 0) {
+			off_t start = end > off_t(sizeof buf) ? end - off_t(sizeof buf) : 0;
+			ssize_t n = pread(fd, buf, size_t(end - start), start);
+			if (n != end - start)
+				return false;
+			for (ssize_t i = n; i > 0; --i)
+				if (buf[i - 1] == '\n')
+					return ftruncate(fd, start + i) == 0;
+			end = start;
+		}
+		return ftruncate(fd, 0) == 0;
+	}
+
 	struct cfg {
 		std::string path;
 		bool append;
