@@ -236,3 +236,34 @@ TEST_CASE("host: a ring buffer that overflows is counted, reported as it happens
 	CHECK(summary_lost == lost_total);
 	CHECK_THAT(t::read_file(d.file("err")), Catch::Contains("lost " ) && Catch::Contains("records (ring buffer or map full"));
 }
+
+TEST_CASE("host: a JSON-lines file on a full disk ends with its last whole record")
+{
+	REQUIRE_ROOT_OR_SKIP(); // mounts a small tmpfs
+	t::temp_dir d;
+	const std::string mnt = d.file("full");
+	REQUIRE(mkdir(mnt.c_str(), 0755) == 0);
+	REQUIRE(t::run({"mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt}).status == 0);
+	struct unmount {
+		std::string path;
+		~unmount() { t::run({"umount", path}); }
+	} u{mnt};
+	// 300 short commands: about 600 keytime records, far more than 64 KiB of JSON lines
+	auto r = t::run({t::procimage_bin(), "-k", "-o", "jsonl:" + mnt + "/out.jsonl", "--", "/bin/sh", "-c",
+			 "for i in $(seq 300); do /bin/true; done"});
+	INFO(r.err);
+	CHECK_THAT(r.err, Catch::Contains("No space left on device"));
+	std::string text = t::read_file(mnt + "/out.jsonl");
+	REQUIRE(text.size() > 1000);
+	CHECK(text.back() == '\n');
+	std::istringstream lines(text);
+	std::string line;
+	size_t whole = 0, broken = 0;
+	while (std::getline(lines, line)) {
+		auto rec = nlohmann::json::parse(line, nullptr, false);
+		(rec.is_discarded() ? broken : whole)++;
+	}
+	INFO(whole << " whole lines, " << broken << " broken, " << text.size() << " bytes");
+	CHECK(broken == 0);
+	CHECK(whole > 50);
+}
