@@ -4,11 +4,13 @@
 # Creates an INTERFACE library <target> whose include directory holds <stem>.skel.h, where
 # <stem> is the source file name without ".bpf.c". Nothing generated lands in the source tree.
 #
-# vmlinux.h is a source file, one per architecture (plugin_api/vmlinux/<arch>/vmlinux.h, installed
-# under include/procimage/vmlinux/<arch>/), never dumped from the build machine's running kernel:
-# the same source builds the same objects anywhere, and CO-RE adapts them to the kernel they load
-# on. PROCIMAGE_VMLINUX_DIR names another folder that has one (e.g. for a new architecture:
-# `bpftool btf dump file /sys/kernel/btf/vmlinux format c > vmlinux.h` on a machine of it).
+# vmlinux.h is a source file, one per architecture, committed compressed
+# (plugin_api/vmlinux/<arch>/vmlinux.h.xz, unpacked into the build tree at configure time, and
+# installed as include/procimage/vmlinux/<arch>/vmlinux.h); it is never dumped from the build
+# machine's running kernel: the same source builds the same objects anywhere, and CO-RE adapts
+# them to the kernel they load on. PROCIMAGE_VMLINUX_DIR names another folder that has a
+# vmlinux.h (e.g. for a new architecture: `bpftool btf dump file /sys/kernel/btf/vmlinux
+# format c > vmlinux.h` on a machine of it).
 
 find_program(PROCIMAGE_CLANG NAMES clang clang-14 REQUIRED)
 find_program(PROCIMAGE_BPFTOOL NAMES bpftool PATHS /usr/sbin /sbin REQUIRED)
@@ -21,14 +23,22 @@ else()
   set(PROCIMAGE_BPF_ARCH ${CMAKE_SYSTEM_PROCESSOR})
 endif()
 
-if(NOT PROCIMAGE_VMLINUX_DIR)
-  foreach(_d "${CMAKE_CURRENT_LIST_DIR}/../plugin_api/vmlinux/${PROCIMAGE_BPF_ARCH}"
-             "${PROCIMAGE_VMLINUX_ROOT}/${PROCIMAGE_BPF_ARCH}")
-    if(EXISTS "${_d}/vmlinux.h")
-      get_filename_component(PROCIMAGE_VMLINUX_DIR "${_d}" ABSOLUTE)
-      break()
+set(_pi_vmlinux_xz "${CMAKE_CURRENT_LIST_DIR}/../plugin_api/vmlinux/${PROCIMAGE_BPF_ARCH}/vmlinux.h.xz")
+if(NOT PROCIMAGE_VMLINUX_DIR AND EXISTS "${_pi_vmlinux_xz}")
+  # the source tree: unpack the committed header once per build tree (again when it changes)
+  set(PROCIMAGE_VMLINUX_DIR "${CMAKE_BINARY_DIR}/vmlinux/${PROCIMAGE_BPF_ARCH}")
+  if("${_pi_vmlinux_xz}" IS_NEWER_THAN "${PROCIMAGE_VMLINUX_DIR}/vmlinux.h")
+    find_program(PROCIMAGE_XZ NAMES xz REQUIRED)
+    file(MAKE_DIRECTORY "${PROCIMAGE_VMLINUX_DIR}")
+    execute_process(COMMAND "${PROCIMAGE_XZ}" -dc "${_pi_vmlinux_xz}"
+                    OUTPUT_FILE "${PROCIMAGE_VMLINUX_DIR}/vmlinux.h" RESULT_VARIABLE _pi_xz_rc)
+    if(NOT _pi_xz_rc EQUAL 0)
+      message(FATAL_ERROR "cannot unpack ${_pi_vmlinux_xz}")
     endif()
-  endforeach()
+  endif()
+elseif(NOT PROCIMAGE_VMLINUX_DIR AND EXISTS "${PROCIMAGE_VMLINUX_ROOT}/${PROCIMAGE_BPF_ARCH}/vmlinux.h")
+  # an installed SDK
+  set(PROCIMAGE_VMLINUX_DIR "${PROCIMAGE_VMLINUX_ROOT}/${PROCIMAGE_BPF_ARCH}")
 endif()
 if(NOT PROCIMAGE_VMLINUX_DIR OR NOT EXISTS "${PROCIMAGE_VMLINUX_DIR}/vmlinux.h")
   message(FATAL_ERROR "no vmlinux.h for the ${PROCIMAGE_BPF_ARCH} architecture: generate one on such a machine "
