@@ -135,6 +135,14 @@ std::vector<nlohmann::json> read_jsonl(const std::string &path)
 	return out;
 }
 
+std::string quote(const std::string &word)
+{
+	std::string q = "'";
+	for (char c : word)
+		q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+	return q + "'";
+}
+
 bool wait_for_record(const std::string &path, const std::function<bool(const nlohmann::json &)> &pred,
 		     int timeout_ms)
 {

@@ -21,6 +21,8 @@ struct run_result {
 run_result run(const std::vector<std::string> &argv, const std::map<std::string, std::string> &env = {});
 // Same through /bin/sh -c.
 run_result sh(const std::string &cmd);
+// A word for a shell command line: the checkout may live in a path with spaces or quotes.
+std::string quote(const std::string &word);
 
 bool is_root();
 std::string build_dir();  // where procimage and plugins/ are

@@ -729,7 +729,7 @@ TEST_CASE("lock: -- CMD follows a forked child through its exec")
 	// attaches to a new process when it hears of it, a few milliseconds after the fork: the
 	// workload starts its schedule 100 ms later.
 	auto r = t::run({t::procimage_bin(), "-q", "--pipeline", p, "--", "/bin/sh", "-c",
-			 t::build_dir() + "/wl-lock " + d.file("log") + "; true"},
+			 t::quote(t::build_dir() + "/wl-lock") + " " + d.file("log") + "; true"},
 			{{"WL_LOCK_DELAY_MS", "100"}});
 	INFO(r.err);
 	REQUIRE(r.status == 0);
@@ -914,8 +914,8 @@ TEST_CASE("lock: a statically linked target gets a clear message")
 {
 	REQUIRE_ROOT_OR_SKIP();
 	t::temp_dir d;
-	auto cc = t::sh("cc -static -O1 -pthread -o " + d.file("static-lock") + " " + t::source_dir() +
-			"/tests/workloads/wl_lock.c 2>&1");
+	auto cc = t::sh("cc -static -O1 -pthread -o " + d.file("static-lock") + " " +
+			t::quote(t::source_dir() + "/tests/workloads/wl_lock.c") + " 2>&1");
 	if (cc.status != 0) {
 		WARN("skipped: cannot link a static program here: " << cc.out);
 		return;
