@@ -351,12 +351,6 @@ bool first_insn_locked(const std::string &path, uint64_t off)
 constexpr uint32_t BPF_TRACE_UPROBE_MULTI_ = 48; // enum bpf_attach_type, Linux 6.6
 constexpr uint32_t BPF_F_UPROBE_MULTI_RETURN_ = 1;
 
-// Does the running kernel have uprobe_multi links? (its BTF has their link type)
-bool kernel_has_uprobe_multi()
-{
-	return sdk::kernel_has(sdk::KF_UPROBE_MULTI);
-}
-
 // One uprobe_multi link: prog at every offset of path, for process pid only. The libbpf this
 // project builds with predates the link type, so the attribute is laid out here (the layout
 // of union bpf_attr's link_create.uprobe_multi). Returns the link fd or -errno.
@@ -771,7 +765,7 @@ public:
 		uprobes_loaded_ = uprobes;
 		for (bpf_program *p : {skel_->progs.lk_entry, skel_->progs.lk_return, skel_->progs.lk_exec, skel_->progs.lk_fork})
 			bpf_program__set_autoload(p, uprobes);
-		multi_ = uprobes && (cfg_.uprobe_attach == "multi" || (cfg_.uprobe_attach == "auto" && kernel_has_uprobe_multi()));
+		multi_ = uprobes && (cfg_.uprobe_attach == "multi" || (cfg_.uprobe_attach == "auto" && sdk::kernel_has(sdk::KF_UPROBE_MULTI)));
 		if (multi_) {
 			bpf_program__set_expected_attach_type(skel_->progs.lk_entry, static_cast<bpf_attach_type>(BPF_TRACE_UPROBE_MULTI_));
 			bpf_program__set_expected_attach_type(skel_->progs.lk_return, static_cast<bpf_attach_type>(BPF_TRACE_UPROBE_MULTI_));

@@ -74,7 +74,7 @@ inline bool task_storage_or_hash(bpf_map *map, uint32_t max_entries)
 {
 	const char *off = std::getenv("PROCIMAGE_NO_TASK_STORAGE");
 	bool forced_off = off && std::strcmp(off, "1") == 0;
-	if (!forced_off && libbpf_probe_bpf_map_type(BPF_MAP_TYPE_TASK_STORAGE, nullptr) == 1)
+	if (!forced_off && kernel_has(KF_TASK_STORAGE)) // the catalogue --features reports from
 		return true;
 	bpf_map__set_type(map, BPF_MAP_TYPE_HASH);
 	bpf_map__set_key_size(map, sizeof(uint32_t));
