@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "host.hpp"
+#include "losses.hpp"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -61,6 +62,7 @@ struct host::probe_inst {
 	uint64_t records_at_activation = 0;
 	uint64_t kernel_records = 0;
 	uint64_t lost_total = 0;
+	std::unique_ptr<loss_ledger> losses; // from load on
 	uint64_t errors = 0;
 	std::shared_ptr<spdlog::logger> log;
 
@@ -387,6 +389,7 @@ result<void> host::start()
 		}
 		if (rc != PI_OK)
 			return runtime_error(p->label() + " failed to load: " + (err[0] ? err : "no reason given"));
+		p->losses = std::make_unique<loss_ledger>(p->spec.id, p->io.lost_causes, PI_LOST_CAUSES);
 		if (p->io.n_ringbufs > PI_MAX_RINGBUFS)
 			return runtime_error(p->label() + " reported " + std::to_string(p->io.n_ringbufs) + " ring buffers");
 		for (uint32_t i = 0; i < p->io.n_ringbufs; i++) {
@@ -488,7 +491,8 @@ void host::flush_sinks()
 }
 
 void host::host_record(const std::vector<size_t> &sinks, const char *event, const std::string &source,
-		       const std::vector<std::pair<const char *, uint64_t>> &values, uint64_t boot_ns)
+		       const std::vector<std::pair<const char *, uint64_t>> &values, uint64_t boot_ns,
+		       const std::vector<std::pair<const char *, std::string>> &texts)
 {
 	std::vector<pi_field> fields;
 	pi_field src{};
@@ -496,6 +500,13 @@ void host::host_record(const std::vector<size_t> &sinks, const char *event, cons
 	src.type = PI_FT_STR;
 	src.v.s = source.c_str();
 	fields.push_back(src);
+	for (const auto &[k, v] : texts) {
+		pi_field f{};
+		f.key = k;
+		f.type = PI_FT_STR;
+		f.v.s = v.c_str();
+		fields.push_back(f);
+	}
 	for (const auto &[k, v] : values) {
 		pi_field f{};
 		f.key = k;
@@ -520,14 +531,30 @@ void host::host_record(const std::vector<size_t> &sinks, const char *event, cons
 
 void host::check_lost()
 {
-	last_lost_check_ns_ = boot_now_ns();
+	uint64_t now = boot_now_ns();
+	last_lost_check_ns_ = now;
 	for (auto &p : probes_) {
-		uint64_t total = read_percpu_sum(p->io.lost_map_fd);
-		if (total > p->lost_total) {
-			uint64_t now_lost = total - p->lost_total;
-			p->lost_total = total;
-			p->log->warn("{} lost {} records (ring buffer or map full; {} in all)", p->label(), now_lost, total);
-			host_record(p->sinks, "lost", p->spec.id, {{"lost", now_lost}, {"lost_total", total}});
+		if (!p->losses)
+			continue;
+		std::array<uint64_t, LOST_KEYS> counts;
+		if (!read_lost_counts(p->io.lost_map_fd, counts)) {
+			static bool warned = false;
+			if (!warned)
+				spdlog::warn("cannot read a lost-record counter: {}", std::strerror(errno));
+			warned = true;
+			continue;
+		}
+		// one record per cause with new losses; one warning per cause, then one every 10 s
+		for (const loss_delta &d : p->losses->update(counts, now)) {
+			p->lost_total = p->losses->total();
+			if (d.warn && d.unwarned == d.cause_total)
+				p->log->warn("{} lost {} records: {}: {}", p->label(), d.unwarned, d.cause->id, d.cause->text);
+			else if (d.warn)
+				p->log->warn("{} lost {} more records: {}: {} ({} in all)", p->label(), d.unwarned, d.cause->id,
+					     d.cause->text, d.cause_total);
+			host_record(p->sinks, "lost", p->spec.id,
+				    {{"lost", d.lost}, {"lost_total", p->lost_total}, {"cause_lost_total", d.cause_total}}, 0,
+				    {{"cause", d.cause->id}});
 		}
 	}
 	uint64_t core = read_percpu_sum(act_.lost_fd());
@@ -1079,8 +1106,14 @@ int host::run(const pipeline &p, const host_options &opts)
 	for (auto &pr : probes_) {
 		host_record(all, "summary", pr->spec.id,
 			    {{"records", pr->kernel_records}, {"lost_total", pr->lost_total}, {"errors", pr->errors}});
-		spdlog::info("{}: {} kernel records, {} lost, {} decode errors", pr->label(), pr->kernel_records,
-			     pr->lost_total, pr->errors);
+		std::string causes;
+		if (pr->losses)
+			for (const auto &[id, n] : pr->losses->by_cause())
+				causes += (causes.empty() ? " (" : ", ") + id + " " + std::to_string(n);
+		if (!causes.empty())
+			causes += ")";
+		spdlog::info("{}: {} kernel records, {} lost{}, {} decode errors", pr->label(), pr->kernel_records,
+			     pr->lost_total, causes, pr->errors);
 	}
 	flush_sinks();
 	bool sink_failed = false;

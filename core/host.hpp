@@ -57,7 +57,8 @@ private:
 	void check_lost();
 	void flush_sinks();
 	void host_record(const std::vector<size_t> &sinks, const char *event, const std::string &source,
-			 const std::vector<std::pair<const char *, uint64_t>> &values, uint64_t boot_ns = 0);
+			 const std::vector<std::pair<const char *, uint64_t>> &values, uint64_t boot_ns = 0,
+			 const std::vector<std::pair<const char *, std::string>> &texts = {});
 	void deliver(const std::vector<size_t> &sinks, const pi_record &rec);
 	std::vector<size_t> all_sinks() const;
 

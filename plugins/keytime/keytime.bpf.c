@@ -128,13 +128,13 @@ int BPF_PROG(kt_newtask, struct task_struct *child, u64 clone_flags)
 		/* the key from the stack: kernels before 6.2 take no ring buffer memory as a map key */
 		__u32 child_tid = e->child_tid;
 		if (bpf_map_update_elem(&kt_vforks, &child_tid, &vp, BPF_ANY) != 0)
-			pi_count_lost();
+			pi_count_lost_as(KT_LOST_VFORKS);
 	} else {
 		e->clone_kind = KT_CLONE_FORK;
 	}
 	__u32 tid = e->child_tid, kind = e->clone_kind;
 	if (bpf_map_update_elem(&kt_births, &tid, &kind, BPF_ANY) != 0)
-		pi_count_lost();
+		pi_count_lost_as(KT_LOST_BIRTHS);
 	pi_submit(&kt_events, e);
 	return 0;
 }
@@ -219,7 +219,7 @@ static __always_inline int exec_enter(const char *filename, const char *const *a
 		e->flags |= KT_EXEC_UNREADABLE; /* not resident: read again at exit */
 	read_argv(e, argv);
 	if (bpf_map_update_elem(&kt_exec_inflight, &tid, e, BPF_ANY) != 0)
-		pi_count_lost();
+		pi_count_lost_as(KT_LOST_EXECS);
 	return 0;
 }
 
@@ -316,7 +316,7 @@ int BPF_PROG(kt_process_exec, struct task_struct *p, pid_t old_pid, struct linux
 		 * under the new id. */
 		if (old != tid) {
 			if (bpf_map_update_elem(&kt_exec_inflight, &tid, e, BPF_ANY) != 0)
-				pi_count_lost();
+				pi_count_lost_as(KT_LOST_EXECS);
 			bpf_map_delete_elem(&kt_exec_inflight, &old);
 		}
 		return 0;
@@ -475,7 +475,7 @@ static __always_inline void take_stack(void *ctx, __u32 tid)
 		__u32 zero = 0;
 		struct kt_stackbuf *z = bpf_map_lookup_elem(&kt_stackbuf_zero, &zero);
 		if (!z || bpf_map_update_elem(&kt_stackbufs, &tid, z, BPF_NOEXIST) != 0) {
-			pi_count_lost(); /* map full: this off-CPU interval has no stack */
+			pi_count_lost_as(KT_LOST_STACKS); /* this off-CPU interval has no stack */
 			return;
 		}
 		sb = bpf_map_lookup_elem(&kt_stackbufs, &tid);
@@ -508,7 +508,7 @@ static __always_inline void on_switch(void *ctx, bool preempt, struct task_struc
 			if (kt_stacks_on)
 				take_stack(ctx, ptid);
 			if (bpf_map_update_elem(&kt_cpustate, &ptid, &ns, BPF_ANY) != 0)
-				pi_count_lost();
+				pi_count_lost_as(KT_LOST_CPU);
 		}
 	}
 	__u32 ntid = BPF_CORE_READ(next, pid);
@@ -518,7 +518,7 @@ static __always_inline void on_switch(void *ctx, bool preempt, struct task_struc
 			emit_cpu(next, KT_OFFCPU, st, ntid);
 		struct cpu_state ns = {.since_ns = now, .on = 1, .cpu = cpu};
 		if (bpf_map_update_elem(&kt_cpustate, &ntid, &ns, BPF_ANY) != 0)
-			pi_count_lost();
+			pi_count_lost_as(KT_LOST_CPU);
 	}
 }
 

@@ -152,6 +152,11 @@ public:
 		io.n_ringbufs = 1;
 		io.ringbuf_fds[0] = bpf_map__fd(skel_->maps.kt_events);
 		io.lost_map_fd = sdk::lost_map_fd(skel_->obj);
+		sdk::name_lost_causes(io, {{KT_LOST_VFORKS, "kt_vforks: a vfork parent was not followed: 4096 are suspended at once"},
+					   {KT_LOST_BIRTHS, "kt_births: a new thread's creator was not kept (65536 live threads): created_by unknown"},
+					   {KT_LOST_EXECS, "kt_exec_inflight: an exec was not followed: 1024 are in progress at once"},
+					   {KT_LOST_CPU, "kt_cpustate: on/off-CPU intervals were not recorded: 16384 threads are followed at once"},
+					   {KT_LOST_STACKS, "kt_stackbufs: off-CPU records went without a stack: 16384 threads are followed at once"}});
 	}
 
 	void attach(const pi_target &target) override

@@ -11,6 +11,13 @@
 #define KT_ARGS_SIZE (KT_ARG_LEN * KT_MAX_ARGS)
 #define KT_MAX_STACK 32
 
+/* Causes of losses (pi_lost keys, named by the user side) */
+#define KT_LOST_VFORKS (PI_LOST_PROBE + 0) /* kt_vforks full */
+#define KT_LOST_BIRTHS (PI_LOST_PROBE + 1) /* kt_births full */
+#define KT_LOST_EXECS (PI_LOST_PROBE + 2)  /* kt_exec_inflight full */
+#define KT_LOST_CPU (PI_LOST_PROBE + 3)    /* kt_cpustate full */
+#define KT_LOST_STACKS (PI_LOST_PROBE + 4) /* kt_stackbufs full */
+
 enum kt_kind {
 	KT_EXEC = 1,      /* struct kt_exec */
 	KT_EXIT = 2,      /* struct kt_exit */

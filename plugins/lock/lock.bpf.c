@@ -247,7 +247,7 @@ static __always_inline struct lk_lock_stats *lock_stats(__u32 tgid, __u32 type, 
 		return NULL;
 	if (bpf_map_update_elem(&lk_locks, &key, &z->lock, BPF_NOEXIST) != 0 &&
 	    !bpf_map_lookup_elem(&lk_locks, &key)) {
-		pi_count_lost();
+		pi_count_lost_as(LK_LOST_LOCKS);
 		return NULL;
 	}
 	return bpf_map_lookup_elem(&lk_locks, &key);
@@ -264,7 +264,7 @@ static __always_inline struct lk_thread_stats *thread_stats(__u32 tgid, __u32 ti
 		return NULL;
 	if (bpf_map_update_elem(&lk_threads, &tid, &z->thread, BPF_NOEXIST) != 0 &&
 	    !bpf_map_lookup_elem(&lk_threads, &tid)) {
-		pi_count_lost();
+		pi_count_lost_as(LK_LOST_THREADS);
 		return NULL;
 	}
 	s = bpf_map_lookup_elem(&lk_threads, &tid);
@@ -377,7 +377,7 @@ static __always_inline bool owner_acquire(__u32 tgid, __u32 tid, __u64 addr, __u
 			     .readers = type == LK_TYPE_RWLOCK_READ ? 1 : 0};
 	bpf_get_current_comm(o.comm, sizeof(o.comm));
 	if (bpf_map_update_elem(&lk_owner, &key, &o, BPF_ANY) != 0) {
-		pi_count_lost();
+		pi_count_lost_as(LK_LOST_OWNERS);
 		return false;
 	}
 	return true;
@@ -518,7 +518,7 @@ static __always_inline bool put_hold(struct lk_task_state *st, __u32 tgid, __u32
 {
 	if (bpf_map_update_elem(&lk_holds, key, nh, BPF_ANY) == 0)
 		return true;
-	pi_count_lost();
+	pi_count_lost_as(LK_LOST_HOLDS);
 	st->held--;
 	if (nh->owner_set)
 		owner_release(tgid, tid, addr, type);
@@ -835,7 +835,7 @@ int lk_futex_enter(struct trace_event_raw_sys_enter *ctx)
 		struct lk_owner_key key = {.addr = uaddr, .tgid = tgid};
 		struct lk_waker w = {.ts_ns = now, .tid = tid};
 		if (bpf_map_update_elem(&lk_wakers, &key, &w, BPF_ANY) != 0)
-			pi_count_lost();
+			pi_count_lost_as(LK_LOST_WAKERS);
 	}
 	return 0;
 }
@@ -884,7 +884,7 @@ int lk_futex_exit(struct trace_event_raw_sys_exit *ctx)
 	if (!fs) {
 		struct lk_futex_stats z = {};
 		if (bpf_map_update_elem(&lk_futex, &key, &z, BPF_NOEXIST) != 0 && !bpf_map_lookup_elem(&lk_futex, &key))
-			pi_count_lost();
+			pi_count_lost_as(LK_LOST_FUTEXES);
 		fs = bpf_map_lookup_elem(&lk_futex, &key);
 	}
 	if (fs) {

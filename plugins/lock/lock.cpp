@@ -6,6 +6,7 @@
 #include "lock.h"
 #include "lock.skel.h"
 #include "placement.hpp"
+#include "target.hpp"
 
 #include <procimage/bpf.hpp>
 #include <procimage/config.hpp>
@@ -145,302 +146,8 @@ const char *futex_cmd_name(uint32_t c)
 	}
 }
 
-// ------------------------------------------------------------------ ELF symbols
+// ELF symbols, target processes' libraries and /proc: target.hpp
 
-// What elf_function_offsets() learns besides the offsets.
-struct elf_extra {
-	std::map<std::string, uint64_t> sizes; // st_size of the symbols found (0: unknown)
-	bool x86_64 = false;
-};
-
-// File offsets of the named functions defined in an ELF file. For a name with several
-// versions (pthread_cond_wait@GLIBC_2.2.5 and @@GLIBC_2.3.2), the default version wins: that
-// is what a program linked today calls.
-std::map<std::string, uint64_t> elf_function_offsets(const std::string &path, const std::set<std::string> &names,
-						    elf_extra *extra = nullptr)
-{
-	std::map<std::string, uint64_t> out;
-	if (elf_version(EV_CURRENT) == EV_NONE)
-		throw std::runtime_error("libelf: " + std::string(elf_errmsg(-1)));
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		throw std::runtime_error("cannot open " + path + ": " + sdk::errno_text(errno));
-	Elf *elf = elf_begin(fd, ELF_C_READ, nullptr);
-	if (!elf) {
-		close(fd);
-		throw std::runtime_error(path + ": not an ELF file: " + elf_errmsg(-1));
-	}
-	if (extra) {
-		GElf_Ehdr eh;
-		extra->x86_64 = gelf_getehdr(elf, &eh) && eh.e_machine == EM_X86_64;
-	}
-	std::vector<GElf_Phdr> loads;
-	size_t nph = 0;
-	elf_getphdrnum(elf, &nph);
-	for (size_t i = 0; i < nph; i++) {
-		GElf_Phdr ph;
-		if (gelf_getphdr(elf, static_cast<int>(i), &ph) && ph.p_type == PT_LOAD && (ph.p_flags & PF_X))
-			loads.push_back(ph);
-	}
-	auto file_offset = [&](uint64_t vaddr) -> std::optional<uint64_t> {
-		for (const auto &ph : loads)
-			if (vaddr >= ph.p_vaddr && vaddr < ph.p_vaddr + ph.p_memsz)
-				return vaddr - ph.p_vaddr + ph.p_offset;
-		return std::nullopt;
-	};
-	std::map<std::string, bool> is_default; // name -> the offset kept is the default version
-	Elf_Scn *scn = nullptr;
-	while ((scn = elf_nextscn(elf, scn)) != nullptr) {
-		GElf_Shdr sh;
-		if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_DYNSYM && sh.sh_type != SHT_SYMTAB))
-			continue;
-		Elf_Data *data = elf_getdata(scn, nullptr);
-		if (!data || !sh.sh_entsize)
-			continue;
-		// the version of each dynamic symbol (bit 15: hidden, i.e. not the default version)
-		Elf_Data *versym = nullptr;
-		if (sh.sh_type == SHT_DYNSYM) {
-			Elf_Scn *v = nullptr;
-			while ((v = elf_nextscn(elf, v)) != nullptr) {
-				GElf_Shdr vs;
-				if (gelf_getshdr(v, &vs) && vs.sh_type == SHT_GNU_versym)
-					versym = elf_getdata(v, nullptr);
-			}
-		}
-		size_t n = sh.sh_size / sh.sh_entsize;
-		for (size_t i = 0; i < n; i++) {
-			GElf_Sym sym;
-			if (!gelf_getsym(data, static_cast<int>(i), &sym))
-				continue;
-			if (GELF_ST_TYPE(sym.st_info) != STT_FUNC && GELF_ST_TYPE(sym.st_info) != STT_GNU_IFUNC)
-				continue;
-			if (sym.st_shndx == SHN_UNDEF || !sym.st_value)
-				continue;
-			const char *name = elf_strptr(elf, sh.sh_link, sym.st_name);
-			if (!name || !names.count(name))
-				continue;
-			bool def = true;
-			if (versym) {
-				GElf_Versym vv;
-				if (gelf_getversym(versym, static_cast<int>(i), &vv))
-					def = !(vv & 0x8000);
-			}
-			auto off = file_offset(sym.st_value);
-			if (!off)
-				continue;
-			auto it = out.find(name);
-			if (it == out.end() || (def && !is_default[name])) {
-				out[name] = *off;
-				is_default[name] = def;
-				if (extra)
-					extra->sizes[name] = sym.st_size;
-			}
-		}
-	}
-	elf_end(elf);
-	close(fd);
-	return out;
-}
-
-// ------------------------------------------------------------------ target processes
-
-struct mapped_lib {
-	std::string path;      // as the process sees it
-	std::string open_path; // how procimage reaches the same file
-	uint64_t dev = 0, ino = 0;
-	bool pthread = false;  // libpthread (glibc before 2.34), else libc
-};
-
-bool is_libc_name(const std::string &base, bool &pthread)
-{
-	pthread = base.rfind("libpthread.so", 0) == 0 || base.rfind("libpthread-", 0) == 0;
-	return pthread || base.rfind("libc.so", 0) == 0 || base.rfind("libc-2.", 0) == 0 ||
-	       base.rfind("libc.musl", 0) == 0 || base.rfind("ld-musl", 0) == 0;
-}
-
-// libc and libpthread as mapped by a process; nullopt when the process is gone.
-std::optional<std::vector<mapped_lib>> process_libs(uint32_t pid)
-{
-	std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
-	if (!in)
-		return std::nullopt;
-	std::vector<mapped_lib> libs;
-	std::string line;
-	while (std::getline(in, line)) {
-		std::istringstream ls(line);
-		std::string range, perms, off, dev, path;
-		uint64_t ino = 0;
-		if (!(ls >> range >> perms >> off >> dev >> ino))
-			continue;
-		std::getline(ls, path);
-		path.erase(0, path.find_first_not_of(' '));
-		if (path.empty() || path[0] != '/' || ino == 0)
-			continue;
-		bool deleted = false;
-		const std::string del = " (deleted)";
-		if (path.size() > del.size() && path.compare(path.size() - del.size(), del.size(), del) == 0) {
-			path.resize(path.size() - del.size());
-			deleted = true;
-		}
-		std::string base = path.substr(path.rfind('/') + 1);
-		bool pthread = false;
-		if (!is_libc_name(base, pthread))
-			continue;
-		unsigned maj = 0, min = 0;
-		std::sscanf(dev.c_str(), "%x:%x", &maj, &min);
-		uint64_t devno = (static_cast<uint64_t>(maj) << 32) | min;
-		if (std::any_of(libs.begin(), libs.end(), [&](const mapped_lib &l) { return l.ino == ino && l.dev == devno; }))
-			continue;
-		mapped_lib l;
-		l.path = path;
-		// the file as the process sees it (its own mount namespace), or the mapping itself when
-		// the file was replaced since
-		l.open_path = deleted ? "/proc/" + std::to_string(pid) + "/map_files/" + range
-				      : "/proc/" + std::to_string(pid) + "/root" + path;
-		l.dev = devno;
-		l.ino = ino;
-		l.pthread = pthread;
-		libs.push_back(l);
-	}
-	return libs;
-}
-
-constexpr int ENOTSUPP_ = 524; // the kernel's "operation not supported" for unprobeable instructions
-
-// x86-64 glibc's pthread_spin_lock: lock decl (%rdi); jne +x; xor %eax,%eax; ret
-bool spin_lock_layout(const std::string &path, uint64_t off)
-{
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	unsigned char b[8] = {};
-	ssize_t n = pread(fd, b, sizeof b, static_cast<off_t>(off));
-	close(fd);
-	return n == 8 && b[0] == 0xf0 && b[1] == 0xff && b[2] == 0x0f && b[3] == 0x75 && b[5] == 0x31 &&
-	       b[6] == 0xc0 && b[7] == 0xc3;
-}
-
-// Where in the function at off (size bytes) an entry probe costs least with %rdi (the lock)
-// still as at the entry: see placement.hpp. 0: the entry.
-uint64_t cheap_place(const std::string &path, uint64_t off, uint64_t size)
-{
-	if (size == 0)
-		return 0;
-	std::vector<uint8_t> code(std::min<uint64_t>(size, 1 << 16));
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = pread(fd, code.data(), code.size(), static_cast<off_t>(off));
-	close(fd);
-	if (n != static_cast<ssize_t>(code.size()))
-		return 0;
-	return probe_place(code.data(), code.size(), reg_bit(RDI));
-}
-
-bool first_insn_locked(const std::string &path, uint64_t off)
-{
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	unsigned char b = 0;
-	ssize_t n = pread(fd, &b, 1, static_cast<off_t>(off));
-	close(fd);
-	return n == 1 && b == 0xf0;
-}
-
-constexpr uint32_t BPF_TRACE_UPROBE_MULTI_ = 48; // enum bpf_attach_type, Linux 6.6
-constexpr uint32_t BPF_F_UPROBE_MULTI_RETURN_ = 1;
-
-// One uprobe_multi link: prog at every offset of path, for process pid only. The libbpf this
-// project builds with predates the link type, so the attribute is laid out here (the layout
-// of union bpf_attr's link_create.uprobe_multi). Returns the link fd or -errno.
-int attach_multi(bpf_program *prog, const std::string &path, uint32_t pid, const std::vector<uint64_t> &offsets,
-		 const std::vector<uint64_t> &cookies, bool ret)
-{
-	if (offsets.empty())
-		return -ENOENT;
-	struct {
-		uint32_t prog_fd;
-		uint32_t target_fd;
-		uint32_t attach_type;
-		uint32_t flags;
-		uint64_t path;
-		uint64_t offsets;
-		uint64_t ref_ctr_offsets;
-		uint64_t cookies;
-		uint32_t cnt;
-		uint32_t flags2;
-		uint32_t pid;
-		uint32_t pad;
-		uint8_t rest[64]; // the rest of union bpf_attr stays zero
-	} attr{};
-	attr.prog_fd = static_cast<uint32_t>(bpf_program__fd(prog));
-	attr.attach_type = BPF_TRACE_UPROBE_MULTI_;
-	attr.path = reinterpret_cast<uint64_t>(path.c_str());
-	attr.offsets = reinterpret_cast<uint64_t>(offsets.data());
-	attr.cookies = reinterpret_cast<uint64_t>(cookies.data());
-	attr.cnt = static_cast<uint32_t>(offsets.size());
-	attr.flags2 = ret ? BPF_F_UPROBE_MULTI_RETURN_ : 0;
-	attr.pid = pid;
-	long fd = syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof attr);
-	return fd < 0 ? -errno : static_cast<int>(fd);
-}
-
-uint32_t tgid_of(uint32_t tid)
-{
-	std::ifstream in("/proc/" + std::to_string(tid) + "/status");
-	std::string line;
-	while (std::getline(in, line))
-		if (line.rfind("Tgid:", 0) == 0)
-			return static_cast<uint32_t>(std::stoul(line.substr(5)));
-	return 0;
-}
-
-std::string proc_comm(uint32_t pid)
-{
-	std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
-	std::string s;
-	std::getline(in, s);
-	return s;
-}
-
-// What /proc/<pid>/stat says of a process: its state letter and its start time (field 22,
-// clock ticks since boot; with the pid it names one process across pid reuse). nullopt when
-// it is gone.
-struct proc_stat {
-	char state = 0;
-	uint64_t start_ticks = 0;
-};
-std::optional<proc_stat> read_proc_stat(uint32_t pid)
-{
-	std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-	std::string line;
-	if (!std::getline(in, line))
-		return std::nullopt;
-	auto paren = line.rfind(')');
-	if (paren == std::string::npos || paren + 2 >= line.size())
-		return std::nullopt;
-	proc_stat ps;
-	ps.state = line[paren + 2];
-	std::istringstream rest(line.substr(paren + 2));
-	std::string field;
-	for (int i = 3; i <= 22 && rest >> field; i++)
-		if (i == 22)
-			ps.start_ticks = std::strtoull(field.c_str(), nullptr, 10);
-	return ps;
-}
-
-// The process has exited (gone, a zombie, or past the release of its memory), or its pid now
-// names another process (start_ticks given and different): there is nothing left to probe,
-// and a failed attach to it is no error.
-bool process_ended(uint32_t pid, uint64_t start_ticks = 0)
-{
-	auto ps = read_proc_stat(pid);
-	if (!ps || ps->state == 'Z' || ps->state == 'X' || (start_ticks && ps->start_ticks != start_ticks))
-		return true;
-	std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
-	return maps.peek() == std::ifstream::traits_type::eof();
-}
 
 // ------------------------------------------------------------------ per-CPU map reading
 
@@ -776,6 +483,12 @@ public:
 		io.n_ringbufs = 1;
 		io.ringbuf_fds[0] = bpf_map__fd(skel_->maps.lk_events);
 		io.lost_map_fd = sdk::lost_map_fd(skel_->obj);
+		sdk::name_lost_causes(io, {{LK_LOST_LOCKS, "lk_locks: a lock's figures found the map full (raise lock.max_locks)"},
+					   {LK_LOST_THREADS, "lk_threads: a thread's figures found the map full (raise lock.max_threads)"},
+					   {LK_LOST_OWNERS, "lk_owner: a lock's owner was not recorded: 16384 locks are held at once"},
+					   {LK_LOST_HOLDS, "lk_holds: a hold was not timed: 16384 are open at once"},
+					   {LK_LOST_WAKERS, "lk_wakers: a waker was not recorded: 16384 wakes are pending at once"},
+					   {LK_LOST_FUTEXES, "lk_futex: a futex's figures found the map full (raise lock.max_futexes)"}});
 	}
 
 	void attach(const pi_target &target) override
@@ -1169,6 +882,8 @@ private:
 			bpf_map_update_elem(bpf_map__fd(skel_->maps.lk_system), &k, zero.data(), BPF_ANY);
 		prev_locks_.clear();
 		prev_threads_.clear();
+		retired_locks_.clear();
+		retired_threads_.clear();
 		prev_futex_.clear();
 		retired_futex_.clear();
 		prev_sys_[0] = prev_sys_[1] = lk_sys_stats{};
@@ -1243,6 +958,28 @@ private:
 
 	// ---------------------------------------------------------------- periodic records
 
+	// Whether processes and threads have ended, each asked of /proc once per report.
+	class ended_cache {
+	public:
+		bool process(uint32_t tgid)
+		{
+			auto [it, fresh] = procs_.try_emplace(tgid, false);
+			if (fresh)
+				it->second = process_ended(tgid);
+			return it->second;
+		}
+		bool thread(uint32_t tgid, uint32_t tid)
+		{
+			if (process(tgid))
+				return true;
+			std::string path = "/proc/" + std::to_string(tgid) + "/task/" + std::to_string(tid);
+			return access(path.c_str(), F_OK) != 0;
+		}
+
+	private:
+		std::unordered_map<uint32_t, bool> procs_;
+	};
+
 	// A process's name: from /proc while it runs, else from its main thread's figures.
 	const std::string &comm_of(uint32_t pid)
 	{
@@ -1268,18 +1005,36 @@ private:
 
 	void report_locks(uint64_t ts, bool final)
 	{
-		percpu_reader<lk_lock_key, lk_lock_stats> rd(bpf_map__fd(skel_->maps.lk_locks));
+		int fd = bpf_map__fd(skel_->maps.lk_locks);
+		percpu_reader<lk_lock_key, lk_lock_stats> rd(fd);
 		auto now = rd.read_all(add_lock);
 		std::vector<std::pair<lk_lock_key, lk_lock_stats>> interval, total;
-		for (const auto &[k, v] : now) {
+		ended_cache ended;
+		for (auto it = now.begin(); it != now.end();) {
+			const auto &[k, v] = *it;
 			lk_lock_stats d = v;
 			auto p = prev_locks_.find(k);
 			if (p != prev_locks_.end())
 				sub_lock(d, p->second);
-			if (d.acquisitions || d.failed || d.releases)
+			bool active = d.acquisitions || d.failed || d.releases;
+			if (active)
 				interval.emplace_back(k, d);
-			total.emplace_back(k, v);
+			// A lock of an ended process, reported already: its figures leave the kernel's map
+			// (room for the processes still to come) and stay here for the totals.
+			if (!active && !final && ended.process(k.tgid)) {
+				comm_of(k.tgid);
+				retired_locks_[k] = v;
+				bpf_map_delete_elem(fd, &k);
+				it = now.erase(it);
+				continue;
+			}
+			if (!retired_locks_.count(k))
+				total.emplace_back(k, v);
+			++it;
 		}
+		if (final)
+			for (const auto &[k, v] : retired_locks_)
+				total.emplace_back(k, v);
 		prev_locks_ = std::move(now);
 		// every process's figures per lock type, whatever `top` leaves out of the lock records
 		emit_processes("interval", interval, ts);
@@ -1349,18 +1104,36 @@ private:
 
 	void report_threads(uint64_t ts, bool final)
 	{
-		percpu_reader<uint32_t, lk_thread_stats> rd(bpf_map__fd(skel_->maps.lk_threads));
+		int fd = bpf_map__fd(skel_->maps.lk_threads);
+		percpu_reader<uint32_t, lk_thread_stats> rd(fd);
 		auto now = rd.read_all(add_thread);
 		std::vector<std::pair<uint32_t, lk_thread_stats>> interval, total;
-		for (const auto &[k, v] : now) {
+		ended_cache ended;
+		for (auto it = now.begin(); it != now.end();) {
+			const auto &[k, v] = *it;
 			lk_thread_stats d = v;
 			auto p = prev_threads_.find(k);
 			if (p != prev_threads_.end())
 				sub_thread(d, p->second);
-			if (d.acquisitions || d.failed || d.releases)
+			bool active = d.acquisitions || d.failed || d.releases;
+			if (active)
 				interval.emplace_back(k, d);
-			total.emplace_back(k, v);
+			// an ended thread's figures, reported already, leave the kernel's map (see locks)
+			if (!active && !final && ended.thread(v.tgid, k)) {
+				if (k == v.tgid && !comms_.count(k))
+					comms_[k] = cstr(v.comm, sizeof v.comm);
+				retired_threads_[k] = v;
+				bpf_map_delete_elem(fd, &k);
+				it = now.erase(it);
+				continue;
+			}
+			if (!retired_threads_.count(k))
+				total.emplace_back(k, v);
+			++it;
 		}
+		if (final)
+			for (const auto &[k, v] : retired_threads_)
+				total.emplace_back(k, v);
 		prev_threads_ = std::move(now);
 		auto wait = [](const lk_thread_stats &s) { return s.wait_total_ns; };
 		emit_threads("interval", ranked(std::move(interval), wait), ts);
@@ -1524,6 +1297,8 @@ private:
 	bool multi_ = false; // uprobe_multi links (Linux 6.6+), else one perf-event uprobe per place
 	std::map<lk_lock_key, lk_lock_stats> prev_locks_;
 	std::map<uint32_t, lk_thread_stats> prev_threads_;
+	std::map<lk_lock_key, lk_lock_stats> retired_locks_;   // of ended processes, out of the map
+	std::map<uint32_t, lk_thread_stats> retired_threads_; // ended threads, out of the map
 	std::map<lk_futex_key, lk_futex_stats> prev_futex_;
 	std::map<lk_futex_key, lk_futex_stats> retired_futex_; // figures of words pruned from the map
 	lk_sys_stats prev_sys_[2]{};

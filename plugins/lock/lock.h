@@ -5,6 +5,14 @@
 
 #include <procimage/bpf/common.h>
 
+/* Causes of losses (pi_lost keys, named by the user side) */
+#define LK_LOST_LOCKS (PI_LOST_PROBE + 0)   /* lk_locks full: config max_locks */
+#define LK_LOST_THREADS (PI_LOST_PROBE + 1) /* lk_threads full: config max_threads */
+#define LK_LOST_OWNERS (PI_LOST_PROBE + 2)  /* lk_owner full */
+#define LK_LOST_HOLDS (PI_LOST_PROBE + 3)   /* lk_holds full */
+#define LK_LOST_WAKERS (PI_LOST_PROBE + 4)  /* lk_wakers full */
+#define LK_LOST_FUTEXES (PI_LOST_PROBE + 5) /* lk_futex full: config max_futexes */
+
 #define LK_HIST_SLOTS 36 /* log2 buckets of nanoseconds: [2^i, 2^(i+1)), the last one open */
 
 /* What a probed libc function does. Attached with this value as the uprobe's BPF cookie. */

@@ -194,7 +194,7 @@ static __always_inline void thread_wait(struct task_struct *p, __u32 tid, int ki
 		__u32 zero = 0;
 		struct sc_thread *z = bpf_map_lookup_elem(&sc_zero, &zero);
 		if (!z || bpf_map_update_elem(&sc_threads, &tid, z, BPF_NOEXIST) != 0) {
-			pi_count_lost();
+			pi_count_lost_as(SC_LOST_THREADS);
 			return;
 		}
 		t = bpf_map_lookup_elem(&sc_threads, &tid);
@@ -265,7 +265,7 @@ static __always_inline int on_wakeup(struct task_struct *p)
 	}
 	struct sc_task *t = task_stamp(p, true);
 	if (!t) {
-		pi_count_lost();
+		pi_count_lost_as(SC_LOST_TASKS);
 		return 0;
 	}
 	set_stamp(t, p, bpf_ktime_get_ns(), gen);
@@ -327,7 +327,7 @@ int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_stru
 			if (t)
 				set_stamp(t, prev, now, gen);
 			else
-				pi_count_lost();
+				pi_count_lost_as(SC_LOST_TASKS);
 		}
 	}
 

@@ -85,6 +85,8 @@ public:
 		io.n_ringbufs = 1;
 		io.ringbuf_fds[0] = bpf_map__fd(skel_->maps.sc_events);
 		io.lost_map_fd = sdk::lost_map_fd(skel_->obj);
+		sdk::name_lost_causes(io, {{SC_LOST_THREADS, "sc_threads: a thread's figures found the map full (raise schedule.max_threads)"},
+					   {SC_LOST_TASKS, "sc_tasks: a thread's wake-up time could not be stored (kernel memory, or the 65536-thread table before Linux 5.11)"}});
 	}
 
 	void attach(const pi_target &target) override

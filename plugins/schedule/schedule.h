@@ -14,6 +14,10 @@
 
 /* Log2 histogram of delays in ns: bucket i counts delays in [2^i, 2^(i+1)); bucket 0 also
  * counts 0 ns, the last bucket everything from 2^(SC_HIST_SLOTS-1) ns (about 9 minutes) on. */
+/* Causes of losses (pi_lost keys, named by the user side) */
+#define SC_LOST_THREADS (PI_LOST_PROBE + 0) /* sc_threads full: config max_threads */
+#define SC_LOST_TASKS (PI_LOST_PROBE + 1)   /* a thread's stamp (sc_tasks) could not be stored */
+
 #define SC_HIST_SLOTS 40
 
 /* Cumulative figures since the activation began. */

@@ -29,6 +29,7 @@ const volatile __u64 sc_inprogress_ns = 0; /* in-flight age reported by the iter
 __u64 sc_epoch;      /* interval number, bumped at each tick */
 __u32 sc_run;        /* attach number: entries of an earlier attach are ignored */
 __u32 sc_by_thread;  /* per-target keys are tids (1) or tgids (0) */
+__u32 sc_rows;       /* per-target rows kept (0: system-wide figures only) */
 __u32 sc_sequence;   /* sequence batches on */
 __u32 sc_batch_len;  /* calls per sequence record, 1..SC_BATCH_MAX */
 __u32 sc_iter_mode;  /* enum sc_iter_mode */
@@ -173,13 +174,22 @@ static __always_inline void target_add(__u32 tgid, __u32 tid, __u32 slot, __u64 
 		bpf_map_update_elem(&sc_target, &key, init, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(&sc_target, &key);
 		if (!v) {
-			pi_count_lost(); /* sc_target is full (config max_keys) */
+			pi_count_lost_as(SC_LOST_KEYS);
 			return;
 		}
-		struct sc_owner o = {};
-		owner_fill(&o, bpf_get_current_task_btf());
-		if (bpf_map_update_elem(&sc_owners, &key.id, &o, BPF_ANY) != 0)
-			pi_count_lost();
+		/* the owner's entry, created with its first key; each new key sets its slot bit */
+		struct sc_owner *o = bpf_map_lookup_elem(&sc_owners, &key.id);
+		if (!o) {
+			struct sc_owner fresh = {};
+			owner_fill(&fresh, bpf_get_current_task_btf());
+			if (bpf_map_update_elem(&sc_owners, &key.id, &fresh, BPF_NOEXIST) != 0)
+				pi_count_lost_as(SC_LOST_KEYS);
+			o = bpf_map_lookup_elem(&sc_owners, &key.id);
+		}
+		/* (not atomic: BPF's atomic OR needs 5.12. Two threads of a process creating keys at
+		 * the same moment may lose a bit; that key is then freed at a tick, not at the end.) */
+		if (o)
+			o->slots[(slot / 64) & (SC_NR_SLOTS / 64 - 1)] |= 1ULL << (slot % 64);
 	}
 	stats_add(v, lat, err, epoch);
 }
@@ -236,7 +246,7 @@ static __always_inline void seq_add(struct task_struct *t, __u64 pid_tgid, __u64
 {
 	struct sc_seqbuf *sb = bpf_task_storage_get(&sc_seq, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!sb) {
-		pi_count_lost();
+		pi_count_lost_as(SC_LOST_STORAGE);
 		return;
 	}
 	if (sb->run != sc_run) {
@@ -305,7 +315,7 @@ int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_stru
 		return 0; /* exit / exit_group: the call never returns */
 	struct sc_inflight *f = bpf_task_storage_get(&sc_task, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!f) {
-		pi_count_lost();
+		pi_count_lost_as(SC_LOST_STORAGE);
 		return 0;
 	}
 	f->enter_ns = cpu->enter_ns;
@@ -379,7 +389,8 @@ int BPF_PROG(sc_exit, struct pt_regs *regs, long ret)
 	if (!cpu->cache_wanted)
 		return 0;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	target_add(pid_tgid >> 32, (__u32)pid_tgid, slot, lat, err, epoch);
+	if (sc_rows)
+		target_add(pid_tgid >> 32, (__u32)pid_tgid, slot, lat, err, epoch);
 	if (sc_sequence)
 		seq_add(bpf_get_current_task_btf(), pid_tgid, now, nr, lat, ret, epoch);
 	return 0;
@@ -389,6 +400,20 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(sc_task_exit, struct task_struct *p)
 {
 	__sync_fetch_and_add(&sc_exits, 1);
+	/* The end of an id with figures: a thread (by thread), or the last thread of a process
+	 * (signal->live has dropped to 0 when this tracepoint fires). */
+	__u32 id = sc_by_thread ? p->pid : p->tgid;
+	if (sc_rows && (sc_by_thread || BPF_CORE_READ(p, signal, live.counter) == 0) &&
+	    bpf_map_lookup_elem(&sc_owners, &id)) {
+		/* no room: not a loss, the keys are freed at a later tick instead */
+		struct sc_end *e = bpf_ringbuf_reserve(&sc_events, sizeof(*e), 0);
+		if (e) {
+			pi_fill_header(&e->h, SC_END, sizeof(*e), p);
+			e->id = id;
+			e->pad = 0;
+			pi_submit(&sc_events, e);
+		}
+	}
 	if (!sc_sequence)
 		return 0;
 	struct sc_seqbuf *sb = bpf_task_storage_get(&sc_seq, p, 0, 0);

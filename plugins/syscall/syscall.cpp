@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <unordered_map>
 
@@ -28,24 +29,27 @@ namespace sdk = procimage::sdk;
 
 struct config {
 	uint32_t batch = 10;
-	bool sequence = true;
+	// Sequence records: on for a target, off system-wide (every call of the system, streamed,
+	// would outrun any ring buffer) unless set.
+	std::optional<bool> sequence;
 	std::string by = "auto";
 	uint32_t inprogress_ms = 1000;
 	std::string system = "latency";
-	std::string system_rows = "target";
-	uint32_t max_keys = 4096;
+	std::string system_rows = "auto";
+	uint32_t max_keys = 16384;
 	uint32_t ringbuf_kb = 1024;
 
 	explicit config(const std::string &text)
 	{
 		sdk::config_reader r(text);
 		batch = static_cast<uint32_t>(r.get_int("batch", 10, 1, SC_BATCH_MAX));
-		sequence = r.get_bool("sequence", true);
-		by = r.get_enum("by", "auto", {"auto", "thread", "process"});
+		if (r.json().contains("sequence"))
+			sequence = r.get_bool("sequence", true);
+		by = r.get_enum("by", "auto", {"auto", "thread", "process", "none"});
 		inprogress_ms = static_cast<uint32_t>(r.get_int("inprogress_ms", 1000, 0, 3600000));
 		system = r.get_enum("system", "latency", {"latency", "counts", "off"});
-		system_rows = r.get_enum("system_rows", "target", {"target", "all", "none"});
-		max_keys = static_cast<uint32_t>(r.get_int("max_keys", 4096, 64, 1 << 20));
+		system_rows = r.get_enum("system_rows", "auto", {"auto", "target", "all", "none"});
+		max_keys = static_cast<uint32_t>(r.get_int("max_keys", 16384, 64, 1 << 20));
 		ringbuf_kb = static_cast<uint32_t>(r.get_int("ringbuf_kb", 1024, 64, 1 << 20));
 		if (ringbuf_kb & (ringbuf_kb - 1))
 			throw sdk::config_error("ringbuf_kb: expected a power of two, got " +
@@ -150,6 +154,8 @@ public:
 		io.n_ringbufs = 1;
 		io.ringbuf_fds[0] = bpf_map__fd(skel_->maps.sc_events);
 		io.lost_map_fd = sdk::lost_map_fd(skel_->obj);
+		sdk::name_lost_causes(io, {{SC_LOST_KEYS, "sc_target: a (process, system call) row found the per-target map full (raise syscall.max_keys)"},
+					   {SC_LOST_STORAGE, "sc_task: a thread's task storage could not be allocated (kernel memory)"}});
 	}
 
 	void attach(const pi_target &target) override
@@ -157,7 +163,7 @@ public:
 		// Activation options (procimage-ctl -s N): {"batch": N} turns sequences on with
 		// batches of N calls, for this activation only.
 		uint32_t batch = cfg_.batch;
-		bool sequence = cfg_.sequence;
+		bool sequence = cfg_.sequence.value_or(target.kind != PI_TARGET_ALL);
 		if (target.options && *target.options) {
 			auto opts = nlohmann::json::parse(target.options);
 			for (const auto &[k, v] : opts.items()) {
@@ -176,6 +182,11 @@ public:
 			report(now, false); // what an earlier activation counted and nobody reported yet
 		reset();
 		by_thread_ = cfg_.by == "thread" || (cfg_.by == "auto" && target.kind == PI_TARGET_TID);
+		// System-wide, the figures are the system's, per syscall: rows for every process of
+		// the machine are asked for with by = "process" or "thread".
+		rows_ = cfg_.by != "none" && !(cfg_.by == "auto" && target.kind == PI_TARGET_ALL);
+		system_rows_ = cfg_.system_rows != "auto" ? cfg_.system_rows : rows_ ? "target" : "all";
+		skel_->bss->sc_rows = rows_ ? 1 : 0;
 		sequence_ = sequence;
 		skel_->bss->sc_by_thread = by_thread_ ? 1 : 0;
 		skel_->bss->sc_sequence = sequence ? 1 : 0;
@@ -215,9 +226,13 @@ public:
 		if (len < sizeof(pi_event_header))
 			throw std::runtime_error("short record (" + std::to_string(len) + " bytes)");
 		const auto *h = static_cast<const pi_event_header *>(data);
-		if (h->kind != SC_BATCH)
-			throw std::runtime_error("unknown record kind " + std::to_string(h->kind));
-		on_batch(data, len);
+		if (h->kind == SC_END && len >= sizeof(sc_end))
+			on_end(*static_cast<const sc_end *>(data));
+		else if (h->kind == SC_BATCH)
+			on_batch(data, len);
+		else
+			throw std::runtime_error("unknown record kind " + std::to_string(h->kind) + " of " +
+						 std::to_string(len) + " bytes");
 	}
 
 	void on_tick(uint64_t now, bool final) override
@@ -320,6 +335,7 @@ private:
 		prev_target_.clear();
 		prev_sys_.clear();
 		owners_.clear();
+		end_slots_.clear();
 	}
 
 	static uint64_t key_of(const sc_key &k) { return (static_cast<uint64_t>(k.id) << 32) | k.nr; }
@@ -330,6 +346,79 @@ private:
 		figures now;
 		interval d;
 	};
+
+	// One thread's or process's rows of a report: the syscalls it made in the interval.
+	struct per_owner {
+		std::vector<row> rows;
+		figures cum;
+		std::map<uint32_t, uint64_t> cum_counts;
+
+		// A key's figures: returns the interval's (since the last report of that key).
+		interval take(uint32_t id, uint32_t slot, const figures &f, figures &before)
+		{
+			interval d = since(f, before);
+			before = f;
+			cum += f;
+			if (f.count)
+				cum_counts[slot] = f.count;
+			if (d.count)
+				rows.push_back({id, slot, f, d});
+			return d;
+		}
+	};
+
+	// The rows of one id with calls in the interval, most called first, then its totals row.
+	// Adds the slots it reported to `slots`.
+	void emit_owner(uint32_t id, per_owner &po, uint64_t ts, uint64_t interval_ns, std::set<uint32_t> &slots)
+	{
+		if (po.rows.empty())
+			return;
+		std::sort(po.rows.begin(), po.rows.end(), [](const row &a, const row &b) {
+			return a.d.count != b.d.count ? a.d.count > b.d.count : a.slot < b.slot;
+		});
+		const owner &o = owner_of(id);
+		interval all;
+		std::map<uint32_t, uint64_t> counts;
+		for (const row &rw : po.rows) {
+			slots.insert(rw.slot);
+			all += rw.d;
+			counts[rw.slot] = rw.d.count;
+			emit_row("target", o, ts, rw.slot, rw.d, rw.now, interval_ns);
+		}
+		emit_totals("target", o, ts, all, po.cum, counts, po.cum_counts, interval_ns);
+	}
+
+	// An id with keys ended (its thread, or its process's last thread, exited): its figures are
+	// final. Report what it did since the last tick now and free its keys, so that a target
+	// that runs many short processes holds keys only for those alive.
+	void on_end(const sc_end &e)
+	{
+		if (!measured_)
+			return;
+		int t_fd = bpf_map__fd(skel_->maps.sc_target), o_fd = bpf_map__fd(skel_->maps.sc_owners);
+		sc_owner k{};
+		if (bpf_map_lookup_elem(o_fd, &e.id, &k) != 0 || k.pid_start_ns != e.h.pid_start_ns)
+			return; // freed at a tick already, or the id is someone else's by now
+		per_owner po;
+		std::vector<sc_stats> stats(static_cast<size_t>(ncpu_));
+		std::vector<sc_key> keys;
+		for (uint32_t w = 0; w < SC_NR_SLOTS / 64; w++)
+			for (uint64_t bits = k.slots[w]; bits; bits &= bits - 1) {
+				sc_key key{e.id, w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits))};
+				if (bpf_map_lookup_elem(t_fd, &key, stats.data()) != 0)
+					continue;
+				keys.push_back(key);
+				po.take(key.id, key.nr, merge(stats.data(), stats.size(), epoch_), prev_target_[key_of(key)]);
+			}
+		uint64_t now = e.h.ts_boot_ns;
+		emit_owner(e.id, po, now + host().boot_to_epoch_ns, now - std::min(now, last_tick_ns_), end_slots_);
+		for (const auto &key : keys) {
+			bpf_map_delete_elem(t_fd, &key);
+			prev_target_.erase(key_of(key));
+		}
+		bpf_map_delete_elem(o_fd, &e.id);
+		owners_.erase(e.id);
+	}
 
 	// Read every counter, emit what changed since the last report. `running`: the kernel is
 	// still counting, so start a new interval first.
@@ -354,11 +443,6 @@ private:
 
 		// ---- per target: one row per (thread or process, syscall) with calls in the interval,
 		// then one totals row per thread or process
-		struct per_owner {
-			std::vector<row> rows;
-			figures cum;
-			std::map<uint32_t, uint64_t> cum_counts;
-		};
 		std::map<uint32_t, per_owner> owners;
 		std::vector<sc_stats> stats(static_cast<size_t>(ncpu_));
 		int t_fd = bpf_map__fd(skel_->maps.sc_target);
@@ -370,16 +454,8 @@ private:
 			if (bpf_map_lookup_elem(t_fd, &key, stats.data()) != 0)
 				continue;
 			const owner &o = owner_of(key.id);
-			figures f = merge(stats.data(), stats.size(), ended);
-			figures &before = prev_target_[key_of(key)];
-			interval d = since(f, before);
-			before = f;
-			per_owner &po = owners[key.id];
-			po.cum += f;
-			if (f.count)
-				po.cum_counts[key.nr] = f.count;
-			if (d.count)
-				po.rows.push_back({key.id, key.nr, f, d});
+			interval d = owners[key.id].take(key.id, key.nr, merge(stats.data(), stats.size(), ended),
+							 prev_target_[key_of(key)]);
 			if (!d.count && running && !alive(o))
 				gone.push_back(key);
 			else
@@ -398,23 +474,9 @@ private:
 		}
 
 		std::set<uint32_t> target_slots;
-		for (auto &[id, po] : owners) {
-			if (po.rows.empty())
-				continue;
-			std::sort(po.rows.begin(), po.rows.end(), [](const row &a, const row &b) {
-				return a.d.count != b.d.count ? a.d.count > b.d.count : a.slot < b.slot;
-			});
-			const owner &o = owner_of(id);
-			interval all;
-			std::map<uint32_t, uint64_t> counts;
-			for (const row &rw : po.rows) {
-				target_slots.insert(rw.slot);
-				all += rw.d;
-				counts[rw.slot] = rw.d.count;
-				emit_row("target", o, ts, rw.slot, rw.d, rw.now, interval_ns);
-			}
-			emit_totals("target", o, ts, all, po.cum, counts, po.cum_counts, interval_ns);
-		}
+		target_slots.swap(end_slots_); // those of ids that ended in the interval
+		for (auto &[id, po] : owners)
+			emit_owner(id, po, ts, interval_ns, target_slots);
 
 		// ---- the whole system
 		if (!have_sys)
@@ -434,8 +496,8 @@ private:
 				counts[s] = d.count;
 			if (f.count)
 				cum_counts[s] = f.count;
-			bool want = cfg_.system_rows == "all" ? d.count > 0
-				    : cfg_.system_rows == "target" ? target_slots.count(s) > 0
+			bool want = system_rows_ == "all" ? d.count > 0
+				    : system_rows_ == "target" ? target_slots.count(s) > 0
 								     : false;
 			if (want)
 				emit_row("system", system, ts, s, d, f, interval_ns);
@@ -563,6 +625,8 @@ private:
 	names names_;
 	bool measured_ = false;
 	bool by_thread_ = false;
+	bool rows_ = true;                   // per-target rows (sc_target) kept
+	std::string system_rows_ = "target"; // cfg_.system_rows, "auto" resolved
 	bool sequence_ = false;
 	uint32_t run_ = 0;
 	uint64_t epoch_ = 0;
@@ -570,6 +634,7 @@ private:
 	std::unordered_map<uint64_t, figures> prev_target_; // (id << 32 | slot) -> last cumulative
 	std::unordered_map<uint32_t, figures> prev_sys_;
 	std::unordered_map<uint32_t, owner> owners_;
+	std::set<uint32_t> end_slots_; // slots reported by ids that ended since the last report
 };
 
 } // namespace procimage::syscalls

@@ -30,6 +30,10 @@ struct sc_stats {
 	__u64 hist[SC_HIST_SLOTS];
 };
 
+/* Causes of losses (pi_lost keys, named by the user side) */
+#define SC_LOST_KEYS (PI_LOST_PROBE + 0)    /* sc_target or sc_owners full: config max_keys */
+#define SC_LOST_STORAGE (PI_LOST_PROBE + 1) /* a thread's task storage could not be allocated */
+
 /* Per-target statistics: key of the per-CPU hash sc_target (value: struct sc_stats). */
 struct sc_key {
 	__u32 id; /* tid or tgid (config "by") */
@@ -44,6 +48,7 @@ struct sc_owner {
 	__u32 pid;          /* tgid */
 	__u32 tid;          /* 0 when the id is a whole process */
 	char comm[PI_COMM_LEN];
+	__u64 slots[SC_NR_SLOTS / 64]; /* the syscall slots it has sc_target keys for */
 };
 
 /* In-flight call of the thread that is running on a CPU (per-CPU array sc_cpu, one entry),
@@ -83,6 +88,16 @@ struct sc_inflight {
 enum sc_kind {
 	SC_BATCH = 1,      /* struct sc_batch */
 	SC_INPROGRESS = 2, /* struct sc_inprogress (task iterator output only) */
+	SC_END = 3,        /* struct sc_end: an id with sc_target keys ended */
+};
+
+/* The thread (by thread) or process (by process, its last thread) that an sc_target id names
+ * exited: its figures are final, and the user side reports and frees its keys at once instead
+ * of holding them until the next interval. */
+struct sc_end {
+	struct pi_event_header h; /* the exiting task */
+	__u32 id;
+	__u32 pad;
 };
 
 enum sc_flush_reason {

@@ -342,7 +342,8 @@ TEST_CASE("prometheus: a real Prometheus scrapes the exporter; the workload's fi
 			if (e["event"] == "oncpu" && e["pid"] == pid)
 				jsonl_oncpu += e["dur_ns"].get<double>() / 1e9;
 		INFO("on-CPU seconds in the jsonl sink: " << jsonl_oncpu << "; series expired: "
-							   << api.value("procimage_exporter_expired_series_total"));
+							   << api.value("procimage_exporter_expired_series_total") << "; keytime records lost: "
+							   << api.value("procimage_lost_records_total{probe=\"keytime\"}"));
 		CHECK(api.value("sum(procimage_oncpu_seconds_total{pid=\"" + P + "\"})") > 0.25);
 	}
 

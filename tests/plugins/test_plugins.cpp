@@ -6,11 +6,12 @@
 //   3 sink whose write throws a C++ exception straight through the C boundary
 //   4 probe whose create throws straight through the C boundary
 //   5 a shared object with no procimage entry point
+//   6 a working sink built for ABI 1.0 (PI_PLUGIN_API_MINOR=0): a 1.x host keeps loading it
 #include <procimage/plugin_api.h>
 
 #include <stdexcept>
 
-#if VARIANT == 1 || VARIANT == 2 || VARIANT == 3
+#if VARIANT == 1 || VARIANT == 2 || VARIANT == 3 || VARIANT == 6
 namespace {
 int validate(const char *, char *, size_t) { return PI_OK; }
 int dummy;

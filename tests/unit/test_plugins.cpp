@@ -11,6 +11,10 @@ namespace t = procimage::test;
 
 static std::string test_plugin(const std::string &file) { return std::string(PROCIMAGE_TEST_PLUGIN_DIR) + "/" + file; }
 
+// "M.N" of this build's ABI, and of one with another major
+static const std::string ABI = std::to_string(PI_API_MAJOR) + "." + std::to_string(PI_API_MINOR);
+static const std::string ABI_MAJOR2 = "2." + std::to_string(PI_API_MINOR);
+
 TEST_CASE("the in-tree plugins load and describe themselves")
 {
 	for (const auto &[file, kind, name] : std::vector<std::tuple<std::string, uint32_t, std::string>>{
@@ -33,8 +37,8 @@ TEST_CASE("a plugin built for another major ABI is refused, naming plugin and bo
 	auto p = load_plugin(test_plugin("sink_abi_major.so"));
 	REQUIRE_FALSE(p.ok());
 	CHECK(p.err().msg == "plugin 'abi_major' 0.0.1 (" + test_plugin("sink_abi_major.so") +
-				     ") was built for plugin ABI 2.0; this procimage speaks ABI 1.0 (major versions "
-				     "differ): rebuild the plugin against this procimage's plugin_api");
+				     ") was built for plugin ABI " + ABI_MAJOR2 + "; this procimage speaks ABI " + ABI +
+				     " (major versions differ): rebuild the plugin against this procimage's plugin_api");
 }
 
 TEST_CASE("a plugin needing a newer minor ABI is refused")
@@ -42,8 +46,17 @@ TEST_CASE("a plugin needing a newer minor ABI is refused")
 	auto p = load_plugin(test_plugin("sink_abi_minor.so"));
 	REQUIRE_FALSE(p.ok());
 	CHECK(p.err().msg == "plugin 'abi_minor' 0.0.1 (" + test_plugin("sink_abi_minor.so") +
-				     ") needs plugin ABI 1.99, newer than this procimage's ABI 1.0: upgrade procimage "
-				     "or rebuild the plugin");
+				     ") needs plugin ABI 1.99, newer than this procimage's ABI " + ABI +
+				     ": upgrade procimage or rebuild the plugin");
+}
+
+TEST_CASE("a plugin built for ABI 1.0 still loads in a newer 1.x host")
+{
+	auto p = load_plugin(test_plugin("sink_abi_old.so"));
+	REQUIRE(p.ok());
+	CHECK((*p)->desc->api_major == 1);
+	CHECK((*p)->desc->api_minor == 0);
+	CHECK(PI_API_MINOR >= 1);
 }
 
 TEST_CASE("a shared object without the entry point is refused")
@@ -64,15 +77,15 @@ TEST_CASE("a mismatched plugin named in a pipeline stops it with exit code 2")
 	auto r = t::run({t::procimage_bin(), "--pipeline", d.file("p.json"), "--check"});
 	CHECK(r.status == 2);
 	CHECK_THAT(r.err, Catch::Contains("sinks.old: plugin 'abi_major' 0.0.1"));
-	CHECK_THAT(r.err, Catch::Contains("was built for plugin ABI 2.0; this procimage speaks ABI 1.0"));
+	CHECK_THAT(r.err, Catch::Contains("was built for plugin ABI " + ABI_MAJOR2 + "; this procimage speaks ABI " + ABI));
 }
 
 TEST_CASE("--list-plugins shows every plugin with its version, and why one is unusable")
 {
 	auto r = t::run({t::procimage_bin(), "--list-plugins", "--plugin-dir", PROCIMAGE_TEST_PLUGIN_DIR});
 	CHECK(r.status == 0);
-	CHECK_THAT(r.out, Catch::Contains("probe  keytime      1.0.0     1.0"));
-	CHECK_THAT(r.out, Catch::Contains("sink   jsonl        1.0.0     1.0"));
+	CHECK_THAT(r.out, Catch::Contains("probe  keytime      1.0.0     " + ABI));
+	CHECK_THAT(r.out, Catch::Contains("sink   jsonl        1.0.0     " + ABI));
 	CHECK_THAT(r.out, Catch::Contains("unusable: plugin 'abi_major' 0.0.1"));
 	CHECK_THAT(r.out, Catch::Contains("sink_not_plugin.so"));
 }

@@ -63,7 +63,7 @@ TEST_CASE("syscall config: each bad key is named")
 	CHECK_THAT(validate(R"({"batch": 0})"), Catch::StartsWith("batch: expected an integer in 1..50"));
 	CHECK_THAT(validate(R"({"batch": 51})"), Catch::StartsWith("batch: expected an integer in 1..50, got 51"));
 	CHECK_THAT(validate(R"({"batch": "10"})"), Catch::StartsWith("batch: expected an integer"));
-	CHECK_THAT(validate(R"({"by": "cpu"})"), Catch::StartsWith("by: expected one of auto, process, thread"));
+	CHECK_THAT(validate(R"({"by": "cpu"})"), Catch::StartsWith("by: expected one of auto, none, process, thread"));
 	CHECK_THAT(validate(R"({"sequence": 1})"), Catch::StartsWith("sequence: expected true or false"));
 	CHECK_THAT(validate(R"({"inprogress_ms": -1})"), Catch::StartsWith("inprogress_ms: expected an integer in 0..3600000"));
 	CHECK_THAT(validate(R"({"max_keys": 10})"), Catch::StartsWith("max_keys: expected an integer in 64.."));
@@ -72,7 +72,7 @@ TEST_CASE("syscall config: each bad key is named")
 	CHECK_THAT(validate(R"({"system": "off", "system_rows": "all"})"), Catch::StartsWith("system_rows: needs"));
 	CHECK_THAT(validate(R"({"system": false})"), Catch::StartsWith("system: expected a string"));
 	CHECK_THAT(validate(R"({"system": "all"})"), Catch::StartsWith("system: expected one of counts, latency, off"));
-	CHECK_THAT(validate(R"({"system_rows": "some"})"), Catch::StartsWith("system_rows: expected one of all, none, target"));
+	CHECK_THAT(validate(R"({"system_rows": "some"})"), Catch::StartsWith("system_rows: expected one of all, auto, none, target"));
 	CHECK_THAT(validate(R"({"sample": 3})"), Catch::StartsWith("sample: unknown key"));
 }
 

@@ -4,6 +4,7 @@
 // objects a probe owns.
 #pragma once
 
+#include <procimage/bpf/common.h>
 #include <procimage/kernel_features.hpp>
 #include <procimage/sdk.hpp>
 
@@ -12,6 +13,9 @@
 #include <bpf/libbpf.h>
 
 #include <cerrno>
+#include <cstddef>
+#include <initializer_list>
+#include <utility>
 #include <cstdint>
 #include <cstdlib>
 #include <unistd.h>
@@ -64,6 +68,19 @@ inline int lost_map_fd(bpf_object *obj)
 {
 	bpf_map *map = bpf_object__find_map_by_name(obj, "pi_lost");
 	return map ? bpf_map__fd(map) : -1;
+}
+
+// Names what the probe's own loss causes count (pi_count_lost_as(PI_LOST_PROBE + n) on the BPF
+// side), for the host's warnings and records: "MAP: what was lost (the setting to raise)".
+// The ring buffer's cause (PI_LOST_RINGBUF) is named by the host. A host older than ABI 1.1 has
+// no room for the names and is told nothing.
+inline void name_lost_causes(pi_probe_io &io, std::initializer_list<std::pair<uint32_t, const char *>> causes)
+{
+	if (io.size < offsetof(pi_probe_io, lost_causes) + sizeof io.lost_causes)
+		return;
+	for (const auto &[key, text] : causes)
+		if (key >= PI_LOST_PROBE && key < PI_LOST_CAUSES)
+			io.lost_causes[key] = text;
 }
 
 // Task storage maps exist from Linux 5.11. Where they do not (or PROCIMAGE_NO_TASK_STORAGE=1,

@@ -27,7 +27,7 @@ extern "C" {
 #endif
 
 #define PI_API_MAJOR 1
-#define PI_API_MINOR 0
+#define PI_API_MINOR 1
 
 /* Test builds may override the version a plugin declares (to build mismatched plugins). */
 #ifndef PI_PLUGIN_API_MAJOR
@@ -172,11 +172,17 @@ struct pi_target {
 
 /* Event sources a probe hands to the host's bus after load. */
 #define PI_MAX_RINGBUFS 4
+#define PI_LOST_CAUSES 8 /* keys of the lost map (the BPF side's PI_LOST_SLOTS) */
 struct pi_probe_io {
 	uint32_t size;
 	uint32_t n_ringbufs;
 	int ringbuf_fds[PI_MAX_RINGBUFS]; /* BPF_MAP_TYPE_RINGBUF fds; records decoded by on_data */
 	int lost_map_fd; /* per-CPU array, key 0, u64 per CPU: records the kernel could not queue */
+	/* Since 1.1 (write only when size covers it): what the lost map's keys 1..7 count, when
+	 * it has them, each a static string naming the map or ring buffer and the setting that
+	 * makes it larger, e.g. "the per-target map sc_target was full (raise syscall.max_keys)".
+	 * NULL: the key is not used. Key 0 counts every loss, whatever its cause. */
+	const char *lost_causes[PI_LOST_CAUSES];
 };
 
 /* ----------------------------------------------------------------------------------------

@@ -15,6 +15,15 @@
 #define PI_MAX_SLOTS 32      /* probe instances one host can run */
 #define PI_MAX_TARGETS 16384 /* entries of the shared target map */
 
+/* A probe's pi_lost counters (per-CPU array, u64 per CPU): slot 0 counts every record or map
+ * entry the probe could not store; slot PI_LOST_RINGBUF (also in slot 0) those refused by a full
+ * ring buffer; slots PI_LOST_PROBE.. PI_LOST_SLOTS-1 causes the probe names in
+ * pi_probe_io.lost_causes (a full map, a failed allocation). */
+#define PI_LOST_SLOTS 8
+#define PI_LOST_ANY 0
+#define PI_LOST_RINGBUF 1
+#define PI_LOST_PROBE 2
+
 /* pi_control[slot].mode */
 enum pi_mode {
 	PI_MODE_OFF = 0,     /* the probe collects nothing */

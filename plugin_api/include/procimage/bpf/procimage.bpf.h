@@ -38,17 +38,30 @@ struct {
 /* Records or map entries this probe could not store, read and reported by the host. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, PI_LOST_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
 } pi_lost SEC(".maps");
 
-static __always_inline void pi_count_lost(void)
+/* One record or map entry lost, for `cause` (PI_LOST_RINGBUF, or PI_LOST_PROBE + n for the
+ * probe's own causes, named in pi_probe_io.lost_causes); slot 0 counts them all. */
+static __always_inline void pi_count_lost_as(__u32 cause)
 {
 	__u32 zero = 0;
 	__u64 *n = bpf_map_lookup_elem(&pi_lost, &zero);
 	if (n)
 		*n += 1;
+	if (cause > 0 && cause < PI_LOST_SLOTS) {
+		n = bpf_map_lookup_elem(&pi_lost, &cause);
+		if (n)
+			*n += 1;
+	}
+}
+
+/* A loss with no named cause. */
+static __always_inline void pi_count_lost(void)
+{
+	pi_count_lost_as(PI_LOST_ANY);
 }
 
 /* Is the probe switched on at all? (System-wide reference figures are collected only while
@@ -100,7 +113,7 @@ static __always_inline void *pi_reserve(void *ringbuf, __u64 size)
 {
 	void *p = bpf_ringbuf_reserve(ringbuf, size, 0);
 	if (!p)
-		pi_count_lost();
+		pi_count_lost_as(PI_LOST_RINGBUF);
 	return p;
 }
 
@@ -129,7 +142,7 @@ static __always_inline void pi_submit(void *ringbuf, void *rec)
 static __always_inline void pi_output(void *ringbuf, void *rec, __u64 size)
 {
 	if (bpf_ringbuf_output(ringbuf, rec, size, pi_wakeup_flags(ringbuf, size, false)) != 0)
-		pi_count_lost();
+		pi_count_lost_as(PI_LOST_RINGBUF);
 }
 
 /* Fill the common header from a task (not necessarily current). */
