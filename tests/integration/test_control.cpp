@@ -183,7 +183,13 @@ TEST_CASE("control: an inactive host writes no probe record in any sink, before 
 	INFO(r.err);
 	REQUIRE(r.status == 0);
 	w.poke(3);
-	std::this_thread::sleep_for(std::chrono::milliseconds(300));
+	// active until the worker's records are out in every sink (bounded)
+	for (int i = 0; i < 200; i++) {
+		auto o = probe_output_of(d, host);
+		if (o.jsonl > 0 && o.csv_rows > 0 && o.stdout_lines > 0)
+			break;
+		std::this_thread::sleep_for(std::chrono::milliseconds(25));
+	}
 	r = t::run({ctl_bin(), "--name", ch, "-d"});
 	REQUIRE(r.status == 0);
 	auto active = probe_output_of(d, host);

@@ -301,15 +301,31 @@ TEST_CASE("schedule: -P targets one running process; a thread that ends keeps it
 		execl((t::build_dir() + "/wl-schedule").c_str(), "wl-schedule", "alone", "150", "10000", (char *)nullptr);
 		_exit(127);
 	}
-	background_tool tool({t::procimage_bin(), "-S", "-P", std::to_string(wl), "-o", "jsonl:" + d.file("out.jsonl")},
+	const std::string ch = "procimage-test-schedule-" + std::to_string(getpid());
+	background_tool tool({t::procimage_bin(), "-S", "-P", std::to_string(wl), "--name", ch, "-o",
+			      "jsonl:" + d.file("out.jsonl")},
 			     d.file("err"));
 	REQUIRE(tool.wait_ready());
 	int st = 0;
 	waitpid(wl, &st, 0);
 	REQUIRE(WIFEXITED(st));
 	REQUIRE(WEXITSTATUS(st) == 0);
-	// the ended threads are freed shortly after; their figures come back as kernel records
-	std::this_thread::sleep_for(std::chrono::milliseconds(300));
+	// the ended threads are freed after an RCU grace period; their figures then come back as
+	// kernel records: wait until the host has received them (bounded)
+	bool received = false;
+	std::string status;
+	for (int i = 0; i < 200 && !received; i++) {
+		auto r = t::run({t::build_dir() + "/procimage-ctl", "--name", ch, "--status", "--json"});
+		status = r.out + r.err;
+		json j = r.status == 0 ? json::parse(r.out) : json::object();
+		if (j.contains("probes"))
+			for (const auto &p : j["probes"])
+				received |= p["name"] == "schedule" && p["records_total"].get<long>() >= 1;
+		if (!received)
+			std::this_thread::sleep_for(std::chrono::milliseconds(25));
+	}
+	INFO("procimage-ctl --status: " << status);
+	CHECK(received);
 	CHECK(tool.stop() == 0);
 
 	auto truth = lines_of(t::read_file(d.file("wl.out")), "alone");

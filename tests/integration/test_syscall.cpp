@@ -511,9 +511,25 @@ TEST_CASE("syscall: procimage-ctl -s N sets the batch per activation, and each a
 		_exit(0);
 	}
 	close(g[0]);
+	// The calls are made once the child blocks in its read again: it has switched out
+	// voluntarily once more, and the kernel shows it inside read (number 0). No other call of
+	// the child may enter the sequences, so this is watched from /proc, not answered.
+	const std::string proc = "/proc/" + std::to_string(child);
+	auto voluntary = [&] {
+		std::string s = t::read_file(proc + "/status");
+		auto at = s.find("\nvoluntary_ctxt_switches:");
+		return at == std::string::npos ? -1L : std::atol(s.c_str() + at + 26);
+	};
 	auto poke = [&](unsigned char n) {
+		long before = voluntary();
 		REQUIRE(write(g[1], &n, 1) == 1);
-		std::this_thread::sleep_for(std::chrono::milliseconds(150));
+		bool back = false;
+		for (int i = 0; i < 500 && !back; i++) {
+			back = voluntary() > before && t::read_file(proc + "/syscall").rfind("0 ", 0) == 0;
+			if (!back)
+				std::this_thread::sleep_for(std::chrono::milliseconds(10));
+		}
+		REQUIRE(back);
 	};
 	background_tool tool({t::procimage_bin(), "-s", "--start", "inactive", "--name", ch, "-o", "jsonl:" + d.file("out.jsonl")},
 			     d.file("err"), "inactive");
