@@ -311,6 +311,41 @@ TEST_CASE("prometheus: a real Prometheus scrapes the exporter; the workload's fi
 	CHECK(eventually(30, [&] { return api.value("procimage_exporter_scrape_duration_seconds_count") >= 3; }));
 	CHECK(api.value("up{job=\"procimage\"}") == 1);
 
+	// ---- gauges describe the present: the three children have ended, and none of their gauge
+	// series is left, neither in the exposition nor in Prometheus's view of now (a series
+	// that leaves a scrape is marked stale); the shares of the whole machine add up to ≤ 1
+	{
+		const std::vector<std::string> gauges = {"procimage_cpu_usage_ratio", "procimage_memory_used_bytes",
+							 "procimage_memory_rss_bytes", "procimage_threads"};
+		for (const char *key : {"child_exit3", "child_killed", "child_true"}) {
+			const std::string C = std::to_string(truth[key]);
+			INFO("child " << key << " pid " << C);
+			auto gauge_lines = [&](const std::string &text) {
+				std::vector<std::string> out;
+				std::istringstream in(text);
+				for (std::string line; std::getline(in, line);)
+					for (const auto &g : gauges)
+						if (line.rfind(g + "{", 0) == 0 && line.find("pid=\"" + C + "\"") != std::string::npos)
+							out.push_back(line);
+				return out;
+			};
+			std::vector<std::string> left;
+			CHECK(eventually(5, [&] {
+				left = gauge_lines(http_get(exporter_port, "/metrics").body);
+				return left.empty();
+			}));
+			for (const auto &l : left)
+				UNSCOPED_INFO("left: " << l);
+			for (const auto &g : gauges) {
+				INFO(g);
+				CHECK(eventually(10, [&] { return api.values(g + "{pid=\"" + C + "\"}").empty(); }));
+			}
+		}
+		const double share = api.value("sum(procimage_cpu_usage_ratio{scope=\"target\"})");
+		INFO("sum of the targets' CPU shares: " << share);
+		CHECK(share <= 1.0);
+	}
+
 	// ---- the workload's figures, as Prometheus stored them
 	CHECK(api.value(getppid) == 20000);
 	CHECK(api.value("procimage_syscalls_total{scope=\"system\",syscall=\"getppid\"}") >= 20000);
