@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 #include <ctime>
 
 #include <poll.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -19,6 +21,16 @@ constexpr size_t MAX_MESSAGE = 1 << 20;
 
 // Abstract namespace: a leading NUL, then the address, not NUL-terminated.
 constexpr size_t MAX_ADDRESS = sizeof(sockaddr_un::sun_path) - 1;
+
+// The socket file of a root host's channel.
+socklen_t make_path_addr(const std::string &name, sockaddr_un &addr)
+{
+	std::memset(&addr, 0, sizeof addr);
+	addr.sun_family = AF_UNIX;
+	std::string path = control_path(name);
+	std::memcpy(addr.sun_path, path.data(), path.size()); // check_control_name bounds it
+	return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+}
 
 socklen_t make_addr(const std::string &name, sockaddr_un &addr)
 {
@@ -103,30 +115,34 @@ uint64_t monotonic_ns()
 
 std::string control_address(const std::string &name) { return "procimage/" + name; }
 
+std::string control_path(const std::string &name) { return std::string(CONTROL_DIR) + "/" + name + ".sock"; }
+
 result<void> check_control_name(const std::string &name)
 {
 	if (name.empty())
 		return usage_error("--name: give a name for the control channel");
-	size_t room = MAX_ADDRESS - control_address("").size();
+	size_t room = std::min(MAX_ADDRESS - control_address("").size(), MAX_ADDRESS - control_path("").size());
 	if (name.size() > room)
 		return usage_error("--name: \"" + name + "\" is " + std::to_string(name.size()) +
 				   " bytes; a control channel name has at most " + std::to_string(room));
 	if (name.find('\0') != std::string::npos)
 		return usage_error("--name: a NUL byte in the name");
+	if (name.find('/') != std::string::npos || name == "." || name == "..")
+		return usage_error("--name: \"" + name + "\" is not a plain name (no '/', not . or ..)");
 	return {};
 }
 
 namespace {
 
 // Who holds a taken channel, from the kernel's credentials of the listening process.
-std::string holder_text(const std::string &name)
+std::string holder_text(const std::string &name, bool file)
 {
 	std::string what = "the control channel \"" + name + "\" is already held";
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return what;
 	sockaddr_un addr;
-	socklen_t len = make_addr(name, addr);
+	socklen_t len = file ? make_path_addr(name, addr) : make_addr(name, addr);
 	if (connect(fd, reinterpret_cast<sockaddr *>(&addr), len) == 0) {
 		if (auto c = peer_of(fd)) {
 			what += " by " + peer_text(*c);
@@ -140,12 +156,31 @@ std::string holder_text(const std::string &name)
 	return what;
 }
 
+// CONTROL_DIR, made if missing; it must be a directory of root's that no one else may write
+// to, or a file in it could be someone else's.
+result<void> root_control_dir()
+{
+	if (mkdir(CONTROL_DIR, 0755) != 0 && errno != EEXIST)
+		return runtime_error(std::string("control channel: cannot create ") + CONTROL_DIR + ": " + std::strerror(errno));
+	struct stat st{};
+	if (lstat(CONTROL_DIR, &st) != 0)
+		return runtime_error(std::string("control channel: ") + CONTROL_DIR + ": " + std::strerror(errno));
+	if (!S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022))
+		return runtime_error(std::string("control channel: ") + CONTROL_DIR +
+				     " is not a directory of root's that only root may write to: remove it");
+	return {};
+}
+
 } // namespace
 
 control_server::~control_server()
 {
 	if (fd_ >= 0)
 		close(fd_);
+	// the file, if it is still the one this host bound (a later host may have replaced it)
+	struct stat st{};
+	if (!path_.empty() && lstat(path_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == ino_)
+		unlink(path_.c_str());
 }
 
 result<void> control_server::listen(const std::string &name)
@@ -159,14 +194,43 @@ result<void> control_server::listen(const std::string &name)
 		return r.err();
 	}
 	sockaddr_un addr;
-	socklen_t len = make_addr(name, addr);
+	const bool file = geteuid() == 0;
+	socklen_t len;
+	if (file) {
+		// root: the socket file, where no other user can be first
+		if (auto r = root_control_dir(); !r) {
+			close(fd);
+			return r.err();
+		}
+		len = make_path_addr(name, addr);
+		// a file left by a host that was killed answers no connection: it goes
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe >= 0) {
+			if (connect(probe, reinterpret_cast<sockaddr *>(&addr), len) != 0 && errno == ECONNREFUSED)
+				unlink(control_path(name).c_str());
+			close(probe);
+		}
+	} else {
+		len = make_addr(name, addr);
+	}
 	if (bind(fd, reinterpret_cast<sockaddr *>(&addr), len) != 0) {
 		int e = errno;
 		close(fd);
 		if (e == EADDRINUSE)
-			return runtime_error(holder_text(name) + ": finish it with procimage-ctl -f, or give this host "
-								  "another --name");
+			return runtime_error(holder_text(name, file) + ": finish it with procimage-ctl -f, or give this host "
+									"another --name");
 		return runtime_error(std::string("control channel: bind: ") + std::strerror(e));
+	}
+	if (file) {
+		path_ = control_path(name);
+		where_ = path_;
+		struct stat st{};
+		if (lstat(path_.c_str(), &st) == 0)
+			ino_ = st.st_ino;
+		// anyone may connect: the host answers strangers with a refusal (their credentials)
+		chmod(path_.c_str(), 0666);
+	} else {
+		where_ = "@" + control_address(name);
 	}
 	if (::listen(fd, 8) != 0) {
 		int e = errno;
@@ -246,10 +310,18 @@ result<nlohmann::json> control_call(const std::string &name, const nlohmann::jso
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return runtime_error(std::string("socket: ") + std::strerror(errno));
+	// a root host's socket file first, then the abstract name of a host without root
 	sockaddr_un addr;
-	socklen_t len = make_addr(name, addr);
+	socklen_t len = make_path_addr(name, addr);
+	int e = 0;
 	if (connect(fd, reinterpret_cast<sockaddr *>(&addr), len) != 0) {
-		int e = errno;
+		e = errno;
+		if (e == ENOENT || e == ECONNREFUSED) {
+			len = make_addr(name, addr);
+			e = connect(fd, reinterpret_cast<sockaddr *>(&addr), len) == 0 ? 0 : errno;
+		}
+	}
+	if (e != 0) {
 		close(fd);
 		if (e == ECONNREFUSED || e == ENOENT)
 			return runtime_error("no procimage host is running" +

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// The control channel between a running host and procimage-ctl: an abstract Unix socket
-// ("@procimage/<name>", so nothing is left behind when a host is killed), one JSON request
-// and one JSON reply per connection. The host checks the peer's credentials: only root or
-// the host's own user may control it.
+// The control channel between a running host and procimage-ctl, one JSON request and one JSON
+// reply per connection. A host running as root listens on /run/procimage/<name>.sock: only
+// root can create a file in that root-owned directory, so no other user can take the name
+// first. A host without root (capabilities only) cannot write there and listens on the
+// abstract socket "@procimage/<name>" instead, which anyone could have bound: the controller
+// tries the file first, then the abstract name, and trusts neither end unless the kernel says
+// it is root or the caller's own user (SO_PEERCRED); the host checks its callers the same way.
 #pragma once
 
 #include "result.hpp"
@@ -16,6 +19,9 @@
 namespace procimage::core {
 
 std::string control_address(const std::string &name);
+// Where a root host's channel lives: CONTROL_DIR/<name>.sock
+constexpr const char *CONTROL_DIR = "/run/procimage";
+std::string control_path(const std::string &name);
 // A name fits the socket address whole (a longer one is refused, never cut), EXIT_USAGE.
 result<void> check_control_name(const std::string &name);
 
@@ -42,9 +48,15 @@ public:
 	result<request> accept_request();
 	static void reply(int conn, const nlohmann::json &body);
 
+	// Where it listens: the socket file, or "@" + the abstract address
+	const std::string &where() const { return where_; }
+
 private:
 	int fd_ = -1;
 	std::string name_;
+	std::string where_;
+	std::string path_; // the socket file this host created, removed at its end
+	ino_t ino_ = 0;
 };
 
 // CLOCK_MONOTONIC, the clock of a request's "deadline_ns" (one clock for the whole machine).

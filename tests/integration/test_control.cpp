@@ -563,7 +563,7 @@ struct squatter {
 
 } // namespace
 
-TEST_CASE("control: a squatter (uid 65534) on the channel is neither trusted by the controller nor taken for a host")
+TEST_CASE("control: a squatter (uid 65534) on the channel is neither trusted by the controller nor blocks a root host")
 {
 	REQUIRE_ROOT_OR_SKIP(); // needs root to run the squatter as another user
 	t::temp_dir d;
@@ -580,12 +580,31 @@ TEST_CASE("control: a squatter (uid 65534) on the channel is neither trusted by 
 	r = t::run({ctl_bin(), "--name", ch, "--status"});
 	CHECK(r.status == 1);
 
-	// a host refused the name says who holds it, from the kernel (not the pid 4242 it claims)
-	r = t::run({t::procimage_bin(), "-a", "--name", ch, "-o", "jsonl:/dev/null"});
-	CHECK(r.status == 1);
-	CHECK_THAT(r.err, Catch::Contains("\"" + ch + "\" is already held by " + holder +
-					  " (neither root nor this user: not a procimage host of yours)"));
-	CHECK_THAT(r.err, !Catch::Contains("4242"));
+	// a root host is not blocked: its channel is a file in root's /run/procimage, where the
+	// squatter could not be first; root's controller reaches it there, not the squatter
+	{
+		bg_host host(d, {"-a", "--name", ch, "-o", "jsonl:/dev/null"});
+		REQUIRE(host.wait_log("inactive"));
+		struct stat st{};
+		REQUIRE(lstat(("/run/procimage/" + ch + ".sock").c_str(), &st) == 0);
+		CHECK(S_ISSOCK(st.st_mode));
+		CHECK(st.st_uid == 0);
+		r = t::run({ctl_bin(), "--name", ch, "--status", "--json"});
+		INFO(r.err);
+		REQUIRE(r.status == 0);
+		CHECK(json::parse(r.out)["host_pid"] == host.pid);
+		// a second root host on the same name is refused, naming the first from the kernel
+		r = t::run({t::procimage_bin(), "-a", "--name", ch, "-o", "jsonl:/dev/null"});
+		CHECK(r.status == 1);
+		CHECK_THAT(r.err, Catch::Contains("\"" + ch + "\" is already held by pid " + std::to_string(host.pid) +
+						  ", uid 0 (another procimage host)"));
+		CHECK_THAT(r.err, !Catch::Contains("4242"));
+		REQUIRE(t::run({ctl_bin(), "--name", ch, "-f"}).status == 0);
+		CHECK(host.wait_exit() == 0);
+	}
+	// the host's file left with it
+	struct stat st{};
+	CHECK(lstat(("/run/procimage/" + ch + ".sock").c_str(), &st) != 0);
 }
 
 TEST_CASE("control: replies of the wrong shape fail with one line, never an abort")

@@ -114,17 +114,24 @@ TEST_CASE("bad input: a plugin file that is no ELF object is named as such")
 
 TEST_CASE("bad input: a control channel name longer than the socket address is refused, never cut")
 {
-	std::string fits(97, 'n'), too_long(98, 'n');
+	// the longest name whose /run/procimage/NAME.sock fits a Unix socket address (107 bytes)
+	std::string fits(87, 'n'), too_long(88, 'n');
 	CHECK(check_control_name(fits));
 	auto e = check_control_name(too_long);
 	REQUIRE(!e);
-	CHECK(e.err().msg == "--name: \"" + too_long + "\" is 98 bytes; a control channel name has at most 97");
+	CHECK(e.err().msg == "--name: \"" + too_long + "\" is 88 bytes; a control channel name has at most 87");
 	auto r = t::run({ctl_bin(), "--status", "--name", too_long});
 	CHECK(r.status == 2);
-	CHECK_THAT(r.err, Catch::Contains("a control channel name has at most 97"));
+	CHECK_THAT(r.err, Catch::Contains("a control channel name has at most 87"));
 	r = t::run({t::procimage_bin(), "-a", "--name", too_long, "--print-pipeline"});
 	CHECK(r.status == 2);
-	CHECK_THAT(r.err, Catch::Contains("a control channel name has at most 97"));
+	CHECK_THAT(r.err, Catch::Contains("a control channel name has at most 87"));
+	// a name is a file name in /run/procimage: no directories
+	for (const std::string bad : {"a/b", "..", "."}) {
+		auto b = check_control_name(bad);
+		REQUIRE(!b);
+		CHECK(b.err().msg == "--name: \"" + bad + "\" is not a plain name (no '/', not . or ..)");
+	}
 }
 
 TEST_CASE("bad input: procimage-ctl -a -k takes keytime without on/off-CPU intervals")
