@@ -206,11 +206,36 @@ void host::deliver(const std::vector<size_t> &sinks, const pi_record &rec)
 			s.records++;
 			continue;
 		}
-		s.failed = true;
-		spdlog::error("sink '{}' ({} {}) failed to write a {}/{} record; it receives no more records",
-			      s.spec.id, s.plugin->name(), s.plugin->version(), rec.probe ? rec.probe : "?",
-			      rec.event ? rec.event : "?");
+		sink_failed(s, std::string("failed to write a ") + (rec.probe ? rec.probe : "?") + "/" +
+				       (rec.event ? rec.event : "?") + " record");
 	}
+}
+
+// A sink that failed receives nothing more. When none is left, nothing collected could be
+// written anywhere: the probes stop (a command started with -- CMD runs on to its end), and
+// the run ends with EXIT_RUNTIME: its output is incomplete.
+void host::sink_failed(sink_inst &s, const std::string &what)
+{
+	s.failed = true;
+	spdlog::error("sink '{}' ({} {}) {}; it receives no more records, and the run's output is incomplete",
+		      s.spec.id, s.plugin->name(), s.plugin->version(), what);
+	if (no_sink_left_ || std::any_of(sinks_.begin(), sinks_.end(), [](const auto &x) { return !x->failed; }))
+		return;
+	no_sink_left_ = true; // acted upon by the loop, outside any ring-buffer callback
+}
+
+void host::stop_collecting_without_sinks()
+{
+	if (!no_sink_left_ || no_sink_handled_)
+		return;
+	no_sink_handled_ = true;
+	spdlog::error("no sink is left to write to: collection stops{}",
+		      cmd_.pid() > 0 && !cmd_.exited() ? " (the command runs on to its end)" : "");
+	for (auto &p : probes_)
+		if (p->attached)
+			deactivate(*p, "no sink left");
+	if (cmd_.pid() <= 0 || cmd_.exited())
+		stopping_ = true;
 }
 
 int host::ringbuf_cb(void *ctx, void *data, size_t size)
@@ -482,11 +507,8 @@ void host::flush_sinks()
 		} catch (...) {
 			rc = PI_ERR;
 		}
-		if (rc != PI_OK) {
-			s->failed = true;
-			spdlog::error("sink '{}' ({} {}) failed to flush; it receives no more records", s->spec.id,
-				      s->plugin->name(), s->plugin->version());
-		}
+		if (rc != PI_OK)
+			sink_failed(*s, "failed to flush");
 	}
 }
 
@@ -690,6 +712,7 @@ int host::loop()
 			if (boot_now_ns() >= last_lost_check_ns_ + LOST_CHECK_NS)
 				check_lost(); // a tick's check counts too
 			flush_sinks();
+			stop_collecting_without_sinks();
 		}
 	}
 	return 0;
@@ -1116,19 +1139,27 @@ int host::run(const pipeline &p, const host_options &opts)
 			     pr->lost_total, causes, pr->errors);
 	}
 	flush_sinks();
-	bool sink_failed = false;
+	std::string failed_sinks;
 	for (auto &s : sinks_)
-		sink_failed |= s->failed;
+		if (s->failed)
+			failed_sinks += (failed_sinks.empty() ? "'" : ", '") + s->spec.id + "'";
 	shutdown();
 	if (rc != 0)
 		return rc;
-	if (cmd_.pid() > 0) {
-		if (!cmd_.exited()) {
-			cmd_.kill_with(SIGTERM);
-		}
-		return cmd_.exited() ? cmd_.shell_status() : EXIT_RUNTIME;
+	if (cmd_.pid() > 0 && !cmd_.exited())
+		cmd_.kill_with(SIGTERM);
+	// An incomplete output is a failed run, whatever the command did: the exit status says so
+	// and the last line says what the command's status was.
+	if (!failed_sinks.empty()) {
+		spdlog::error("the output is incomplete: sink {} failed{}", failed_sinks,
+			      cmd_.pid() > 0 && cmd_.exited() ? "; the command exited with status " +
+									std::to_string(cmd_.shell_status())
+							      : std::string());
+		return EXIT_RUNTIME;
 	}
-	return sink_failed ? EXIT_RUNTIME : EXIT_OK_CODE;
+	if (cmd_.pid() > 0)
+		return cmd_.exited() ? cmd_.shell_status() : EXIT_RUNTIME;
+	return EXIT_OK_CODE;
 }
 
 } // namespace procimage::core

@@ -56,6 +56,8 @@ private:
 	void tick(bool final);
 	void check_lost();
 	void flush_sinks();
+	void sink_failed(sink_inst &s, const std::string &what);
+	void stop_collecting_without_sinks();
 	void host_record(const std::vector<size_t> &sinks, const char *event, const std::string &source,
 			 const std::vector<std::pair<const char *, uint64_t>> &values, uint64_t boot_ns = 0,
 			 const std::vector<std::pair<const char *, std::string>> &texts = {});
@@ -95,6 +97,8 @@ private:
 	uint64_t boot_to_epoch_ = 0;
 	uint64_t core_lost_ = 0;
 	bool stopping_ = false;
+	bool no_sink_left_ = false;     // every sink failed ...
+	bool no_sink_handled_ = false;  // ... and collection stopped
 	bool backlog_ = false;            // a drain stopped with records left
 	uint64_t drain_deadline_ns_ = 0;  // while draining: when to stop
 	uint64_t last_lost_check_ns_ = 0; // the last check_lost()

@@ -54,7 +54,8 @@ Probe shorthands (they build a pipeline; see --print-pipeline):
   -S, --schedule     scheduling delay
 Without -p/-P these collect for every thread at once.
 
-Exit status: CMD's status with "-- CMD"; otherwise 0 on success, 1 on a run-time failure,
+Exit status: CMD's status with "-- CMD", unless the output is incomplete (a sink failed: then
+1, and the last line gives CMD's status); otherwise 0 on success, 1 on a run-time failure,
 2 on a bad command line or pipeline (nothing was loaded), 3 on missing privileges
 (root, or CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH, are needed).
 

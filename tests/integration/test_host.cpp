@@ -245,7 +245,7 @@ TEST_CASE("host: a ring buffer that overflows is counted, reported as it happens
 			CHECK(e["cause"] == "ringbuf");
 }
 
-TEST_CASE("host: a JSON-lines file on a full disk ends with its last whole record")
+TEST_CASE("host: a JSON-lines file on a full disk ends with its last whole record, and the run says it is incomplete")
 {
 	REQUIRE_ROOT_OR_SKIP(); // mounts a small tmpfs
 	t::temp_dir d;
@@ -258,9 +258,15 @@ TEST_CASE("host: a JSON-lines file on a full disk ends with its last whole recor
 	} u{mnt};
 	// 300 short commands: about 600 keytime records, far more than 64 KiB of JSON lines
 	auto r = t::run({t::procimage_bin(), "-k", "-o", "jsonl:" + mnt + "/out.jsonl", "--", "/bin/sh", "-c",
-			 "for i in $(seq 300); do /bin/true; done"});
+			 "for i in $(seq 300); do /bin/true; done; echo 300 > " + t::quote(d.file("done"))});
 	INFO(r.err);
 	CHECK_THAT(r.err, Catch::Contains("No space left on device"));
+	// no sink left: collection stops, the command runs on to its end, and the run fails
+	// (exit 1) saying its output is incomplete and what the command's status was
+	CHECK_THAT(r.err, Catch::Contains("no sink is left to write to: collection stops (the command runs on to its end)"));
+	CHECK_THAT(r.err, Catch::Contains("the output is incomplete: sink 'jsonl' failed; the command exited with status 0"));
+	CHECK(r.status == 1);
+	CHECK(t::read_file(d.file("done")) == "300\n");
 	std::string text = t::read_file(mnt + "/out.jsonl");
 	REQUIRE(text.size() > 1000);
 	CHECK(text.back() == '\n');
