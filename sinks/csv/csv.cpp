@@ -10,6 +10,10 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <deque>
+#include <stdio_ext.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -64,14 +68,19 @@ public:
 			line += "," + csv_cell(c);
 		line += "," + csv_cell(extra) + "\r\n";
 		if (std::fwrite(line.data(), 1, line.size(), f.fp) != line.size())
-			throw std::runtime_error(name + ".csv: write failed: " + std::strerror(errno));
+			fail(name + ".csv: write failed: ");
+		f.written += static_cast<off_t>(line.size());
+		f.row_ends.push_back(f.written);
 	}
 
 	void flush() override
 	{
-		for (auto &[name, f] : files_)
+		for (auto &[name, f] : files_) {
 			if (std::fflush(f.fp) != 0)
-				throw std::runtime_error(name + ".csv: flush failed: " + std::strerror(errno));
+				fail(name + ".csv: flush failed: ");
+			f.flushed = f.written;
+			f.row_ends.clear();
+		}
 	}
 
 private:
@@ -79,7 +88,37 @@ private:
 		FILE *fp;
 		std::vector<std::string> columns;
 		std::map<std::string, size_t> index;
+		off_t written = 0;          // bytes handed to stdio, whole rows only
+		off_t flushed = 0;          // of which the last successful flush wrote out
+		std::deque<off_t> row_ends; // ends of the rows written since then
 	};
+
+	// A failed write or flush (a full disk) may have left part of a row in any of the files
+	// (a quoted cell may hold a line break, so a row's end is known only from what was
+	// written): drop what stdio still holds and cut each file back to the end of its last
+	// whole row.
+	[[noreturn]] void fail(const std::string &what)
+	{
+		int err = errno;
+		bool cut = true;
+		for (auto &[_, f] : files_) {
+			__fpurge(f.fp);
+			struct stat st{};
+			int fd = fileno(f.fp);
+			if (fstat(fd, &st) != 0) {
+				cut = false;
+				continue;
+			}
+			off_t keep = f.flushed;
+			for (off_t e : f.row_ends)
+				if (e <= st.st_size)
+					keep = e;
+			if (keep < st.st_size && ftruncate(fd, keep) != 0)
+				cut = false;
+		}
+		throw std::runtime_error(what + std::strerror(err) +
+					 (cut ? "" : " (and a file could not be cut back to its last whole row)"));
+	}
 
 	static std::string read(const std::string &text)
 	{
@@ -110,6 +149,8 @@ private:
 			std::fclose(fp);
 			throw std::runtime_error("cannot write " + path + ": " + std::strerror(e));
 		}
+		f.written = static_cast<off_t>(header.size());
+		f.row_ends.push_back(f.written);
 		return files_.emplace(name, std::move(f)).first;
 	}
 

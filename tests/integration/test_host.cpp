@@ -4,6 +4,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <filesystem>
+
 #include <csignal>
 #include <set>
 #include <sstream>
@@ -280,4 +283,30 @@ TEST_CASE("host: a JSON-lines file on a full disk ends with its last whole recor
 	INFO(whole << " whole lines, " << broken << " broken, " << text.size() << " bytes");
 	CHECK(broken == 0);
 	CHECK(whole > 50);
+
+	// the CSV sink too: every file it had open ends with a whole row
+	REQUIRE(t::run({"umount", mnt}).status == 0);
+	REQUIRE(t::run({"mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt}).status == 0);
+	r = t::run({t::procimage_bin(), "-k", "-o", "csv:" + mnt + "/csv", "--", "/bin/sh", "-c",
+		    "for i in $(seq 300); do /bin/true; done"});
+	INFO(r.err);
+	CHECK(r.status == 1);
+	CHECK_THAT(r.err, Catch::Contains("No space left on device"));
+	size_t files = 0;
+	for (const auto &e : std::filesystem::directory_iterator(mnt + "/csv")) {
+		std::string csv = t::read_file(e.path());
+		INFO(e.path() << ": " << csv.size() << " bytes, ends with " << csv.substr(csv.size() > 40 ? csv.size() - 40 : 0));
+		REQUIRE(csv.size() >= 2);
+		CHECK(csv.substr(csv.size() - 2) == "\r\n");
+		// each row has the header's number of cells (these records hold no quoted commas)
+		std::istringstream rows(csv);
+		std::string header, row;
+		std::getline(rows, header);
+		auto cells = [](const std::string &l) { return std::count(l.begin(), l.end(), ','); };
+		while (std::getline(rows, row))
+			if (row.find('"') == std::string::npos)
+				CHECK(cells(row) == cells(header));
+		files++;
+	}
+	CHECK(files >= 4);
 }
