@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <fstream>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -390,4 +392,35 @@ TEST_CASE("keytime: a thread in a sched_yield loop goes off CPU as yield")
 	REQUIRE(c.offcpu >= 50);
 	// mostly yields: the spinner's slice ends now and then while the thread runs user code
 	CHECK(c.reasons["yield"] * 10 >= c.offcpu * 8);
+}
+
+TEST_CASE("keytime: a thread outliving 70,000 others still exits with created_by thread")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	auto r = t::run({t::procimage_bin(), "-q", "-k", "-o", "jsonl:" + d.file("out.jsonl"), "--",
+			 t::build_dir() + "/wl-births", "70000"});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	auto kv = r.out.find("long_tid=");
+	REQUIRE(kv != std::string::npos);
+	const long long long_tid = std::stoll(r.out.substr(kv + 9));
+	size_t thread_exits = 0, lost = 0;
+	std::string created_by;
+	std::ifstream in(d.file("out.jsonl"));
+	for (std::string line; std::getline(in, line);) {
+		if (line.find("\"event\":\"exit\"") == std::string::npos && line.find("\"event\":\"lost\"") == std::string::npos)
+			continue;
+		json e = json::parse(line);
+		lost += e["event"] == "lost";
+		if (e["event"] != "exit")
+			continue;
+		if (e["tid"] == long_tid)
+			created_by = e["created_by"];
+		else if (e.value("created_by", "") == "thread")
+			thread_exits++;
+	}
+	CHECK(lost == 0);
+	CHECK(thread_exits == 70000); // every short thread's creator known too
+	CHECK(created_by == "thread");
 }
