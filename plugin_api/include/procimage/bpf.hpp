@@ -22,6 +22,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace procimage::sdk {
@@ -189,10 +190,23 @@ public:
 		}
 	}
 	void add(bpf_link *l) { links_.push_back(l); }
+	// Each detach waits in the kernel for the programs still running to finish (an RCU grace
+	// period, tens of ms): detached side by side, the links wait for about one together instead
+	// of one each.
 	void clear()
 	{
-		for (auto *l : links_)
-			bpf_link__destroy(l);
+		std::vector<std::thread> side;
+		for (size_t i = 1; i < links_.size(); i++) {
+			try {
+				side.emplace_back(bpf_link__destroy, links_[i]);
+			} catch (...) {
+				bpf_link__destroy(links_[i]); // no thread to spare: in turn
+			}
+		}
+		if (!links_.empty())
+			bpf_link__destroy(links_[0]);
+		for (auto &t : side)
+			t.join();
 		links_.clear();
 	}
 	bool empty() const { return links_.empty(); }
