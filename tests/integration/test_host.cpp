@@ -202,9 +202,19 @@ TEST_CASE("host: a ring buffer that overflows is counted, reported as it happens
 	for (int i = 0; i < 200 && t::read_file(d.file("err")).find("collecting for") == std::string::npos; i++)
 		std::this_thread::sleep_for(std::chrono::milliseconds(25));
 	REQUIRE_THAT(t::read_file(d.file("err")), Catch::Contains("collecting for"));
-	// the host stops reading for 2 s: the 64 KiB ring buffer fills and the kernel counts the rest
+	// the host stops reading while the target switches 1,500 times (3,000 records or more, far
+	// beyond what 64 KiB hold): the ring buffer fills and the kernel counts the rest. (Counted
+	// from /proc, not timed: a loaded machine runs the shell loop slower.)
+	auto switches = [&] {
+		std::string st = t::read_file("/proc/" + std::to_string(busy) + "/status");
+		auto at = st.find("\nvoluntary_ctxt_switches:");
+		return at == std::string::npos ? -1L : std::atol(st.c_str() + at + 26);
+	};
 	kill(tool, SIGSTOP);
-	std::this_thread::sleep_for(std::chrono::seconds(2));
+	const long from = switches();
+	for (int i = 0; i < 3000 && switches() < from + 1500; i++)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	CHECK(switches() >= from + 1500);
 	kill(tool, SIGCONT);
 	// reported while the host runs on (well before its end)
 	bool reported = false;
