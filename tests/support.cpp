@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "support.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -74,6 +75,18 @@ run_result run(const std::vector<std::string> &argv, const std::map<std::string,
 run_result sh(const std::string &cmd) { return run({"/bin/sh", "-c", cmd}); }
 
 bool is_root() { return geteuid() == 0; }
+
+namespace {
+std::vector<std::string> skipped;
+}
+
+void note_skipped(const std::string &test_case)
+{
+	if (std::find(skipped.begin(), skipped.end(), test_case) == skipped.end())
+		skipped.push_back(test_case);
+}
+
+const std::vector<std::string> &skipped_cases() { return skipped; }
 
 std::string build_dir() { return PROCIMAGE_TEST_BUILD_DIR; }
 std::string source_dir() { return PROCIMAGE_TEST_SOURCE_DIR; }
