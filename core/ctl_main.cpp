@@ -146,6 +146,7 @@ int run_ctl(int argc_in, char **argv_in)
 	// clang-format off
 	desc.add_options()
 		("help,h", "show this help")
+		("version", "print procimage-ctl's version and exit")
 		("activate,a", "activate the images for the target (replaces their target)")
 		("deactivate,d", "deactivate the images")
 		("finish,f", "finish the host: flush the sinks, detach every probe, exit")
@@ -177,6 +178,10 @@ int run_ctl(int argc_in, char **argv_in)
 		po::notify(vm);
 	} catch (const std::exception &e) {
 		return usage_fail(e.what());
+	}
+	if (vm.count("version")) {
+		std::cout << "procimage-ctl " << PROCIMAGE_VERSION << "\n";
+		return 0;
 	}
 	if (vm.count("help") || argc == 1) {
 		std::cout << desc << "\n";

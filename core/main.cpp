@@ -99,7 +99,7 @@ result<component> sink_from_flag(const std::string &spec)
 // the file system (plugin directories included), so a missing privilege is always exit 3.
 bool needs_privileges(const po::variables_map &vm)
 {
-	for (const char *k : {"help", "check", "print-pipeline", "list-plugins", "features"})
+	for (const char *k : {"help", "version", "check", "print-pipeline", "list-plugins", "features"})
 		if (vm.count(k))
 			return false;
 	return true;
@@ -160,13 +160,14 @@ int run_procimage(int argc, char **argv)
 	// clang-format off
 	desc.add_options()
 		("help,h", "show this help")
+		("version", "print procimage's version and exit")
 		("pipeline", po::value<std::string>(), "run the pipeline in FILE (JSON; see docs/pipeline.md)")
 		("all,a", "keytime, lock, resource, syscall and schedule, those installed")
 		("keytime,k", "the keytime probe")
 		("lock,l", "the lock probe")
 		("resource,r", "the resource probe")
-		("syscall,s", "the syscall probe")
-		("schedule,S", "the schedule probe")
+		("syscall,s", "the syscall probe (lower-case s): each system call's latency and result")
+		("schedule,S", "the schedule probe (capital S): how long runnable threads wait for a CPU")
 		("pid,p", po::value<int64_t>(), "target one thread, by the kernel's pid (TID); 0 with -c: a CPU's idle task")
 		("tid", po::value<int64_t>(), "same as --pid")
 		("tgid,P", po::value<int64_t>(), "target a process (thread group) by its TGID")
@@ -174,7 +175,7 @@ int run_procimage(int argc, char **argv)
 		("myproc,m", "do not exclude procimage's own threads")
 		("cpu", "keytime: also on-CPU / off-CPU intervals and why the thread went off CPU")
 		("stacks", "keytime: kernel stack at each off-CPU point (needs --cpu)")
-		("batch", po::value<int>(), "syscall: sequence batches of N calls, 1-50 (the seed's -s N)")
+		("batch", po::value<int>(), "syscall: sequence batches of N calls, 1-50 (procimage-ctl -s N sets it per activation)")
 		("set", po::value<std::vector<std::string>>(),
 		 "PROBE.KEY=VALUE, repeatable: a probe's configuration key (VALUE is JSON, or a plain string), "
 		 "e.g. --set lock.mode=contention --set schedule.top=50; see each probe's README")
@@ -215,6 +216,10 @@ int run_procimage(int argc, char **argv)
 	} catch (const std::exception &e) {
 		std::fprintf(stderr, "procimage: %s (see procimage --help)\n", e.what());
 		return EXIT_USAGE;
+	}
+	if (vm.count("version")) {
+		std::cout << "procimage " << PROCIMAGE_VERSION << "\n";
+		return 0;
 	}
 	if (vm.count("help")) {
 		std::cout << desc
