@@ -223,14 +223,11 @@ result<void> control_server::listen(const std::string &name)
 	}
 	if (file) {
 		path_ = control_path(name);
-		where_ = path_;
 		struct stat st{};
 		if (lstat(path_.c_str(), &st) == 0)
 			ino_ = st.st_ino;
 		// anyone may connect: the host answers strangers with a refusal (their credentials)
 		chmod(path_.c_str(), 0666);
-	} else {
-		where_ = "@" + control_address(name);
 	}
 	if (::listen(fd, 8) != 0) {
 		int e = errno;

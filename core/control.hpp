@@ -48,13 +48,9 @@ public:
 	result<request> accept_request();
 	static void reply(int conn, const nlohmann::json &body);
 
-	// Where it listens: the socket file, or "@" + the abstract address
-	const std::string &where() const { return where_; }
-
 private:
 	int fd_ = -1;
 	std::string name_;
-	std::string where_;
 	std::string path_; // the socket file this host created, removed at its end
 	ino_t ino_ = 0;
 };
