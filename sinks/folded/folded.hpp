@@ -45,8 +45,16 @@ inline std::string folded_stack(const std::string &comm, const std::vector<std::
 				const std::vector<std::string> &kstack, const std::string &kernel_suffix = "")
 {
 	std::string line = frame_function(comm.empty() ? std::string("[unknown]") : comm);
-	for (auto it = ustack.rbegin(); it != ustack.rend(); ++it)
-		line += ";" + frame_function(*it);
+	// a frame-pointer walk through code built without frame pointers can yield a run of bare
+	// addresses: they show as one [unknown]
+	bool unknown = false;
+	for (auto it = ustack.rbegin(); it != ustack.rend(); ++it) {
+		std::string f = frame_function(*it);
+		if (f == "[unknown]" && unknown)
+			continue;
+		unknown = f == "[unknown]";
+		line += ";" + f;
+	}
 	for (auto it = kstack.rbegin(); it != kstack.rend(); ++it)
 		line += ";" + frame_function(*it) + kernel_suffix;
 	return line;

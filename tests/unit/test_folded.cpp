@@ -73,6 +73,7 @@ TEST_CASE("folded: the user stack calls into the kernel stack, caller first")
 	      "app;main;mid;leaf;entry_SYSCALL_64;k_leaf");
 	CHECK(folded_stack("app", {"leaf+0x1"}, {"k+0x4"}, "_[k]") == "app;leaf;k_[k]");
 	CHECK(folded_stack("kworker/0:1", {}, {"worker_thread+0x1"}) == "kworker/0:1;worker_thread");
+	CHECK(folded_stack("app", {"munmap+0x1", "0x10", "0x20", "0x30"}, {}) == "app;[unknown];munmap");
 }
 
 TEST_CASE("folded sink: samples summed per command and stack over the run, heaviest first")
