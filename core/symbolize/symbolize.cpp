@@ -218,7 +218,9 @@ symbol elf_image::resolve_vaddr(uint64_t vaddr) const
 	GElf_Sym sym;
 	const char *name = dwfl_module_addrinfo(m, vaddr, &off, &sym, nullptr, nullptr, nullptr);
 	if (name && *name) {
-		r.name = demangle(name);
+		// "clock_gettime@@GLIBC_2.17": the dynamic symbol's version is no part of the function
+		const char *at = std::strchr(name + 1, '@');
+		r.name = demangle(at ? std::string(name, at).c_str() : name);
 		r.offset = off;
 		return r;
 	}
