@@ -282,12 +282,18 @@ std::vector<mapping> parse_maps(const std::string &text)
 	return out;
 }
 
-const mapping *symbolizer::find(const std::vector<mapping> &maps, uint64_t addr)
+mapping *symbolizer::find(std::vector<mapping> &maps, uint64_t addr)
 {
-	for (const auto &m : maps)
+	for (auto &m : maps)
 		if (addr >= m.start && addr < m.end)
 			return &m;
 	return nullptr;
+}
+
+symbolizer::~symbolizer()
+{
+	for (const auto &[key, fd] : held_)
+		close(fd);
 }
 
 bool symbolizer::read_maps(uint32_t pid, uint64_t start_ns, std::vector<mapping> &out)
@@ -303,33 +309,63 @@ bool symbolizer::read_maps(uint32_t pid, uint64_t start_ns, std::vector<mapping>
 		return false;
 	out = parse_maps(text);
 	for (auto &m : out)
-		m.image = image_for(pid, m);
+		hold(pid, m);
 	stats_.captures++;
 	return true;
 }
 
-std::shared_ptr<elf_image> symbolizer::image_for(uint32_t pid, const mapping &m)
+// Keep a binary of the process open until it is parsed: through the mapping itself (a deleted
+// or replaced file, another mount namespace), else through the process's root.
+void symbolizer::hold(uint32_t pid, const mapping &m)
 {
-	if (m.path == "[vdso]") {
-		if (!vdso_tried_) {
-			vdso_tried_ = true;
-			// Every process's vDSO is the kernel's one image: ours, copied into a memory file.
-			auto *ehdr = reinterpret_cast<const unsigned char *>(getauxval(AT_SYSINFO_EHDR));
-			if (ehdr && std::memcmp(ehdr, ELFMAG, SELFMAG) == 0) {
-				const auto *eh = reinterpret_cast<const Elf64_Ehdr *>(ehdr);
-				size_t size = eh->e_shoff + static_cast<size_t>(eh->e_shnum) * eh->e_shentsize;
-				int fd = memfd_create("vdso", MFD_CLOEXEC);
-				if (fd >= 0) {
-					if (size < (1u << 20) && write(fd, ehdr, size) == static_cast<ssize_t>(size)) {
-						std::string err;
-						vdso_ = elf_image::open("/proc/self/fd/" + std::to_string(fd), "[vdso]", &err);
-					}
-					close(fd);
+	// enough for every library of many processes; past it, the file is opened by path later
+	constexpr size_t max_held = 512;
+	if (m.path.empty() || m.path[0] != '/' || !m.inode || held_.size() >= max_held)
+		return;
+	auto key = std::make_pair(m.dev, m.inode);
+	if (images_.count(key) || failed_.count(key) || held_.count(key))
+		return;
+	char range[64];
+	std::snprintf(range, sizeof range, "%" PRIx64 "-%" PRIx64, m.start, m.end);
+	for (const auto &p : {proc_ + "/" + std::to_string(pid) + "/map_files/" + range,
+			      proc_ + "/" + std::to_string(pid) + "/root" + m.path}) {
+		int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			held_[key] = fd;
+			stats_.held++;
+			return;
+		}
+	}
+}
+
+std::shared_ptr<elf_image> symbolizer::vdso_image()
+{
+	if (!vdso_tried_) {
+		vdso_tried_ = true;
+		// Every process's vDSO is the kernel's one image: ours, copied into a memory file.
+		auto *ehdr = reinterpret_cast<const unsigned char *>(getauxval(AT_SYSINFO_EHDR));
+		if (ehdr && std::memcmp(ehdr, ELFMAG, SELFMAG) == 0) {
+			const auto *eh = reinterpret_cast<const Elf64_Ehdr *>(ehdr);
+			size_t size = eh->e_shoff + static_cast<size_t>(eh->e_shnum) * eh->e_shentsize;
+			int fd = memfd_create("vdso", MFD_CLOEXEC);
+			if (fd >= 0) {
+				if (size < (1u << 20) && write(fd, ehdr, size) == static_cast<ssize_t>(size)) {
+					std::string err;
+					vdso_ = elf_image::open("/proc/self/fd/" + std::to_string(fd), "[vdso]", &err);
 				}
+				close(fd);
 			}
 		}
-		return vdso_;
 	}
+	return vdso_;
+}
+
+// The parsed binary behind a mapping: cached, else from the file held at the capture, else by
+// its path.
+std::shared_ptr<elf_image> symbolizer::image_for(const mapping &m)
+{
+	if (m.path == "[vdso]")
+		return vdso_image();
 	if (m.path.empty() || m.path[0] != '/' || !m.inode)
 		return nullptr;
 	auto key = std::make_pair(m.dev, m.inode);
@@ -341,24 +377,26 @@ std::shared_ptr<elf_image> symbolizer::image_for(uint32_t pid, const mapping &m)
 	const std::string deleted = " (deleted)";
 	if (display.size() > deleted.size() && display.compare(display.size() - deleted.size(), deleted.size(), deleted) == 0)
 		display.resize(display.size() - deleted.size());
-	// The file through the mapping itself (a deleted or replaced file, another mount
-	// namespace), then through the process's root, then by its path.
-	char range[64];
-	std::snprintf(range, sizeof range, "%" PRIx64 "-%" PRIx64, m.start, m.end);
-	std::string err;
-	for (const auto &p : {proc_ + "/" + std::to_string(pid) + "/map_files/" + range,
-			      proc_ + "/" + std::to_string(pid) + "/root" + m.path, m.path}) {
-		if (access(p.c_str(), R_OK) != 0)
-			continue;
-		if (auto img = elf_image::open(p, display, &err)) {
-			stats_.images++;
-			images_[key] = img;
-			return img;
-		}
+	std::string err, path = m.path;
+	int fd = -1;
+	if (auto h = held_.find(key); h != held_.end()) {
+		fd = h->second;
+		held_.erase(h);
+		path = "/proc/self/fd/" + std::to_string(fd);
 	}
-	stats_.image_failures++;
-	failed_[key] = err;
-	return nullptr;
+	std::shared_ptr<elf_image> img;
+	if (fd >= 0 || access(path.c_str(), R_OK) == 0)
+		img = elf_image::open(path, display, &err);
+	if (fd >= 0)
+		close(fd);
+	if (img) {
+		stats_.images++;
+		images_[key] = img;
+	} else {
+		stats_.image_failures++;
+		failed_[key] = err.empty() ? "cannot read " + m.path : err;
+	}
+	return img;
 }
 
 bool symbolizer::capture(uint32_t pid, uint64_t start_ns, uint64_t exec_id)
@@ -383,7 +421,7 @@ symbol symbolizer::resolve_user(uint32_t pid, uint64_t start_ns, uint64_t exec_i
 {
 	proc_key key{pid, start_ns, exec_id};
 	auto it = procs_.find(key);
-	const mapping *m = it != procs_.end() ? find(it->second.maps, addr) : nullptr;
+	mapping *m = it != procs_.end() ? find(it->second.maps, addr) : nullptr;
 	if (!m && capture(pid, start_ns, exec_id)) {
 		it = procs_.find(key);
 		m = find(it->second.maps, addr);
@@ -391,6 +429,8 @@ symbol symbolizer::resolve_user(uint32_t pid, uint64_t start_ns, uint64_t exec_i
 	if (!m)
 		return {};
 	uint64_t file_offset = addr - m->start + m->offset;
+	if (!m->image)
+		m->image = image_for(*m);
 	if (!m->image) {
 		symbol s;
 		s.module = m->path.empty() ? "" : base_name(m->path);

@@ -11,9 +11,12 @@
 //    through its PT_LOAD segments, then a symbol.
 //
 // One ELF image is opened and parsed once per binary (cached by device and inode), however many
-// processes map it; its symbol table is loaded when the image is first seen, so a process that
-// has exited by the time its stacks are written still resolves from what was captured while it
-// lived.
+// processes map it. Capturing a process is cheap: its mappings are read and each binary not yet
+// known is held open (a file descriptor, so a deleted or replaced file and a process that has
+// exited still resolve); the binary is parsed only when an address in it is first resolved. A
+// capture that parsed every library at once could take long enough on a slow machine (a guest
+// under emulation, its files over 9p) for the next short-lived process to exit before its own
+// capture.
 #pragma once
 
 #include <cstdint>
@@ -82,7 +85,8 @@ struct mapping {
 	uint64_t start = 0, end = 0, offset = 0;
 	uint64_t dev = 0, inode = 0;
 	std::string path; // as /proc/PID/maps shows it ("[vdso]" for the vDSO)
-	std::shared_ptr<elf_image> image; // nullptr when the file could not be read
+	std::shared_ptr<elf_image> image; // opened when first needed; nullptr until then, or when
+					  // the file could not be read
 };
 
 // Parse the text of /proc/PID/maps, keeping executable mappings only.
@@ -93,6 +97,7 @@ struct symbolizer_stats {
 	uint64_t image_failures = 0;// files that could not be read as ELF
 	uint64_t captures = 0;      // /proc/PID/maps read
 	uint64_t gone = 0;          // processes that had exited before their maps could be read
+	uint64_t held = 0;          // binaries held open at a capture, to be parsed when needed
 };
 
 // Symbolizes the stacks of many processes. A process is identified by its pid, its start time
@@ -101,12 +106,14 @@ struct symbolizer_stats {
 class symbolizer {
 public:
 	symbolizer() = default;
+	~symbolizer();
 	symbolizer(const symbolizer &) = delete;
 	symbolizer &operator=(const symbolizer &) = delete;
 
-	// Read the process's mappings now and open the binaries they map (each once: cached by
-	// device and inode). Call it as soon as a process is first seen: then its stacks resolve
-	// even after it exits. False when the process is gone (or is another one by now).
+	// Read the process's mappings now and hold open the binaries they map that are not known
+	// yet (by device and inode); they are parsed at the first address resolved in them. Call it
+	// as soon as a process is first seen: then its stacks resolve even after it exits. False
+	// when the process is gone (or is another one by now).
 	bool capture(uint32_t pid, uint64_t start_ns, uint64_t exec_id = 0);
 	// Whether mappings were captured for this process.
 	bool known(uint32_t pid, uint64_t start_ns, uint64_t exec_id = 0) const;
@@ -138,13 +145,16 @@ private:
 		uint64_t seq = 0; // capture order, for trim()
 	};
 	bool read_maps(uint32_t pid, uint64_t start_ns, std::vector<mapping> &out);
-	std::shared_ptr<elf_image> image_for(uint32_t pid, const mapping &m);
-	static const mapping *find(const std::vector<mapping> &maps, uint64_t addr);
+	void hold(uint32_t pid, const mapping &m);
+	std::shared_ptr<elf_image> image_for(const mapping &m);
+	std::shared_ptr<elf_image> vdso_image();
+	static mapping *find(std::vector<mapping> &maps, uint64_t addr);
 
 	std::string proc_ = "/proc";
 	std::map<proc_key, process> procs_;
 	std::map<std::pair<uint64_t, uint64_t>, std::shared_ptr<elf_image>> images_; // (dev, inode)
 	std::map<std::pair<uint64_t, uint64_t>, std::string> failed_;               // (dev, inode) → why
+	std::map<std::pair<uint64_t, uint64_t>, int> held_; // (dev, inode) → an fd, until parsed
 	std::shared_ptr<elf_image> vdso_;
 	bool vdso_tried_ = false;
 	kernel_symbols kernel_;
