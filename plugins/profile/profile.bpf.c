@@ -22,6 +22,8 @@ char LICENSE[] SEC("license") = "GPL";
 
 const volatile bool pr_user_on = true;
 const volatile bool pr_kernel_on = true;
+/* frames per stack: PR_MAX_DEPTH, or PR_SMALL_DEPTH where hash keys are at most 512 bytes */
+const volatile __u32 pr_depth = PR_MAX_DEPTH;
 
 /* which count map takes samples: written by the user side at each interval */
 __u32 pr_sel = 0;
@@ -29,8 +31,9 @@ __u32 pr_sel = 0;
 struct pr_counts {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096); /* set from the config before load */
-	__type(key, struct pr_key);
-	__type(value, struct pr_count);
+	/* sizes, not BTF types: the user side shortens the key to pr_key_size(pr_depth) */
+	__uint(key_size, sizeof(struct pr_key));
+	__uint(value_size, sizeof(struct pr_count));
 };
 struct pr_counts pr_counts0 SEC(".maps");
 struct pr_counts pr_counts1 SEC(".maps");
@@ -115,17 +118,20 @@ int pr_sample(struct bpf_perf_event_data *ctx)
 	key->pad = 0;
 	/* bpf_get_stack zeroes what it does not fill (all of it on an error): equal stacks make
 	 * equal keys */
+	__u32 depth = pr_depth <= PR_MAX_DEPTH ? pr_depth : PR_MAX_DEPTH;
+	__u64 *ustack = key->frames, *kstack = key->frames + depth;
+	if (!pr_user_on || !pr_kernel_on) {
+		/* a stack not taken stays zero (two halves: clang inlines a memset of 512 bytes) */
+		__builtin_memset(key->frames, 0, sizeof(key->frames) / 2);
+		__builtin_memset(key->frames + PR_MAX_DEPTH, 0, sizeof(key->frames) / 2);
+	}
 	long n = 0;
 	if (pr_user_on)
-		n = bpf_get_stack(ctx, key->ustack, sizeof(key->ustack), BPF_F_USER_STACK);
-	else
-		__builtin_memset(key->ustack, 0, sizeof(key->ustack));
+		n = bpf_get_stack(ctx, ustack, depth * sizeof(__u64), BPF_F_USER_STACK);
 	key->ustack_nr = n < 0 ? (__s32)n : (__s32)(n / sizeof(__u64));
 	n = 0;
 	if (pr_kernel_on)
-		n = bpf_get_stack(ctx, key->kstack, sizeof(key->kstack), 0);
-	else
-		__builtin_memset(key->kstack, 0, sizeof(key->kstack));
+		n = bpf_get_stack(ctx, kstack, depth * sizeof(__u64), 0);
 	key->kstack_nr = n < 0 ? (__s32)n : (__s32)(n / sizeof(__u64));
 	if (tgid)
 		announce(t, tgid, key->exec_id);

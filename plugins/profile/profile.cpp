@@ -67,9 +67,18 @@ public:
 		sdk::set_common_rodata(skel_->rodata, host(), 256 * 1024);
 		skel_->rodata->pr_user_on = cfg_.user;
 		skel_->rodata->pr_kernel_on = cfg_.kernel;
+		// Before 5.11 a hash key is at most 512 bytes: fewer frames per stack fit in it.
+		depth_ = sdk::kernel_has(sdk::KF_LARGE_HASH_KEYS) ? PR_MAX_DEPTH : PR_SMALL_DEPTH;
+		if (depth_ < PR_MAX_DEPTH)
+			sdk::log(host(), PI_LOG_INFO,
+				 "profile: stacks cut at " + std::to_string(depth_) + " frames each (" +
+					 sdk::KF_LARGE_HASH_KEYS.what + ": Linux " + sdk::KF_LARGE_HASH_KEYS.since + ")");
+		skel_->rodata->pr_depth = depth_;
 		sdk::reuse_shared_maps(skel_->obj, host());
-		bpf_map__set_max_entries(skel_->maps.pr_counts0, cfg_.max_stacks);
-		bpf_map__set_max_entries(skel_->maps.pr_counts1, cfg_.max_stacks);
+		for (bpf_map *m : {skel_->maps.pr_counts0, skel_->maps.pr_counts1}) {
+			bpf_map__set_max_entries(m, cfg_.max_stacks);
+			bpf_map__set_key_size(m, static_cast<uint32_t>(pr_key_size(depth_)));
+		}
 		int err = profile_bpf__load(skel_);
 		if (err)
 			throw std::runtime_error("cannot load the profile BPF object: " + sdk::errno_text(err));
@@ -168,6 +177,7 @@ public:
 	}
 
 private:
+	// Keys are pr_key_size(depth_) bytes: the rest of each pr_key stays zero.
 	static void read_and_clear(int fd, std::vector<std::pair<pr_key, pr_count>> &out)
 	{
 		pr_key key{}, next{};
@@ -192,11 +202,12 @@ private:
 			.comm(std::string(v.comm, strnlen(v.comm, sizeof v.comm)));
 		r.u64("window_ns", window, PI_FMT_DURATION_NS).u64("samples", v.samples);
 		std::vector<std::string> ustack, kstack;
+		const auto *frames = reinterpret_cast<const uint64_t *>(k.frames);
 		if (cfg_.user && k.ustack_nr > 0 && k.pid)
-			ustack = syms_.user_stack(k.pid, v.pid_start_ns, k.exec_id, reinterpret_cast<const uint64_t *>(k.ustack),
-						  std::min<size_t>(static_cast<size_t>(k.ustack_nr), PR_MAX_DEPTH));
+			ustack = syms_.user_stack(k.pid, v.pid_start_ns, k.exec_id, frames,
+						  std::min<size_t>(static_cast<size_t>(k.ustack_nr), depth_));
 		if (cfg_.kernel && k.kstack_nr > 0)
-			kstack = syms_.kernel_stack(reinterpret_cast<const uint64_t *>(k.kstack), std::min<size_t>(static_cast<size_t>(k.kstack_nr), PR_MAX_DEPTH));
+			kstack = syms_.kernel_stack(frames + depth_, std::min<size_t>(static_cast<size_t>(k.kstack_nr), depth_));
 		r.strv("ustack", ustack).strv("kstack", kstack);
 		r.emit(host());
 	}
@@ -206,6 +217,7 @@ private:
 	sdk::links links_;
 	sym::symbolizer syms_;
 	int ncpus_ = 0;
+	uint32_t depth_ = PR_MAX_DEPTH; // frames per stack in the key
 	uint64_t window_start_ = 0;
 	bool attached_ = false;
 };
