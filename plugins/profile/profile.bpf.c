@@ -97,7 +97,7 @@ static __always_inline void count(void *counts, struct pr_key *key, struct task_
 		}
 	}
 	if (err)
-		pi_count_lost(); /* the map is full: the sample is counted as lost, never silently */
+		pi_count_lost_as(PR_LOST_COUNTS); /* the map is full: counted as lost, never silently */
 }
 
 SEC("perf_event")

@@ -89,6 +89,7 @@ public:
 		io.n_ringbufs = 1;
 		io.ringbuf_fds[0] = bpf_map__fd(skel_->maps.pr_events);
 		io.lost_map_fd = sdk::lost_map_fd(skel_->obj);
+		sdk::name_lost_causes(io, {{PR_LOST_COUNTS, "pr_counts: a sample found the per-interval stack counts full (raise profile.max_stacks)"}});
 	}
 
 	void attach(const pi_target &) override

@@ -10,6 +10,9 @@
  * then offsetof(frames) + 2 · 30 · 8 = 504 bytes. */
 #define PR_SMALL_DEPTH 30
 
+/* Cause of losses (pi_lost key, named by the user side): a sample found its count map full */
+#define PR_LOST_COUNTS (PI_LOST_PROBE + 0)
+
 enum pr_kind {
 	PR_PROCESS = 1, /* struct pr_process: a process (or a new image of it) was first sampled */
 };

@@ -219,8 +219,10 @@ TEST_CASE("profile: samples that find the count map full are counted as lost and
 	CHECK(lost > 0);
 	uint64_t reported = 0;
 	for (const auto &r : t::select_records(p.records, "procimage", "lost",
-					       [](const json &r) { return r["source"] == "profile"; }))
+					       [](const json &r) { return r["source"] == "profile"; })) {
 		reported += r["lost"].get<uint64_t>();
+		CHECK(r["cause"] == "pr_counts"); // named, with the setting to raise
+	}
 	CHECK(reported == lost);
 	// what was kept and what was lost make up the samples the CPU time calls for
 	double expected = double(p.kv["cpu_ns"]) * 99 / 1e9;
