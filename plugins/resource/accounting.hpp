@@ -473,6 +473,13 @@ private:
 			system += out.threads[i].system_ns;
 		}
 
+		// A thread that ended has its whole CPU time in its delta, its last slice included (taken
+		// at its final switch); the kernel adds it to the process's total when it releases the
+		// thread, which for a thread other than the leader comes before that last switch. So
+		// the total is never less than the last one plus the interval's deltas: the interval
+		// figures add up to the total.
+		total = maxed(total, sum(prev.total, delta));
+
 		if (!live_view && !exited) {
 			// only exit records of some of its threads (no iteration this time): keep them
 			// for the next figure, report nothing partial
