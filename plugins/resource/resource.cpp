@@ -27,13 +27,13 @@ struct config {
 	bool processes = true;
 	bool system = true;
 	bool active_only = false;
-	uint32_t ringbuf_kb = 256;
+	uint32_t ringbuf_kb = 1024;
 
 	explicit config(const std::string &text)
 	{
 		sdk::config_reader r(text);
 		read_outputs(r, *this);
-		ringbuf_kb = static_cast<uint32_t>(r.get_int("ringbuf_kb", 256, 64, 1 << 20));
+		ringbuf_kb = static_cast<uint32_t>(r.get_int("ringbuf_kb", 1024, 64, 1 << 20));
 		if (ringbuf_kb & (ringbuf_kb - 1))
 			throw sdk::config_error("ringbuf_kb: expected a power of two, got " +
 						std::to_string(ringbuf_kb));

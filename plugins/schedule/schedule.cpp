@@ -28,7 +28,7 @@ struct config {
 	bool system = true;
 	uint32_t top = 20;
 	uint32_t max_threads = 16384;
-	uint32_t ringbuf_kb = 256;
+	uint32_t ringbuf_kb = 1024;
 
 	explicit config(const std::string &text)
 	{
@@ -36,7 +36,7 @@ struct config {
 		system = r.get_bool("system", true);
 		top = static_cast<uint32_t>(r.get_int("top", 20, 0, 1000000));
 		max_threads = static_cast<uint32_t>(r.get_int("max_threads", 16384, 64, 4194304));
-		ringbuf_kb = static_cast<uint32_t>(r.get_int("ringbuf_kb", 256, 16, 1 << 20));
+		ringbuf_kb = static_cast<uint32_t>(r.get_int("ringbuf_kb", 1024, 16, 1 << 20));
 		if (ringbuf_kb & (ringbuf_kb - 1))
 			throw sdk::config_error("ringbuf_kb: expected a power of two, got " + std::to_string(ringbuf_kb));
 		r.finish();

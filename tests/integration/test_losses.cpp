@@ -115,7 +115,8 @@ TEST_CASE("losses: every probe system-wide while 20,000 processes are spawned lo
 	if (tool == 0) {
 		int fd = open(d.file("err").c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
 		dup2(fd, 2);
-		execl(t::procimage_bin().c_str(), "procimage", "-k", "-l", "-r", "-s", "-S", "-o",
+		const std::string name = "procimage-test-losses-" + std::to_string(getpid());
+		execl(t::procimage_bin().c_str(), "procimage", "-k", "-l", "-r", "-s", "-S", "--name", name.c_str(), "-o",
 		      ("jsonl:" + d.file("out.jsonl")).c_str(), static_cast<char *>(nullptr));
 		_exit(127);
 	}
