@@ -32,6 +32,9 @@ std::string fallbacks_of(const std::string &probe)
 		add("contention-only: no uprobes, so no hold times (bpf_get_attach_cookie: Linux 5.15)");
 	else if (probe == "lock" && !sdk::kernel_has(sdk::KF_UPROBE_MULTI))
 		add("one uprobe link per place (multi-uprobe links: Linux 6.6)");
+	if (probe == "profile" && !sdk::kernel_has(sdk::KF_LARGE_HASH_KEYS))
+		// 30: PR_SMALL_DEPTH in plugins/profile/profile.h
+		add("stacks cut at 30 frames each, user and kernel (hash map keys over 512 bytes: Linux 5.11)");
 	return out;
 }
 

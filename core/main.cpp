@@ -52,6 +52,7 @@ Probe shorthands (they build a pipeline; see --print-pipeline):
   -r, --resource     CPU, memory and I/O use
   -s, --syscall      syscall sequences and latencies
   -S, --schedule     scheduling delay
+      --profile      on-CPU stack samples (not part of -a; -o folded:FILE for flame graphs)
 Without -p/-P these collect for every thread at once.
 
 Exit status: CMD's status with "-- CMD", unless the output is incomplete (a sink failed: then
@@ -82,7 +83,7 @@ result<component> sink_from_flag(const std::string &spec)
 	c.plugin = name;
 	c.id = name;
 	c.json_path = "sinks." + name;
-	if (name == "jsonl" || name == "report") {
+	if (name == "jsonl" || name == "report" || name == "folded") {
 		if (!arg.empty())
 			c.config["path"] = arg;
 	} else if (name == "csv") {
@@ -90,7 +91,7 @@ result<component> sink_from_flag(const std::string &spec)
 			return usage_error("--output csv:DIR: give the folder for the CSV files");
 		c.config["dir"] = arg;
 	} else if (!arg.empty()) {
-		return usage_error("--output " + spec + ": only jsonl:PATH, report:PATH and csv:DIR take an argument");
+		return usage_error("--output " + spec + ": only jsonl:PATH, report:PATH, folded:PATH and csv:DIR take an argument");
 	}
 	return c;
 }
@@ -168,6 +169,7 @@ int run_procimage(int argc, char **argv)
 		("resource,r", "the resource probe")
 		("syscall,s", "the syscall probe (lower-case s): each system call's latency and result")
 		("schedule,S", "the schedule probe (capital S): how long runnable threads wait for a CPU")
+		("profile", "the profile probe: on-CPU stack samples (--set profile.freq=99)")
 		("pid,p", po::value<int64_t>(), "target one thread, by the kernel's pid (TID); 0 with -c: a CPU's idle task")
 		("tid", po::value<int64_t>(), "same as --pid")
 		("tgid,P", po::value<int64_t>(), "target a process (thread group) by its TGID")
@@ -181,7 +183,7 @@ int run_procimage(int argc, char **argv)
 		 "e.g. --set lock.mode=contention --set schedule.top=50; see each probe's README")
 		("output,o", po::value<std::vector<std::string>>(),
 		 "sink, repeatable: stdout, jsonl[:PATH], csv:DIR, prometheus, report[:PATH] (.txt, .json, .trace.json, "
-		 ".html), or any sink plugin name (default stdout)")
+		 ".html), folded[:PATH] (collapsed stacks), or any sink plugin name (default stdout)")
 		("no-portrait", "with -- CMD on a terminal: no short text portrait on standard error at the end")
 		("interval", po::value<int64_t>(), "periodic reporting interval in ms (default 1000)")
 		("start", po::value<std::string>(), "active|inactive: collect at once, or load and verify the probes and wait for "
@@ -272,17 +274,18 @@ int run_procimage(int argc, char **argv)
 		std::vector<std::string> probes;
 		for (const auto &[n, _] : SEED_PROBES)
 			probes.push_back(n);
+		probes.push_back("profile");
 		return print_features(probes);
 	}
 
 	bool shorthand = false;
-	for (const char *k : {"all", "keytime", "lock", "resource", "syscall", "schedule", "pid", "tid", "tgid",
+	for (const char *k : {"all", "keytime", "lock", "resource", "syscall", "schedule", "profile", "pid", "tid", "tgid",
 			      "cpuid", "myproc", "cpu", "stacks", "output", "interval", "start", "batch", "set"})
 		shorthand |= vm.count(k) > 0;
 
 	pipeline p;
 	if (vm.count("pipeline")) {
-		for (const char *k : {"all", "keytime", "lock", "resource", "syscall", "schedule", "cpu", "stacks", "output", "batch", "set"})
+		for (const char *k : {"all", "keytime", "lock", "resource", "syscall", "schedule", "profile", "cpu", "stacks", "output", "batch", "set"})
 			if (vm.count(k)) {
 				std::fprintf(stderr, "procimage: --%s cannot be combined with --pipeline (the pipeline file "
 						     "names its probes and sinks)\n", k);
@@ -297,7 +300,7 @@ int run_procimage(int argc, char **argv)
 	} else {
 		if (!shorthand && command.empty()) {
 			std::fprintf(stderr, "procimage: nothing to do: give --pipeline FILE, probe flags "
-					     "(-a -k -l -r -s -S) or -- CMD (see procimage --help)\n");
+					     "(-a -k -l -r -s -S --profile) or -- CMD (see procimage --help)\n");
 			return EXIT_USAGE;
 		}
 		std::vector<std::string> names;
@@ -324,9 +327,13 @@ int run_procimage(int argc, char **argv)
 			for (const auto &[n, _] : SEED_PROBES)
 				if (vm.count(n))
 					names.push_back(n);
+			if (vm.count("profile"))
+				names.push_back("profile");
 			if (names.empty())
 				names.push_back("keytime"); // "procimage -- CMD" alone: the life of CMD
 		}
+		if (vm.count("all") && vm.count("profile"))
+			names.push_back("profile");
 		for (const auto &n : names) {
 			component c;
 			c.id = c.plugin = n;

@@ -4,7 +4,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config git
-  clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
+  clang llvm libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev
   libboost-dev libboost-program-options-dev libspdlog-dev nlohmann-json3-dev catch2
   libseccomp-dev libcpp-httplib-dev
   jq bsdextrautils strace util-linux bc curl
@@ -13,7 +13,7 @@ PKGS=(
   chromium
 )
 # Peer tools the benchmarks compare against.
-BENCH_PKGS=(libbpf-tools bpftrace)
+BENCH_PKGS=(libbpf-tools bpftrace linux-perf)
 
 want=("${PKGS[@]}")
 if [ "${1:-}" = "--bench" ]; then want+=("${BENCH_PKGS[@]}"); fi

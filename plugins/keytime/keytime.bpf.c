@@ -102,6 +102,21 @@ struct {
 	__type(value, struct kt_stackbuf);
 } kt_stackbuf_zero SEC(".maps");
 
+/* Processes whose first stack record went out with an immediate wakeup (stacks on), by tgid:
+ * the user side reads a process's mappings when it decodes that record, so it must come while
+ * the process lives (an exec makes a new image, and a new first record). */
+struct kt_stack_seen {
+	__u64 pid_start_ns;
+	__u64 exec_id;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct kt_stack_seen);
+} kt_stack_seen SEC(".maps");
+
 /* ------------------------------------------------------------------ creation */
 
 SEC("tp_btf/task_newtask")
@@ -453,9 +468,22 @@ static __always_inline void emit_cpu(struct task_struct *t, __u16 kind, struct c
 			return;
 		fill_cpu(&e->c, t, kind, sizeof(*e), st);
 		struct kt_stackbuf *sb = bpf_map_lookup_elem(&kt_stackbufs, &tid);
+		e->ustack_nr = 0;
+		e->pad = 0;
 		if (sb) {
 			__builtin_memcpy(e->ips, sb->ips, sizeof(e->ips));
+			__builtin_memcpy(e->uips, sb->uips, sizeof(e->uips));
 			e->c.stack_nr = sb->nr < KT_MAX_STACK ? sb->nr : KT_MAX_STACK;
+			e->ustack_nr = sb->unr < KT_MAX_STACK ? sb->unr : KT_MAX_STACK;
+		}
+		__u32 tgid = e->c.h.pid;
+		struct kt_stack_seen now = {.pid_start_ns = e->c.h.pid_start_ns,
+					    .exec_id = BPF_CORE_READ(t, self_exec_id)};
+		struct kt_stack_seen *seen = bpf_map_lookup_elem(&kt_stack_seen, &tgid);
+		if (e->ustack_nr && (!seen || seen->pid_start_ns != now.pid_start_ns || seen->exec_id != now.exec_id)) {
+			bpf_map_update_elem(&kt_stack_seen, &tgid, &now, BPF_ANY);
+			bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+			return;
 		}
 		pi_submit(&kt_events, e);
 		return;
@@ -467,7 +495,8 @@ static __always_inline void emit_cpu(struct task_struct *t, __u16 kind, struct c
 	pi_submit(&kt_events, e);
 }
 
-/* The kernel stack of the task going off CPU (we run in its context). */
+/* The kernel and user stacks of the task going off CPU (we run in its context; a kernel
+ * thread has no user stack). */
 static __always_inline void take_stack(void *ctx, __u32 tid)
 {
 	struct kt_stackbuf *sb = bpf_map_lookup_elem(&kt_stackbufs, &tid);
@@ -484,6 +513,8 @@ static __always_inline void take_stack(void *ctx, __u32 tid)
 	}
 	long n = bpf_get_stack(ctx, sb->ips, sizeof(sb->ips), 0);
 	sb->nr = n > 0 ? (__u32)(n / sizeof(__u64)) : 0;
+	n = bpf_get_stack(ctx, sb->uips, sizeof(sb->uips), BPF_F_USER_STACK);
+	sb->unr = n > 0 ? (__u32)(n / sizeof(__u64)) : 0;
 }
 
 static __always_inline void on_switch(void *ctx, bool preempt, struct task_struct *prev,

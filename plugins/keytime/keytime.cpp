@@ -3,6 +3,7 @@
 // keytime probe, user side: load/attach keytime.bpf.c, decode its records.
 #include "keytime.h"
 #include "keytime.skel.h"
+#include "symbolize.hpp"
 
 #include <procimage/bpf.hpp>
 #include <procimage/config.hpp>
@@ -69,45 +70,6 @@ const char *offcpu_reason_name(uint32_t r)
 	}
 }
 
-// Kernel symbols from /proc/kallsyms, for off-CPU stacks.
-class kallsyms {
-public:
-	void load()
-	{
-		std::ifstream in("/proc/kallsyms");
-		std::string line;
-		while (std::getline(in, line)) {
-			std::istringstream ls(line);
-			std::string addr, type, name;
-			if (!(ls >> addr >> type >> name))
-				continue;
-			if (type != "t" && type != "T" && type != "w" && type != "W")
-				continue;
-			uint64_t a = std::stoull(addr, nullptr, 16);
-			if (a)
-				syms_.emplace(a, name);
-		}
-	}
-	std::string name(uint64_t addr) const
-	{
-		auto it = syms_.upper_bound(addr);
-		if (it == syms_.begin())
-			return hex(addr);
-		--it;
-		return it->second + "+0x" + hexdigits(addr - it->first);
-	}
-
-private:
-	static std::string hexdigits(uint64_t v)
-	{
-		std::ostringstream o;
-		o << std::hex << v;
-		return o.str();
-	}
-	static std::string hex(uint64_t v) { return "0x" + hexdigits(v); }
-	std::map<uint64_t, std::string> syms_;
-};
-
 class keytime_probe final : public sdk::probe {
 public:
 	static void validate(const std::string &text) { config c(text); }
@@ -147,8 +109,10 @@ public:
 		int err = keytime_bpf__load(skel_);
 		if (err)
 			throw std::runtime_error("cannot load the keytime BPF object: " + sdk::errno_text(err));
-		if (cfg_.stacks)
-			syms_.load();
+		if (cfg_.stacks && !syms_.load_kernel())
+			sdk::log(host(), PI_LOG_WARN,
+				 "keytime: /proc/kallsyms shows no addresses (kernel.kptr_restrict?): kernel frames stay "
+				 "unresolved");
 		io.n_ringbufs = 1;
 		io.ringbuf_fds[0] = bpf_map__fd(skel_->maps.kt_events);
 		io.lost_map_fd = sdk::lost_map_fd(skel_->obj);
@@ -193,7 +157,7 @@ public:
 		case KT_NEWTASK: return on_newtask(*need<kt_newtask>(data, len));
 		case KT_VFORK_DONE: return on_vfork_done(*need<kt_vfork_done>(data, len));
 		case KT_ONCPU:
-		case KT_OFFCPU: return on_cpu(*need<kt_cpu>(data, len), len >= sizeof(kt_cpu_stack) ? reinterpret_cast<const uint64_t *>(static_cast<const kt_cpu_stack *>(data)->ips) : nullptr);
+		case KT_OFFCPU: return on_cpu(*need<kt_cpu>(data, len), len >= sizeof(kt_cpu_stack) ? static_cast<const kt_cpu_stack *>(data) : nullptr);
 		default: throw std::runtime_error("unknown record kind " + std::to_string(h->kind));
 		}
 	}
@@ -234,6 +198,8 @@ private:
 			argv.emplace_back(e->args + pos, n);
 			pos += n + 1;
 		}
+		if (e->ret == 0 && cfg_.stacks)
+			syms_.forget(e->h.pid); // a new image: its mappings are read again when needed
 		auto r = make("exec", e->h);
 		r.str("filename", cstr(e->filename, sizeof(e->filename)))
 			.strv("argv", argv)
@@ -282,7 +248,7 @@ private:
 		r.emit(host());
 	}
 
-	void on_cpu(const kt_cpu &e, const uint64_t *ips = nullptr)
+	void on_cpu(const kt_cpu &e, const kt_cpu_stack *st = nullptr)
 	{
 		bool off = e.h.kind == KT_OFFCPU;
 		uint64_t dur = e.h.ts_boot_ns - std::min<uint64_t>(e.h.ts_boot_ns, e.start_ns);
@@ -292,19 +258,23 @@ private:
 			r.str("reason", offcpu_reason_name(e.reason))
 				.u64("state", e.state, PI_FMT_HEX)
 				.u64("prev_cpu", e.prev_cpu);
-			if (cfg_.stacks)
-				r.strv("kstack", stack(ips, ips ? e.stack_nr : 0));
+			if (cfg_.stacks) {
+				r.strv("kstack", kernel_stack(st));
+				r.strv("ustack", user_stack(e.h, st));
+			}
 		}
 		r.emit(host());
 	}
 
-	std::vector<std::string> stack(const uint64_t *ips, uint32_t nr)
+	std::vector<std::string> kernel_stack(const kt_cpu_stack *st)
 	{
 		std::vector<std::string> out;
+		uint32_t nr = st ? st->c.stack_nr : 0;
+		const auto *ips = st ? reinterpret_cast<const uint64_t *>(st->ips) : nullptr;
 		for (uint32_t i = 0; i < nr && i < KT_MAX_STACK; i++) {
 			if (!ips[i])
 				break;
-			std::string name = syms_.name(ips[i]);
+			std::string name = syms_.kernel_stack(&ips[i], 1).front();
 			// the frames of the BPF program and its trampoline are ours, not the task's
 			if (out.empty() && (name.rfind("bpf_prog_", 0) == 0 || name.rfind("bpf_trace_run", 0) == 0 ||
 					    name.rfind("__bpf_trace", 0) == 0 || name.rfind("__traceiter_", 0) == 0))
@@ -314,10 +284,23 @@ private:
 		return out;
 	}
 
+	// The thread's user stack, resolved through its process's mappings (read when first needed:
+	// the record is written when the thread is back on a CPU, so the process is most often
+	// still there; an exec drops what was read before it).
+	std::vector<std::string> user_stack(const pi_event_header &h, const kt_cpu_stack *st)
+	{
+		if (!st || !st->ustack_nr)
+			return {};
+		size_t n = std::min<size_t>(st->ustack_nr, KT_MAX_STACK);
+		auto out = syms_.user_stack(h.pid, h.pid_start_ns, 0, reinterpret_cast<const uint64_t *>(st->uips), n);
+		syms_.trim(4096);
+		return out;
+	}
+
 	config cfg_;
 	keytime_bpf *skel_ = nullptr;
 	sdk::links links_;
-	kallsyms syms_;
+	symbolize::symbolizer syms_;
 
 	// A new activation starts clean: no half-open interval, exec or vfork from before.
 	void reset()
@@ -327,6 +310,7 @@ private:
 		sdk::clear_map(bpf_map__fd(skel_->maps.kt_exec_inflight), sizeof(uint32_t));
 		sdk::clear_map(bpf_map__fd(skel_->maps.kt_vforks), sizeof(uint32_t));
 		sdk::clear_map(bpf_map__fd(skel_->maps.kt_stackbufs), sizeof(uint32_t));
+		sdk::clear_map(bpf_map__fd(skel_->maps.kt_stack_seen), sizeof(uint32_t));
 	}
 };
 

@@ -110,17 +110,22 @@ struct kt_cpu {
 	__u32 prev_cpu; /* KT_OFFCPU: CPU it left; h.cpu is the CPU it came back on */
 };
 
-/* KT_OFFCPU with stacks on: the kernel stack where the thread went off CPU, innermost first. */
+/* KT_OFFCPU with stacks on: the kernel and user stacks where the thread went off CPU,
+ * innermost first (c.stack_nr kernel frames in ips, ustack_nr user frames in uips). */
 struct kt_cpu_stack {
 	struct kt_cpu c;
 	__u64 ips[KT_MAX_STACK];
+	__u64 uips[KT_MAX_STACK];
+	__u32 ustack_nr;
+	__u32 pad;
 };
 
-/* Per-thread stack taken at switch-out, copied into the record at switch-in. */
+/* Per-thread stacks taken at switch-out, copied into the record at switch-in. */
 struct kt_stackbuf {
 	__u64 ips[KT_MAX_STACK];
+	__u64 uips[KT_MAX_STACK];
 	__u32 nr;
-	__u32 pad;
+	__u32 unr;
 };
 
 #endif /* PROCIMAGE_KEYTIME_H */

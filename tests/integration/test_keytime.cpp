@@ -335,6 +335,30 @@ TEST_CASE("keytime: --stacks symbolizes the kernel stack where the thread went o
 	}
 }
 
+TEST_CASE("keytime: --stacks symbolizes the user stack where the thread went off CPU")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	// sleeps of 50 ms: the process still lives when its first stack is decoded (its mappings
+	// are read then)
+	auto r = t::run({t::procimage_bin(), "-q", "-k", "--cpu", "--stacks", "-o", "jsonl:" + d.file("out.jsonl"), "--",
+			 t::build_dir() + "/procimage-workload", "sleeps", "4", "50"});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	long pid = std::stol(r.out.substr(0, r.out.find(' ')));
+	auto sleeps = select(t::read_jsonl(d.file("out.jsonl")), "offcpu", [&](const json &e) {
+		return e["tid"] == pid && e["reason"] == "sleeping" && e["dur_ns"].get<uint64_t>() >= 40000000ULL;
+	});
+	REQUIRE(sleeps.size() >= 3);
+	for (const auto &s : sleeps) {
+		INFO(s.dump());
+		REQUIRE(s["ustack"].is_array());
+		REQUIRE(!s["ustack"].empty());
+		// the innermost user frame is libc's sleep call that entered the kernel
+		CHECK_THAT(s["ustack"][0].get<std::string>(), Catch::Contains("nanosleep"));
+	}
+}
+
 TEST_CASE("keytime: a failed exec in a freshly forked child names the path it tried")
 {
 	REQUIRE_ROOT_OR_SKIP();

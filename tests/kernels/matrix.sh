@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
 B=$(cd "${1:?usage: matrix.sh BUILD_DIR [REPORT.md]}" && pwd)
 report=${2:-$B/kernel-matrix.md}
-PROBES="keytime keytime-cpu syscall schedule resource lock"
+PROBES="keytime keytime-cpu syscall schedule resource lock profile"
 
 if ! command -v qemu-system-x86_64 >/dev/null || [ ! -x /bin/busybox ]; then
   echo "kernels: SKIPPED: qemu-system-x86_64 or busybox-static is missing (scripts/install-deps.sh installs them)"
@@ -21,7 +21,8 @@ if ! pi_apt_setup 2>/dev/null; then
   exit 77
 fi
 
-# One cell: ✓ when the probe's records show what /bin/ls did, "refused: …" when procimage
+# One cell: ✓ when the probe's records show what /bin/ls did (profile: samples of
+# wl-profile's hot function), "refused: …" when procimage
 # refused it by name, ✗ with the first error line otherwise.
 cell() {
   local d=$1 p=$2 rc pid ok
@@ -44,6 +45,7 @@ cell() {
     keytime)  ok=$(jq -s --argjson p "${pid:-0}" '(map(select(.event=="exec" and .pid==$p and .filename=="/bin/ls" and .ret==0))|length)==1 and (map(select(.event=="exit" and .pid==$p and .exit_code==0 and .group_dead))|length)==1' "$d/$p.jsonl") ;;
     syscall)  ok=$(jq -s --argjson p "${pid:-0}" '(map(select(.event=="sequence" and .pid==$p) | .syscalls[]) | index("execve") != null) and (map(select(.event=="sequence" and .pid==$p) | .syscalls[]) | index("write") != null)' "$d/$p.jsonl") ;;
     schedule) ok=$(jq -s --argjson p "${pid:-0}" 'map(select(.event=="process" and .pid==$p and .count > 0))|length > 0' "$d/$p.jsonl") ;;
+    profile)  ok=$(jq -s --argjson p "${pid:-0}" 'map(select(.event=="stack" and .pid==$p and .samples > 0 and (.ustack | any(.[]; startswith("burn_cpu_here+")))))|length > 0' "$d/$p.jsonl") ;;
     resource) ok=$(jq -s --argjson p "${pid:-0}" 'map(select(.event=="process" and .pid==$p and .cpu_ns > 0 and .rss_bytes > 0))|length > 0' "$d/$p.jsonl") ;;
     lock)
       if grep -q "^lock .*contention-only" "$d/features.txt"; then

@@ -6,15 +6,19 @@
 // and `procimage --features` (which reports it all).
 #pragma once
 
+#include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <initializer_list>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <sys/utsname.h>
+#include <unistd.h>
 #include <vector>
 
 namespace procimage::sdk {
@@ -23,9 +27,45 @@ struct kernel_feature {
 	const char *id;        // short name, as --features prints it
 	const char *what;      // for a person
 	const char *since;     // first mainline release that has it
-	int btf_kind;          // BTF_KIND_ENUM: name is an enum's value; BTF_KIND_STRUCT: a struct
+	int btf_kind;          // BTF_KIND_ENUM: name is an enum's value; BTF_KIND_STRUCT: a struct;
+			       // 0: nothing in BTF marks it, `test` finds it out
 	const char *name;
+	bool (*test)() = nullptr; // with btf_kind 0: a tiny test of the kernel, true when it has it
 };
+
+inline std::string kernel_release()
+{
+	utsname u{};
+	return uname(&u) == 0 ? u.release : "unknown";
+}
+
+// True when the running kernel's release is at least MAJOR.MINOR.
+inline bool kernel_release_at_least(int major, int minor)
+{
+	int a = 0, b = 0;
+	if (std::sscanf(kernel_release().c_str(), "%d.%d", &a, &b) != 2)
+		return false;
+	return a > major || (a == major && b >= minor);
+}
+
+// Hash maps whose keys are longer than 512 bytes (MAX_BPF_STACK): until 5.11 htab_map_alloc_check
+// refused them with E2BIG, since BPF programs then built their keys on the stack. Found by
+// creating such a map; where procimage may not create maps (an unprivileged --features), the
+// release decides.
+inline bool test_large_hash_keys()
+{
+	static const bool yes = [] {
+		int fd = bpf_map_create(BPF_MAP_TYPE_HASH, nullptr, 1024, 8, 1, nullptr);
+		if (fd >= 0) {
+			close(fd);
+			return true;
+		}
+		if (fd == -E2BIG)
+			return false;
+		return kernel_release_at_least(5, 11);
+	}();
+	return yes;
+}
 
 inline constexpr kernel_feature KF_RINGBUF{"ringbuf", "the BPF ring buffer", "5.8", BTF_KIND_ENUM,
 					   "BPF_MAP_TYPE_RINGBUF"};
@@ -45,12 +85,14 @@ inline constexpr kernel_feature KF_BPF_LOOP{"bpf_loop", "the bpf_loop helper", "
 					    "BPF_FUNC_loop"};
 inline constexpr kernel_feature KF_UPROBE_MULTI{"uprobe_multi", "multi-uprobe links", "6.6", BTF_KIND_STRUCT,
 						"bpf_uprobe_multi_link"};
+inline constexpr kernel_feature KF_LARGE_HASH_KEYS{"large_hash_keys", "hash map keys over 512 bytes", "5.11", 0, "",
+						   test_large_hash_keys};
 
 inline const std::vector<const kernel_feature *> &kernel_feature_catalogue()
 {
 	static const std::vector<const kernel_feature *> all{&KF_RINGBUF,      &KF_TASK_ITER,        &KF_BPF_STATS,
 							      &KF_TASK_STORAGE, &KF_CURRENT_TASK_BTF, &KF_TASK_PT_REGS, &KF_ATTACH_COOKIE, &KF_BPF_LOOP,
-							      &KF_UPROBE_MULTI};
+							      &KF_UPROBE_MULTI,  &KF_LARGE_HASH_KEYS};
 	return all;
 }
 
@@ -80,18 +122,14 @@ inline bool btf_has_enum_value(const btf *b, const char *value)
 
 inline bool kernel_has(const kernel_feature &f)
 {
+	if (f.btf_kind == 0)
+		return f.test && f.test();
 	const btf *b = vmlinux_btf();
 	if (!b)
 		return false;
 	if (f.btf_kind == BTF_KIND_ENUM)
 		return btf_has_enum_value(b, f.name);
 	return btf__find_by_name_kind(b, f.name, f.btf_kind) > 0;
-}
-
-inline std::string kernel_release()
-{
-	utsname u{};
-	return uname(&u) == 0 ? u.release : "unknown";
 }
 
 // What a built-in probe cannot load without (in the order they are checked). The host's own
