@@ -436,8 +436,10 @@ TEST_CASE("keytime: a thread outliving 70,000 others still exits with created_by
 {
 	REQUIRE_ROOT_OR_SKIP();
 	t::temp_dir d;
-	auto r = t::run({t::procimage_bin(), "-q", "-k", "-o", "jsonl:" + d.file("out.jsonl"), "--",
-			 t::build_dir() + "/wl-births", "70000"});
+	// 140,000 records in about a second: a ring buffer that holds them all (64 MiB), so that a
+	// slower host (an instrumented build) loses none of what this test looks at
+	auto r = t::run({t::procimage_bin(), "-q", "-k", "--set", "keytime.ringbuf_kb=65536", "-o",
+			 "jsonl:" + d.file("out.jsonl"), "--", t::build_dir() + "/wl-births", "70000"});
 	INFO(r.err);
 	REQUIRE(r.status == 0);
 	auto kv = r.out.find("long_tid=");
