@@ -108,27 +108,6 @@ int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 	return 0;
 }
 
-uint64_t read_percpu_sum(int fd)
-{
-	if (fd < 0)
-		return 0;
-	int ncpu = libbpf_num_possible_cpus();
-	if (ncpu <= 0)
-		return 0;
-	std::vector<uint64_t> vals(static_cast<size_t>(ncpu));
-	uint32_t key = 0;
-	if (bpf_map_lookup_elem(fd, &key, vals.data()) != 0) {
-		static bool warned = false;
-		if (!warned)
-			spdlog::warn("cannot read a lost-record counter: {}", std::strerror(errno));
-		warned = true;
-		return 0;
-	}
-	uint64_t sum = 0;
-	for (uint64_t v : vals)
-		sum += v;
-	return sum;
-}
 
 } // namespace
 
@@ -579,7 +558,15 @@ void host::check_lost()
 				    {{"cause", d.cause->id}});
 		}
 	}
-	uint64_t core = read_percpu_sum(act_.lost_fd());
+	// the host's own map: key 0, every loss (descendants the target map had no room for)
+	std::array<uint64_t, LOST_KEYS> core_counts;
+	uint64_t core = 0;
+	if (read_lost_counts(act_.lost_fd(), core_counts))
+		core = core_counts[0];
+	else if (static bool warned = false; !warned) {
+		warned = true;
+		spdlog::warn("cannot read a lost-record counter: {}", std::strerror(errno));
+	}
 	if (core > core_lost_) {
 		uint64_t now_lost = core - core_lost_;
 		core_lost_ = core;
