@@ -22,23 +22,29 @@ using nlohmann::json;
 namespace {
 
 const char *USAGE = R"(Usage:
-  procimage-ctl -a [IMAGES] [-p TID | -P TGID | -p 0 -c CPU] [-t SEC] [-m]
-  procimage-ctl -d [IMAGES]
+  procimage-ctl -a [PROBES] [-p TID | -P TGID [--follow] | -p 0 -c CPU] [-t SEC] [-m]
+  procimage-ctl -d [PROBES]
   procimage-ctl -f
   procimage-ctl --status [--json]
+  procimage-ctl --check ...    (any of the above: check it, send nothing)
 
-Drives a procimage host started with "procimage -a" (or any host not tracing "-- CMD"):
-activate probes ("images") for a target, retarget them, deactivate them, show what the host
-is doing, or finish it cleanly (flush, detach, exit).
+Drives a running procimage host: one started with "procimage -a" (loaded, waiting), or any
+host that does not trace "-- CMD". It activates probes for a target, retargets them,
+deactivates them, shows what the host is doing, or finishes it cleanly (flush, detach, exit).
 
-IMAGES (none = every probe the host loaded):
-  -k 0|1   keytime, without (0) or with (1) on/off-CPU intervals
-  -l       lock          -r   resource        -S   schedule
-  -s N     syscall, with sequence batches of N calls (1-50)
+PROBES (none = every probe the host loaded):
+  -k [0|1]  keytime: key time points; 1 also on/off-CPU intervals (-k alone = -k 0)
+  -l        lock: user-space locks
+  -r        resource: CPU, memory and I/O use
+  -s N      syscall (lower-case s): system calls, in sequence batches of N calls (1-50)
+  -S        schedule (capital S): how long the target waits for a CPU once runnable
 
-Activating an image replaces its target and starts its figures from zero.
-Exit status: 0 done; 1 the host refused or is not running (the host is left as it was);
-2 bad command line.
+Activating a probe replaces its target and starts its figures from zero. A target that does
+not exist is refused before anything is sent.
+
+Exit status: 0 done (or, with --check, the request is valid); 1 the host refused or is not
+running (the host is left as it was); 2 bad command line, including a target that does not
+exist.
 
 Options)";
 
@@ -152,17 +158,20 @@ int run_ctl(int argc_in, char **argv_in)
 		("finish,f", "finish the host: flush the sinks, detach every probe, exit")
 		("status", "what the host has loaded, what is active, for whom, records and losses")
 		("json", "with --status: print JSON")
+		("check", "check the command line and the target (it must exist), print the request as JSON, "
+			  "and send nothing")
 		("pid,p", po::value<int64_t>(), "target one thread (the kernel's pid); 0 with -c: a CPU's idle task")
 		("tid", po::value<int64_t>(), "same as --pid")
 		("tgid,P", po::value<int64_t>(), "target a process (thread group)")
+		("follow", "with -a -P: the processes the target forks from then on join it, and theirs")
 		("cpuid,c", po::value<int32_t>(), "with -p 0: the idle task of this CPU")
 		("time,t", po::value<int64_t>(), "activate, then deactivate after SEC seconds (0 = no limit)")
 		("myproc,m", "include procimage's own threads")
 		("keytime,k", po::value<int>(), "keytime: 0 (or nothing) without, 1 with on/off-CPU intervals")
-		("lock,l", "the lock image")
-		("resource,r", "the resource image")
-		("syscall,s", po::value<int>(), "the syscall image, sequence batches of N (1-50)")
-		("schedule,S", "the schedule image")
+		("lock,l", "the lock probe")
+		("resource,r", "the resource probe")
+		("syscall,s", po::value<int>(), "the syscall probe (lower-case s), sequence batches of N (1-50)")
+		("schedule,S", "the schedule probe (capital S)")
 		("name,n", po::value<std::string>()->default_value("default"), "control channel of the host (procimage --name)")
 		("timeout", po::value<int>()->default_value(5000), "how long to wait for the host's answer, ms");
 	// clang-format on
@@ -242,6 +251,11 @@ int run_ctl(int argc_in, char **argv_in)
 			}
 			if (!t.contains("tid") && !t.contains("tgid"))
 				t["all"] = true;
+			if (vm.count("follow")) {
+				if (!t.contains("tgid"))
+					return usage_fail("--follow goes with -P TGID: the process whose future children join the target");
+				t["follow"] = true;
+			}
 			if (vm.count("cpuid"))
 				t["cpu"] = vm["cpuid"].as<int32_t>();
 			if (vm.count("myproc"))
@@ -259,10 +273,15 @@ int run_ctl(int argc_in, char **argv_in)
 				req["time_s"] = sec;
 			}
 		} else {
-			for (const char *k : {"pid", "tid", "tgid", "cpuid", "time", "myproc"})
+			for (const char *k : {"pid", "tid", "tgid", "cpuid", "time", "myproc", "follow"})
 				if (vm.count(k))
 					return usage_fail(std::string("--") + k + " only goes with -a");
 		}
+	}
+
+	if (vm.count("check")) {
+		std::cout << req.dump() << "\n";
+		return 0;
 	}
 
 	// The host applies the request only if it reads it within three quarters of the timeout;

@@ -118,7 +118,7 @@ host::~host()
 	shutdown();
 	if (rb_)
 		ring_buffer__free(rb_);
-	for (int fd : {epfd_, timerfd_, flushfd_, sigfd_, deadlinefd_})
+	for (int fd : {epfd_, timerfd_, flushfd_, sigfd_, deadlinefd_, durationfd_})
 		if (fd >= 0)
 			close(fd);
 }
@@ -472,6 +472,21 @@ result<void> host::start()
 		if (auto r = cmd_.release(); !r)
 			return r;
 	}
+
+	// --duration: counted from here, once every probe that starts active collects.
+	if (pipe_.duration_s > 0) {
+		durationfd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+		if (durationfd_ < 0 || add(durationfd_, 7) != 0)
+			return runtime_error(std::string("cannot set up the event loop: ") + std::strerror(errno));
+		auto ns = static_cast<uint64_t>(pipe_.duration_s * 1e9);
+		itimerspec end{};
+		end.it_value.tv_sec = static_cast<time_t>(ns / 1000000000ULL);
+		end.it_value.tv_nsec = static_cast<long>(ns % 1000000000ULL);
+		if (end.it_value.tv_sec == 0 && end.it_value.tv_nsec == 0)
+			end.it_value.tv_nsec = 1; // a zero value would disarm the timer
+		if (timerfd_settime(durationfd_, 0, &end, nullptr) != 0)
+			return runtime_error(std::string("cannot set the --duration timer: ") + std::strerror(errno));
+	}
 	return {};
 }
 
@@ -663,6 +678,10 @@ int host::loop()
 				consumed = true;
 				break;
 			}
+			case 7:
+				spdlog::info("the run's duration ({} s) has passed: stopping", pipe_.duration_s);
+				stopping_ = true;
+				break;
 			case 3: {
 				signalfd_siginfo si{};
 				while (read(sigfd_, &si, sizeof si) == sizeof si) {

@@ -91,6 +91,7 @@ private:
 	held_command cmd_;
 	ring_buffer *rb_ = nullptr;
 	int epfd_ = -1, timerfd_ = -1, flushfd_ = -1, sigfd_ = -1, deadlinefd_ = -1;
+	int durationfd_ = -1; // --duration: the end of the run
 	control_server ctl_;
 	std::string control_name_ = "default";
 	uint64_t started_epoch_ns_ = 0;

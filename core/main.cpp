@@ -15,8 +15,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <set>
 #include <iostream>
 #include <string>
@@ -29,40 +31,57 @@ using namespace procimage::core;
 namespace {
 
 const char *USAGE = R"(Usage:
+  procimage [PROBES] [-p TID | -P TGID [--follow]] [-o OUTPUT]... [--duration SEC] [options]
+  procimage [PROBES] [-o OUTPUT]... [options] -- CMD [ARGS...]
   procimage --pipeline FILE [options] [-- CMD [ARGS...]]
-  procimage [-a|-k|-l|-r|-s|-S]... [-p TID | -P TGID] [-o SINK]... [options] [-- CMD [ARGS...]]
   procimage report [--format text|json|chrome-trace|html] [-o FILE] RUN.jsonl
 
-A portrait of a process's whole life: key time points, locks, resources, scheduling delay
-and syscalls, each beside the same figure for the whole system.
+A portrait of a process's whole life, drawn from eBPF: its key time points (fork, exec, exit,
+on/off-CPU), the user-space locks it waited for, its CPU, memory and I/O use, its scheduling
+delay and its system calls, each beside the same figure for the whole system. Needs root (or
+CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH).
 
-With "-- CMD", procimage starts CMD, traces it (and its descendants) from before its exec to
-its exit, then flushes and exits with CMD's exit status. Without it, procimage traces its
-target (-p, -P, or every thread) until SIGINT, SIGTERM or procimage-ctl -f.
+What is traced:
+  -- CMD      procimage starts CMD, traces it and every process it forks, from before its
+              exec to its exit, then exits with CMD's exit status. CMD's standard output
+              stays CMD's: the readable records go to standard error (see "-o stdout").
+  -p TID      one thread (the kernel's pid); -P TGID one process; --follow with -P: also
+              the processes it forks from then on, and theirs. Neither: every thread.
+              Runs until SIGINT or SIGTERM, "procimage-ctl -f", or --duration SEC.
+  -a alone    (no -p, -P or CMD) loads and verifies every probe, attaches nothing, and
+              waits for "procimage-ctl -a [-p TID | -P TGID] [-t SEC]" to activate it.
 
-Pre-attach: "procimage -a" (or a pipeline without a target) loads and verifies every probe,
-attaches nothing, and waits for "procimage-ctl -a [-p TID | -P TGID] [-t SEC]" to activate it;
-see procimage-ctl --help and docs/controller.md.
+Probes (combine them; "procimage -- CMD" alone uses -k):
+  -k  keytime    key time points: fork, vfork, thread creation, exec, exit (--cpu: also
+                 on/off-CPU intervals and why the thread left the CPU)
+  -l  lock       user-space locks: pthread mutexes, rwlocks and spinlocks, waits and holds
+  -r  resource   CPU, memory and I/O use, per thread and process, each interval
+  -s  syscall    lower-case s: what the target asks the kernel. Each system call's name,
+                 latency and result, in sequences, and per-syscall counts and errors.
+  -S  schedule   capital S: how long the target, once runnable, waits for a CPU (run-queue
+                 delay: average, maximum, histogram), beside the whole system's.
+  -a  all        the five above, those installed and supported by this kernel
+  --profile      on-CPU stack samples at 99 Hz (not part of -a)
 
-Probe shorthands (they build a pipeline; see --print-pipeline):
-  -a, --all          every one of these five probes that is installed (without a target:
-                     load them and wait inactive)
-  -k, --keytime      key time points: fork, vfork, threads, exec, exit (--cpu: on/off-CPU)
-  -l, --lock         user-space locks
-  -r, --resource     CPU, memory and I/O use
-  -s, --syscall      syscall sequences and latencies
-  -S, --schedule     scheduling delay
-      --profile      on-CPU stack samples (not part of -a; -o folded:FILE for flame graphs)
-Without -p/-P these collect for every thread at once.
+Outputs (-o, repeatable; default: stdout):
+  stdout         readable lines: on standard output, or on standard error with -- CMD
+  stdout:-       readable lines on standard output, even with -- CMD
+  stdout:PATH    readable lines into the file PATH
+  jsonl[:PATH]   one JSON object per record and line (standard output without PATH)
+  csv:DIR        one CSV file per record type, in the folder DIR
+  prometheus     a /metrics exporter for Prometheus
+  report[:PATH]  the portrait; PATH's suffix picks .txt, .json, .trace.json (Perfetto), .html
+  folded[:PATH]  collapsed stacks from --profile, for flame graphs
+  NAME           any other sink plugin (--list-plugins)
 
-Exit status: CMD's status with "-- CMD", unless the output is incomplete (a sink failed: then
-1, and the last line gives CMD's status); otherwise 0 on success, 1 on a run-time failure,
-2 on a bad command line or pipeline (nothing was loaded), 3 on missing privileges
-(root, or CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH, are needed).
+Exit status: with -- CMD, CMD's status, unless the output is incomplete (a sink failed: then
+1, and the last line gives CMD's status). Otherwise 0 on success (--duration included),
+1 on a run-time failure, 2 on a bad command line or pipeline (nothing was loaded), 3 on
+missing privileges.
 
 Options)";
 
-const std::vector<std::pair<std::string, std::string>> SEED_PROBES = {
+const std::vector<std::pair<std::string, std::string>> SHORTHAND_PROBES = {
 	{"keytime", "k"}, {"lock", "l"}, {"resource", "r"}, {"syscall", "s"}, {"schedule", "S"}};
 
 std::string program_dir_hint(const std::vector<std::string> &dirs)
@@ -75,7 +94,7 @@ std::string program_dir_hint(const std::vector<std::string> &dirs)
 
 result<component> sink_from_flag(const std::string &spec)
 {
-	// FORMAT or FORMAT:ARG — stdout | jsonl[:PATH] | csv:DIR | NAME (any sink plugin)
+	// FORMAT or FORMAT:ARG — stdout[:-|:PATH] | jsonl[:PATH] | csv:DIR | NAME (any sink plugin)
 	auto colon = spec.find(':');
 	std::string name = spec.substr(0, colon);
 	std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
@@ -86,12 +105,21 @@ result<component> sink_from_flag(const std::string &spec)
 	if (name == "jsonl" || name == "report" || name == "folded") {
 		if (!arg.empty())
 			c.config["path"] = arg;
+	} else if (name == "stdout") {
+		// "-": standard output even with -- CMD; anything else: a file
+		if (arg == "-")
+			c.config["stream"] = "stdout";
+		else if (!arg.empty())
+			c.config["path"] = arg;
+		else if (colon != std::string::npos)
+			return usage_error("--output stdout:: give a file after the colon, or - for standard output");
 	} else if (name == "csv") {
 		if (arg.empty())
 			return usage_error("--output csv:DIR: give the folder for the CSV files");
 		c.config["dir"] = arg;
 	} else if (!arg.empty()) {
-		return usage_error("--output " + spec + ": only jsonl:PATH, report:PATH, folded:PATH and csv:DIR take an argument");
+		return usage_error("--output " + spec + ": only stdout:PATH (or stdout:-), jsonl:PATH, report:PATH, "
+				   "folded:PATH and csv:DIR take an argument");
 	}
 	return c;
 }
@@ -113,6 +141,21 @@ result<int64_t> ranged(const po::variables_map &vm, const char *key, int64_t lo,
 	if (v < lo || v > hi)
 		return usage_error("--" + std::string(key) + ": expected " + std::to_string(lo) + ".." +
 				   std::to_string(hi) + unit + ", got " + std::to_string(v));
+	return v;
+}
+
+// --duration SEC: a positive number of seconds, decimals allowed.
+result<double> parse_duration(const std::string &text)
+{
+	const std::string want = "--duration: expected a number of seconds more than 0 and at most 604800 "
+				 "(decimals allowed, e.g. 2.5), got '" + text + "'";
+	if (text.empty() || text.find_first_not_of("0123456789.") != std::string::npos)
+		return usage_error(want);
+	char *end = nullptr;
+	errno = 0;
+	double v = std::strtod(text.c_str(), &end);
+	if (errno != 0 || end != text.c_str() + text.size() || !(v > 0) || v > MAX_DURATION_S)
+		return usage_error(want);
 	return v;
 }
 
@@ -167,12 +210,13 @@ int run_procimage(int argc, char **argv)
 		("keytime,k", "the keytime probe")
 		("lock,l", "the lock probe")
 		("resource,r", "the resource probe")
-		("syscall,s", "the syscall probe (lower-case s): each system call's latency and result")
-		("schedule,S", "the schedule probe (capital S): how long runnable threads wait for a CPU")
+		("syscall,s", "the syscall probe (lower-case s): each system call's name, latency and result")
+		("schedule,S", "the schedule probe (capital S): how long the runnable target waits for a CPU")
 		("profile", "the profile probe: on-CPU stack samples (--set profile.freq=99)")
 		("pid,p", po::value<int64_t>(), "target one thread, by the kernel's pid (TID); 0 with -c: a CPU's idle task")
 		("tid", po::value<int64_t>(), "same as --pid")
 		("tgid,P", po::value<int64_t>(), "target a process (thread group) by its TGID")
+		("follow", "with -P: the processes the target forks from now on join it, and theirs (-- CMD always does this)")
 		("cpuid,c", po::value<int32_t>(), "with -p 0: the idle task of this CPU")
 		("myproc,m", "do not exclude procimage's own threads")
 		("cpu", "keytime: also on-CPU / off-CPU intervals and why the thread went off CPU")
@@ -185,6 +229,8 @@ int run_procimage(int argc, char **argv)
 		 "sink, repeatable: stdout, jsonl[:PATH], csv:DIR, prometheus, report[:PATH] (.txt, .json, .trace.json, "
 		 ".html), folded[:PATH] (collapsed stacks), or any sink plugin name (default stdout)")
 		("no-portrait", "with -- CMD on a terminal: no short text portrait on standard error at the end")
+		("duration", po::value<std::string>(), "stop by itself after SEC seconds (decimals allowed), flush every output "
+		 "and exit 0; not with -- CMD, whose run ends when CMD does")
 		("interval", po::value<int64_t>(), "periodic reporting interval in ms (default 1000)")
 		("start", po::value<std::string>(), "active|inactive: collect at once, or load and verify the probes and wait for "
 		 "procimage-ctl -a (default: active when a target is given, inactive otherwise; -a alone waits)")
@@ -225,8 +271,13 @@ int run_procimage(int argc, char **argv)
 	}
 	if (vm.count("help")) {
 		std::cout << desc
-			  << "\nDocumentation: docs/pipeline.md, docs/controller.md, docs/events.md, docs/plugin-abi.md,\n"
-			     "plugins/<probe>/README.md, sinks/prometheus/README.md\n";
+			  << "\nExamples:\n"
+			     "  procimage -k -- make -j2            the life of a build and all its processes\n"
+			     "  procimage -s -P 1234 --duration 10  ten seconds of a running process's system calls\n"
+			     "  procimage -a --cpu -o jsonl:run.jsonl -- ./app; procimage report run.jsonl\n"
+			     "\nDocumentation (installed under share/doc/procimage): README.md, docs/pipeline.md,\n"
+			     "docs/controller.md, docs/events.md, docs/report.md, docs/plugin-abi.md, and each probe's\n"
+			     "plugins/<probe>/README.md.\n";
 		return 0;
 	}
 	if (needs_privileges(vm))
@@ -272,7 +323,7 @@ int run_procimage(int argc, char **argv)
 
 	if (vm.count("features")) {
 		std::vector<std::string> probes;
-		for (const auto &[n, _] : SEED_PROBES)
+		for (const auto &[n, _] : SHORTHAND_PROBES)
 			probes.push_back(n);
 		probes.push_back("profile");
 		return print_features(probes);
@@ -280,7 +331,8 @@ int run_procimage(int argc, char **argv)
 
 	bool shorthand = false;
 	for (const char *k : {"all", "keytime", "lock", "resource", "syscall", "schedule", "profile", "pid", "tid", "tgid",
-			      "cpuid", "myproc", "cpu", "stacks", "output", "interval", "start", "batch", "set"})
+			      "cpuid", "myproc", "cpu", "stacks", "output", "interval", "start", "batch", "set", "follow",
+			      "duration"})
 		shorthand |= vm.count(k) > 0;
 
 	pipeline p;
@@ -309,7 +361,7 @@ int run_procimage(int argc, char **argv)
 			for (auto &d : default_plugin_dirs())
 				dirs.push_back(d);
 			std::vector<std::string> missing;
-			for (const auto &[n, _] : SEED_PROBES) {
+			for (const auto &[n, _] : SHORTHAND_PROBES) {
 				if (!find_plugin(PI_KIND_PROBE, n, dirs))
 					missing.push_back(n);
 				else if (auto why = procimage::sdk::missing_for(n); !why.empty())
@@ -324,7 +376,7 @@ int run_procimage(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 		} else {
-			for (const auto &[n, _] : SEED_PROBES)
+			for (const auto &[n, _] : SHORTHAND_PROBES)
 				if (vm.count(n))
 					names.push_back(n);
 			if (vm.count("profile"))
@@ -438,6 +490,14 @@ int run_procimage(int argc, char **argv)
 		}
 		t[std::string(k) == "tgid" ? "tgid" : "tid"] = static_cast<uint32_t>(*id);
 	}
+	if (vm.count("follow")) {
+		if (!vm.count("tgid")) {
+			std::fprintf(stderr, "procimage: --follow goes with -P TGID: the process whose future children join "
+					     "the target (-- CMD always follows its command's children)\n");
+			return EXIT_USAGE;
+		}
+		t["follow"] = true;
+	}
 	if (vm.count("cpuid"))
 		t["cpu"] = vm["cpuid"].as<int32_t>();
 	if (vm.count("myproc"))
@@ -476,6 +536,20 @@ int run_procimage(int argc, char **argv)
 	}
 	if (!command.empty())
 		p.command = command;
+	if (vm.count("duration")) {
+		auto d = parse_duration(vm["duration"].as<std::string>());
+		if (!d) {
+			std::fprintf(stderr, "procimage: %s\n", d.err().msg.c_str());
+			return EXIT_USAGE;
+		}
+		p.duration_s = *d;
+	}
+	if (p.duration_s > 0 && !p.command.empty()) {
+		std::fprintf(stderr, "procimage: --duration cannot go with a command: the run ends when the command "
+				     "does (to bound the command, run it under timeout: -- timeout SEC CMD)\n");
+		return EXIT_USAGE;
+	}
+	route_readable_output(p);
 
 	if (!p.command.empty() && p.start && !*p.start) {
 		std::fprintf(stderr, "procimage: --start inactive cannot go with a command: its host traces it from the "

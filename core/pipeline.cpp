@@ -214,7 +214,7 @@ result<pipeline> parse_pipeline(const json &doc, const std::string &base_dir)
 		return at("", std::string("a pipeline must be a JSON object, got ") + type_name(doc));
 	static const std::set<std::string> known = {"version", "plugin_dirs", "target", "start",
 						    "interval_ms", "flush_ms", "wakeup_bytes", "probes", "sinks",
-						    "pipelines", "command"};
+						    "pipelines", "command", "duration_s"};
 	for (const auto &[k, _] : doc.items())
 		if (!known.count(k))
 			return at(k, "unknown key");
@@ -266,6 +266,12 @@ result<pipeline> parse_pipeline(const json &doc, const std::string &base_dir)
 			return at("wakeup_bytes", "expected an integer in 0..1073741824 (0: wake for every record)");
 		p.wakeup_bytes = v.get<uint32_t>();
 	}
+	if (doc.contains("duration_s")) {
+		const json &v = doc["duration_s"];
+		if (!v.is_number() || !(v.get<double>() > 0) || v.get<double>() > MAX_DURATION_S)
+			return at("duration_s", "expected a number of seconds, more than 0 and at most 604800");
+		p.duration_s = v.get<double>();
+	}
 	if (!doc.contains("probes"))
 		return at("probes", "required (at least one probe)");
 	auto probes = parse_components(doc, "probes", true, base_dir);
@@ -294,6 +300,9 @@ result<pipeline> parse_pipeline(const json &doc, const std::string &base_dir)
 			return at("command", "expected a program and its arguments");
 		p.command = *cmd;
 	}
+	if (!p.command.empty() && p.duration_s > 0)
+		return at("duration_s", "cannot go with a command: a command's run ends when the command does "
+					"(bound the command itself, e.g. timeout SEC CMD)");
 	if (!p.command.empty() && p.start && !*p.start)
 		return at("start", "\"inactive\" cannot go with a command: a command's host traces it from "
 				   "the start and ends with it (use -P or no target to pre-attach)");
@@ -481,6 +490,8 @@ json pipeline::to_json() const
 	j["interval_ms"] = interval_ms;
 	j["flush_ms"] = flush_ms;
 	j["wakeup_bytes"] = wakeup_bytes;
+	if (duration_s > 0)
+		j["duration_s"] = duration_s;
 	auto comps = [](const std::vector<component> &cs, bool probes) {
 		json o = json::object();
 		for (const auto &c : cs) {
@@ -501,6 +512,15 @@ json pipeline::to_json() const
 	if (!command.empty())
 		j["command"] = command;
 	return j;
+}
+
+void route_readable_output(pipeline &p)
+{
+	if (p.command.empty())
+		return;
+	for (auto &s : p.sinks)
+		if (s.plugin == "stdout" && s.config.is_object() && !s.config.contains("stream") && !s.config.contains("path"))
+			s.config["stream"] = "stderr";
 }
 
 bool pipeline::starts_active() const

@@ -50,6 +50,7 @@ struct pipeline {
 	std::optional<bool> start;        // "start": true = active; absent = active iff a target is given
 	bool starts_active() const;
 	uint32_t interval_ms = 1000;
+	double duration_s = 0;            // "duration_s": stop by itself after this long (0 = no limit)
 	uint32_t flush_ms = 100;          // ring buffers drained and sinks flushed at least this often
 	uint32_t wakeup_bytes = 65536;    // pending bytes at which a probe wakes the host earlier
 	std::vector<component> probes;
@@ -61,6 +62,13 @@ struct pipeline {
 	// Sinks wired to the probe (indices into sinks).
 	std::vector<size_t> sinks_of(const std::string &probe_id) const;
 };
+
+// The longest "duration_s" (--duration): a week, as procimage-ctl -t.
+constexpr double MAX_DURATION_S = 7 * 24 * 3600;
+
+// With a command, CMD's standard output is CMD's: a stdout sink that names neither "stream" nor
+// "path" writes to standard error (as strace and perf trace do). Call once p.command is final.
+void route_readable_output(pipeline &p);
 
 // Structural validation (plugin configs are checked by the plugins themselves).
 // base_dir resolves relative plugin_dirs and plugin paths.

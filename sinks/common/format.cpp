@@ -187,6 +187,56 @@ std::string human_value(const pi_field &f)
 	}
 }
 
+std::string human_syscall_sequence(const pi_record &r)
+{
+	if (!r.probe || !r.event || std::strcmp(r.probe, "syscall") != 0 || std::strcmp(r.event, "sequence") != 0)
+		return "";
+	const pi_field *names = nullptr, *rets = nullptr, *errs = nullptr, *lats = nullptr, *args = nullptr;
+	std::string head;
+	for (uint32_t i = 0; i < r.nfields; i++) {
+		const pi_field &f = r.fields[i];
+		std::string key = f.key ? f.key : "";
+		if (key == "syscalls" && f.type == PI_FT_STRV)
+			names = &f;
+		else if (key == "ret" && f.type == PI_FT_U64V)
+			rets = &f;
+		else if (key == "errno" && f.type == PI_FT_U64V)
+			errs = &f;
+		else if (key == "lat_ns" && f.type == PI_FT_U64V)
+			lats = &f;
+		else if (key == "arg0" && f.type == PI_FT_U64V)
+			args = &f;
+		else if (key == "nr" && f.type == PI_FT_U64V)
+			continue; // the names say it
+		else
+			head += (head.empty() ? "" : " ") + key + "=" + human_value(f);
+	}
+	if (!names || !rets)
+		return "";
+	uint32_t n = names->count;
+	for (const pi_field *a : {rets, errs, lats, args})
+		if (a && a->count != n)
+			return "";
+	std::string out = head;
+	for (uint32_t i = 0; i < n; i++) {
+		out += i == 0 ? (out.empty() ? "" : "  ") : " → ";
+		out += names->v.sv[i] ? names->v.sv[i] : "?";
+		if (args)
+			out += "(" + std::to_string(args->v.uv[i]) + ")";
+		out += " = ";
+		if (errs && errs->v.uv[i]) {
+			const char *e = strerrorname_np(static_cast<int>(errs->v.uv[i]));
+			out += "-1 " + (e ? std::string(e) : "errno " + std::to_string(errs->v.uv[i]));
+		} else {
+			uint64_t v = rets->v.uv[i];
+			out += v >> 32 ? hex(v) : std::to_string(v); // an address (mmap, brk) reads better in hex
+		}
+		if (lats)
+			out += " <" + human_duration(lats->v.uv[i]) + ">";
+	}
+	return out;
+}
+
 // JSON string body: UTF-8 passed through, invalid bytes replaced by U+FFFD, controls escaped.
 static void json_string(std::string &out, const char *s)
 {

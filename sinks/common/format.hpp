@@ -24,6 +24,12 @@ std::string signal_name(uint64_t sig);
 
 // The value of one field as a human reads it (stdout sink).
 std::string human_value(const pi_field &f);
+// A syscall sequence record (probe "syscall", event "sequence") as one readable chain, for the
+// stdout sink: its scalar fields as key=value, then each call as strace writes it,
+//   first=0 count=3 reason=full  read(3) = 4096 <1.2µs> → openat = -1 ENOENT <3.1µs> → …
+// (the argument only when the record carries an "arg0" array). Empty for any other record, or
+// when the parallel arrays disagree in length: the caller then prints the fields one by one.
+std::string human_syscall_sequence(const pi_record &r);
 // The value of one field as JSON text (raw numbers: the unit is in the key).
 void append_json_value(std::string &out, const pi_field &f);
 // The whole record as one JSON object, common keys first, no newline.

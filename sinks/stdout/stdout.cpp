@@ -2,6 +2,8 @@
 //
 // stdout sink: one human-readable line per record, in columns:
 //   TIME  PID  TID  COMM  PROBE  EVENT  key=value …
+// to standard output (the default), standard error ("stream": "stderr") or a file ("path").
+// A syscall sequence reads as one chain of calls: read = 4096 <1.2µs> → openat = -1 ENOENT ….
 #include "../common/format.hpp"
 
 #include <procimage/config.hpp>
@@ -22,6 +24,22 @@ public:
 		auto c = read(text);
 		utc_ = c.utc;
 		header_ = c.header;
+		if (!c.path.empty()) {
+			out_ = std::fopen(c.path.c_str(), "we");
+			if (!out_)
+				throw std::runtime_error("path: cannot open " + c.path + ": " + std::strerror(errno));
+			own_ = true;
+		} else if (c.stream == "stderr") {
+			out_ = stderr;
+		}
+	}
+
+	~stdout_sink() override
+	{
+		if (own_)
+			std::fclose(out_);
+		else
+			std::fflush(out_);
 	}
 
 	void write(const pi_record &r) override
@@ -44,8 +62,12 @@ public:
 		std::string event = r.event ? r.event : "";
 		event.resize(std::max<size_t>(event.size(), 11), ' ');
 		line += probe + " " + event;
-		for (uint32_t i = 0; i < r.nfields; i++)
-			line += std::string(" ") + r.fields[i].key + "=" + human_value(r.fields[i]);
+		if (std::string seq = human_syscall_sequence(r); !seq.empty()) {
+			line += ' ' + seq;
+		} else {
+			for (uint32_t i = 0; i < r.nfields; i++)
+				line += std::string(" ") + r.fields[i].key + "=" + human_value(r.fields[i]);
+		}
 		line += '\n';
 		if (std::fwrite(line.data(), 1, line.size(), out_) != line.size())
 			throw std::runtime_error(std::string("write failed: ") + std::strerror(errno));
@@ -61,6 +83,8 @@ private:
 	struct cfg {
 		bool utc;
 		bool header;
+		std::string stream;
+		std::string path;
 	};
 	static cfg read(const std::string &text)
 	{
@@ -68,11 +92,19 @@ private:
 		cfg c{};
 		c.utc = r.get_enum("time", "local", {"local", "utc"}) == "utc";
 		c.header = r.get_bool("header", true);
+		bool has_stream = r.json().contains("stream");
+		c.stream = r.get_enum("stream", "stdout", {"stdout", "stderr"});
+		c.path = r.get_string("path", "");
 		r.finish();
+		if (has_stream && r.json().contains("path"))
+			throw sdk::config_error("give either \"stream\" or \"path\", not both");
+		if (r.json().contains("path") && (c.path.empty() || c.path == "-"))
+			throw sdk::config_error("path: expected a file name (standard output is \"stream\": \"stdout\")");
 		return c;
 	}
 
 	FILE *out_ = stdout;
+	bool own_ = false;
 	bool utc_ = false;
 	bool header_ = true;
 };

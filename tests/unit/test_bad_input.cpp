@@ -144,3 +144,109 @@ TEST_CASE("bad input: procimage-ctl -a -k takes keytime without on/off-CPU inter
 	CHECK(r.status == 2);
 	CHECK_THAT(r.err, Catch::Contains("-k: expected 0 (without on/off-CPU) or 1 (with), got 2"));
 }
+
+TEST_CASE("bad input: --duration takes a positive number of seconds, and no command")
+{
+	for (const std::string bad : {"0", "-1", "abc", "1e3", "nan", "inf", "", "2.5.1", "604801"}) {
+		auto r = t::run({t::procimage_bin(), "-k", "--duration", bad, "--check"});
+		INFO(bad << ": " << r.err);
+		CHECK(r.status == 2);
+		CHECK(r.err == "procimage: --duration: expected a number of seconds more than 0 and at most 604800 "
+			       "(decimals allowed, e.g. 2.5), got '" + bad + "'\n");
+	}
+	auto r = t::run({t::procimage_bin(), "-k", "--duration", "1", "--check", "--", "/bin/true"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::StartsWith("procimage: --duration cannot go with a command"));
+	// decimals are kept as given, in the pipeline the flags build
+	r = t::run({t::procimage_bin(), "-k", "-P", "1", "--duration", "2.5", "--print-pipeline"});
+	REQUIRE(r.status == 0);
+	CHECK(nlohmann::json::parse(r.out)["duration_s"] == 2.5);
+	// the pipeline document says the same, with the same refusals
+	t::temp_dir d;
+	t::write_file(d.file("p.json"), R"({"version": 1, "probes": {"keytime": {}}, "duration_s": 0})");
+	r = t::run({t::procimage_bin(), "--pipeline", d.file("p.json"), "--check"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("duration_s: expected a number of seconds, more than 0 and at most 604800"));
+	t::write_file(d.file("p.json"),
+		      R"({"version": 1, "probes": {"keytime": {}}, "duration_s": 1, "command": ["/bin/true"]})");
+	r = t::run({t::procimage_bin(), "--pipeline", d.file("p.json"), "--check"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("duration_s: cannot go with a command"));
+}
+
+TEST_CASE("bad input: --follow goes with -P only")
+{
+	for (const std::vector<std::string> &args : std::vector<std::vector<std::string>>{
+		     {"-k", "--follow"}, {"-k", "-p", "1", "--follow"}, {"-k", "--follow", "--", "/bin/true"}}) {
+		std::vector<std::string> argv = {t::procimage_bin(), "--check"};
+		argv.insert(argv.end(), args.begin(), args.end());
+		auto r = t::run(argv);
+		CHECK(r.status == 2);
+		CHECK_THAT(r.err, Catch::StartsWith("procimage: --follow goes with -P TGID"));
+	}
+	auto r = t::run({t::procimage_bin(), "-k", "-P", "1", "--follow", "--print-pipeline"});
+	REQUIRE(r.status == 0);
+	CHECK(nlohmann::json::parse(r.out)["target"] == nlohmann::json{{"tgid", 1}, {"follow", true}});
+}
+
+TEST_CASE("bad input: -o stdout takes - or a file; with -- CMD the readable output goes to standard error")
+{
+	auto stdout_sink = [](const std::vector<std::string> &extra) {
+		std::vector<std::string> argv = {t::procimage_bin(), "-k", "--print-pipeline"};
+		argv.insert(argv.end(), extra.begin(), extra.end());
+		auto r = t::run(argv);
+		INFO(r.err);
+		REQUIRE(r.status == 0);
+		return nlohmann::json::parse(r.out)["sinks"]["stdout"];
+	};
+	CHECK(stdout_sink({"--", "/bin/true"}) == nlohmann::json{{"stream", "stderr"}});
+	CHECK(stdout_sink({"-o", "stdout", "--", "/bin/true"}) == nlohmann::json{{"stream", "stderr"}});
+	CHECK(stdout_sink({"-o", "stdout:-", "--", "/bin/true"}) == nlohmann::json{{"stream", "stdout"}});
+	CHECK(stdout_sink({"-o", "stdout:/tmp/x.txt", "--", "/bin/true"}) == nlohmann::json{{"path", "/tmp/x.txt"}});
+	CHECK(stdout_sink({"-P", "1"}) == nlohmann::json::object());
+	auto r = t::run({t::procimage_bin(), "-k", "-o", "stdout:", "--check"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("--output stdout:: give a file after the colon, or - for standard output"));
+	t::temp_dir d;
+	t::write_file(d.file("p.json"),
+		      R"({"version": 1, "probes": {"keytime": {}}, "sinks": {"stdout": {"stream": "stderr", "path": "x"}}})");
+	r = t::run({t::procimage_bin(), "--pipeline", d.file("p.json"), "--check"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("give either \"stream\" or \"path\", not both"));
+}
+
+TEST_CASE("bad input: procimage-ctl -d -k deactivates keytime alone, without -k 0")
+{
+	auto r = t::run({ctl_bin(), "-d", "-k", "--check"});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	auto req = nlohmann::json::parse(r.out);
+	CHECK(req["cmd"] == "deactivate");
+	CHECK(req["images"] == nlohmann::json::array({"keytime"}));
+	// and sent to no host, it fails as a missing host, not as a bad command line
+	r = t::run({ctl_bin(), "-d", "-k", "--name", "unit-no-host-" + std::to_string(getpid())});
+	CHECK(r.status == 1);
+	CHECK_THAT(r.err, Catch::Contains("no procimage host is running"));
+}
+
+TEST_CASE("bad input: procimage-ctl --check refuses a target that does not exist")
+{
+	// a pid that cannot exist: above the kernel's pid_max
+	long pid_max = std::stol(t::read_file("/proc/sys/kernel/pid_max"));
+	std::string missing = std::to_string(pid_max + 1);
+	auto r = t::run({ctl_bin(), "--check", "-a", "-k", "-P", missing});
+	CHECK(r.status == 2);
+	CHECK(r.out.empty());
+	CHECK(r.err == "procimage-ctl: process " + missing + " does not exist (see procimage-ctl --help)\n");
+	r = t::run({ctl_bin(), "--check", "-a", "-p", missing});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("thread " + missing + " does not exist"));
+	// one that does: this test's own process, and its follow flag
+	r = t::run({ctl_bin(), "--check", "-a", "-s", "5", "-P", std::to_string(getpid()), "--follow"});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	auto req = nlohmann::json::parse(r.out);
+	CHECK(req["cmd"] == "activate");
+	CHECK(req["target"] == nlohmann::json{{"tgid", getpid()}, {"follow", true}});
+	CHECK(req["options"]["syscall"]["batch"] == 5);
+}

@@ -5,6 +5,8 @@
 #include "syscall_records.h"
 #include "syscall_report.hpp"
 
+#include <procimage/sdk.hpp>
+
 #include <catch2/catch.hpp>
 
 #include <cstring>
@@ -200,4 +202,58 @@ TEST_CASE("syscall figures: the top 3 by count, ties by number, zeros left out")
 	CHECK(sc::is_error(-4095));
 	CHECK_FALSE(sc::is_error(-4096));
 	CHECK_FALSE(sc::is_error(0));
+}
+
+TEST_CASE("syscall sequence records read as a chain of calls on the stdout sink; JSON keeps the arrays")
+{
+	// the syscall plugin decodes a kernel batch; the readable form is taken from the record it
+	// emits (its fields live only during the emit call)
+	struct collector {
+		std::vector<std::string> text;
+		std::vector<std::string> json;
+		static void emit(void *ctx, const pi_record *r)
+		{
+			auto *c = static_cast<collector *>(ctx);
+			c->text.push_back(sinks::human_syscall_sequence(*r));
+			c->json.push_back(sinks::record_json(*r));
+		}
+	} c;
+	auto plugin = t::probe_plugin("syscall");
+	pi_host h{};
+	h.size = sizeof h;
+	h.api_major = PI_API_MAJOR;
+	h.api_minor = PI_API_MINOR;
+	h.ctx = &c;
+	h.emit = collector::emit;
+	h.control_map_fd = h.targets_map_fd = -1;
+	char err[PI_ERRBUF_SIZE] = "";
+	void *inst = plugin->desc->probe->create(&h, "{}", err, sizeof err);
+	INFO(err);
+	REQUIRE(inst);
+	sc_batch b = canned_batch();
+	REQUIRE(plugin->desc->probe->on_data(inst, 0, &b, b.h.size) == PI_OK);
+	// a failed call with a number the decoder has no name for, an address-sized result
+	sc_batch odd = canned_batch();
+	odd.n = 2;
+	odd.calls[0] = {10, -13, 4000, 0};
+	odd.calls[1] = {900, 0x7f0012345000LL, 9, 0};
+	REQUIRE(plugin->desc->probe->on_data(inst, 0, &odd, odd.h.size) == PI_OK);
+	plugin->desc->probe->destroy(inst);
+
+	REQUIRE(c.text.size() == 2);
+	CHECK(c.text[0] == "first=40 count=3 reason=full  getppid = 1234 <250ns> → openat = -1 ENOENT <3.100µs> → "
+			   "read = 16 <100.2ms>");
+	CHECK(c.text[1] == "first=40 count=2 reason=full  nr_4000 = -1 EACCES <10ns> → mmap = 0x7f0012345000 <900ns>");
+	// the machine-readable forms keep the parallel arrays
+	auto j = json::parse(c.json[0]);
+	CHECK(j["syscalls"] == json::array({"getppid", "openat", "read"}));
+	CHECK(j["errno"] == json::array({0, 2, 0}));
+
+	// any other record, or arrays of different lengths: no chain (the sink prints the fields)
+	procimage::sdk::record other("syscall", "syscall");
+	other.str("syscall", "read").u64("count", 3);
+	CHECK(sinks::human_syscall_sequence(other.view()).empty());
+	procimage::sdk::record bad("syscall", "sequence");
+	bad.strv("syscalls", {"read", "write"}).u64v("ret", {1}).u64v("errno", {0, 0});
+	CHECK(sinks::human_syscall_sequence(bad.view()).empty());
 }
