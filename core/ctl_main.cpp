@@ -21,32 +21,34 @@ using nlohmann::json;
 
 namespace {
 
-const char *USAGE = R"(Usage:
-  procimage-ctl -a [PROBES] [-p TID | -P TGID [--follow] | -p 0 -c CPU] [-t SEC] [-m]
-  procimage-ctl -d [PROBES]
-  procimage-ctl -f
-  procimage-ctl --status [--json]
-  procimage-ctl --check ...    (any of the above: check it, send nothing)
+const char *USAGE = R"(Usage: procimage-ctl -a [PROBES] [-p TID | -P TGID [--follow] | -p 0 -c CPU] [-t SEC] [-m]
+  or:  procimage-ctl -d [PROBES]
+  or:  procimage-ctl -f
+  or:  procimage-ctl --status [--json]
+  or:  procimage-ctl --check ...
 
-Drives a running procimage host: one started with "procimage -a" (loaded, waiting), or any
-host that does not trace "-- CMD". It activates probes for a target, retargets them,
+Drives a running procimage host: one started with procimage -a (loaded, waiting), or any
+host that does not trace -- CMD. It activates probes for a target, retargets them,
 deactivates them, shows what the host is doing, or finishes it cleanly (flush, detach, exit).
+With --check, any of these is checked (options, ranges, that the target exists) and printed
+as JSON, and nothing is sent.
 
 PROBES (none = every probe the host loaded):
-  -k [0|1]  keytime: key time points; 1 also on/off-CPU intervals (-k alone = -k 0)
-  -l        lock: user-space locks
-  -r        resource: CPU, memory and I/O use
-  -s N      syscall (lower-case s): system calls, in sequence batches of N calls (1-50)
-  -S        schedule (capital S): how long the target waits for a CPU once runnable
+  -k [0|1]        keytime: key time points; 1 also on/off-CPU intervals (-k alone: 0).
+  -l              lock: user-space locks.
+  -r              resource: CPU, memory and I/O use.
+  -s N            syscall (lower-case s): system calls, in sequence batches of N (1-50).
+  -S              schedule (capital S): how long the target waits for a CPU once runnable.
 
 Activating a probe replaces its target and starts its figures from zero. A target that does
 not exist is refused before anything is sent.
 
-Exit status: 0 done (or, with --check, the request is valid); 1 the host refused or is not
+Exit status: 0 done (with --check: the request is valid); 1 the host refused or is not
 running (the host is left as it was); 2 bad command line, including a target that does not
 exist.
 
 Options)";
+
 
 int usage_fail(const std::string &msg)
 {
@@ -153,27 +155,27 @@ int run_ctl(int argc_in, char **argv_in)
 	desc.add_options()
 		("help,h", "show this help")
 		("version", "print procimage-ctl's version and exit")
-		("activate,a", "activate the images for the target (replaces their target)")
-		("deactivate,d", "deactivate the images")
+		("activate,a", "activate the probes for the target (replaces their target)")
+		("deactivate,d", "deactivate the probes")
 		("finish,f", "finish the host: flush the sinks, detach every probe, exit")
 		("status", "what the host has loaded, what is active, for whom, records and losses")
 		("json", "with --status: print JSON")
 		("check", "check the command line and the target (it must exist), print the request as JSON, "
 			  "and send nothing")
-		("pid,p", po::value<int64_t>(), "target one thread (the kernel's pid); 0 with -c: a CPU's idle task")
-		("tid", po::value<int64_t>(), "same as --pid")
-		("tgid,P", po::value<int64_t>(), "target a process (thread group)")
+		("pid,p", po::value<int64_t>()->value_name("TID"), "target one thread (the kernel's pid); 0 with -c: a CPU's idle task")
+		("tid", po::value<int64_t>()->value_name("TID"), "same as --pid")
+		("tgid,P", po::value<int64_t>()->value_name("TGID"), "target a process (thread group)")
 		("follow", "with -a -P: the processes the target forks from then on join it, and theirs")
-		("cpuid,c", po::value<int32_t>(), "with -p 0: the idle task of this CPU")
-		("time,t", po::value<int64_t>(), "activate, then deactivate after SEC seconds (0 = no limit)")
+		("cpuid,c", po::value<int32_t>()->value_name("CPU"), "with -p 0: the idle task of this CPU")
+		("time,t", po::value<int64_t>()->value_name("SEC"), "activate, then deactivate after SEC seconds (0 = no limit)")
 		("myproc,m", "include procimage's own threads")
-		("keytime,k", po::value<int>(), "keytime: 0 (or nothing) without, 1 with on/off-CPU intervals")
+		("keytime,k", po::value<int>()->value_name("0|1"), "keytime: 0 (or nothing) without, 1 with on/off-CPU intervals")
 		("lock,l", "the lock probe")
 		("resource,r", "the resource probe")
-		("syscall,s", po::value<int>(), "the syscall probe (lower-case s), sequence batches of N (1-50)")
+		("syscall,s", po::value<int>()->value_name("N"), "the syscall probe (lower-case s), sequence batches of N (1-50)")
 		("schedule,S", "the schedule probe (capital S)")
-		("name,n", po::value<std::string>()->default_value("default"), "control channel of the host (procimage --name)")
-		("timeout", po::value<int>()->default_value(5000), "how long to wait for the host's answer, ms");
+		("name,n", po::value<std::string>()->value_name("NAME")->default_value("default"), "control channel of the host (procimage --name)")
+		("timeout", po::value<int>()->value_name("MS")->default_value(5000), "how long to wait for the host's answer, ms");
 	// clang-format on
 
 	po::variables_map vm;

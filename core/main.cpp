@@ -30,11 +30,10 @@ using namespace procimage::core;
 
 namespace {
 
-const char *USAGE = R"(Usage:
-  procimage [PROBES] [-p TID | -P TGID [--follow]] [-o OUTPUT]... [--duration SEC] [options]
-  procimage [PROBES] [-o OUTPUT]... [options] -- CMD [ARGS...]
-  procimage --pipeline FILE [options] [-- CMD [ARGS...]]
-  procimage report [--format text|json|chrome-trace|html] [-o FILE] RUN.jsonl
+const char *USAGE = R"(Usage: procimage [PROBES] [-p TID | -P TGID [--follow]] [-o OUTPUT]... [--duration SEC] [OPTIONS]
+  or:  procimage [PROBES] [-o OUTPUT]... [OPTIONS] -- CMD [ARGS...]
+  or:  procimage --pipeline FILE [OPTIONS] [-- CMD [ARGS...]]
+  or:  procimage report [--format text|json|chrome-trace|html] [-o FILE] RUN.jsonl
 
 A portrait of a process's whole life, drawn from eBPF: its key time points (fork, exec, exit,
 on/off-CPU), the user-space locks it waited for, its CPU, memory and I/O use, its scheduling
@@ -42,44 +41,46 @@ delay and its system calls, each beside the same figure for the whole system. Ne
 CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH).
 
 What is traced:
-  -- CMD      procimage starts CMD, traces it and every process it forks, from before its
-              exec to its exit, then exits with CMD's exit status. CMD's standard output
-              stays CMD's: the readable records go to standard error (see "-o stdout").
-  -p TID      one thread (the kernel's pid); -P TGID one process; --follow with -P: also
-              the processes it forks from then on, and theirs. Neither: every thread.
-              Runs until SIGINT or SIGTERM, "procimage-ctl -f", or --duration SEC.
-  -a alone    (no -p, -P or CMD) loads and verifies every probe, attaches nothing, and
-              waits for "procimage-ctl -a [-p TID | -P TGID] [-t SEC]" to activate it.
+  -- CMD          procimage starts CMD, traces it and every process it forks, from before
+                  its exec to its exit, then exits with CMD's exit status. CMD's standard
+                  output stays CMD's: the readable records go to standard error.
+  -p TID          one thread (the kernel's pid).
+  -P TGID         one process; with --follow, also the processes it forks from then on.
+  -a alone        without -p, -P or CMD: load and verify every probe, attach nothing, and
+                  wait for procimage-ctl -a [-p TID | -P TGID] [-t SEC] to activate it.
+With none of these, every thread of the system is traced. Without CMD, procimage runs until
+SIGINT or SIGTERM, procimage-ctl -f, or the end of --duration SEC.
 
-Probes (combine them; "procimage -- CMD" alone uses -k):
-  -k  keytime    key time points: fork, vfork, thread creation, exec, exit (--cpu: also
-                 on/off-CPU intervals and why the thread left the CPU)
-  -l  lock       user-space locks: pthread mutexes, rwlocks and spinlocks, waits and holds
-  -r  resource   CPU, memory and I/O use, per thread and process, each interval
-  -s  syscall    lower-case s: what the target asks the kernel. Each system call's name,
-                 latency and result, in sequences, and per-syscall counts and errors.
-  -S  schedule   capital S: how long the target, once runnable, waits for a CPU (run-queue
-                 delay: average, maximum, histogram), beside the whole system's.
-  -a  all        the five above, those installed and supported by this kernel
-  --profile      on-CPU stack samples at 99 Hz (not part of -a)
+Probes (combine them; with -- CMD and no probe, -k):
+  -k, --keytime   key time points: fork, vfork, thread creation, exec, exit; with --cpu
+                  also on/off-CPU intervals and why the thread left the CPU.
+  -l, --lock      user-space locks: pthread mutexes, rwlocks and spinlocks.
+  -r, --resource  CPU, memory and I/O use, per thread and process, each interval.
+  -s, --syscall   lower-case s: what the target asks the kernel. Each system call's name,
+                  latency and result, in sequences; per-syscall counts and errors.
+  -S, --schedule  capital S: how long the target, once runnable, waits for a CPU (run-queue
+                  delay: average, maximum, histogram), beside the whole system's.
+  -a, --all       the five above, those installed and supported by this kernel.
+  --profile       on-CPU stack samples at 99 Hz (not part of -a).
 
-Outputs (-o, repeatable; default: stdout):
-  stdout         readable lines: on standard output, or on standard error with -- CMD
-  stdout:-       readable lines on standard output, even with -- CMD
-  stdout:PATH    readable lines into the file PATH
-  jsonl[:PATH]   one JSON object per record and line (standard output without PATH)
-  csv:DIR        one CSV file per record type, in the folder DIR
-  prometheus     a /metrics exporter for Prometheus
-  report[:PATH]  the portrait; PATH's suffix picks .txt, .json, .trace.json (Perfetto), .html
-  folded[:PATH]  collapsed stacks from --profile, for flame graphs
-  NAME           any other sink plugin (--list-plugins)
+Outputs (-o OUTPUT, repeatable; default: stdout):
+  stdout          readable lines: on standard output, or on standard error with -- CMD.
+  stdout:-        readable lines on standard output, even with -- CMD.
+  stdout:PATH     readable lines into the file PATH.
+  jsonl[:PATH]    one JSON object per record and line (standard output without PATH).
+  csv:DIR         one CSV file per record type, in the folder DIR.
+  prometheus      a /metrics exporter for Prometheus.
+  report[:PATH]   the portrait; PATH's suffix picks .txt, .json, .trace.json or .html.
+  folded[:PATH]   collapsed stacks from --profile, for flame graphs.
+  NAME            any other sink plugin (see --list-plugins).
 
 Exit status: with -- CMD, CMD's status, unless the output is incomplete (a sink failed: then
-1, and the last line gives CMD's status). Otherwise 0 on success (--duration included),
-1 on a run-time failure, 2 on a bad command line or pipeline (nothing was loaded), 3 on
-missing privileges.
+1, and the last line gives CMD's status). Otherwise 0 on success (the end of --duration
+included), 1 on a run-time failure, 2 on a bad command line or pipeline (nothing was
+loaded), 3 on missing privileges.
 
 Options)";
+
 
 const std::vector<std::pair<std::string, std::string>> SHORTHAND_PROBES = {
 	{"keytime", "k"}, {"lock", "l"}, {"resource", "r"}, {"syscall", "s"}, {"schedule", "S"}};
@@ -205,7 +206,7 @@ int run_procimage(int argc, char **argv)
 	desc.add_options()
 		("help,h", "show this help")
 		("version", "print procimage's version and exit")
-		("pipeline", po::value<std::string>(), "run the pipeline in FILE (JSON; see docs/pipeline.md)")
+		("pipeline", po::value<std::string>()->value_name("FILE"), "run the pipeline in FILE (JSON; see docs/pipeline.md)")
 		("all,a", "keytime, lock, resource, syscall and schedule, those installed")
 		("keytime,k", "the keytime probe")
 		("lock,l", "the lock probe")
@@ -213,29 +214,29 @@ int run_procimage(int argc, char **argv)
 		("syscall,s", "the syscall probe (lower-case s): each system call's name, latency and result")
 		("schedule,S", "the schedule probe (capital S): how long the runnable target waits for a CPU")
 		("profile", "the profile probe: on-CPU stack samples (--set profile.freq=99)")
-		("pid,p", po::value<int64_t>(), "target one thread, by the kernel's pid (TID); 0 with -c: a CPU's idle task")
-		("tid", po::value<int64_t>(), "same as --pid")
-		("tgid,P", po::value<int64_t>(), "target a process (thread group) by its TGID")
+		("pid,p", po::value<int64_t>()->value_name("TID"), "target one thread, by the kernel's pid (TID); 0 with -c: a CPU's idle task")
+		("tid", po::value<int64_t>()->value_name("TID"), "same as --pid")
+		("tgid,P", po::value<int64_t>()->value_name("TGID"), "target a process (thread group) by its TGID")
 		("follow", "with -P: the processes the target forks from now on join it, and theirs (-- CMD always does this)")
-		("cpuid,c", po::value<int32_t>(), "with -p 0: the idle task of this CPU")
+		("cpuid,c", po::value<int32_t>()->value_name("CPU"), "with -p 0: the idle task of this CPU")
 		("myproc,m", "do not exclude procimage's own threads")
 		("cpu", "keytime: also on-CPU / off-CPU intervals and why the thread went off CPU")
 		("stacks", "keytime: kernel stack at each off-CPU point (needs --cpu)")
-		("batch", po::value<int>(), "syscall: sequence batches of N calls, 1-50 (procimage-ctl -s N sets it per activation)")
-		("set", po::value<std::vector<std::string>>(),
+		("batch", po::value<int>()->value_name("N"), "syscall: sequence batches of N calls, 1-50 (procimage-ctl -s N sets it per activation)")
+		("set", po::value<std::vector<std::string>>()->value_name("PROBE.KEY=VALUE"),
 		 "PROBE.KEY=VALUE, repeatable: a probe's configuration key (VALUE is JSON, or a plain string), "
 		 "e.g. --set lock.mode=contention --set schedule.top=50; see each probe's README")
-		("output,o", po::value<std::vector<std::string>>(),
-		 "sink, repeatable: stdout, jsonl[:PATH], csv:DIR, prometheus, report[:PATH] (.txt, .json, .trace.json, "
-		 ".html), folded[:PATH] (collapsed stacks), or any sink plugin name (default stdout)")
+		("output,o", po::value<std::vector<std::string>>()->value_name("OUTPUT"),
+		 "where the records go, repeatable: stdout, stdout:-, stdout:PATH, jsonl[:PATH], csv:DIR, prometheus, "
+		 "report[:PATH], folded[:PATH], or any sink plugin name (default stdout; see Outputs above)")
 		("no-portrait", "with -- CMD on a terminal: no short text portrait on standard error at the end")
-		("duration", po::value<std::string>(), "stop by itself after SEC seconds (decimals allowed), flush every output "
+		("duration", po::value<std::string>()->value_name("SEC"), "stop by itself after SEC seconds (decimals allowed), flush every output "
 		 "and exit 0; not with -- CMD, whose run ends when CMD does")
-		("interval", po::value<int64_t>(), "periodic reporting interval in ms (default 1000)")
-		("start", po::value<std::string>(), "active|inactive: collect at once, or load and verify the probes and wait for "
+		("interval", po::value<int64_t>()->value_name("MS"), "periodic reporting interval in ms (default 1000)")
+		("start", po::value<std::string>()->value_name("WHEN"), "active|inactive: collect at once, or load and verify the probes and wait for "
 		 "procimage-ctl -a (default: active when a target is given, inactive otherwise; -a alone waits)")
-		("name,n", po::value<std::string>()->default_value("default"), "name of the control channel (several hosts)")
-		("plugin-dir", po::value<std::vector<std::string>>(), "also look for plugins here (repeatable, searched first)")
+		("name,n", po::value<std::string>()->value_name("NAME")->default_value("default"), "name of the control channel (several hosts)")
+		("plugin-dir", po::value<std::vector<std::string>>()->value_name("DIR"), "also look for plugins here (repeatable, searched first)")
 		("list-plugins", "list the probe and sink plugins found, with their versions")
 		("print-pipeline", "print the pipeline the command line builds, as JSON, and exit")
 		("features", "what this kernel offers the probes: each feature, and each probe available, with a fallback, "
@@ -274,7 +275,9 @@ int run_procimage(int argc, char **argv)
 			  << "\nExamples:\n"
 			     "  procimage -k -- make -j2            the life of a build and all its processes\n"
 			     "  procimage -s -P 1234 --duration 10  ten seconds of a running process's system calls\n"
-			     "  procimage -a --cpu -o jsonl:run.jsonl -- ./app; procimage report run.jsonl\n"
+			     "  procimage -a --cpu -o jsonl:run.jsonl -- ./app\n"
+			     "                                      every probe on ./app, into run.jsonl; then\n"
+			     "  procimage report run.jsonl          its portrait\n"
 			     "\nDocumentation (installed under share/doc/procimage): README.md, docs/pipeline.md,\n"
 			     "docs/controller.md, docs/events.md, docs/report.md, docs/plugin-abi.md, and each probe's\n"
 			     "plugins/<probe>/README.md.\n";
