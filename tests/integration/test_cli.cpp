@@ -223,3 +223,51 @@ TEST_CASE("cli: -P TGID without --follow: the children a running process forks a
 	REQUIRE_ROOT_OR_SKIP();
 	follow_case(false);
 }
+
+TEST_CASE("cli: procimage-ctl -d -k deactivates keytime on a running host, without -k 0")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	const std::string ctl = t::build_dir() + "/procimage-ctl";
+	const std::string name = channel("ctl");
+	bg_procimage host(d, {"-q", "-k", "-S", "--start", "inactive", "--name", name, "-o", "jsonl:" + d.file("out.jsonl")});
+	// the host answers once its control channel is open
+	t::run_result st;
+	for (int i = 0; i < 400; i++) {
+		st = t::run({ctl, "--status", "--json", "--name", name});
+		if (st.status == 0)
+			break;
+		usleep(25000);
+	}
+	REQUIRE(st.status == 0);
+	auto r = t::run({ctl, "-a", "-P", std::to_string(getpid()), "--name", name});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	r = t::run({ctl, "-d", "-k", "--name", name});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	CHECK(r.out == "keytime deactivated\n");
+	st = t::run({ctl, "--status", "--json", "--name", name});
+	REQUIRE(st.status == 0);
+	for (const auto &p : json::parse(st.out)["probes"])
+		CHECK(p["active"] == (p["name"] == "schedule")); // only keytime went off
+	r = t::run({ctl, "-f", "--name", name});
+	CHECK(r.status == 0);
+	CHECK(host.wait_exit() == 0);
+}
+
+TEST_CASE("cli: the stdout sink shows a traced command's syscall sequences as chains of calls")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	auto r = t::run({t::procimage_bin(), "-q", "-s", "-o", "stdout:" + d.file("out.txt"), "--", "/bin/ls",
+			 d.file("missing")});
+	CHECK(r.status == 2); // ls's own status: the file does not exist
+	std::string text = t::read_file(d.file("out.txt"));
+	// ls looks the file up and fails with ENOENT; the calls are chained, not parallel arrays
+	CHECK_THAT(text, Catch::Contains(" syscall  sequence    first=0 count="));
+	CHECK_THAT(text, Catch::Contains(" = -1 ENOENT <"));
+	CHECK_THAT(text, Catch::Contains(" → "));
+	CHECK(text.find("syscalls=[") == std::string::npos);
+	CHECK(text.find("errno=[") == std::string::npos);
+}

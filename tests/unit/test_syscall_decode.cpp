@@ -257,3 +257,24 @@ TEST_CASE("syscall sequence records read as a chain of calls on the stdout sink;
 	bad.strv("syscalls", {"read", "write"}).u64v("ret", {1}).u64v("errno", {0, 0});
 	CHECK(sinks::human_syscall_sequence(bad.view()).empty());
 }
+
+TEST_CASE("syscall sequence records: one recorded from ls, as the stdout sink shows it")
+{
+	// the fields of a sequence record that procimage -s -o jsonl:… -- ls /nonexistent wrote
+	procimage::sdk::record r("syscall", "sequence");
+	r.ids(1716, 1716).comm("ls");
+	r.u64("first", 10)
+		.u64("count", 10)
+		.str("reason", "full")
+		.strv("syscalls", {"brk", "mmap", "access", "openat", "newfstatat", "mmap", "close", "openat", "read",
+				   "newfstatat"})
+		.u64v("nr", {12, 9, 21, 257, 262, 9, 3, 257, 0, 262})
+		.u64v("lat_ns", {621, 3236, 7194, 2975, 6393, 4147, 470, 11662, 1643, 1142})
+		.u64v("ret", {94866384666624ULL, 139726704054272ULL, 0, 3, 0, 139726704005120ULL, 0, 3, 832, 0})
+		.u64v("errno", {0, 0, 2, 0, 0, 0, 0, 0, 0, 0});
+	CHECK(sinks::human_syscall_sequence(r.view()) ==
+	      "first=10 count=10 reason=full  brk = 0x5647cd28c000 <621ns> → mmap = 0x7f14a88f9000 <3.236µs> → "
+	      "access = -1 ENOENT <7.194µs> → openat = 3 <2.975µs> → newfstatat = 0 <6.393µs> → "
+	      "mmap = 0x7f14a88ed000 <4.147µs> → close = 0 <470ns> → openat = 3 <11.66µs> → read = 832 <1.643µs> → "
+	      "newfstatat = 0 <1.142µs>");
+}
