@@ -8,6 +8,7 @@ PKGS=(
   libboost-dev libboost-program-options-dev libspdlog-dev nlohmann-json3-dev catch2
   libseccomp-dev libcpp-httplib-dev
   jq bsdextrautils strace util-linux bc curl
+  python3 python3-jsonschema
   prometheus
   qemu-system-x86 busybox-static cpio kmod xz-utils zstd
   chromium
