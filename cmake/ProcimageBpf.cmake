@@ -80,3 +80,24 @@ function(procimage_bpf_object target src)
   add_dependencies(${target} ${target}_gen)
   target_include_directories(${target} INTERFACE "${_out}")
 endfunction()
+
+# procimage_record_schema(<target> <records.json>)
+# The probe's record schema (docs/plugin-abi.md, "Record schema") compiled into the plugin:
+# defines PROCIMAGE_RECORD_SCHEMA (a string) in <target>_record_schema.h, on the include path
+# of <target>, for PROCIMAGE_DEFINE_PROBE_WITH_SCHEMA. Editing the JSON file re-runs CMake.
+function(procimage_record_schema target json)
+  get_filename_component(_abs "${json}" ABSOLUTE)
+  file(READ "${_abs}" _text)
+  string(FIND "${_text}" ")pi_schema\"" _bad)
+  if(NOT _bad EQUAL -1)
+    message(FATAL_ERROR "${json}: the text may not contain ')pi_schema\"'")
+  endif()
+  set(_dir "${CMAKE_CURRENT_BINARY_DIR}/${target}_schema")
+  file(CONFIGURE OUTPUT "${_dir}/${target}_record_schema.h" CONTENT
+"// Generated from ${_abs}; do not edit.
+#pragma once
+static const char PROCIMAGE_RECORD_SCHEMA[] = R\"pi_schema(@_text@)pi_schema\";
+" @ONLY)
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${_abs}")
+  target_include_directories(${target} PRIVATE "${_dir}")
+endfunction()

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "host.hpp"
 #include "losses.hpp"
+#include "schema.hpp"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -300,6 +301,15 @@ result<void> host::prepare(const pipeline &p, const host_options &opts)
 		pr->log = named_logger(c.id);
 		probes_.push_back(std::move(pr));
 	}
+	// The run's record schema, joined once from the probes' declarations (a probe whose
+	// declaration is malformed is refused here, before anything is loaded).
+	std::vector<schema::declaration> decls;
+	for (const auto &pr : probes_)
+		decls.push_back({pr->plugin->name(), pr->plugin->record_schema()});
+	auto joined = schema::join(decls);
+	if (!joined)
+		return joined.err();
+	record_schema_ = joined->dump();
 	return {};
 }
 
@@ -344,6 +354,7 @@ result<void> host::start()
 		s->api.wakeup_bytes = pipe_.wakeup_bytes;
 		s->api.self_tgid = self;
 		s->api.control_map_fd = s->api.targets_map_fd = -1;
+		s->api.record_schema = record_schema_.c_str();
 		char err[PI_ERRBUF_SIZE] = "";
 		std::string cfg = s->spec.config.dump();
 		try {
@@ -372,6 +383,7 @@ result<void> host::start()
 		p->api.flush_ms = pipe_.flush_ms;
 		p->api.wakeup_bytes = pipe_.wakeup_bytes;
 		p->api.self_tgid = self;
+		p->api.record_schema = record_schema_.c_str();
 		char err[PI_ERRBUF_SIZE] = "";
 		std::string cfg = p->spec.config.dump();
 		try {
@@ -812,7 +824,8 @@ result<void> host::activate(probe_inst &p, const target_spec &t, const nlohmann:
 	std::string what = t.describe() + (options.empty() ? "" : " with " + opts) +
 			   (duration_s ? " for " + std::to_string(duration_s) + " s" : "");
 	spdlog::info("{} collecting for {}", p.label(), what);
-	host_record(p.sinks, "activated", p.spec.id, {{"duration_s", duration_s}}, on_ns);
+	host_record(p.sinks, "activated", p.spec.id, {{"duration_s", duration_s}}, on_ns,
+		    {{"schema_version", schema::version}});
 	return {};
 }
 

@@ -84,6 +84,7 @@ private:
 	static int ringbuf_cb(void *ctx, void *data, size_t size);
 
 	pipeline pipe_;
+	std::string record_schema_; // the run's joined record schema (JSON text)
 	std::vector<std::string> dirs_;
 	std::vector<std::unique_ptr<sink_inst>> sinks_;
 	std::vector<std::unique_ptr<probe_inst>> probes_;

@@ -5,6 +5,7 @@
 #include "host.hpp"
 #include "pipeline.hpp"
 #include "plugin_loader.hpp"
+#include "schema.hpp"
 #include "report/model.hpp"
 #include "system.hpp"
 
@@ -129,10 +130,30 @@ result<component> sink_from_flag(const std::string &spec)
 // the file system (plugin directories included), so a missing privilege is always exit 3.
 bool needs_privileges(const po::variables_map &vm)
 {
-	for (const char *k : {"help", "version", "check", "print-pipeline", "list-plugins", "features"})
+	for (const char *k : {"help", "version", "check", "print-pipeline", "print-schema", "list-plugins", "features"})
 		if (vm.count(k))
 			return false;
 	return true;
+}
+
+// The joined record schema of the host and of every probe plugin found (the first of a name in
+// the search order, as the pipeline would load it).
+int print_schema(std::vector<std::string> dirs)
+{
+	for (auto &d : default_plugin_dirs())
+		dirs.push_back(d);
+	std::vector<schema::declaration> decls;
+	auto found = list_plugins(dirs); // keeps the plugins (and their schema texts) loaded
+	for (const auto &l : found)
+		if (l.plugin && l.plugin->desc->kind == PI_KIND_PROBE)
+			decls.push_back({l.plugin->name(), l.plugin->record_schema()});
+	auto joined = schema::join(decls);
+	if (!joined) {
+		std::fprintf(stderr, "procimage: %s\n", joined.err().msg.c_str());
+		return joined.err().code;
+	}
+	std::printf("%s\n", joined->dump(2).c_str());
+	return 0;
 }
 
 // A number option read as a signed 64-bit value, so "-1" is refused as -1 (not as 4294967295).
@@ -239,6 +260,8 @@ int run_procimage(int argc, char **argv)
 		("plugin-dir", po::value<std::vector<std::string>>()->value_name("DIR"), "also look for plugins here (repeatable, searched first)")
 		("list-plugins", "list the probe and sink plugins found, with their versions")
 		("print-pipeline", "print the pipeline the command line builds, as JSON, and exit")
+		("print-schema", "print the record schema (JSON Schema 2020-12) of the host and of every probe plugin "
+		 "found, and exit; docs/events.md")
 		("features", "what this kernel offers the probes: each feature, and each probe available, with a fallback, "
 		 "or unavailable (with what is missing and the first kernel that has it)")
 		("check", "check the pipeline and the plugins' configurations, load nothing, and exit")
@@ -323,6 +346,9 @@ int run_procimage(int argc, char **argv)
 			std::printf("(no plugins in %s)\n", program_dir_hint(dirs).c_str());
 		return 0;
 	}
+
+	if (vm.count("print-schema"))
+		return print_schema(opts.plugin_dirs);
 
 	if (vm.count("features")) {
 		std::vector<std::string> probes;

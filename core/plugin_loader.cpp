@@ -120,9 +120,11 @@ result<plugin_ptr> load_plugin(const std::string &path)
 	if (d->api_minor > PI_API_MINOR)
 		return runtime_error(label + " needs plugin ABI " + mine + ", newer than this procimage's ABI " +
 				     host + ": upgrade procimage or rebuild the plugin");
-	if (d->size < sizeof(pi_plugin_desc))
-		return runtime_error(label + ": descriptor is " + std::to_string(d->size) + " bytes, expected " +
-				     std::to_string(sizeof(pi_plugin_desc)));
+	// A descriptor from an older 1.x plugin is smaller: the fields after its size are read
+	// as absent (record_schema_of), never past its end.
+	if (d->size < PI_PLUGIN_DESC_SIZE_1_0)
+		return runtime_error(label + ": descriptor is " + std::to_string(d->size) +
+				     " bytes, expected at least " + std::to_string(PI_PLUGIN_DESC_SIZE_1_0));
 	if (!d->name || !*d->name || !d->version)
 		return runtime_error(label + ": descriptor has no name or version");
 	if (d->kind == PI_KIND_PROBE) {

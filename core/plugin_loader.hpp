@@ -9,6 +9,7 @@
 
 #include <boost/dll/shared_library.hpp>
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +23,13 @@ struct loaded_plugin {
 
 	std::string name() const { return desc && desc->name ? desc->name : path; }
 	std::string version() const { return desc && desc->version ? desc->version : "?"; }
+	// The probe's declared records (ABI >= 1.2), or null.
+	const char *record_schema() const
+	{
+		if (!desc || desc->size < offsetof(pi_plugin_desc, record_schema) + sizeof(desc->record_schema))
+			return nullptr;
+		return desc->record_schema;
+	}
 };
 
 using plugin_ptr = std::shared_ptr<loaded_plugin>;

@@ -9,6 +9,7 @@ PKGS=(
   libseccomp-dev libcpp-httplib-dev
   jq bsdextrautils strace util-linux bc curl
   help2man man-db
+  python3 python3-jsonschema
   prometheus
   qemu-system-x86 busybox-static cpio kmod xz-utils zstd
   chromium

@@ -12,7 +12,10 @@
 
 int main(int argc, char *argv[])
 {
-	const int failed = Catch::Session().run(argc, argv);
+	int failed = Catch::Session().run(argc, argv);
+	// Every record a test read must match the record schema (docs/events.md).
+	if (failed == 0 && procimage::test::check_records_against_schema() != 0)
+		failed = 1;
 	if (failed != 0)
 		return failed == PROCIMAGE_TEST_SKIP_CODE ? 1 : failed;
 	const auto &skipped = procimage::test::skipped_cases();

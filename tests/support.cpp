@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 #include <chrono>
 #include <sstream>
@@ -137,15 +138,72 @@ void write_file(const std::string &path, const std::string &text)
 	o << text;
 }
 
-std::vector<nlohmann::json> read_jsonl(const std::string &path)
+namespace {
+
+// Records the tests read, kept for the schema check at the end of the run (at most
+// SCHEMA_SAMPLE_PER_TYPE of each plugin and event, so a test of 100,000 records costs seconds).
+constexpr size_t SCHEMA_SAMPLE_PER_TYPE = 3000;
+std::map<std::string, std::vector<std::string>> &schema_sample()
+{
+	static std::map<std::string, std::vector<std::string>> sample;
+	return sample;
+}
+
+void keep_for_schema_check(const nlohmann::json &r, const std::string &line)
+{
+	if (!r.is_object() || !r.contains("event") || !r.contains("probe"))
+		return;
+	auto plugin = r.contains("plugin") ? r["plugin"] : r["probe"];
+	if (!plugin.is_string() || !r["event"].is_string())
+		return;
+	auto &kept = schema_sample()[plugin.get<std::string>() + "." + r["event"].get<std::string>()];
+	if (kept.size() < SCHEMA_SAMPLE_PER_TYPE)
+		kept.push_back(line);
+}
+
+} // namespace
+
+std::vector<nlohmann::json> read_jsonl(const std::string &path, bool schema_check)
 {
 	std::vector<nlohmann::json> out;
 	std::ifstream in(path);
 	std::string line;
 	while (std::getline(in, line))
-		if (!line.empty())
+		if (!line.empty()) {
 			out.push_back(nlohmann::json::parse(line));
+			if (schema_check)
+				keep_for_schema_check(out.back(), line);
+		}
 	return out;
+}
+
+int check_records_against_schema()
+{
+	size_t n = 0;
+	for (const auto &[_, lines] : schema_sample())
+		n += lines.size();
+	if (n == 0)
+		return 0;
+	temp_dir d;
+	std::string schema = d.file("records.schema.json"), records = d.file("records.jsonl");
+	if (std::system((quote(procimage_bin()) + " --print-schema > " + quote(schema)).c_str()) != 0) {
+		std::printf("record schema check: procimage --print-schema failed\n");
+		return 1;
+	}
+	{
+		std::ofstream out(records);
+		for (const auto &[_, lines] : schema_sample())
+			for (const auto &l : lines)
+				out << l << '\n';
+	}
+	std::string cmd = "/usr/bin/python3 " + quote(source_dir() + "/tests/tools/validate_records.py") + " " +
+			  quote(schema) + " " + quote(records);
+	int rc = std::system(cmd.c_str());
+	if (rc != 0) {
+		std::printf("record schema check: %zu records read by the tests, some do not validate (above)\n", n);
+		return 1;
+	}
+	return 0;
 }
 
 std::string quote(const std::string &word)

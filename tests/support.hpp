@@ -51,7 +51,13 @@ std::string world_readable_build(const temp_dir &dir);
 
 std::string read_file(const std::string &path);
 void write_file(const std::string &path, const std::string &text);
-std::vector<nlohmann::json> read_jsonl(const std::string &path);
+// Every record read is also kept (a sample of each type) for check_records_against_schema().
+// schema_check false: records of a plugin the built tree does not have (a test validates them
+// against its own schema).
+std::vector<nlohmann::json> read_jsonl(const std::string &path, bool schema_check = true);
+// Validate the records the tests read against `procimage --print-schema`
+// (tests/tools/validate_records.py, python3-jsonschema): 0 when all do, else 1 (printed).
+int check_records_against_schema();
 // Poll a JSON-lines file that a running procimage writes (a last line still being written is
 // left for the next look) until some record satisfies pred, or timeout_ms passes. Returns
 // whether one did: tests wait on the condition itself, never for a fixed time.

@@ -29,7 +29,8 @@ int BPF_PROG(sigcount_generate, int sig, struct kernel_siginfo *info, struct tas
 	__u32 tgid = BPF_CORE_READ(task, tgid);
 	if (!pi_wanted(tgid, BPF_CORE_READ(task, pid)))
 		return 0;
-	struct sigcount_key key = {.tgid = tgid, .sig = (__u32)sig};
+	struct sigcount_key key = {.tgid = tgid, .sig = (__u32)sig,
+				   .start_ns = BPF_CORE_READ(task, group_leader, start_boottime)};
 	__u64 *n = bpf_map_lookup_elem(&sig_counts, &key);
 	if (n) {
 		__sync_fetch_and_add(n, 1);

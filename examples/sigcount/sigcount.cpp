@@ -5,6 +5,7 @@
 #include <procimage/bpf.hpp>
 #include <procimage/config.hpp>
 #include <procimage/sdk.hpp>
+#include <probe_sigcount_record_schema.h>
 
 #include <linux/types.h>
 
@@ -50,6 +51,8 @@ public:
 
 	void on_tick(uint64_t now_boot_ns, bool) override
 	{
+		if (!last_tick_ns_)
+			last_tick_ns_ = now_boot_ns - host().interval_ms * 1000000ULL;
 		int fd = bpf_map__fd(skel_->maps.sig_counts);
 		sigcount_key key{}, next{};
 		void *prev = nullptr;
@@ -62,20 +65,28 @@ public:
 			uint64_t &seen = seen_[{key.tgid, key.sig}];
 			if (total == seen)
 				continue;
+			// a periodic row about one process (docs/events.md): scope, window, interval_ns
 			sdk::record r("sigcount", "signals");
-			r.ts(now_boot_ns + host().boot_to_epoch_ns).ids(key.tgid, key.tgid);
+			r.ts(now_boot_ns + host().boot_to_epoch_ns).ids(key.tgid, 0).pid_start(key.start_ns);
+			r.str("scope", "process").str("window", "interval").u64("interval_ns", now_boot_ns - last_tick_ns_,
+										    PI_FMT_DURATION_NS);
 			r.u64("signal", key.sig, PI_FMT_SIGNAL).u64("count", total - seen).u64("count_total", total);
 			seen = total;
 			r.emit(host());
 		}
+		last_tick_ns_ = now_boot_ns;
 	}
 
 private:
 	sigcount_bpf *skel_ = nullptr;
 	sdk::links links_;
 	std::map<std::pair<uint32_t, uint32_t>, uint64_t> seen_;
+	uint64_t last_tick_ns_ = 0;
 };
 
 } // namespace
 
-PROCIMAGE_DEFINE_PROBE(sigcount, "sigcount", "0.1.0", "signals delivered to the target, per process and signal");
+// The records' schema (records.json, compiled in by procimage_record_schema in CMakeLists.txt)
+// also declares the Prometheus series the prometheus sink makes of them.
+PROCIMAGE_DEFINE_PROBE_WITH_SCHEMA(sigcount, "sigcount", "0.1.0", "signals delivered to the target, per process and signal",
+				   PROCIMAGE_RECORD_SCHEMA);

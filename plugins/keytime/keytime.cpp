@@ -8,6 +8,7 @@
 #include <procimage/bpf.hpp>
 #include <procimage/config.hpp>
 #include <procimage/sdk.hpp>
+#include <probe_keytime_record_schema.h>
 
 #include <algorithm>
 #include <fstream>
@@ -316,5 +317,6 @@ private:
 
 } // namespace procimage::keytime
 
-PROCIMAGE_DEFINE_PROBE(procimage::keytime::keytime_probe, "keytime", PROCIMAGE_VERSION,
-		       "key time points: fork, vfork, thread creation, exec, exit, on/off CPU");
+PROCIMAGE_DEFINE_PROBE_WITH_SCHEMA(procimage::keytime::keytime_probe, "keytime", PROCIMAGE_VERSION,
+		       "key time points: fork, vfork, thread creation, exec, exit, on/off CPU",
+		       PROCIMAGE_RECORD_SCHEMA);

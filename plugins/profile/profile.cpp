@@ -10,6 +10,7 @@
 #include <procimage/bpf.hpp>
 #include <procimage/config.hpp>
 #include <procimage/sdk.hpp>
+#include <probe_profile_record_schema.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -201,7 +202,8 @@ private:
 			.ids(k.pid, k.tid)
 			.pid_start(v.pid_start_ns)
 			.comm(std::string(v.comm, strnlen(v.comm, sizeof v.comm)));
-		r.u64("window_ns", window, PI_FMT_DURATION_NS).u64("samples", v.samples);
+		r.str("scope", "thread").str("window", "interval").u64("interval_ns", window, PI_FMT_DURATION_NS);
+		r.u64("samples", v.samples);
 		std::vector<std::string> ustack, kstack;
 		const auto *frames = reinterpret_cast<const uint64_t *>(k.frames);
 		if (cfg_.user && k.ustack_nr > 0 && k.pid)
@@ -225,5 +227,6 @@ private:
 
 } // namespace procimage::profile
 
-PROCIMAGE_DEFINE_PROBE(procimage::profile::profile_probe, "profile", PROCIMAGE_VERSION,
-		       "on-CPU sampling of the target with user and kernel stacks (perf events)");
+PROCIMAGE_DEFINE_PROBE_WITH_SCHEMA(procimage::profile::profile_probe, "profile", PROCIMAGE_VERSION,
+		       "on-CPU sampling of the target with user and kernel stacks (perf events)",
+		       PROCIMAGE_RECORD_SCHEMA);

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 //
-// csv sink: RFC 4180 files, one per record type: <dir>/<probe>_<event>.csv. The header is
-// the common columns plus the fields of the first record of that type; a later record with a
-// field the header lacks puts it in the last column, "extra", as key=value pairs.
+// csv sink: RFC 4180 files, one per record type: <dir>/<probe>_<event>.csv. The columns of a
+// record type come from the run's record schema (pi_host.record_schema): its properties, in
+// schema order, header first. A probe that declares no schema gets the common columns plus
+// the fields of its first record of that type, and a last column "extra" where a later record's
+// other fields go as key=value pairs.
 #include "../common/format.hpp"
 
 #include <procimage/config.hpp>
@@ -17,7 +19,10 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace procimage::sinks {
 
@@ -32,6 +37,8 @@ public:
 		std::filesystem::create_directories(dir_, ec);
 		if (ec)
 			throw std::runtime_error("dir: cannot create " + dir_ + ": " + ec.message());
+		if (host.size >= offsetof(pi_host, record_schema) + sizeof(host.record_schema) && host.record_schema)
+			read_schema(host.record_schema);
 	}
 
 	~csv_sink() override
@@ -50,23 +57,46 @@ public:
 		if (it == files_.end())
 			it = open(name, r);
 		file &f = it->second;
-		std::string line = std::to_string(r.ts_ns) + "," + csv_cell(r.probe ? r.probe : "") + "," +
-				   csv_cell(r.event ? r.event : "") + "," + std::to_string(r.pid) + "," +
-				   std::to_string(r.tid) + "," + csv_cell(r.comm ? r.comm : "") + "," +
-				   (r.cpu >= 0 ? std::to_string(r.cpu) : "") + "," + std::to_string(r.pid_start_ns);
 		std::vector<std::string> cells(f.columns.size());
+		auto set = [&](const char *key, std::string v) {
+			if (auto c = f.index.find(key); c != f.index.end())
+				cells[c->second] = std::move(v);
+		};
+		const char *plugin = pi_record_plugin(&r);
+		set("ts_ns", std::to_string(r.ts_ns));
+		set("probe", r.probe ? r.probe : "");
+		if (r.probe && std::strcmp(plugin, r.probe) != 0)
+			set("plugin", plugin);
+		set("event", r.event ? r.event : "");
+		set("pid", std::to_string(r.pid));
+		set("tid", std::to_string(r.tid));
+		set("comm", r.comm ? r.comm : "");
+		if (r.cpu >= 0)
+			set("cpu", std::to_string(r.cpu));
+		if (r.pid_start_ns)
+			set("pid_start_ns", std::to_string(r.pid_start_ns));
 		std::string extra;
 		for (uint32_t i = 0; i < r.nfields; i++) {
 			auto c = f.index.find(r.fields[i].key);
 			std::string v = plain_value(r.fields[i]);
-			if (c == f.index.end())
+			if (c != f.index.end())
+				cells[c->second] = std::move(v);
+			else if (f.extra)
 				extra += (extra.empty() ? "" : " ") + std::string(r.fields[i].key) + "=" + v;
-			else
-				cells[c->second] = v;
+			else if (undeclared_.insert(name + "." + r.fields[i].key).second)
+				sdk::log(host(), PI_LOG_WARN,
+					 name + ".csv: field '" + r.fields[i].key +
+						 "' is not in the record schema of its type; it is not written");
 		}
-		for (const auto &c : cells)
-			line += "," + csv_cell(c);
-		line += "," + csv_cell(extra) + "\r\n";
+		std::string line;
+		for (size_t i = 0; i < cells.size(); i++) {
+			if (i)
+				line += ',';
+			line += csv_cell(cells[i]);
+		}
+		if (f.extra)
+			line += "," + csv_cell(extra);
+		line += "\r\n";
 		if (std::fwrite(line.data(), 1, line.size(), f.fp) != line.size())
 			fail(name + ".csv: write failed: ");
 		f.written += static_cast<off_t>(line.size());
@@ -88,6 +118,7 @@ private:
 		FILE *fp;
 		std::vector<std::string> columns;
 		std::map<std::string, size_t> index;
+		bool extra = false; // a last column "extra" (types the schema does not describe)
 		off_t written = 0;          // bytes handed to stdio, whole rows only
 		off_t flushed = 0;          // of which the last successful flush wrote out
 		std::deque<off_t> row_ends; // ends of the rows written since then
@@ -137,13 +168,21 @@ private:
 		if (!fp)
 			throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
 		file f{fp, {}, {}};
-		std::string header = "ts_ns,probe,event,pid,tid,comm,cpu,pid_start_ns";
-		for (uint32_t i = 0; i < r.nfields; i++) {
-			f.index[r.fields[i].key] = f.columns.size();
-			f.columns.emplace_back(r.fields[i].key);
-			header += "," + csv_cell(r.fields[i].key);
+		auto declared = columns_.find(std::string(pi_record_plugin(&r)) + "." + (r.event ? r.event : ""));
+		if (declared != columns_.end()) {
+			f.columns = declared->second;
+		} else {
+			f.columns = {"ts_ns", "probe", "plugin", "event", "pid", "tid", "comm", "cpu", "pid_start_ns"};
+			for (uint32_t i = 0; i < r.nfields; i++)
+				f.columns.emplace_back(r.fields[i].key);
+			f.extra = true;
 		}
-		header += ",extra\r\n";
+		std::string header;
+		for (const auto &c : f.columns) {
+			f.index.emplace(c, f.index.size());
+			header += (header.empty() ? "" : ",") + csv_cell(c);
+		}
+		header += f.extra ? ",extra\r\n" : "\r\n";
 		if (std::fwrite(header.data(), 1, header.size(), fp) != header.size()) {
 			int e = errno;
 			std::fclose(fp);
@@ -154,8 +193,27 @@ private:
 		return files_.emplace(name, std::move(f)).first;
 	}
 
+	// The columns of every record type the schema describes ("plugin.event" -> properties).
+	void read_schema(const char *text)
+	{
+		auto doc = nlohmann::ordered_json::parse(text, nullptr, false);
+		if (!doc.is_object() || !doc.contains("$defs") || !doc["$defs"].is_object()) {
+			sdk::log(host(), PI_LOG_WARN, "the record schema could not be read: columns follow the first records");
+			return;
+		}
+		for (const auto &[name, def] : doc["$defs"].items()) {
+			if (!def.is_object() || def.value("x-undeclared", false) || !def.contains("properties"))
+				continue;
+			auto &cols = columns_[name];
+			for (const auto &[key, _] : def["properties"].items())
+				cols.push_back(key);
+		}
+	}
+
 	std::string dir_;
 	std::map<std::string, file> files_;
+	std::map<std::string, std::vector<std::string>> columns_;
+	std::set<std::string> undeclared_;
 };
 
 } // namespace procimage::sinks

@@ -115,8 +115,8 @@ TEST_CASE("host: SIGTERM flushes every sink and detaches; the summary is written
 	CHECK(recs.back()["event"] == "summary");
 	// the CSV sink got the same exits
 	std::string csv = t::read_file(d.file("csv/keytime_exit.csv"));
-	CHECK_THAT(csv, Catch::StartsWith("ts_ns,probe,event,pid,tid,comm,cpu,pid_start_ns,exit_code,signal"));
-	CHECK_THAT(csv, Catch::Contains(",keytime,exit," + std::to_string(shell) + "," + std::to_string(shell) + ","));
+	CHECK_THAT(csv, Catch::StartsWith("ts_ns,probe,plugin,event,pid,tid,comm,cpu,pid_start_ns,exit_code,signal"));
+	CHECK_THAT(csv, Catch::Contains(",keytime,,exit," + std::to_string(shell) + "," + std::to_string(shell) + ","));
 	// and none of its programs survives it
 	// (the kernel frees programs after an RCU grace period: allow it a moment)
 	size_t left = progs.size();
@@ -323,4 +323,45 @@ TEST_CASE("host: a JSON-lines file on a full disk ends with its last whole recor
 		files++;
 	}
 	CHECK(files >= 4);
+}
+
+TEST_CASE("csv: each file's columns are its record type's properties in the record schema, in order")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	auto r = t::run({t::procimage_bin(), "-k", "--cpu", "--profile", "-o", "csv:" + d.file("csv"), "-o",
+			 "jsonl:" + d.file("out.jsonl"), "--", "/bin/sh", "-c", "ls /nonexistent; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"});
+	REQUIRE(r.status == 0);
+	auto schema = t::run({t::procimage_bin(), "--print-schema"});
+	REQUIRE(schema.status == 0);
+	auto doc = nlohmann::ordered_json::parse(schema.out);
+	// every type written, from the JSON lines of the same run
+	std::set<std::string> types;
+	size_t rows = 0;
+	for (const auto &rec : t::read_jsonl(d.file("out.jsonl"))) {
+		types.insert(rec["probe"].get<std::string>() + "." + rec["event"].get<std::string>());
+		rows++;
+	}
+	CHECK(types.count("keytime.exec"));
+	CHECK(types.count("keytime.oncpu"));
+	CHECK(types.count("procimage.summary"));
+	size_t csv_rows = 0;
+	for (const auto &type : types) {
+		INFO(type);
+		const auto &def = doc["$defs"][type];
+		REQUIRE(def.is_object());
+		std::string want;
+		for (const auto &[key, _] : def["properties"].items())
+			want += (want.empty() ? "" : ",") + key;
+		std::string name = type;
+		name[name.find('.')] = '_';
+		std::string csv = t::read_file(d.file("csv/" + name + ".csv"));
+		auto eol = csv.find("\r\n");
+		REQUIRE(eol != std::string::npos);
+		CHECK(csv.substr(0, eol) == want);
+		// one line per record (no field here holds a line break)
+		for (size_t at = eol + 2; (at = csv.find("\r\n", at)) != std::string::npos; at += 2)
+			csv_rows++;
+	}
+	CHECK(csv_rows == rows);
 }

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <csignal>
+#include <filesystem>
 #include <map>
 #include <sstream>
 
@@ -37,8 +38,21 @@ TEST_CASE("sdk: examples/sigcount builds against the installed SDK and counts si
 	INFO(r.err);
 	REQUIRE(r.status == 0);
 	long pid = std::stol(r.out);
+	// the plugin's own record schema joins the host's: its records validate against it
+	r = t::run({prefix + "/bin/procimage", "--plugin-dir", d.file("b"), "--print-schema"});
+	REQUIRE(r.status == 0);
+	auto schema = nlohmann::json::parse(r.out);
+	REQUIRE(schema["$defs"].contains("sigcount.signals"));
+	CHECK(schema["$defs"]["sigcount.signals"]["x-metrics"][0]["name"] == "procimage_sigcount_signals_total");
+	t::write_file(d.file("schema.json"), r.out);
+	r = t::run({"/usr/bin/python3", t::source_dir() + "/tests/tools/validate_records.py", d.file("schema.json"),
+		    d.file("out.jsonl")});
+	INFO(r.out << r.err);
+	CHECK(r.status == 0);
+	// and the installed copy of the built-in schema is there
+	CHECK(std::filesystem::exists(prefix + "/share/procimage/records.schema.json"));
 	uint64_t usr1 = 0;
-	for (const auto &rec : t::read_jsonl(d.file("out.jsonl")))
+	for (const auto &rec : t::read_jsonl(d.file("out.jsonl"), false))
 		if (rec["probe"] == "sigcount" && rec["event"] == "signals" && rec["pid"] == pid && rec["signal"] == 10)
 			usr1 += rec["count"].get<uint64_t>();
 	CHECK(usr1 == 25);
@@ -55,7 +69,7 @@ TEST_CASE("sdk: examples/sigcount builds against the installed SDK and counts si
 	INFO(r.err);
 	CHECK(r.status == 128 + SIGTERM);
 	std::map<long, uint64_t> by_signal;
-	for (const auto &rec : t::read_jsonl(d.file("term.jsonl")))
+	for (const auto &rec : t::read_jsonl(d.file("term.jsonl"), false))
 		if (rec["probe"] == "sigcount" && rec["event"] == "signals")
 			by_signal[rec["signal"].get<long>()] += rec["count"].get<uint64_t>();
 	CHECK(by_signal[SIGTERM] == 1);

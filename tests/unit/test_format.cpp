@@ -51,8 +51,9 @@ struct loaded_sink {
 	void *inst = nullptr;
 	pi_host host = fake_host();
 
-	loaded_sink(const std::string &name, const std::string &cfg)
+	loaded_sink(const std::string &name, const std::string &cfg, const char *record_schema = nullptr)
 	{
+		host.record_schema = record_schema;
 		auto p = core::load_plugin(t::build_dir() + "/plugins/sink_" + name + ".so");
 		REQUIRE(p.ok());
 		plugin = *p;
@@ -149,7 +150,7 @@ TEST_CASE("jsonl sink: one JSON object per line, raw values, units in the keys")
 	CHECK(r.out == "\"say \\\"hi\\\", ok\"\n\"say \\\"hi\\\", ok\"\n");
 }
 
-TEST_CASE("csv sink: RFC 4180, one file per record type, header from the first record")
+TEST_CASE("csv sink without a record schema: RFC 4180, one file per record type, header from the first record")
 {
 	t::temp_dir d;
 	{
@@ -165,14 +166,38 @@ TEST_CASE("csv sink: RFC 4180, one file per record type, header from the first r
 		s.flush();
 	}
 	CHECK(t::read_file(d.file("csv/keytime_exec.csv")) ==
-	      "ts_ns,probe,event,pid,tid,comm,cpu,pid_start_ns,filename,argv,argv_truncated,ret,dur_ns,signal,"
+	      "ts_ns,probe,plugin,event,pid,tid,comm,cpu,pid_start_ns,filename,argv,argv_truncated,ret,dur_ns,signal,"
 	      "clone_flags,bytes,cpu_pct,extra\r\n"
-	      "1795639501123456789,keytime,exec,4242,4243,bash,1,777,/bin/ls,\"ls -l a b say \"\"hi\"\", ok\",false,-2,"
+	      "1795639501123456789,keytime,,exec,4242,4243,bash,1,777,/bin/ls,\"ls -l a b say \"\"hi\"\", ok\",false,-2,"
 	      "1500,9,16640,3145728,12.5,\r\n"
-	      "1795639501123456789,keytime,exec,1,1,\"x,y\",,0,/a,,,,,,,,,late_field=5\r\n");
+	      "1795639501123456789,keytime,,exec,1,1,\"x,y\",,,/a,,,,,,,,,late_field=5\r\n");
 	CHECK(t::read_file(d.file("csv/keytime_exit.csv")) ==
-	      "ts_ns,probe,event,pid,tid,comm,cpu,pid_start_ns,exit_code,extra\r\n"
-	      "1795639501123456789,keytime,exit,1,2,z,,0,3,\r\n");
+	      "ts_ns,probe,plugin,event,pid,tid,comm,cpu,pid_start_ns,exit_code,extra\r\n"
+	      "1795639501123456789,keytime,,exit,1,2,z,,,3,\r\n");
+}
+
+TEST_CASE("csv sink with a record schema: the columns are the schema's properties, whatever the first record has")
+{
+	t::temp_dir d;
+	const char *schema = R"({"$defs": {
+		"keytime.exit": {"properties": {"ts_ns": {}, "probe": {}, "plugin": {}, "event": {}, "pid": {}, "tid": {},
+			"comm": {}, "cpu": {}, "pid_start_ns": {}, "exit_code": {}, "signal": {}, "ppid": {}}},
+		"other.*": {"x-undeclared": true, "properties": {"ts_ns": {}}}}})";
+	{
+		loaded_sink s("csv", "{\"dir\": \"" + d.file("csv") + "\"}", schema);
+		// the first record lacks signal; a later one has it (and ppid): nothing is lost
+		sdk::record a("keytime", "exit");
+		a.ts(TS).ids(7, 8).comm("a").pid_start(99).u64("exit_code", 3);
+		s.write(a);
+		sdk::record b("keytime", "exit");
+		b.ts(TS).ids(7, 7).comm("b").pid_start(99).u64("ppid", 1).u64("signal", 9).u64("exit_code", 0);
+		s.write(b);
+		s.flush();
+	}
+	CHECK(t::read_file(d.file("csv/keytime_exit.csv")) ==
+	      "ts_ns,probe,plugin,event,pid,tid,comm,cpu,pid_start_ns,exit_code,signal,ppid\r\n"
+	      "1795639501123456789,keytime,,exit,7,8,a,,99,3,,\r\n"
+	      "1795639501123456789,keytime,,exit,7,7,b,,99,0,9,1\r\n");
 }
 
 TEST_CASE("jsonl sink: control characters escaped, invalid UTF-8 replaced, valid UTF-8 kept")

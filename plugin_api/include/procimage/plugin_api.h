@@ -27,7 +27,7 @@ extern "C" {
 #endif
 
 #define PI_API_MAJOR 1
-#define PI_API_MINOR 1
+#define PI_API_MINOR 2
 
 /* Test builds may override the version a plugin declares (to build mismatched plugins). */
 #ifndef PI_PLUGIN_API_MAJOR
@@ -145,6 +145,12 @@ struct pi_host {
 	 * flush_ms anyway. 0 = wake the host for every record. */
 	uint32_t wakeup_bytes;
 	uint32_t flush_ms;
+	/* Since 1.2 (read only when size covers it): the record schema of this run, a JSON Schema
+	 * (2020-12) document joined by the host from every probe's record_schema and its own
+	 * records (what `procimage --print-schema` prints). A sink may use it to lay out its
+	 * output (the CSV sink's columns). NUL-terminated UTF-8, valid while the instance lives;
+	 * NULL when the host has none. */
+	const char *record_schema;
 };
 
 /* What a probe collects for (the same rules for every probe). The BPF side filters with
@@ -245,7 +251,17 @@ struct pi_plugin_desc {
 	const char *description;
 	const struct pi_probe_ops *probe; /* when kind == PI_KIND_PROBE */
 	const struct pi_sink_ops *sink;   /* when kind == PI_KIND_SINK */
+	/* Since 1.2 (read only when size covers it): the records this probe emits, as JSON text
+	 * ({"records": {EVENT: {...}}}; the format is in docs/plugin-abi.md, "Record schema"). The
+	 * host checks it at load, joins it with the common header into the run's JSON Schema, and
+	 * derives the CSV columns and Prometheus metrics from it. NULL: the probe declares nothing
+	 * (its records are then accepted with any fields). Static storage. */
+	const char *record_schema;
 };
+
+/* The size of a descriptor built against ABI 1.0 or 1.1 (before record_schema). A host reads
+ * a field only when the descriptor's size covers it. */
+#define PI_PLUGIN_DESC_SIZE_1_0 offsetof(struct pi_plugin_desc, record_schema)
 
 typedef const struct pi_plugin_desc *(*pi_plugin_entry_fn)(void);
 

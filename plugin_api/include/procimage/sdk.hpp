@@ -320,7 +320,12 @@ template <typename S> struct sink_tramp {
 // Define the descriptor and entry point of a probe implemented by class CLS, which must
 // derive from procimage::sdk::probe, have a constructor (const pi_host&, const std::string&
 // config) and a static validate(const std::string& config) that throws config_error.
+// SCHEMA is the text of the probe's record schema (docs/plugin-abi.md, "Record schema"):
+// CMake's procimage_record_schema() turns a records.json into a header that defines it.
 #define PROCIMAGE_DEFINE_PROBE(CLS, NAME, VERSION, DESCRIPTION)                                  \
+	PROCIMAGE_DEFINE_PROBE_WITH_SCHEMA(CLS, NAME, VERSION, DESCRIPTION, nullptr)
+
+#define PROCIMAGE_DEFINE_PROBE_WITH_SCHEMA(CLS, NAME, VERSION, DESCRIPTION, SCHEMA)               \
 	namespace {                                                                              \
 	using pi_tramp_ = procimage::sdk::detail::probe_tramp<CLS>;                              \
 	const pi_probe_ops pi_probe_ops_ = {                                                     \
@@ -330,7 +335,7 @@ template <typename S> struct sink_tramp {
 	};                                                                                       \
 	const pi_plugin_desc pi_desc_ = {                                                        \
 		sizeof(pi_plugin_desc), PI_PLUGIN_API_MAJOR, PI_PLUGIN_API_MINOR, PI_KIND_PROBE,   \
-		NAME, VERSION, DESCRIPTION, &pi_probe_ops_, nullptr,                              \
+		NAME, VERSION, DESCRIPTION, &pi_probe_ops_, nullptr, SCHEMA,                      \
 	};                                                                                       \
 	const pi_plugin_desc *pi_describe_() { return &pi_desc_; }                                \
 	}                                                                                        \
@@ -345,7 +350,7 @@ template <typename S> struct sink_tramp {
 	};                                                                                       \
 	const pi_plugin_desc pi_desc_ = {                                                        \
 		sizeof(pi_plugin_desc), PI_PLUGIN_API_MAJOR, PI_PLUGIN_API_MINOR, PI_KIND_SINK,    \
-		NAME, VERSION, DESCRIPTION, nullptr, &pi_sink_ops_,                               \
+		NAME, VERSION, DESCRIPTION, nullptr, &pi_sink_ops_, nullptr,                      \
 	};                                                                                       \
 	const pi_plugin_desc *pi_describe_() { return &pi_desc_; }                                \
 	}                                                                                        \
