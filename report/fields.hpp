@@ -104,7 +104,7 @@ inline std::optional<uint64_t> mem_used(const json &r) { return u64(r, "mem_used
 
 // schedule, syscall, lock: counted figures
 inline std::optional<uint64_t> count(const json &r) { return u64(r, "count"); }
-inline std::optional<uint64_t> sum_ns(const json &r) { return u64(r, "total_ns"); }
+inline std::optional<uint64_t> total_ns(const json &r) { return u64(r, "total_ns"); }
 inline std::optional<uint64_t> max_ns(const json &r) { return u64(r, "max_ns"); }
 inline std::optional<uint64_t> errors(const json &r) { return u64(r, "errors"); }
 inline std::string syscall_name(const json &r)

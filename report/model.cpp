@@ -99,7 +99,7 @@ static void take(latency &l, const json &r)
 {
 	if (auto v = f::count(r))
 		l.count = v;
-	if (auto v = f::sum_ns(r))
+	if (auto v = f::total_ns(r))
 		l.sum_ns = v;
 	if (auto v = f::max_ns(r))
 		l.max_ns = v;
