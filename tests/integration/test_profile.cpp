@@ -143,7 +143,9 @@ TEST_CASE("profile: the hot function holds most samples, and samples match CPU t
 			continue;
 		}
 		CHECK(r["pid_start_ns"].get<uint64_t>() > 0);
-		CHECK(r["window_ns"].get<uint64_t>() > 0);
+		CHECK(r["interval_ns"].get<uint64_t>() > 0);
+		CHECK(r["scope"] == "thread");
+		CHECK(r["window"] == "interval");
 		CHECK(r["ustack"].is_array());
 		recorded += r["samples"].get<uint64_t>();
 	}
@@ -177,7 +179,7 @@ TEST_CASE("profile: a process that exited before its stacks were written still r
 	REQUIRE(!stacks.empty());
 	CHECK(p.here > p.total / 2);
 	for (const auto &r : stacks)
-		CHECK(r["window_ns"].get<uint64_t>() >= 400000000ULL); // one window: the whole run
+		CHECK(r["interval_ns"].get<uint64_t>() >= 400000000ULL); // one window: the whole run
 }
 
 TEST_CASE("profile: kernel frames follow the user frames that called into the kernel")

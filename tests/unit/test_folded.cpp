@@ -19,7 +19,7 @@ sdk::record stack_record(const std::string &comm, uint32_t pid, uint64_t samples
 			 const std::vector<std::string> &k)
 {
 	sdk::record r("profile", "stack");
-	r.ts(1).ids(pid, pid).comm(comm).u64("window_ns", 1000000000).u64("samples", samples).strv("ustack", u).strv("kstack", k);
+	r.ts(1).ids(pid, pid).comm(comm).str("scope", "thread").str("window", "interval").u64("interval_ns", 1000000000).u64("samples", samples).strv("ustack", u).strv("kstack", k);
 	return r;
 }
 
