@@ -382,10 +382,9 @@ private:
 	{
 		if (po.rows.empty() && !(all && po.cum.count))
 			return;
-		auto by_count = [](const row &a, const row &b) {
+		std::sort(po.rows.begin(), po.rows.end(), [](const row &a, const row &b) {
 			return a.d.count != b.d.count ? a.d.count > b.d.count : a.slot < b.slot;
-		};
-		std::sort(po.rows.begin(), po.rows.end(), by_count);
+		});
 		const owner &o = owner_of(id);
 		const char *scope = by_thread_ ? "thread" : "process";
 		interval sum;
@@ -476,7 +475,7 @@ private:
 		}
 
 		// ---- per target: one row per (thread or process, syscall) with calls in the interval,
-		// then one totals row per thread or process; the same as total rows
+		// then one totals row per thread or process, each set followed by its `total` rows
 		std::map<uint32_t, per_owner> owners;
 		std::vector<sc_stats> stats(static_cast<size_t>(ncpu_));
 		int t_fd = bpf_map__fd(skel_->maps.sc_target);
