@@ -60,25 +60,14 @@ inline uint32_t pid(const json &r) { return static_cast<uint32_t>(u64(r, "pid").
 inline uint32_t tid(const json &r) { return static_cast<uint32_t>(u64(r, "tid").value_or(0)); }
 inline std::string comm(const json &r) { return str(r, "comm"); }
 inline uint64_t pid_start(const json &r) { return u64(r, "pid_start_ns").value_or(0); }
-inline std::optional<uint64_t> interval(const json &r) { return u64_any(r, {"interval_ns", "window_ns"}); }
+inline std::optional<uint64_t> interval(const json &r) { return u64(r, "interval_ns"); }
 inline std::optional<uint64_t> duration(const json &r) { return u64(r, "dur_ns"); }
 
-// A system-wide row: each probe marks it its own way today.
-inline bool is_system(const json &r)
-{
-	if (flag(r, "system") || (r.contains("pid") && pid(r) == 0))
-		return true;
-	auto ev = event(r);
-	if (ev == "system" || ev == "system_total" || ev.rfind("system", 0) == 0)
-		return true;
-	auto scope = str(r, "scope");
-	return scope == "system";
-}
-// The whole-run figures of a periodic probe (as opposed to one interval).
-inline bool is_total(const json &r)
-{
-	return str(r, "window") == "total" || flag(r, "final") || str(r, "scope") == "total";
-}
+// A periodic row about the whole machine (docs/events.md: `scope` is the one marker).
+inline bool is_system(const json &r) { return str(r, "scope") == "system"; }
+// Running totals of a periodic probe (figures since collection began, as opposed to one
+// interval): the last one of an entity holds its whole-run figures.
+inline bool is_total(const json &r) { return str(r, "window") == "total"; }
 
 // keytime
 inline std::optional<uint64_t> child_pid(const json &r) { return u64_any(r, {"child_pid", "child_tid", "new_pid"}); }
@@ -114,13 +103,10 @@ inline std::optional<double> cpu_pct(const json &r)
 inline std::optional<uint64_t> mem_used(const json &r) { return u64(r, "mem_used_bytes"); }
 
 // schedule, syscall, lock: counted figures
-inline std::optional<uint64_t> count(const json &r) { return u64_any(r, {"cum_count", "count"}); }
-inline std::optional<uint64_t> sum_ns(const json &r)
-{
-	return u64_any(r, {"cum_sum_ns", "cum_total_ns", "sum_ns", "total_ns"});
-}
-inline std::optional<uint64_t> max_ns(const json &r) { return u64_any(r, {"cum_max_ns", "max_ns"}); }
-inline std::optional<uint64_t> errors(const json &r) { return u64_any(r, {"cum_errors", "errors"}); }
+inline std::optional<uint64_t> count(const json &r) { return u64(r, "count"); }
+inline std::optional<uint64_t> total_ns(const json &r) { return u64(r, "total_ns"); }
+inline std::optional<uint64_t> max_ns(const json &r) { return u64(r, "max_ns"); }
+inline std::optional<uint64_t> errors(const json &r) { return u64(r, "errors"); }
 inline std::string syscall_name(const json &r)
 {
 	auto s = str(r, "syscall");
@@ -128,16 +114,11 @@ inline std::string syscall_name(const json &r)
 }
 inline std::vector<uint64_t> hist(const json &r)
 {
-	for (auto k : {"cum_hist_ns", "hist_ns"}) {
-		auto it = r.find(k);
-		if (it != r.end() && it->is_array()) {
-			std::vector<uint64_t> v;
-			for (auto &x : *it)
-				v.push_back(x.is_number() ? x.get<uint64_t>() : 0);
-			return v;
-		}
-	}
-	return {};
+	std::vector<uint64_t> v;
+	if (auto it = r.find("hist_ns"); it != r.end() && it->is_array())
+		for (auto &x : *it)
+			v.push_back(x.is_number() ? x.get<uint64_t>() : 0);
+	return v;
 }
 inline std::optional<uint64_t> sys_avg_ns(const json &r) { return u64(r, "sys_avg_ns"); }
 inline std::optional<uint64_t> sys_max_ns(const json &r) { return u64(r, "sys_max_ns"); }

@@ -99,7 +99,7 @@ static void take(latency &l, const json &r)
 {
 	if (auto v = f::count(r))
 		l.count = v;
-	if (auto v = f::sum_ns(r))
+	if (auto v = f::total_ns(r))
 		l.sum_ns = v;
 	if (auto v = f::max_ns(r))
 		l.max_ns = v;
@@ -170,12 +170,13 @@ void builder::add(const json &r)
 
 	if (f::is_system(r)) {
 		auto &s = m_.system;
-		if (probe == "schedule" && (f::is_total(r) || f::u64(r, "cum_count")))
+		if (probe == "schedule" && f::is_total(r))
 			take(s.sched, r);
 		else if (probe == "syscall") {
-			if (ev == "totals")
+			// figures since the start: the total rows (the last one of a key is its final)
+			if (f::is_total(r) && ev == "totals")
 				take(s.syscall_total, r);
-			else if (auto name = f::syscall_name(r); ev == "syscall" && !name.empty())
+			else if (auto name = f::syscall_name(r); f::is_total(r) && ev == "syscall" && !name.empty())
 				take(s.syscalls[name], r);
 		} else if (probe == "resource") {
 			if (auto u = f::mem_used(r))
@@ -294,16 +295,17 @@ void builder::add(const json &r)
 	} else if (probe == "schedule") {
 		if (ev == "thread") {
 			auto &t = thread(p, f::tid(r), f::comm(r), now);
-			if (f::is_total(r) || f::u64(r, "cum_count"))
+			if (f::is_total(r))
 				take(t.sched, r);
-		} else if (ev == "process" && (f::is_total(r) || f::u64(r, "cum_count"))) {
+		} else if (ev == "process" && f::is_total(r)) {
 			take(p.sched, r);
 		}
 	} else if (probe == "syscall") {
+		// figures since the start: the total rows (the last one of a key is its final)
 		auto name = f::syscall_name(r);
-		if (ev == "syscall" && !name.empty())
+		if (ev == "syscall" && !name.empty() && f::is_total(r))
 			take(p.syscalls[name], r);
-		else if (ev == "totals")
+		else if (ev == "totals" && f::is_total(r))
 			take(p.syscall_total, r);
 		if (ev == "sequence") {
 			// a sequence carries each call's latency but not its start: laid out back to back,

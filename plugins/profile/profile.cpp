@@ -202,8 +202,10 @@ private:
 			.ids(k.pid, k.tid)
 			.pid_start(v.pid_start_ns)
 			.comm(std::string(v.comm, strnlen(v.comm, sizeof v.comm)));
-		r.str("scope", "thread").str("window", "interval").u64("interval_ns", window, PI_FMT_DURATION_NS);
-		r.u64("samples", v.samples);
+		r.str("scope", "thread")
+			.str("window", "interval")
+			.u64("interval_ns", window, PI_FMT_DURATION_NS)
+			.u64("samples", v.samples);
 		std::vector<std::string> ustack, kstack;
 		const auto *frames = reinterpret_cast<const uint64_t *>(k.frames);
 		if (cfg_.user && k.ustack_nr > 0 && k.pid)

@@ -369,12 +369,20 @@ private:
 
 	static bool quiet(const rs_counters &d) { return all_zero(d); }
 
+	// Every record is one interval's (resource has no `total` rows: its *_total_* fields are
+	// the kernel's own figures since the task started).
+	static void window_fields(sdk::record &r, const char *scope, uint64_t interval_ns)
+	{
+		r.str("scope", scope).str("window", "interval").u64("interval_ns", interval_ns, PI_FMT_DURATION_NS);
+	}
+
 	template <typename R>
-	void common_fields(sdk::record &r, const R &x)
+	void common_fields(sdk::record &r, const char *scope, const R &x)
 	{
 		const double secs = x.interval_ns / 1e9;
 		auto rate = [&](uint64_t v) { return secs > 0 ? v / secs : 0.0; };
-		r.u64("interval_ns", x.interval_ns, PI_FMT_DURATION_NS)
+		window_fields(r, scope, x.interval_ns);
+		r
 			.f64("cpu_pct", x.interval_ns ? 100.0 * x.delta.runtime_ns / x.interval_ns : 0.0, PI_FMT_PERCENT)
 			.u64("cpu_ns", x.delta.runtime_ns, PI_FMT_DURATION_NS)
 			.u64("user_ns", x.user_ns, PI_FMT_DURATION_NS)
@@ -410,7 +418,7 @@ private:
 			return;
 		sdk::record r("resource", "thread");
 		r.ts(t.ts + host().boot_to_epoch_ns).ids(t.pid, t.tid).cpu(static_cast<int32_t>(t.cpu)).comm(t.comm).pid_start(t.pid_start);
-		common_fields(r, t);
+		common_fields(r, "thread", t);
 		r.u64("last_cpu", t.cpu).boolean("on_cpu", t.on_cpu).boolean("exited", t.exited);
 		r.emit(host());
 	}
@@ -420,8 +428,8 @@ private:
 		if (!act_.processes || (act_.active_only && !p.exited && quiet(p.delta)))
 			return;
 		sdk::record r("resource", "process");
-		r.ts(p.ts + host().boot_to_epoch_ns).ids(p.pid, p.pid).comm(p.comm).pid_start(p.pid_start);
-		common_fields(r, p);
+		r.ts(p.ts + host().boot_to_epoch_ns).ids(p.pid, 0).comm(p.comm).pid_start(p.pid_start);
+		common_fields(r, "process", p);
 		r.u64("threads", p.threads).boolean("exited", p.exited);
 		r.emit(host());
 	}
@@ -451,8 +459,8 @@ private:
 		const uint64_t wr = diff(s.disk.written, sys_prev_.disk.written);
 		sdk::record r("resource", "system");
 		r.ts(s.ts + host().boot_to_epoch_ns).ids(0, 0).comm("");
-		r.u64("interval_ns", interval, PI_FMT_DURATION_NS)
-			.u64("ncpu", s.stat.cpus.size())
+		window_fields(r, "system", interval);
+		r.u64("ncpu", s.stat.cpus.size())
 			.f64("cpu_pct", pct(d.busy(), total), PI_FMT_PERCENT)
 			.f64("busy_cpu_pct", pct(d.busy(), total) * ncpu, PI_FMT_PERCENT)
 			.f64("user_pct", pct(d.user + d.nice, total), PI_FMT_PERCENT)
@@ -478,8 +486,9 @@ private:
 		const bool online = now != s.stat.cpus.end() && before != sys_prev_.stat.cpus.end();
 		const cpu_times d = online ? diff(now->second, before->second) : cpu_times{};
 		const uint64_t total = d.total();
-		r.u64("interval_ns", s.ts - sys_prev_.ts, PI_FMT_DURATION_NS)
-			.boolean("online", online)
+		// the idle task of CPU N: a thread (pid 0, tid 0), described by its CPU's figures
+		window_fields(r, "thread", s.ts - sys_prev_.ts);
+		r.boolean("online", online)
 			.f64("idle_pct", pct(d.idle_all(), total), PI_FMT_PERCENT)
 			.f64("iowait_pct", pct(d.iowait, total), PI_FMT_PERCENT)
 			.f64("busy_pct", pct(d.busy(), total), PI_FMT_PERCENT)

@@ -172,14 +172,17 @@ public:
 	// A thread's final figures: its entry left the kernel map (record SC_THREAD_END).
 	void thread_end(const sc_thread &t) { apply(t, true); }
 
-	// Emit the interval that ends now. With final (the activation ends), also the totals
-	// since start(), and the aggregator stops; an interval without any delay is then left out
-	// (the host may already have reported the last one just before detaching).
+	// Emit the interval that ends now: `interval` rows for the system, the processes and (at
+	// most `top`) threads with delays in it, then `total` rows (the figures since start()) for
+	// the same ones. With final (the activation ends), the totals cover every thread and
+	// process, and the aggregator stops; an interval without any delay is then left out (the
+	// host may already have reported the last one just before detaching).
 	void report(uint64_t now_boot_ns, bool final)
 	{
 		if (!started_)
 			return;
 		uint64_t window = now_boot_ns - std::min(now_boot_ns, last_report_ns_);
+		uint64_t whole = now_boot_ns - std::min(now_boot_ns, start_ns_);
 		figures sys_total = figures::of(sys_before_);
 		std::vector<const thread_acc *> live;
 		for (auto &[_, a] : threads_)
@@ -187,15 +190,25 @@ public:
 				live.push_back(&a);
 		bool empty = live.empty() && !sys_interval_.any();
 		if (!(final && empty)) {
+			std::vector<const thread_acc *> shown = pick(live, [](const thread_acc *x) { return x->interval.sum_ns; });
 			if (opt_.system)
-				emit_system("interval", window, now_boot_ns, sys_interval_, recovered_interval_, &sys_total);
+				emit_system("interval", window, now_boot_ns, sys_interval_, recovered_interval_);
 			if (opt_.groups)
 				for (auto &[pid, p] : procs_)
 					if (p.interval.any())
-						emit_process("interval", window, now_boot_ns, p, p.interval, sys_interval_, &p.total);
-			for (const auto *a : pick(live, [](const thread_acc *x) { return x->interval.sum_ns; })) {
-				figures cum = figures::of(a->last.total);
-				emit_thread("interval", window, now_boot_ns, a->last, a->interval, sys_interval_, &cum);
+						emit_process("interval", window, now_boot_ns, p, p.interval, sys_interval_);
+			for (const auto *a : shown)
+				emit_thread("interval", window, now_boot_ns, a->last, a->interval, sys_interval_);
+			if (!final) {
+				// running totals of the same system, processes and threads
+				if (opt_.system)
+					emit_system("total", whole, now_boot_ns, sys_total, recovered_total_);
+				if (opt_.groups)
+					for (auto &[pid, p] : procs_)
+						if (p.interval.any())
+							emit_process("total", whole, now_boot_ns, p, p.total, sys_total);
+				for (const auto *a : shown)
+					emit_thread("total", whole, now_boot_ns, a->last, figures::of(a->last.total), sys_total);
 			}
 		}
 		sys_interval_ = figures{};
@@ -215,7 +228,6 @@ public:
 		if (!final)
 			return;
 
-		uint64_t whole = now_boot_ns - std::min(now_boot_ns, start_ns_);
 		if (opt_.system)
 			emit_system("total", whole, now_boot_ns, sys_total, recovered_total_);
 		if (opt_.groups)
@@ -329,30 +341,21 @@ private:
 	}
 
 	// Fields every record has, in the order the stdout sink shows them.
-	static void figures_fields(sdk::record &r, const char *window, uint64_t window_ns, const figures &f)
+	static void figures_fields(sdk::record &r, const char *scope, const char *window, uint64_t interval_ns,
+				   const figures &f)
 	{
-		r.str("window", window)
-			.u64("window_ns", window_ns, PI_FMT_DURATION_NS)
+		r.str("scope", scope)
+			.str("window", window)
+			.u64("interval_ns", interval_ns, PI_FMT_DURATION_NS)
 			.u64("count", f.count)
 			.u64("avg_ns", f.avg_ns(), PI_FMT_DURATION_NS)
 			.u64("max_ns", f.max(), PI_FMT_DURATION_NS)
 			.u64("min_ns", f.min(), PI_FMT_DURATION_NS)
-			.u64("sum_ns", f.sum_ns, PI_FMT_DURATION_NS);
+			.u64("total_ns", f.sum_ns, PI_FMT_DURATION_NS);
 	}
 	static void tail_fields(sdk::record &r, const figures &f)
 	{
 		r.u64("untimed", f.untimed).u64("fallback", f.fallback).u64v("hist_ns", f.hist_vec(), PI_FMT_LOG2_HIST);
-	}
-	// In an interval record: the figures since collection began, so that a long run shows its
-	// running totals without waiting for the end (the "total" records).
-	static void cum_fields(sdk::record &r, const figures *cum)
-	{
-		if (!cum)
-			return;
-		r.u64("cum_count", cum->count)
-			.u64("cum_sum_ns", cum->sum_ns, PI_FMT_DURATION_NS)
-			.u64("cum_avg_ns", cum->avg_ns(), PI_FMT_DURATION_NS)
-			.u64("cum_max_ns", cum->max(), PI_FMT_DURATION_NS);
 	}
 	static double pct(uint64_t part, uint64_t whole) { return whole ? 100.0 * part / whole : 0.0; }
 
@@ -366,48 +369,44 @@ private:
 			.u64("sys_min_ns", sys.min(), PI_FMT_DURATION_NS);
 	}
 
-	void emit_system(const char *window, uint64_t window_ns, uint64_t now, const figures &f, uint64_t recovered,
-			 const figures *cum = nullptr)
+	void emit_system(const char *window, uint64_t interval_ns, uint64_t now, const figures &f, uint64_t recovered)
 	{
 		auto r = make("system", now);
-		r.ids(0, 0).comm("[system]");
-		figures_fields(r, window, window_ns, f);
-		r.f64("waiting_avg", window_ns ? static_cast<double>(f.sum_ns) / window_ns : 0.0)
+		r.ids(0, 0).comm("");
+		figures_fields(r, "system", window, interval_ns, f);
+		r.f64("waiting_avg", interval_ns ? static_cast<double>(f.sum_ns) / interval_ns : 0.0)
 			.u64("cpus", opt_.cpus)
 			.u64("recovered", recovered);
 		tail_fields(r, f);
-		cum_fields(r, cum);
 		r.emit(host_);
 	}
 
-	void emit_process(const char *window, uint64_t window_ns, uint64_t now, const process_acc &p,
-			  const figures &f, const figures &sys, const figures *cum = nullptr)
+	void emit_process(const char *window, uint64_t interval_ns, uint64_t now, const process_acc &p,
+			  const figures &f, const figures &sys)
 	{
 		auto r = make("process", now);
-		r.ids(p.pid, p.pid).comm(p.comm).pid_start(p.pid_start_ns);
-		figures_fields(r, window, window_ns, f);
-		r.f64("wait_pct", pct(f.sum_ns, window_ns), PI_FMT_PERCENT).u64("threads", p.tids.size());
+		r.ids(p.pid, 0).comm(p.comm).pid_start(p.pid_start_ns);
+		figures_fields(r, "process", window, interval_ns, f);
+		r.f64("wait_pct", pct(f.sum_ns, interval_ns), PI_FMT_PERCENT).u64("threads", p.tids.size());
 		beside(r, sys);
 		tail_fields(r, f);
-		cum_fields(r, cum);
 		r.emit(host_);
 	}
 
-	void emit_thread(const char *window, uint64_t window_ns, uint64_t now, const sc_thread &t, const figures &f,
-			 const figures &sys, const figures *cum = nullptr)
+	void emit_thread(const char *window, uint64_t interval_ns, uint64_t now, const sc_thread &t, const figures &f,
+			 const figures &sys)
 	{
 		auto r = make("thread", now);
 		r.ids(t.pid, t.tid).comm(cstr(t.comm, sizeof t.comm)).pid_start(t.pid_start_ns);
 		if (t.tid == 0 && opt_.idle_cpu >= 0)
 			r.cpu(opt_.idle_cpu);
-		figures_fields(r, window, window_ns, f);
-		r.f64("wait_pct", pct(f.sum_ns, window_ns), PI_FMT_PERCENT)
+		figures_fields(r, "thread", window, interval_ns, f);
+		r.f64("wait_pct", pct(f.sum_ns, interval_ns), PI_FMT_PERCENT)
 			.i64("prio", t.prio)
 			.i64("nice", t.static_prio - 120)
 			.str("policy", policy_name(t.policy));
 		beside(r, sys);
 		tail_fields(r, f);
-		cum_fields(r, cum);
 		r.emit(host_);
 	}
 

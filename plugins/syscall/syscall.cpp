@@ -195,6 +195,7 @@ public:
 		skel_->bss->sc_epoch = ++epoch_;
 		skel_->bss->sc_attach_ns = now;
 		last_tick_ns_ = now;
+		start_ns_ = now;
 		// The switch and exit hooks first: an entry noted by sys_enter must never miss them.
 		try {
 			links_.attach(skel_->progs.sc_switch);
@@ -336,6 +337,7 @@ private:
 		prev_sys_.clear();
 		owners_.clear();
 		end_slots_.clear();
+		sys_slots_.clear();
 	}
 
 	static uint64_t key_of(const sc_key &k) { return (static_cast<uint64_t>(k.id) << 32) | k.nr; }
@@ -347,9 +349,10 @@ private:
 		interval d;
 	};
 
-	// One thread's or process's rows of a report: the syscalls it made in the interval.
+	// One thread's or process's keys at a report: rows, the syscalls it made in the interval;
+	// all_keys, every syscall it made since collection began.
 	struct per_owner {
-		std::vector<row> rows;
+		std::vector<row> rows, all_keys;
 		figures cum;
 		std::map<uint32_t, uint64_t> cum_counts;
 
@@ -359,33 +362,61 @@ private:
 			interval d = since(f, before);
 			before = f;
 			cum += f;
-			if (f.count)
+			if (f.count) {
 				cum_counts[slot] = f.count;
+				all_keys.push_back({id, slot, f, d});
+			}
 			if (d.count)
 				rows.push_back({id, slot, f, d});
 			return d;
 		}
 	};
 
-	// The rows of one id with calls in the interval, most called first, then its totals row.
-	// Adds the slots it reported to `slots`.
-	void emit_owner(uint32_t id, per_owner &po, uint64_t ts, uint64_t interval_ns, std::set<uint32_t> &slots)
+	// The `interval` rows of one id with calls in the interval, most called first, then its
+	// `totals` row; then the `total` rows (since collection began) of the same syscalls and its
+	// `totals` total row. With all (the id's figures are final: it ended, or collection ends),
+	// the total rows cover every syscall it made, even without calls in the interval. Adds the
+	// slots of its interval rows to `slots`.
+	void emit_owner(uint32_t id, per_owner &po, uint64_t ts, uint64_t interval_ns, uint64_t since_ns, bool all,
+			std::set<uint32_t> &slots)
 	{
-		if (po.rows.empty())
+		if (po.rows.empty() && !(all && po.cum.count))
 			return;
 		std::sort(po.rows.begin(), po.rows.end(), [](const row &a, const row &b) {
 			return a.d.count != b.d.count ? a.d.count > b.d.count : a.slot < b.slot;
 		});
 		const owner &o = owner_of(id);
-		interval all;
+		const char *scope = by_thread_ ? "thread" : "process";
+		interval sum;
 		std::map<uint32_t, uint64_t> counts;
 		for (const row &rw : po.rows) {
 			slots.insert(rw.slot);
-			all += rw.d;
+			sum += rw.d;
 			counts[rw.slot] = rw.d.count;
-			emit_row("target", o, ts, rw.slot, rw.d, rw.now, interval_ns);
+			emit_row(scope, "interval", o, ts, rw.slot, rw.d, interval_ns);
 		}
-		emit_totals("target", o, ts, all, po.cum, counts, po.cum_counts, interval_ns);
+		if (!po.rows.empty())
+			emit_totals(scope, "interval", o, ts, sum, counts, interval_ns);
+		std::vector<row> totals = all ? po.all_keys : po.rows;
+		std::sort(totals.begin(), totals.end(), [](const row &a, const row &b) {
+			return a.now.count != b.now.count ? a.now.count > b.now.count : a.slot < b.slot;
+		});
+		for (const row &rw : totals)
+			emit_row(scope, "total", o, ts, rw.slot, whole(rw.now), since_ns);
+		emit_totals(scope, "total", o, ts, whole(po.cum), po.cum_counts, since_ns);
+	}
+
+	// Cumulative figures (since collection began) as the figures of a `total` row.
+	static interval whole(const figures &f)
+	{
+		interval d;
+		d.count = f.count;
+		d.errors = f.errors;
+		d.total_ns = f.total_ns;
+		d.max_ns = f.max_ns;
+		d.min_ns = f.count ? f.min_ns : 0;
+		d.hist = f.hist;
+		return d;
 	}
 
 	// An id with keys ended (its thread, or its process's last thread, exited): its figures are
@@ -411,7 +442,8 @@ private:
 				po.take(key.id, key.nr, merge(stats.data(), stats.size(), epoch_), prev_target_[key_of(key)]);
 			}
 		uint64_t now = e.h.ts_boot_ns;
-		emit_owner(e.id, po, now + host().boot_to_epoch_ns, now - std::min(now, last_tick_ns_), end_slots_);
+		emit_owner(e.id, po, now + host().boot_to_epoch_ns, now - std::min(now, last_tick_ns_),
+			   now - std::min(now, start_ns_), true, end_slots_);
 		for (const auto &key : keys) {
 			bpf_map_delete_elem(t_fd, &key);
 			prev_target_.erase(key_of(key));
@@ -428,6 +460,7 @@ private:
 		if (running)
 			skel_->bss->sc_epoch = ++epoch_;
 		uint64_t interval_ns = now - std::min(now, last_tick_ns_);
+		uint64_t since_ns = now - std::min(now, start_ns_);
 		last_tick_ns_ = now;
 		uint64_t ts = now + host().boot_to_epoch_ns;
 		// Read the system figures at once, before any record is emitted: a call that ends
@@ -442,7 +475,7 @@ private:
 		}
 
 		// ---- per target: one row per (thread or process, syscall) with calls in the interval,
-		// then one totals row per thread or process
+		// then one totals row per thread or process, each set followed by its `total` rows
 		std::map<uint32_t, per_owner> owners;
 		std::vector<sc_stats> stats(static_cast<size_t>(ncpu_));
 		int t_fd = bpf_map__fd(skel_->maps.sc_target);
@@ -476,21 +509,23 @@ private:
 		std::set<uint32_t> target_slots;
 		target_slots.swap(end_slots_); // those of ids that ended in the interval
 		for (auto &[id, po] : owners)
-			emit_owner(id, po, ts, interval_ns, target_slots);
+			emit_owner(id, po, ts, interval_ns, since_ns, !running, target_slots);
 
-		// ---- the whole system
+		// ---- the whole system: its interval rows, then the total rows of the same syscalls
+		// (at the end: of every syscall that had a system row in this activation)
 		if (!have_sys)
 			return;
-		owner system{0, 0, 0, "(system)"};
-		interval all;
+		const owner system{0, 0, 0, ""};
+		interval sum;
 		figures all_cum;
 		std::map<uint32_t, uint64_t> counts, cum_counts;
+		std::vector<std::pair<uint32_t, figures>> totals;
 		for (uint32_t s = 0; s < SC_NR_SLOTS; s++) {
 			figures f = merge(&sys[static_cast<size_t>(s) * ncpu_], ncpu_, ended);
 			figures &before = prev_sys_[s];
 			interval d = since(f, before);
 			before = f;
-			all += d;
+			sum += d;
 			all_cum += f;
 			if (d.count)
 				counts[s] = d.count;
@@ -499,11 +534,19 @@ private:
 			bool want = system_rows_ == "all" ? d.count > 0
 				    : system_rows_ == "target" ? target_slots.count(s) > 0
 								     : false;
-			if (want)
-				emit_row("system", system, ts, s, d, f, interval_ns);
+			if (want) {
+				emit_row("system", "interval", system, ts, s, d, interval_ns);
+				sys_slots_.insert(s);
+			}
+			if (f.count && (want || (!running && sys_slots_.count(s))))
+				totals.emplace_back(s, f);
 		}
-		if (all.count)
-			emit_totals("system", system, ts, all, all_cum, counts, cum_counts, interval_ns);
+		if (sum.count)
+			emit_totals("system", "interval", system, ts, sum, counts, interval_ns);
+		for (const auto &[slot, f] : totals)
+			emit_row("system", "total", system, ts, slot, whole(f), since_ns);
+		if (sum.count || (!running && all_cum.count))
+			emit_totals("system", "total", system, ts, whole(all_cum), cum_counts, since_ns);
 	}
 
 	bool read_system(std::vector<sc_stats> &out)
@@ -567,39 +610,38 @@ private:
 		return r;
 	}
 
-	void emit_row(const char *scope, const owner &o, uint64_t ts, uint32_t slot, const interval &d,
-		      const figures &cum, uint64_t interval_ns)
+	// window: "interval" (d is the interval's, interval_ns its length) or "total" (d is since
+	// collection began, interval_ns the time since then).
+	void emit_row(const char *scope, const char *window, const owner &o, uint64_t ts, uint32_t slot,
+		      const interval &d, uint64_t interval_ns)
 	{
 		auto r = make("syscall", o, ts);
-		r.str("scope", scope).str("syscall", names_.of_slot(slot)).u64("nr", slot);
-		figures_fields(r, d, cum);
-		r.u64("interval_ns", interval_ns, PI_FMT_DURATION_NS);
+		r.str("scope", scope)
+			.str("window", window)
+			.u64("interval_ns", interval_ns, PI_FMT_DURATION_NS)
+			.str("syscall", names_.of_slot(slot))
+			.u64("nr", slot);
+		figures_fields(r, d);
 		r.emit(host());
 	}
 
-	void emit_totals(const char *scope, const owner &o, uint64_t ts, const interval &d, const figures &cum,
-			 const std::map<uint32_t, uint64_t> &counts, const std::map<uint32_t, uint64_t> &cum_counts,
-			 uint64_t interval_ns)
+	void emit_totals(const char *scope, const char *window, const owner &o, uint64_t ts, const interval &d,
+			 const std::map<uint32_t, uint64_t> &counts, uint64_t interval_ns)
 	{
 		auto r = make("totals", o, ts);
-		r.str("scope", scope);
-		figures_fields(r, d, cum);
-		auto top_fields = [&](const char *names_key, const char *counts_key, const std::map<uint32_t, uint64_t> &c) {
-			std::vector<std::string> n;
-			std::vector<uint64_t> v;
-			for (const auto &[slot, count] : top(c, 3)) {
-				n.push_back(names_.of_slot(slot));
-				v.push_back(count);
-			}
-			r.strv(names_key, n).u64v(counts_key, std::move(v));
-		};
-		top_fields("top", "top_count", counts);
-		top_fields("cum_top", "cum_top_count", cum_counts);
-		r.u64("interval_ns", interval_ns, PI_FMT_DURATION_NS);
+		r.str("scope", scope).str("window", window).u64("interval_ns", interval_ns, PI_FMT_DURATION_NS);
+		figures_fields(r, d);
+		std::vector<std::string> n;
+		std::vector<uint64_t> v;
+		for (const auto &[slot, count] : top(counts, 3)) {
+			n.push_back(names_.of_slot(slot));
+			v.push_back(count);
+		}
+		r.strv("top", n).u64v("top_count", std::move(v));
 		r.emit(host());
 	}
 
-	static void figures_fields(sdk::record &r, const interval &d, const figures &cum)
+	static void figures_fields(sdk::record &r, const interval &d)
 	{
 		r.u64("count", d.count)
 			.u64("errors", d.errors)
@@ -607,14 +649,7 @@ private:
 			.u64("avg_ns", d.avg_ns(), PI_FMT_DURATION_NS)
 			.u64("max_ns", d.max_ns, PI_FMT_DURATION_NS)
 			.u64("min_ns", d.min_ns, PI_FMT_DURATION_NS)
-			.u64v("hist_ns", std::vector<uint64_t>(d.hist.begin(), d.hist.end()), PI_FMT_LOG2_HIST)
-			.u64("cum_count", cum.count)
-			.u64("cum_errors", cum.errors)
-			.u64("cum_total_ns", cum.total_ns, PI_FMT_DURATION_NS)
-			.u64("cum_avg_ns", cum.count ? cum.total_ns / cum.count : 0, PI_FMT_DURATION_NS)
-			.u64("cum_max_ns", cum.max_ns, PI_FMT_DURATION_NS)
-			.u64("cum_min_ns", cum.count ? cum.min_ns : 0, PI_FMT_DURATION_NS)
-			.u64v("cum_hist_ns", std::vector<uint64_t>(cum.hist.begin(), cum.hist.end()), PI_FMT_LOG2_HIST);
+			.u64v("hist_ns", std::vector<uint64_t>(d.hist.begin(), d.hist.end()), PI_FMT_LOG2_HIST);
 	}
 
 	config cfg_;
@@ -631,6 +666,8 @@ private:
 	uint32_t run_ = 0;
 	uint64_t epoch_ = 0;
 	uint64_t last_tick_ns_ = 0;
+	uint64_t start_ns_ = 0; // boot ns when the activation began: the window of `total` rows
+	std::set<uint32_t> sys_slots_; // syscalls with system rows in this activation
 	std::unordered_map<uint64_t, figures> prev_target_; // (id << 32 | slot) -> last cumulative
 	std::unordered_map<uint32_t, figures> prev_sys_;
 	std::unordered_map<uint32_t, owner> owners_;

@@ -492,8 +492,8 @@ private:
 		if (f.str("window") != "interval")
 			return; // "total" repeats what the intervals already added
 		auto hist = f.u64v("hist_ns");
-		if (event == "system") {
-			reg_.add_log2(*sched_delay_, {"system", "", ""}, hist.data(), hist.size(), f.num("sum_ns"));
+		if (f.str("scope") == "system") {
+			reg_.add_log2(*sched_delay_, {"system", "", ""}, hist.data(), hist.size(), f.num("total_ns"));
 			reg_.add(*sched_untimed_, {"system", "", ""}, f.num("untimed"));
 			return;
 		}
@@ -504,7 +504,7 @@ private:
 		}
 		uint32_t o = own(r);
 		std::string pid = pid_text(r.pid);
-		reg_.add_log2(*sched_delay_, {"target", pid, comm(r)}, hist.data(), hist.size(), f.num("sum_ns"), o);
+		reg_.add_log2(*sched_delay_, {"target", pid, comm(r)}, hist.data(), hist.size(), f.num("total_ns"), o);
 		reg_.add(*sched_untimed_, {"target", pid, comm(r)}, f.num("untimed"), o);
 	}
 
@@ -513,7 +513,10 @@ private:
 	void syscall(const pi_record &r, std::string_view event, const fields &f)
 	{
 		const bool system = f.str("scope") == "system";
+		const bool total = f.str("window") == "total";
 		if (event == "totals") {
+			if (total)
+				return; // the intervals add up to it
 			// all syscalls of a process (or of the system) in the interval: the latency
 			// distribution
 			auto hist = f.u64v("hist_ns");
@@ -531,9 +534,12 @@ private:
 		std::string_view name = f.str("syscall");
 		if (system) {
 			// System rows come only for some syscalls in some intervals (the probe's
-			// system_rows): the cumulative figures give complete counts.
+			// system_rows): the total rows beside them (figures since collection began) give
+			// complete counts.
+			if (!total)
+				return;
 			auto &prev = sys_cum_[f.u64("nr")];
-			cumulative now{f.u64("cum_count"), f.u64("cum_errors"), f.u64("cum_total_ns")};
+			cumulative now{f.u64("count"), f.u64("errors"), f.u64("total_ns")};
 			cumulative d = now;
 			if (now.count >= prev.count && now.errors >= prev.errors && now.ns >= prev.ns)
 				d = {now.count - prev.count, now.errors - prev.errors, now.ns - prev.ns};
@@ -543,6 +549,8 @@ private:
 			reg_.add(*syscall_time_, {"system", "", "", name}, static_cast<double>(d.ns));
 			return;
 		}
+		if (total)
+			return; // the target's interval rows add up to it
 		uint32_t o = own(r);
 		std::string pid = pid_text(r.pid);
 		reg_.add(*syscalls_, {"target", pid, comm(r), name}, f.num("count"), o);
@@ -555,7 +563,7 @@ private:
 	void resource(const pi_record &r, std::string_view event, const fields &f)
 	{
 		const double interval = f.num("interval_ns");
-		if (event == "system") {
+		if (f.str("scope") == "system") {
 			const double n = f.num("ncpu");
 			const double cpu_time = interval * n / 100.0; // ns of CPU time per percent
 			reg_.set(*cpus_, {}, n);
@@ -629,7 +637,7 @@ private:
 	struct cumulative {
 		uint64_t count = 0, errors = 0, ns = 0;
 	};
-	std::unordered_map<uint64_t, cumulative> sys_cum_; // syscall slot -> its cumulative system figures
+	std::unordered_map<uint64_t, cumulative> sys_cum_; // syscall slot -> its system total row's figures
 	uint64_t last_check_ns_ = 0;
 	uint64_t last_maintain_ns_ = 0;
 	uint32_t check_cursor_ = 0;

@@ -64,6 +64,10 @@ TEST_CASE("keytime: the whole life of the demo workload, from -- CMD")
 			continue;
 		INFO(rec.dump());
 		CHECK(family.count(rec["pid"].get<long>()));
+		// events, not periodic rows: the process they are about, identified by its start
+		CHECK(rec["pid_start_ns"].get<uint64_t>() > 0);
+		CHECK_FALSE(rec.contains("scope"));
+		CHECK_FALSE(rec.contains("window"));
 	}
 
 	// birth: the exec of the demo itself, from before its first instruction

@@ -33,7 +33,7 @@ struct tally {
 	uint64_t execve_calls = 0;            // syscall: execve calls in target rows
 	std::set<uint32_t> execve_pids;       // pids with an execve row
 	uint64_t system_execve = 0;           // syscall: execve calls in system rows
-	size_t target_rows = 0;               // syscall rows of scope "target"
+	size_t target_rows = 0;               // syscall rows of the target (scope "thread" or "process")
 };
 
 tally read_run(const std::string &path)
@@ -47,7 +47,9 @@ tally read_run(const std::string &path)
 		bool host = line.find("\"probe\":\"procimage\"") != std::string::npos;
 		bool exec = line.find("\"event\":\"exec\"") != std::string::npos;
 		bool execve = line.find("\"syscall\":\"execve\"") != std::string::npos;
-		bool target_row = line.find("\"scope\":\"target\"") != std::string::npos;
+		bool target_row = line.find("\"probe\":\"syscall\"") != std::string::npos &&
+				  (line.find("\"scope\":\"process\"") != std::string::npos ||
+				   line.find("\"scope\":\"thread\"") != std::string::npos);
 		if (!host && !exec && !execve && !target_row)
 			continue;
 		json r = json::parse(line);
@@ -62,9 +64,12 @@ tally read_run(const std::string &path)
 			t.true_pids.insert(r["pid"].get<uint32_t>());
 		}
 		if (r["probe"] == "syscall" && r["event"] == "syscall") {
-			if (r["scope"] == "target")
+			const bool target = r["scope"] == "process" || r["scope"] == "thread";
+			if (target)
 				t.target_rows++;
-			if (execve && r["scope"] == "target") {
+			if (r["window"] != "interval")
+				continue; // the total rows repeat the intervals' calls
+			if (execve && target) {
 				t.execve_calls += r["count"].get<uint64_t>();
 				t.execve_pids.insert(r["pid"].get<uint32_t>());
 			} else if (execve && r["scope"] == "system") {

@@ -144,6 +144,8 @@ TEST_CASE("profile: the hot function holds most samples, and samples match CPU t
 		}
 		CHECK(r["pid_start_ns"].get<uint64_t>() > 0);
 		CHECK(r["interval_ns"].get<uint64_t>() > 0);
+		CHECK(r["scope"] == "thread");
+		CHECK(r["window"] == "interval");
 		CHECK(r["ustack"].is_array());
 		recorded += r["samples"].get<uint64_t>();
 	}

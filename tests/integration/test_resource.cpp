@@ -118,11 +118,17 @@ TEST_CASE("resource: CPU time, bytes and RSS agree with the kernel's accounting 
 	for (const auto &rec : procs) {
 		INFO(rec.dump());
 		CHECK(rec["pid"] == pid); // nothing but the command (it starts no other process)
-		CHECK(rec["tid"] == pid);
+		CHECK(rec["tid"] == 0);   // a process row
+		CHECK(rec["scope"] == "process");
+		CHECK(rec["window"] == "interval");
+		CHECK(rec.contains("pid_start_ns"));
 	}
 	for (const auto &rec : threads) {
 		INFO(rec.dump());
 		CHECK(rec["pid"] == pid);
+		CHECK(rec["scope"] == "thread");
+		CHECK(rec["window"] == "interval");
+		CHECK(rec.contains("pid_start_ns"));
 	}
 
 	// 1. while the workload holds still after noting its accounting, every process figure is
@@ -227,6 +233,12 @@ TEST_CASE("resource: CPU time, bytes and RSS agree with the kernel's accounting 
 		CHECK(s["cpu_pct"].get<double>() <= 100.0);
 		CHECK(u(s, "mem_total_bytes") == mem_total);
 		CHECK(u(s, "mem_used_bytes") < mem_total);
+		CHECK(s["scope"] == "system");
+		CHECK(s["window"] == "interval");
+		CHECK(s["pid"] == 0);
+		CHECK(s["tid"] == 0);
+		CHECK(s["comm"] == "");
+		CHECK_FALSE(s.contains("pid_start_ns"));
 	}
 	// while the busy thread spins, the system is at least one CPU busy (the /proc/stat ticks
 	// are 10 ms: 2% of a 500 ms interval)
@@ -295,6 +307,8 @@ TEST_CASE("resource: -p 0 -c N reports that CPU's idle time")
 	for (const auto &c : cpus) {
 		INFO(c.dump());
 		CHECK(c["cpu"] == 1);
+		CHECK(c["scope"] == "thread"); // the idle task of CPU 1
+		CHECK(c["window"] == "interval");
 		CHECK(c["online"] == true);
 		const double idle = c["idle_pct"].get<double>(), busy = c["busy_pct"].get<double>();
 		CHECK(std::fabs(idle + busy - 100.0) < 0.01);

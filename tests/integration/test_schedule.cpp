@@ -55,12 +55,32 @@ std::vector<json> select(const std::vector<json> &recs, const std::string &event
 	return out;
 }
 
+// A thread's figures over the whole activation: its last `total` row (total rows also come
+// at every interval, as running totals; the final ones are sent at the end, after them).
 const json *thread_total(const std::vector<json> &recs, long long tid)
 {
+	const json *last = nullptr;
 	for (const auto &r : recs)
 		if (r.value("probe", "") == "schedule" && r["event"] == "thread" && r["window"] == "total" && r["tid"] == tid)
-			return &r;
-	return nullptr;
+			last = &r;
+	return last;
+}
+
+// The last `total` row of each task of an event (by pid and tid): the final figures.
+std::vector<json> finals(const std::vector<json> &recs, const std::string &event)
+{
+	std::vector<json> out;
+	std::map<std::pair<long long, long long>, size_t> at;
+	for (const auto &r : select(recs, event, "total")) {
+		auto key = std::make_pair(r["pid"].get<long long>(), r["tid"].get<long long>());
+		if (auto it = at.find(key); it != at.end()) {
+			out[it->second] = r;
+		} else {
+			at[key] = out.size();
+			out.push_back(r);
+		}
+	}
+	return out;
 }
 
 void no_loss(const std::vector<json> &recs)
@@ -188,7 +208,7 @@ TEST_CASE("schedule: each thread's run-queue delay agrees with the kernel's sche
 		CHECK(w.at("start_pcount") >= 1);
 		CHECK(w.at("start_run_delay_ns") <= run_delay);
 		REQUIRE(run_delay > 100000000LL); // contention really happened: > 100 ms of waiting
-		const double sum = tot->at("sum_ns").get<double>();
+		const double sum = tot->at("total_ns").get<double>();
 		CHECK(std::abs(sum - static_cast<double>(run_delay)) <= 0.02 * static_cast<double>(run_delay));
 		// pcount counts the times the thread got the CPU after a measured wait: one per wait,
 		// as the probe's count of waits (timed or not). The probe may have one or two more
@@ -214,44 +234,57 @@ TEST_CASE("schedule: each thread's run-queue delay agrees with the kernel's sche
 			if (i["tid"] != tid)
 				continue;
 			icount += i["count"].get<uint64_t>();
-			isum += i["sum_ns"].get<uint64_t>();
+			isum += i["total_ns"].get<uint64_t>();
 			imax = std::max(imax, i["max_ns"].get<uint64_t>());
 		}
 		CHECK(icount == tot->at("count").get<uint64_t>());
-		CHECK(isum == tot->at("sum_ns").get<uint64_t>());
+		CHECK(isum == tot->at("total_ns").get<uint64_t>());
 		CHECK(imax <= tot->at("max_ns").get<uint64_t>());
 		workers_count += tot->at("count").get<uint64_t>();
-		workers_sum += tot->at("sum_ns").get<uint64_t>();
+		workers_sum += tot->at("total_ns").get<uint64_t>();
 	}
 
 	// the process record is the sum of its threads; the system includes them all
-	auto ptot = select(recs, "process", "total");
+	auto ptot = finals(recs, "process");
 	REQUIRE(ptot.size() == 1);
 	CHECK(ptot[0]["pid"] == pid);
+	CHECK(ptot[0]["tid"] == 0); // a process row
+	CHECK(ptot[0]["scope"] == "process");
 	CHECK(ptot[0]["threads"].get<long>() >= workers);
 	uint64_t all_count = 0, all_sum = 0;
-	for (const auto &tt : select(recs, "thread", "total")) {
+	for (const auto &tt : finals(recs, "thread")) {
 		CHECK(tt["pid"] == pid);
+		CHECK(tt["scope"] == "thread");
 		all_count += tt["count"].get<uint64_t>();
-		all_sum += tt["sum_ns"].get<uint64_t>();
+		all_sum += tt["total_ns"].get<uint64_t>();
 	}
 	CHECK(ptot[0]["count"] == all_count);
-	CHECK(ptot[0]["sum_ns"] == all_sum);
-	// every interval record carries the running totals: the process's last one has reached
-	// the total, and they never go down
+	CHECK(ptot[0]["total_ns"] == all_sum);
+	// beside the interval records, total records carry the running totals of the same
+	// process: they never go down, and the last one is the final total
 	auto pint = select(recs, "process", "interval");
+	auto prun = select(recs, "process", "total");
 	REQUIRE(!pint.empty());
-	uint64_t running = 0;
-	for (const auto &r : pint) {
-		CHECK(r["cum_count"].get<uint64_t>() >= running);
-		running = r["cum_count"].get<uint64_t>();
+	REQUIRE(prun.size() >= pint.size());
+	uint64_t running = 0, running_ns = 0, since = 0;
+	for (const auto &r : prun) {
+		CHECK(r["count"].get<uint64_t>() >= running);
+		CHECK(r["total_ns"].get<uint64_t>() >= running_ns);
+		CHECK(r["interval_ns"].get<uint64_t>() >= since); // time since collection began
+		running = r["count"].get<uint64_t>();
+		running_ns = r["total_ns"].get<uint64_t>();
+		since = r["interval_ns"].get<uint64_t>();
 	}
 	CHECK(running == ptot[0]["count"].get<uint64_t>());
-	CHECK(pint.back()["cum_sum_ns"] == ptot[0]["sum_ns"]);
-	auto stot = select(recs, "system", "total");
+	CHECK(running_ns == ptot[0]["total_ns"].get<uint64_t>());
+	for (const auto *k : {"cum_count", "cum_sum_ns", "sum_ns", "window_ns"})
+		CHECK_FALSE(pint.back().contains(k));
+	auto stot = finals(recs, "system");
 	REQUIRE(stot.size() == 1);
+	CHECK(stot[0]["scope"] == "system");
+	CHECK(stot[0]["comm"] == "");
 	CHECK(stot[0]["count"].get<uint64_t>() >= workers_count);
-	CHECK(stot[0]["sum_ns"].get<uint64_t>() >= workers_sum);
+	CHECK(stot[0]["total_ns"].get<uint64_t>() >= workers_sum);
 	CHECK(stot[0]["cpus"] == ncpus());
 }
 
@@ -349,10 +382,10 @@ TEST_CASE("schedule: -P targets one running process; a thread that ends keeps it
 	auto s = std::find_if(recs.begin(), recs.end(), [](const json &e) { return e["event"] == "summary"; });
 	REQUIRE(s != recs.end());
 	CHECK((*s)["records"].get<long>() >= 1);
-	auto ptot = select(recs, "process", "total");
+	auto ptot = finals(recs, "process");
 	REQUIRE(ptot.size() == 1);
 	CHECK(ptot[0]["count"].get<long long>() >= tot->at("count").get<long long>());
-	REQUIRE(select(recs, "system", "total").size() == 1);
+	REQUIRE(finals(recs, "system").size() == 1);
 }
 
 TEST_CASE("schedule: -p 0 -c N follows the idle task of one CPU")
@@ -387,16 +420,16 @@ TEST_CASE("schedule: -p 0 -c N follows the idle task of one CPU")
 		CHECK(rec["untimed"] == 0); // the kernel never queues an idle task
 		// the idle task's "delay" is the time its CPU was busy with other tasks: never more
 		// than the window, and never overlapping the time the idle task itself ran
-		CHECK(rec["sum_ns"].get<uint64_t>() <= rec["window_ns"].get<uint64_t>());
+		CHECK(rec["total_ns"].get<uint64_t>() <= rec["interval_ns"].get<uint64_t>());
 	}
-	auto tot = select(recs, "thread", "total");
+	auto tot = finals(recs, "thread");
 	if (tot.empty()) {
 		WARN("CPU " << cpu << " never went idle while traced (a busy machine): only the record "
 			    "identities were checked");
 		return;
 	}
 	INFO(tot[0].dump() << " idle time during the workload: " << idle);
-	const uint64_t window = tot[0]["window_ns"], sum = tot[0]["sum_ns"];
+	const uint64_t window = tot[0]["interval_ns"], sum = tot[0]["total_ns"];
 	// USER_HZ ticks: allow three of them
 	CHECK(sum + idle <= window + 3 * (1000000000ULL / static_cast<uint64_t>(sysconf(_SC_CLK_TCK))));
 	if (idle >= 150000000ULL) {

@@ -36,27 +36,36 @@ struct counts {
 	uint64_t calls = 0;
 	uint64_t errors = 0;
 	uint64_t max_ns = 0;
-	uint64_t last_cum = 0; // cum_count of the last row
+	uint64_t last_total = 0; // count of the last total row
 };
 
-// Sum the interval rows of one scope, by syscall name, for the records pred accepts.
+// A row of the target (a thread's or a process's), as opposed to the system's.
+bool is_target(const json &r) { return r["scope"] == "thread" || r["scope"] == "process"; }
+bool in_scope(const json &r, const std::string &scope) { return scope == "target" ? is_target(r) : r["scope"] == scope; }
+
+// Sum the interval rows of one scope ("target": thread or process rows; "system"), by syscall
+// name, for the records pred accepts; note the count of the last total row.
 std::map<std::string, counts> per_syscall(const std::vector<json> &recs, const std::string &scope,
 					  const std::function<bool(const json &)> &pred)
 {
 	std::map<std::string, counts> m;
-	for (const auto &r : select(recs, "syscall", [&](const json &r) { return r["scope"] == scope && pred(r); })) {
+	for (const auto &r : select(recs, "syscall", [&](const json &r) { return in_scope(r, scope) && pred(r); })) {
 		auto &c = m[r["syscall"].get<std::string>()];
-		c.calls += r["count"].get<uint64_t>();
-		c.errors += r["errors"].get<uint64_t>();
-		c.max_ns = std::max(c.max_ns, r["max_ns"].get<uint64_t>());
-		c.last_cum = r["cum_count"].get<uint64_t>();
-		// the cumulative histogram holds every call counted so far (the target's calls are
+		if (r["window"] == "interval") {
+			c.calls += r["count"].get<uint64_t>();
+			c.errors += r["errors"].get<uint64_t>();
+			c.max_ns = std::max(c.max_ns, r["max_ns"].get<uint64_t>());
+			continue;
+		}
+		REQUIRE(r["window"] == "total");
+		c.last_total = r["count"].get<uint64_t>();
+		// the histogram of a total row holds every call counted so far (the target's calls are
 		// always timed; the system's only in the default "latency" mode)
 		if (scope == "target") {
 			uint64_t in_hist = 0;
-			for (const auto &b : r["cum_hist_ns"])
+			for (const auto &b : r["hist_ns"])
 				in_hist += b.get<uint64_t>();
-			CHECK(in_hist == c.last_cum);
+			CHECK(in_hist == c.last_total);
 		}
 	}
 	return m;
@@ -218,10 +227,14 @@ TEST_CASE("syscall: exact counts, errors and latency of a known workload, and st
 
 	// Only the workload's threads are in the target rows, under the name they have after the
 	// exec (procimage's child may make a few calls under procimage's name before it).
-	for (const auto &rec : select(recs, "syscall", [](const json &r) { return r["scope"] == "target"; })) {
+	for (const auto &rec : select(recs, "syscall", [](const json &r) { return is_target(r); })) {
 		INFO(rec.dump());
 		CHECK(rec["pid"] == pid);
 		CHECK(rec["comm"] == "wl-syscall");
+		CHECK(rec["scope"] == "thread"); // "by": "thread"
+		CHECK(rec["tid"] != 0);
+		for (const auto *k : {"cum_count", "cum_total_ns", "cum_hist_ns"})
+			CHECK_FALSE(rec.contains(k));
 	}
 
 	// 1. The worker thread: exactly what it did.
@@ -238,7 +251,7 @@ TEST_CASE("syscall: exact counts, errors and latency of a known workload, and st
 	CHECK(w["nanosleep"].calls == 1);
 	for (const auto &[name, c] : w) {
 		INFO(name);
-		CHECK(c.last_cum == c.calls); // the cumulative figure of the last row is the sum
+		CHECK(c.last_total == c.calls); // the last total row's count is the sum of the intervals
 	}
 	// The 100 ms sleep: its latency, within 5 ms, and within what the workload measured
 	// around it with its own clock.
@@ -290,18 +303,24 @@ TEST_CASE("syscall: exact counts, errors and latency of a known workload, and st
 	CHECK(std::count_if(batches.begin(), batches.end(), [](const json &b) { return b["reason"] == "exit"; }) <= 1);
 
 	// 3. The totals of the worker: its top 3 by count.
-	auto totals = select(recs, "totals", [&](const json &r) { return r["scope"] == "target" && r["tid"] == worker; });
+	auto totals = select(recs, "totals", [&](const json &r) {
+		return is_target(r) && r["tid"] == worker && r["window"] == "total";
+	});
 	REQUIRE(!totals.empty());
-	CHECK(totals.back()["cum_top"] == json::array({"getppid", "write", "read"}));
-	CHECK(totals.back()["cum_top_count"] == json::array({1000, 512, 256}));
+	CHECK(totals.back()["top"] == json::array({"getppid", "write", "read"}));
+	CHECK(totals.back()["top_count"] == json::array({1000, 512, 256}));
 
 	// 4. The system figures contain the workload's.
 	auto sys = per_syscall(recs, "system", [](const json &) { return true; });
 	CHECK(sys["getppid"].calls >= 1000);
 	CHECK(sys["openat"].errors >= 5);
 	CHECK(sys["nanosleep"].max_ns >= sleep_ns);
-	for (const auto &s : select(recs, "syscall", [](const json &r) { return r["scope"] == "system"; }))
+	for (const auto &s : select(recs, "syscall", [](const json &r) { return r["scope"] == "system"; })) {
 		CHECK(s["pid"] == 0);
+		CHECK(s["tid"] == 0);
+		CHECK(s["comm"] == "");
+		CHECK_FALSE(s.contains("pid_start_ns"));
+	}
 
 	// 5. strace -c on the same program counts the same calls, for every syscall. Our -- CMD
 	// start may see a few calls of the command's process before it execs (procimage's forked
@@ -451,7 +470,7 @@ TEST_CASE("syscall: another process as target; the system figures still count th
 
 		// nothing about the busy workload in the target's rows or sequences
 		for (const auto &e : recs) {
-			if (e.value("probe", "") != "syscall" || e.value("scope", "target") == "system")
+			if (e.value("probe", "") != "syscall" || e.value("scope", "") == "system")
 				continue;
 			INFO(e.dump());
 			CHECK(e["pid"] == idle.pid);
@@ -480,15 +499,18 @@ TEST_CASE("syscall: another process as target; the system figures still count th
 			for (const auto &e : select(recs, "syscall", [](const json &e) { return e["scope"] == "system"; })) {
 				INFO(e.dump());
 				CHECK(e["total_ns"] == 0);
-				CHECK(e["cum_max_ns"] == 0);
+				if (e["window"] == "total")
+					CHECK(e["max_ns"] == 0);
 			}
 		}
-		auto stot = select(recs, "totals", [](const json &e) { return e["scope"] == "system"; });
+		auto sint = select(recs, "totals", [](const json &e) { return e["scope"] == "system" && e["window"] == "interval"; });
+		auto stot = select(recs, "totals", [](const json &e) { return e["scope"] == "system" && e["window"] == "total"; });
+		REQUIRE(!sint.empty());
 		REQUIRE(!stot.empty());
 		uint64_t sum = 0;
-		for (const auto &s : stot)
+		for (const auto &s : sint)
 			sum += s["count"].get<uint64_t>();
-		CHECK(sum == stot.back()["cum_count"].get<uint64_t>());
+		CHECK(sum == stot.back()["count"].get<uint64_t>());
 	}
 }
 
@@ -563,9 +585,15 @@ TEST_CASE("syscall: procimage-ctl -s N sets the batch per activation, and each a
 	CHECK(got == want);
 	REQUIRE(seq.size() == 5);
 	CHECK(seq[3]["first"] == 0);
-	auto rows = select(recs, "syscall", [&](const json &e) { return e["scope"] == "target" && e["syscall"] == "getppid"; });
+	auto rows = select(recs, "syscall", [&](const json &e) {
+		return is_target(e) && e["syscall"] == "getppid" && e["window"] == "interval";
+	});
+	auto runs = select(recs, "syscall", [&](const json &e) {
+		return is_target(e) && e["syscall"] == "getppid" && e["window"] == "total";
+	});
 	REQUIRE(!rows.empty());
-	CHECK(rows.back()["cum_count"] == 6); // the second activation's figures only
+	REQUIRE(!runs.empty());
+	CHECK(runs.back()["count"] == 6); // the second activation's figures only
 	uint64_t total = 0;
 	for (const auto &r : rows)
 		total += r["count"].get<uint64_t>();

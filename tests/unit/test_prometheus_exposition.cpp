@@ -52,13 +52,16 @@ std::vector<uint64_t> slots(std::initializer_list<std::pair<size_t, uint64_t>> v
 	return h;
 }
 
+// A schedule record of event system, process or thread (the event is its scope).
 sdk::record sched(const char *event, uint32_t pid, const char *comm, const char *window, std::vector<uint64_t> hist,
-		  uint64_t sum_ns, uint64_t untimed = 0)
+		  uint64_t total_ns, uint64_t untimed = 0)
 {
 	sdk::record r("schedule", event);
-	r.ts(TS).ids(pid, pid).comm(comm).pid_start(pid ? 5000 : 0);
-	r.str("window", window).u64("count", 0).u64("sum_ns", sum_ns).u64("untimed", untimed).u64v("hist_ns", std::move(hist),
-												       PI_FMT_LOG2_HIST);
+	const std::string scope = event;
+	r.ts(TS).ids(pid, scope == "thread" ? pid : 0).comm(comm).pid_start(pid ? 5000 : 0);
+	r.str("scope", scope).str("window", window).u64("interval_ns", S).u64("count", 0).u64("total_ns", total_ns)
+		.u64("untimed", untimed)
+		.u64v("hist_ns", std::move(hist), PI_FMT_LOG2_HIST);
 	return r;
 }
 
@@ -86,17 +89,17 @@ sdk::record oncpu(uint32_t pid, const char *comm, uint64_t start, uint64_t dur)
 	return r;
 }
 
-sdk::record sys_row(const char *scope, uint32_t pid, const char *name, uint64_t nr, uint64_t count, uint64_t errors,
-		    uint64_t total_ns, uint64_t cum_count, uint64_t cum_errors, uint64_t cum_total_ns)
+// A syscall row: scope process (pid set, tid 0) or system; window interval or total.
+sdk::record sys_row(const char *scope, const char *window, uint32_t pid, const char *name, uint64_t nr, uint64_t count,
+		    uint64_t errors, uint64_t total_ns)
 {
 	sdk::record r("syscall", "syscall");
-	r.ts(TS).ids(pid, 0).comm(pid ? "wl" : "(system)").pid_start(pid ? 5000 : 0);
-	r.str("scope", scope).str("syscall", name).u64("nr", nr).u64("count", count).u64("errors", errors)
+	r.ts(TS).ids(pid, 0).comm(pid ? "wl" : "").pid_start(pid ? 5000 : 0);
+	r.str("scope", scope).str("window", window).u64("interval_ns", S).str("syscall", name).u64("nr", nr)
+		.u64("count", count)
+		.u64("errors", errors)
 		.u64("total_ns", total_ns)
-		.u64v("hist_ns", slots({}), PI_FMT_LOG2_HIST)
-		.u64("cum_count", cum_count)
-		.u64("cum_errors", cum_errors)
-		.u64("cum_total_ns", cum_total_ns);
+		.u64v("hist_ns", slots({}), PI_FMT_LOG2_HIST);
 	return r;
 }
 
@@ -149,8 +152,8 @@ TEST_CASE("prometheus: exact text exposition, with escaping and histogram bucket
 {
 	prom::exporter e(opts());
 	// slot 9 (512..1023 ns) x2, slot 12 (4096..8191 ns) x1, slot 39 (beyond 17 s) x1
-	feed(e, sched("system", 0, "[system]", "interval", slots({{9, 2}, {12, 1}, {39, 1}}), 600000006200ULL, 3));
-	feed(e, sched("system", 0, "[system]", "total", slots({{9, 50}}), 999)); // totals repeat intervals: ignored
+	feed(e, sched("system", 0, "", "interval", slots({{9, 2}, {12, 1}, {39, 1}}), 600000006200ULL, 3));
+	feed(e, sched("system", 0, "", "total", slots({{9, 50}}), 999)); // totals repeat intervals: ignored
 	// a comm with a double quote, a backslash, a line feed and an invalid UTF-8 byte
 	feed(e, exec_rec("a\"b\\c\nd\xff", -2));
 
@@ -237,7 +240,8 @@ TEST_CASE("prometheus: a new count is exposed at 0 once, so that increase() sees
 	feed(e, exec_rec("wl", 0));
 	feed(e, sched("process", 42, "wl", "interval", slots({{9, 5}}), 3000));
 	sdk::record p("resource", "process");
-	p.ts(TS).ids(42, 42).comm("wl").pid_start(5000).u64("cpu_total_ns", 7 * S).u64("threads", 3);
+	p.ts(TS).ids(42, 0).comm("wl").pid_start(5000).str("scope", "process").str("window", "interval")
+		.u64("cpu_total_ns", 7 * S).u64("threads", 3);
 	feed(e, p);
 	std::string first = e.scrape(false);
 	CHECK(value_of(first, "procimage_execs_total{comm=\"wl\",result=\"ok\"}") == 0);
@@ -354,22 +358,33 @@ TEST_CASE("prometheus: events are counted, not turned into gauges")
 	CHECK(value_of(text, "procimage_offcpu_seconds_total{pid=\"42\",comm=\"wl\",reason=\"sleeping\"}") == 3);
 }
 
-TEST_CASE("prometheus: syscall counts, system rows from the cumulative figures")
+TEST_CASE("prometheus: syscall counts, target from the interval rows, system from the total rows")
 {
 	prom::exporter e(opts());
-	// target rows carry the interval's calls
-	feed(e, sys_row("target", 42, "getppid", 110, 1000, 0, 200000, 1000, 0, 200000));
-	feed(e, sys_row("target", 42, "getppid", 110, 500, 0, 100000, 1500, 0, 300000));
-	feed(e, sys_row("target", 42, "openat", 257, 5, 5, 5000, 5, 5, 5000));
-	// system rows may skip intervals: the cumulative figures count what happened meanwhile
-	feed(e, sys_row("system", 0, "getppid", 110, 1000, 0, 0, 1000, 0, 250000));
-	feed(e, sys_row("system", 0, "getppid", 110, 10, 0, 0, 2500, 0, 500000)); // 1500 since: 1490 unreported
-	feed(e, sys_row("system", 0, "getppid", 110, 40, 0, 0, 40, 0, 8000));     // a new activation
+	// target interval rows carry the interval's calls; the total rows beside them repeat them
+	feed(e, sys_row("process", "interval", 42, "getppid", 110, 1000, 0, 200000));
+	feed(e, sys_row("process", "total", 42, "getppid", 110, 1000, 0, 200000));
+	feed(e, sys_row("process", "interval", 42, "getppid", 110, 500, 0, 100000));
+	feed(e, sys_row("process", "total", 42, "getppid", 110, 1500, 0, 300000));
+	feed(e, sys_row("process", "interval", 42, "openat", 257, 5, 5, 5000));
+	feed(e, sys_row("process", "total", 42, "openat", 257, 5, 5, 5000));
+	// system rows may skip intervals: the total rows count what happened meanwhile
+	feed(e, sys_row("system", "interval", 0, "getppid", 110, 1000, 0, 0));
+	feed(e, sys_row("system", "total", 0, "getppid", 110, 1000, 0, 250000));
+	feed(e, sys_row("system", "interval", 0, "getppid", 110, 10, 0, 0));
+	feed(e, sys_row("system", "total", 0, "getppid", 110, 2500, 0, 500000)); // 1500 since: 1490 unreported
+	feed(e, sys_row("system", "interval", 0, "getppid", 110, 40, 0, 0));
+	feed(e, sys_row("system", "total", 0, "getppid", 110, 40, 0, 8000)); // a new activation
 	sdk::record tot("syscall", "totals");
 	tot.ts(TS).ids(42, 0).comm("wl").pid_start(5000);
-	tot.str("scope", "target").u64("count", 1505).u64("total_ns", 305000).u64v("hist_ns", slots({{7, 1500}, {10, 5}}),
-										  PI_FMT_LOG2_HIST);
+	tot.str("scope", "process").str("window", "interval").u64("interval_ns", S).u64("count", 1505).u64("total_ns", 305000)
+		.u64v("hist_ns", slots({{7, 1500}, {10, 5}}), PI_FMT_LOG2_HIST);
 	feed(e, tot);
+	sdk::record run("syscall", "totals"); // its running total: already in the histogram
+	run.ts(TS).ids(42, 0).comm("wl").pid_start(5000);
+	run.str("scope", "process").str("window", "total").u64("interval_ns", 2 * S).u64("count", 1505).u64("total_ns", 305000)
+		.u64v("hist_ns", slots({{7, 1500}, {10, 5}}), PI_FMT_LOG2_HIST);
+	feed(e, run);
 	std::string text = settled(e);
 	CHECK(value_of(text, "procimage_syscalls_total{scope=\"target\",pid=\"42\",comm=\"wl\",syscall=\"getppid\"}") == 1500);
 	CHECK(value_of(text, "procimage_syscall_errors_total{scope=\"target\",pid=\"42\",comm=\"wl\",syscall=\"openat\"}") == 5);
@@ -388,8 +403,8 @@ TEST_CASE("prometheus: resource figures in base units, target beside system")
 {
 	prom::exporter e(opts()); // 2 CPUs
 	sdk::record p("resource", "process");
-	p.ts(TS).ids(42, 42).comm("wl").pid_start(5000);
-	p.u64("interval_ns", S).f64("cpu_pct", 50.0).u64("cpu_ns", S / 2).u64("user_ns", S / 4).u64("system_ns", S / 4)
+	p.ts(TS).ids(42, 0).comm("wl").pid_start(5000);
+	p.str("scope", "process").str("window", "interval").u64("interval_ns", S).f64("cpu_pct", 50.0).u64("cpu_ns", S / 2).u64("user_ns", S / 4).u64("system_ns", S / 4)
 		.u64("cpu_total_ns", 7 * S).u64("rss_bytes", 4096 * 3).u64("rss_anon_bytes", 4096).u64("rss_file_bytes", 8192)
 		.u64("rss_shmem_bytes", 0).u64("swap_bytes", 0).u64("storage_read_bytes", 100).u64("storage_write_bytes", 200)
 		.u64("read_total_bytes", 1000).u64("write_total_bytes", 2000).u64("voluntary_switches", 3)
@@ -398,7 +413,7 @@ TEST_CASE("prometheus: resource figures in base units, target beside system")
 	feed(e, p);
 	sdk::record s("resource", "system");
 	s.ts(TS).ids(0, 0).comm("");
-	s.u64("interval_ns", S).u64("ncpu", 2).f64("cpu_pct", 25.0).f64("busy_cpu_pct", 50.0).f64("user_pct", 20.0)
+	s.str("scope", "system").str("window", "interval").u64("interval_ns", S).u64("ncpu", 2).f64("cpu_pct", 25.0).f64("busy_cpu_pct", 50.0).f64("user_pct", 20.0)
 		.f64("system_pct", 5.0).u64("mem_total_bytes", 1 << 30).u64("mem_used_bytes", 1 << 29)
 		.u64("storage_read_bytes", 10).u64("storage_write_bytes", 20);
 	feed(e, s);
@@ -475,7 +490,7 @@ TEST_CASE("prometheus: the series cap refuses new series and counts them")
 	// each target syscall row makes three counter series
 	for (int i = 0; i < 40; i++) {
 		std::string name = "call" + std::to_string(i);
-		feed(e, sys_row("target", 42, name.c_str(), 400 + i, 1, 0, 10, 1, 0, 10));
+		feed(e, sys_row("process", "interval", 42, name.c_str(), 400 + i, 1, 0, 10));
 	}
 	CHECK(e.series_count() == 100);
 	std::string text = settled(e);
@@ -491,11 +506,11 @@ TEST_CASE("prometheus: the series cap refuses new series and counts them")
 	// the same label sets again: refused again, but counted once
 	for (int i = 34; i < 40; i++) {
 		std::string name = "call" + std::to_string(i);
-		feed(e, sys_row("target", 42, name.c_str(), 400 + i, 1, 0, 10, 1, 0, 10));
+		feed(e, sys_row("process", "interval", 42, name.c_str(), 400 + i, 1, 0, 10));
 	}
 	CHECK(e.dropped_series() == refused);
 	// existing series still count
-	feed(e, sys_row("target", 42, "call0", 400, 5, 0, 10, 6, 0, 20));
+	feed(e, sys_row("process", "interval", 42, "call0", 400, 5, 0, 10));
 	text = settled(e);
 	CHECK(value_of(text, "procimage_syscalls_total{scope=\"target\",pid=\"42\",comm=\"wl\",syscall=\"call0\"}") == 6);
 	// a histogram needs 30 series at once: refused as a whole (and the untimed counter with it)
@@ -513,8 +528,8 @@ TEST_CASE("prometheus: a process's gauges leave when it ends; its counters stay 
 	prom::exporter e(o);
 	auto proc = [&](uint32_t pid, uint64_t ts, bool exited) {
 		sdk::record p("resource", "process");
-		p.ts(ts).ids(pid, pid).comm("wl").pid_start(5000 + pid);
-		p.u64("interval_ns", S).f64("cpu_pct", 100.0).u64("cpu_ns", S).u64("cpu_total_ns", 3 * S)
+		p.ts(ts).ids(pid, 0).comm("wl").pid_start(5000 + pid);
+		p.str("scope", "process").str("window", "interval").u64("interval_ns", S).f64("cpu_pct", 100.0).u64("cpu_ns", S).u64("cpu_total_ns", 3 * S)
 			.u64("rss_bytes", 8192).u64("rss_anon_bytes", 4096).u64("rss_file_bytes", 4096).u64("rss_shmem_bytes", 0)
 			.u64("swap_bytes", 0).u64("threads", 2).boolean("exited", exited);
 		feed(e, p);
@@ -591,7 +606,8 @@ TEST_CASE("prometheus: series of ended processes expire, live ones stay")
 
 	// resource's last record of a process says it exited
 	sdk::record last("resource", "process");
-	last.ts(TS + 100 * S).ids(42, 42).comm("wl").pid_start(start42).u64("interval_ns", S).u64("cpu_total_ns", S)
+	last.ts(TS + 100 * S).ids(42, 0).comm("wl").pid_start(start42).str("scope", "process").str("window", "interval")
+		.u64("interval_ns", S).u64("cpu_total_ns", S)
 		.boolean("exited", true);
 	feed(e, last);
 	e.maintain(TS + 159 * S);

@@ -142,13 +142,22 @@ TEST_CASE("report model: collected figures, system beside the process, and losse
 		     {"interval_ns", 8'000'000}, {"cpu_pct", 50.0}, {"rss_bytes", 4096}, {"read_total_bytes", 10},
 		     {"write_total_bytes", 20}}),
 		rec(8, "resource", "process", 500, 500, 7, {{"rss_bytes", 1024}, {"cpu_total_ns", 5'000'000}}),
-		rec(8, "schedule", "process", 500, 500, 7,
-		    {{"window", "total"}, {"count", 4}, {"sum_ns", 400}, {"max_ns", 250}, {"hist_ns", {0, 1, 3}}}),
-		rec(8, "schedule", "system", 0, 0, 0, {{"window", "total"}, {"count", 10}, {"sum_ns", 2000}, {"max_ns", 900}}),
+		rec(7, "schedule", "process", 500, 0, 7,
+		    {{"scope", "process"}, {"window", "interval"}, {"count", 1}, {"total_ns", 50}, {"max_ns", 50}}),
+		rec(8, "schedule", "process", 500, 0, 7,
+		    {{"scope", "process"}, {"window", "total"}, {"count", 4}, {"total_ns", 400}, {"max_ns", 250}, {"hist_ns", {0, 1, 3}}}),
+		rec(8, "schedule", "system", 0, 0, 0,
+		    {{"scope", "system"}, {"window", "total"}, {"count", 10}, {"total_ns", 2000}, {"max_ns", 900}}),
 		rec(8, "syscall", "syscall", 500, 0, 7,
-		    {{"scope", "target"}, {"syscall", "read"}, {"cum_count", 3}, {"cum_errors", 1}, {"cum_total_ns", 30}, {"cum_max_ns", 20}}),
-		rec(8, "syscall", "totals", 500, 0, 7, {{"scope", "target"}, {"cum_count", 3}, {"cum_errors", 1}, {"cum_total_ns", 30}}),
-		rec(8, "syscall", "totals", 0, 0, 0, {{"scope", "system"}, {"cum_count", 99}}),
+		    {{"scope", "process"}, {"window", "interval"}, {"syscall", "read"}, {"count", 1}, {"errors", 0}, {"total_ns", 5}}),
+		rec(8, "syscall", "syscall", 500, 0, 7,
+		    {{"scope", "process"}, {"window", "total"}, {"syscall", "read"}, {"count", 3}, {"errors", 1}, {"total_ns", 30}, {"max_ns", 20}}),
+		rec(8, "syscall", "totals", 500, 0, 7,
+		    {{"scope", "process"}, {"window", "interval"}, {"count", 1}, {"errors", 0}, {"total_ns", 5}}),
+		rec(8, "syscall", "totals", 500, 0, 7,
+		    {{"scope", "process"}, {"window", "total"}, {"count", 3}, {"errors", 1}, {"total_ns", 30}}),
+		rec(8, "syscall", "totals", 0, 0, 0, {{"scope", "system"}, {"window", "interval"}, {"count", 9}}),
+		rec(8, "syscall", "totals", 0, 0, 0, {{"scope", "system"}, {"window", "total"}, {"count", 99}}),
 		rec(8, "lock", "process", 500, 0, 0,
 		    {{"window", "interval"}, {"lock_type", "mutex"}, {"acquisitions", 1}, {"hold_total_ns", 5}}),
 		rec(9, "lock", "process", 500, 0, 0,
@@ -164,7 +173,8 @@ TEST_CASE("report model: collected figures, system beside the process, and losse
 	CHECK(*p.sched.count == 4);
 	CHECK(*p.sched.mean_ns() == 100.0);
 	CHECK(*m.system.sched.count == 10);
-	CHECK(*p.syscalls.at("read").count == 3);
+	CHECK(*p.syscalls.at("read").count == 3); // the total row, not the interval's
+	CHECK(*p.syscalls.at("read").sum_ns == 30);
 	CHECK(*p.syscall_total.errors == 1);
 	CHECK(*m.system.syscall_total.count == 99);
 	CHECK(*p.locks.at("mutex").acquisitions == 7); // the total, not the interval

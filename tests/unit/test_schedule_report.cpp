@@ -149,21 +149,27 @@ TEST_CASE("schedule: intervals are the differences of cumulative figures, max/mi
 	auto sys = h.c.select("system", "interval");
 	REQUIRE(sys.size() == 1);
 	CHECK(sys[0]["count"] == 10);
-	CHECK(sys[0]["sum_ns"] == 6 * 10000 + 4 * 50000);
+	CHECK(sys[0]["total_ns"] == 6 * 10000 + 4 * 50000);
 	CHECK(sys[0]["max_ns"] == 50000);
 	CHECK(sys[0]["min_ns"] == 10000);
 	CHECK(sys[0]["avg_ns"] == 26000);
-	CHECK(sys[0]["window_ns"] == 1000000000ULL);
+	CHECK(sys[0]["interval_ns"] == 1000000000ULL);
 	CHECK(sys[0]["cpus"] == 2);
 	CHECK(sys[0]["ts_ns"] == 1000000000000ULL + 2000000000ULL);
 	CHECK(sys[0]["waiting_avg"].get<double>() == Approx(260000.0 / 1e9));
+	CHECK(sys[0]["scope"] == "system");
+	CHECK(sys[0]["pid"] == 0);
+	CHECK(sys[0]["tid"] == 0);
+	CHECK(sys[0]["comm"] == "");
+	CHECK_FALSE(sys[0].contains("pid_start_ns"));
 	auto th = h.c.select("thread", "interval");
 	REQUIRE(th.size() == 1);
+	CHECK(th[0]["scope"] == "thread");
 	CHECK(th[0]["pid"] == 100);
 	CHECK(th[0]["tid"] == 101);
 	CHECK(th[0]["comm"] == "worker");
 	CHECK(th[0]["count"] == 4);
-	CHECK(th[0]["sum_ns"] == 80000);
+	CHECK(th[0]["total_ns"] == 80000);
 	CHECK(th[0]["avg_ns"] == 20000);
 	CHECK(th[0]["max_ns"] == 50000);
 	CHECK(th[0]["min_ns"] == 10000);
@@ -177,6 +183,17 @@ TEST_CASE("schedule: intervals are the differences of cumulative figures, max/mi
 	CHECK(th[0]["hist_ns"][15] == 1);
 	CHECK(th[0]["hist_ns"].size() == SC_HIST_SLOTS);
 	CHECK(th[0]["wait_pct"].get<double>() == Approx(100.0 * 80000 / 1e9));
+	for (const auto *k : {"cum_count", "cum_sum_ns", "window_ns", "sum_ns"})
+		CHECK_FALSE(th[0].contains(k));
+	// beside each interval row, the running total of the same thread and of the system
+	auto run = h.c.select("thread", "total");
+	REQUIRE(run.size() == 1);
+	CHECK(run[0]["tid"] == 101);
+	CHECK(run[0]["count"] == 4);
+	CHECK(run[0]["total_ns"] == 80000);
+	CHECK(run[0]["interval_ns"] == 1000000000ULL);
+	REQUIRE(h.c.select("system", "total").size() == 1);
+	CHECK(h.c.select("system", "total")[0]["count"] == 10);
 
 	// interval 2: two more delays of 1 ms; the old window slot still says epoch 1 and must not
 	// leak its 50 µs / 10 µs into interval 2
@@ -190,7 +207,7 @@ TEST_CASE("schedule: intervals are the differences of cumulative figures, max/mi
 	th = h.c.select("thread", "interval");
 	REQUIRE(th.size() == 1);
 	CHECK(th[0]["count"] == 2);
-	CHECK(th[0]["sum_ns"] == 2000000);
+	CHECK(th[0]["total_ns"] == 2000000);
 	CHECK(th[0]["max_ns"] == 1000000);
 	CHECK(th[0]["min_ns"] == 1000000);
 	CHECK(th[0]["hist_ns"][13] == 0);
@@ -199,6 +216,13 @@ TEST_CASE("schedule: intervals are the differences of cumulative figures, max/mi
 	REQUIRE(sys.size() == 1);
 	CHECK(sys[0]["count"] == 0);
 	CHECK(sys[0]["max_ns"] == 0);
+	run = h.c.select("thread", "total");
+	REQUIRE(run.size() == 1);
+	CHECK(run[0]["count"] == 6);
+	CHECK(run[0]["total_ns"] == 80000 + 2000000);
+	CHECK(run[0]["max_ns"] == 1000000);
+	CHECK(run[0]["min_ns"] == 10000);
+	CHECK(run[0]["interval_ns"] == 2000000000ULL);
 
 	// interval 3: nothing new; the thread has no record, the totals cover everything
 	h.c.records.clear();
@@ -210,10 +234,10 @@ TEST_CASE("schedule: intervals are the differences of cumulative figures, max/mi
 	auto tot = h.c.select("thread", "total");
 	REQUIRE(tot.size() == 1);
 	CHECK(tot[0]["count"] == 6);
-	CHECK(tot[0]["sum_ns"] == 80000 + 2000000);
+	CHECK(tot[0]["total_ns"] == 80000 + 2000000);
 	CHECK(tot[0]["max_ns"] == 1000000);
 	CHECK(tot[0]["min_ns"] == 10000);
-	CHECK(tot[0]["window_ns"] == 2500000000ULL);
+	CHECK(tot[0]["interval_ns"] == 2500000000ULL);
 	auto stot = h.c.select("system", "total");
 	REQUIRE(stot.size() == 1);
 	CHECK(stot[0]["count"] == 10);
@@ -261,15 +285,25 @@ TEST_CASE("schedule: ended threads, reused thread ids, untimed waits, process su
 	auto pr = h.c.select("process", "interval");
 	REQUIRE(pr.size() == 1);
 	CHECK(pr[0]["pid"] == 200);
-	CHECK(pr[0]["tid"] == 200);
+	CHECK(pr[0]["tid"] == 0); // a process row
+	CHECK(pr[0]["scope"] == "process");
 	CHECK(pr[0]["comm"] == "app");
 	CHECK(pr[0]["pid_start_ns"] == 777);
 	CHECK(pr[0]["count"] == 16);
 	CHECK(pr[0]["untimed"] == 2);
-	CHECK(pr[0]["sum_ns"] == 1000 + 1000000 + 1500000);
+	CHECK(pr[0]["total_ns"] == 1000 + 1000000 + 1500000);
 	CHECK(pr[0]["max_ns"] == 300000);
 	CHECK(pr[0]["min_ns"] == 1000);
 	CHECK(pr[0]["threads"] == 3);
+	// running totals for the same process and the threads shown, not the main thread
+	auto prun = h.c.select("process", "total");
+	REQUIRE(prun.size() == 1);
+	CHECK(prun[0]["count"] == 16);
+	CHECK(prun[0]["tid"] == 0);
+	auto trun = h.c.select("thread", "total");
+	REQUIRE(trun.size() == 2);
+	CHECK(trun[0]["tid"] == 202);
+	CHECK(trun[1]["tid"] == 201);
 
 	// w1 ends (its entry left the kernel map with 2 more delays); its tid is reused by a new
 	// thread with another start time: two threads, not one
@@ -292,7 +326,7 @@ TEST_CASE("schedule: ended threads, reused thread ids, untimed waits, process su
 	CHECK(th[0]["max_ns"] == 100000);
 	CHECK(th[1]["comm"] == "app-new");
 	CHECK(th[1]["count"] == 1);
-	CHECK(th[1]["sum_ns"] == 7000);
+	CHECK(th[1]["total_ns"] == 7000);
 
 	// totals: the ended thread is still there; the process counts all four threads
 	h.c.records.clear();
@@ -310,7 +344,7 @@ TEST_CASE("schedule: ended threads, reused thread ids, untimed waits, process su
 	auto ptot = h.c.select("process", "total");
 	REQUIRE(ptot.size() == 1);
 	CHECK(ptot[0]["count"] == 1 + 12 + 5 + 1);
-	CHECK(ptot[0]["sum_ns"] == 1000 + 1200000 + 1500000 + 7000);
+	CHECK(ptot[0]["total_ns"] == 1000 + 1200000 + 1500000 + 7000);
 	CHECK(ptot[0]["threads"] == 3); // tids 200, 201 (two threads over time), 202
 	CHECK(ptot[0]["max_ns"] == 300000);
 	CHECK(ptot[0]["min_ns"] == 1000);
@@ -330,13 +364,16 @@ TEST_CASE("schedule: the idle task of a CPU is reported as tid 0 on that CPU")
 	a.advance();
 	a.thread(idle);
 	a.report(1000000000ULL, false);
-	REQUIRE(h.c.records.size() == 1); // system figures off: no system record, no sys_* fields
+	// system figures off: no system record, no sys_* fields; the interval and its running total
+	REQUIRE(h.c.records.size() == 2);
+	CHECK(h.c.records[1]["window"] == "total");
 	const json &r = h.c.records[0];
 	CHECK(r["event"] == "thread");
+	CHECK(r["scope"] == "thread");
 	CHECK(r["tid"] == 0);
 	CHECK(r["cpu"] == 1);
 	CHECK(r["comm"] == "swapper/1");
-	CHECK(r["sum_ns"] == 10000000);
+	CHECK(r["total_ns"] == 10000000);
 	CHECK_FALSE(r.contains("sys_avg_ns"));
 }
 
