@@ -22,7 +22,8 @@ using nlohmann::json;
 namespace {
 
 const char *USAGE = R"(Usage:
-  procimage-ctl -a [IMAGES] [-p TID | -P TGID | -p 0 -c CPU] [-t SEC] [-m]
+  procimage-ctl -a [IMAGES] [-p TID | -P TGID | -p 0 -c CPU | --cgroup PATH | --unit NAME |
+                  --container ID] [-t SEC] [-m]
   procimage-ctl -d [IMAGES]
   procimage-ctl -f
   procimage-ctl --status [--json]
@@ -30,6 +31,9 @@ const char *USAGE = R"(Usage:
 Drives a procimage host started with "procimage -a" (or any host not tracing "-- CMD"):
 activate probes ("images") for a target, retarget them, deactivate them, show what the host
 is doing, or finish it cleanly (flush, detach, exit).
+
+Targets (none = every thread): -p one thread, -P one process; --cgroup, --unit and --container
+every process in a cgroup v2 subtree, those that join it later included (docs/targets.md).
 
 IMAGES (none = every probe the host loaded):
   -k 0|1   keytime, without (0) or with (1) on/off-CPU intervals
@@ -156,6 +160,11 @@ int run_ctl(int argc_in, char **argv_in)
 		("tid", po::value<int64_t>(), "same as --pid")
 		("tgid,P", po::value<int64_t>(), "target a process (thread group)")
 		("cpuid,c", po::value<int32_t>(), "with -p 0: the idle task of this CPU")
+		("cgroup", po::value<std::string>(), "target every process in this cgroup v2 directory and below it "
+		 "(absolute, or relative to the v2 mount), including those that join later")
+		("unit", po::value<std::string>(), "target a systemd unit's cgroup (NAME, NAME.service, NAME.scope, ...)")
+		("container", po::value<std::string>(), "target a container's cgroup by its id or a prefix of it "
+		 "(docker, containerd / CRI, CRI-O, podman)")
 		("time,t", po::value<int64_t>(), "activate, then deactivate after SEC seconds (0 = no limit)")
 		("myproc,m", "include procimage's own threads")
 		("keytime,k", po::value<int>(), "keytime: 0 (or nothing) without, 1 with on/off-CPU intervals")
@@ -229,9 +238,13 @@ int run_ctl(int argc_in, char **argv_in)
 		if (vm.count("activate")) {
 			req["options"] = options;
 			json t = json::object();
-			int kinds = static_cast<int>(vm.count("pid") + vm.count("tid") + vm.count("tgid"));
+			int kinds = static_cast<int>(vm.count("pid") + vm.count("tid") + vm.count("tgid") + vm.count("cgroup") +
+						     vm.count("unit") + vm.count("container"));
 			if (kinds > 1)
-				return usage_fail("give only one of -p/--pid/--tid and -P/--tgid");
+				return usage_fail("give only one target: -p/--pid/--tid, -P/--tgid, --cgroup, --unit or --container");
+			for (const char *k : {"cgroup", "unit", "container"})
+				if (vm.count(k))
+					t[k] = vm[k].as<std::string>();
 			for (const char *k : {"pid", "tid", "tgid"}) {
 				if (!vm.count(k))
 					continue;
@@ -240,7 +253,7 @@ int run_ctl(int argc_in, char **argv_in)
 					return usage_fail(std::string("--") + k + ": expected 0..4294967295, got " + std::to_string(id));
 				t[std::string(k) == "tgid" ? "tgid" : "tid"] = static_cast<uint32_t>(id);
 			}
-			if (!t.contains("tid") && !t.contains("tgid"))
+			if (!kinds)
 				t["all"] = true;
 			if (vm.count("cpuid"))
 				t["cpu"] = vm["cpuid"].as<int32_t>();
@@ -248,7 +261,7 @@ int run_ctl(int argc_in, char **argv_in)
 				t["include_self"] = true;
 			auto ts = parse_target(t, "target");
 			if (!ts)
-				return usage_fail(ts.err().msg + " (from -p/-P/-c/-m)");
+				return usage_fail(ts.err().msg + " (from the target options)");
 			if (auto r = check_target_exists(*ts); !r)
 				return usage_fail(r.err().msg);
 			req["target"] = t;
@@ -259,7 +272,7 @@ int run_ctl(int argc_in, char **argv_in)
 				req["time_s"] = sec;
 			}
 		} else {
-			for (const char *k : {"pid", "tid", "tgid", "cpuid", "time", "myproc"})
+			for (const char *k : {"pid", "tid", "tgid", "cpuid", "time", "myproc", "cgroup", "unit", "container"})
 				if (vm.count(k))
 					return usage_fail(std::string("--") + k + " only goes with -a");
 		}

@@ -30,7 +30,8 @@ namespace {
 
 const char *USAGE = R"(Usage:
   procimage --pipeline FILE [options] [-- CMD [ARGS...]]
-  procimage [-a|-k|-l|-r|-s|-S]... [-p TID | -P TGID] [-o SINK]... [options] [-- CMD [ARGS...]]
+  procimage [-a|-k|-l|-r|-s|-S]... [-p TID | -P TGID | --cgroup PATH | --unit NAME |
+            --container ID] [-o SINK]... [options] [-- CMD [ARGS...]]
   procimage report [--format text|json|chrome-trace|html] [-o FILE] RUN.jsonl
 
 A portrait of a process's whole life: key time points, locks, resources, scheduling delay
@@ -53,7 +54,11 @@ Probe shorthands (they build a pipeline; see --print-pipeline):
   -s, --syscall      syscall sequences and latencies
   -S, --schedule     scheduling delay
       --profile      on-CPU stack samples (not part of -a; -o folded:FILE for flame graphs)
-Without -p/-P these collect for every thread at once.
+Without a target these collect for every thread at once.
+
+Targets: -p TID one thread, -P TGID one process; --cgroup PATH, --unit NAME and --container ID
+every process in a cgroup v2 subtree (a directory, a systemd unit's cgroup, a container's
+cgroup), including processes that join it after the start; see docs/targets.md.
 
 Exit status: CMD's status with "-- CMD", unless the output is incomplete (a sink failed: then
 1, and the last line gives CMD's status); otherwise 0 on success, 1 on a run-time failure,
@@ -174,6 +179,11 @@ int run_procimage(int argc, char **argv)
 		("tid", po::value<int64_t>(), "same as --pid")
 		("tgid,P", po::value<int64_t>(), "target a process (thread group) by its TGID")
 		("cpuid,c", po::value<int32_t>(), "with -p 0: the idle task of this CPU")
+		("cgroup", po::value<std::string>(), "target every process in this cgroup v2 directory and below it "
+		 "(absolute, or relative to the v2 mount), including those that join later")
+		("unit", po::value<std::string>(), "target a systemd unit's cgroup (NAME, NAME.service, NAME.scope, ...)")
+		("container", po::value<std::string>(), "target a container's cgroup by its id or a prefix of it "
+		 "(docker, containerd / CRI, CRI-O, podman)")
 		("myproc,m", "do not exclude procimage's own threads")
 		("cpu", "keytime: also on-CPU / off-CPU intervals and why the thread went off CPU")
 		("stacks", "keytime: kernel stack at each off-CPU point (needs --cpu)")
@@ -280,7 +290,7 @@ int run_procimage(int argc, char **argv)
 
 	bool shorthand = false;
 	for (const char *k : {"all", "keytime", "lock", "resource", "syscall", "schedule", "profile", "pid", "tid", "tgid",
-			      "cpuid", "myproc", "cpu", "stacks", "output", "interval", "start", "batch", "set"})
+			      "cpuid", "myproc", "cgroup", "unit", "container", "cpu", "stacks", "output", "interval", "start", "batch", "set"})
 		shorthand |= vm.count(k) > 0;
 
 	pipeline p;
@@ -419,15 +429,20 @@ int run_procimage(int argc, char **argv)
 
 	// Target flags apply on top of either form.
 	nlohmann::json t;
-	int kinds = (vm.count("pid") ? 1 : 0) + (vm.count("tid") ? 1 : 0) + (vm.count("tgid") ? 1 : 0);
+	int kinds = 0;
+	for (const char *k : {"pid", "tid", "tgid", "cgroup", "unit", "container"})
+		kinds += vm.count(k) ? 1 : 0;
 	if (kinds > 1) {
-		std::fprintf(stderr, "procimage: give only one of -p/--pid/--tid and -P/--tgid\n");
+		std::fprintf(stderr, "procimage: give only one target: -p/--pid/--tid, -P/--tgid, --cgroup, --unit or --container\n");
 		return EXIT_USAGE;
 	}
 	if (kinds && (!command.empty() || !p.command.empty())) {
-		std::fprintf(stderr, "procimage: -p/-P and \"-- CMD\" both name a target: give one\n");
+		std::fprintf(stderr, "procimage: a target option and \"-- CMD\" both name a target: give one\n");
 		return EXIT_USAGE;
 	}
+	for (const char *k : {"cgroup", "unit", "container"})
+		if (vm.count(k))
+			t[k] = vm[k].as<std::string>();
 	for (const char *k : {"pid", "tid", "tgid"}) {
 		if (!vm.count(k))
 			continue;
@@ -443,13 +458,19 @@ int run_procimage(int argc, char **argv)
 	if (vm.count("myproc"))
 		t["include_self"] = true;
 	if (!t.empty()) {
-		if (!t.contains("tid") && !t.contains("tgid"))
+		if (!kinds)
 			t["all"] = true;
 		auto ts = parse_target(t, "target");
 		if (!ts) {
-			std::fprintf(stderr, "procimage: %s (from -p/-P/-c/-m)\n", ts.err().msg.c_str());
+			std::fprintf(stderr, "procimage: %s (from the target options)\n", ts.err().msg.c_str());
 			return EXIT_USAGE;
 		}
+		// a cgroup named wrongly is one line and exit 2 here, before anything is loaded
+		if (ts->kind == target_spec::kind_t::cgroup && !vm.count("print-pipeline"))
+			if (auto r = check_target_exists(*ts); !r) {
+				std::fprintf(stderr, "procimage: %s\n", r.err().msg.c_str());
+				return r.err().code;
+			}
 		p.target = *ts;
 		p.target_given = true;
 	}

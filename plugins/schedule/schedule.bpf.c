@@ -108,9 +108,9 @@ static __always_inline struct pi_control *active_control(void)
 static __always_inline bool task_wanted(struct task_struct *p, struct sc_task *t, __u64 gen)
 {
 	if (!t)
-		return pi_wanted(p->tgid, p->pid);
-	if (t->wanted_gen != gen) {
-		t->wanted = pi_wanted(p->tgid, p->pid);
+		return pi_wanted_in(p->tgid, p->pid, p);
+	if (t->wanted_gen != gen || pi_cgroup_mode(active_control())) {
+		t->wanted = pi_wanted_in(p->tgid, p->pid, p);
 		t->wanted_gen = gen;
 	}
 	return t->wanted;
@@ -295,7 +295,7 @@ int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_stru
 	__u64 epoch = sc_epoch;
 
 	__u32 ptid = prev->pid;
-	if (ptid ? (sc_system_on || pi_wanted(prev->tgid, ptid)) : pi_wanted(0, 0)) {
+	if (ptid ? (sc_system_on || pi_wanted_in(prev->tgid, ptid, prev)) : pi_wanted(0, 0)) {
 		/* Switched out but still runnable (preempted, yielded, or woken while it was
 		 * getting off the CPU): it waits again from now. The state is read now, as the
 		 * kernel's own accounting does, not taken from prev_state (read before a wakeup
