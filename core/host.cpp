@@ -1010,6 +1010,8 @@ nlohmann::json host::handle_control(const nlohmann::json &req)
 		return fail(t.err().msg);
 	if (auto r = check_target_exists(*t); !r)
 		return fail(r.err().msg);
+	if (auto r = resolve_cgroup_target(*t); !r) // so the reply names the cgroup's directory and id
+		return fail(r.err().msg);
 	const nlohmann::json &tj = req.contains("time_s") ? req["time_s"] : nlohmann::json(0);
 	if (!tj.is_number_integer() || tj.get<int64_t>() < 0 || tj.get<int64_t>() > 7 * 24 * 3600)
 		return fail("time: expected 0..604800 seconds, got " + tj.dump());
