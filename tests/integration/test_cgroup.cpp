@@ -300,3 +300,47 @@ TEST_CASE("cgroup: a path that is no cgroup v2 directory, a unit or a container 
 		}
 	}
 }
+
+TEST_CASE("cgroup: lock attaches its uprobes to a process moved into the cgroup after activation")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	std::string mount = v2_mount();
+	if (mount.empty())
+		SKIP_TEST("no cgroup v2 hierarchy is mounted on this machine");
+	scratch_cgroup cg(mount);
+	t::temp_dir d;
+	const std::string out = d.file("out.jsonl");
+	bg_procimage host(d, {"-v", "-l", "--set", "lock.mode=\"full\"", "--cgroup", cg.path, "-o", "jsonl:" + out});
+	REQUIRE(host.wait_log("collecting for cgroup " + cg.path));
+	const int n = 100;
+	mkfifo(d.file("go").c_str(), 0600);
+	pid_t wl = fork();
+	REQUIRE(wl >= 0);
+	if (wl == 0) {
+		std::string bin = t::build_dir() + "/wl-lock-loop";
+		execl(bin.c_str(), bin.c_str(), d.file("log").c_str(), d.file("go").c_str(), std::to_string(n).c_str(),
+		      (char *)nullptr);
+		_exit(127);
+	}
+	// started outside the cgroup: lock knows nothing of it until it moves in
+	cg.add(wl);
+	bool attached = host.wait_log("uprobe links in process " + std::to_string(wl));
+	int fd = open(d.file("go").c_str(), O_WRONLY);
+	REQUIRE(fd >= 0);
+	REQUIRE(write(fd, "g", 1) == 1);
+	close(fd);
+	int st = 0;
+	waitpid(wl, &st, 0);
+	REQUIRE(attached);
+	CHECK((WIFEXITED(st) && WEXITSTATUS(st) == 0));
+	kill(host.pid, SIGINT);
+	CHECK(host.wait_exit() == 0);
+
+	// the n read locks of its loop, counted by the uprobes
+	auto recs = t::read_jsonl(out);
+	auto total = t::select_records(recs, "lock", "process", [&](const json &e) {
+		return e.value("pid", 0L) == wl && e["window"] == "total" && e["lock_type"] == "rwlock_read";
+	});
+	REQUIRE(total.size() == 1);
+	CHECK(total[0]["acquisitions"] == n);
+}
