@@ -344,3 +344,27 @@ TEST_CASE("cgroup: lock attaches its uprobes to a process moved into the cgroup 
 	REQUIRE(total.size() == 1);
 	CHECK(total[0]["acquisitions"] == n);
 }
+
+TEST_CASE("cgroup: a probe built for plugin ABI 1.1 is refused a cgroup target, and takes a process target")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	std::string mount = v2_mount();
+	if (mount.empty())
+		SKIP_TEST("no cgroup v2 hierarchy is mounted on this machine");
+	scratch_cgroup cg(mount);
+	t::temp_dir d;
+	const std::string plugin = std::string(PROCIMAGE_TEST_PLUGIN_DIR) + "/probe_abi_1_1.so";
+	t::write_file(d.file("cg.json"), R"({"version": 1, "probes": {"old": {"plugin": ")" + plugin +
+						 R"("}}, "sinks": {"jsonl": {"path": "/dev/null"}},
+		"target": {"cgroup": ")" + cg.path + R"("}})");
+	auto r = t::run({t::procimage_bin(), "--pipeline", d.file("cg.json")});
+	INFO(r.err);
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("was built for plugin ABI 1.1, before cgroup targets (1.2)"));
+	// the same plugin with a process target works as before
+	t::write_file(d.file("pid.json"), R"({"version": 1, "probes": {"old": {"plugin": ")" + plugin +
+						  R"("}}, "sinks": {"jsonl": {"path": "/dev/null"}}})");
+	r = t::run({t::procimage_bin(), "--pipeline", d.file("pid.json"), "--", "/bin/sh", "-c", "exit 4"});
+	INFO(r.err);
+	CHECK(r.status == 4);
+}
