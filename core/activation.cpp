@@ -60,6 +60,12 @@ result<void> activation::clear_slot(uint32_t slot)
 		prev = &key;
 	}
 	for (const auto &k : keys) {
+		if (k.kind == PI_TK_CGROUP) {
+			// keyed by slot; its value is a pi_cgroup_target, not slot bits
+			if (k.id == slot)
+				bpf_map_delete_elem(fd, &k);
+			continue;
+		}
 		pi_target_val v{};
 		if (bpf_map_lookup_elem(fd, &k, &v) != 0)
 			continue;
@@ -92,8 +98,20 @@ result<void> activation::activate(uint32_t slot, const target_spec &t)
 	c.include_self = t.include_self ? 1 : 0;
 	c.idle_cpu = t.idle_cpu;
 	c.generation = ++generation_;
-	c.mode = t.kind == target_spec::kind_t::all ? PI_MODE_ALL : PI_MODE_TARGETS;
-	if (t.kind != target_spec::kind_t::all) {
+	c.mode = t.kind == target_spec::kind_t::all	 ? PI_MODE_ALL
+		 : t.kind == target_spec::kind_t::cgroup ? PI_MODE_CGROUP
+							 : PI_MODE_TARGETS;
+	if (t.kind == target_spec::kind_t::cgroup) {
+		if (!t.cgroup_id)
+			return runtime_error("cgroup target " + t.cgroup_query + " was not resolved to a cgroup id");
+		static_assert(sizeof(pi_cgroup_target) == sizeof(pi_target_val));
+		pi_target_key k{slot, (uint32_t)PI_TK_CGROUP};
+		pi_cgroup_target v{};
+		v.cgroup_id = t.cgroup_id;
+		v.min_level = t.cgroup_min_level;
+		if (bpf_map_update_elem(targets_fd(), &k, &v, BPF_ANY) != 0)
+			return runtime_error("cannot add the cgroup target " + t.cgroup_dir + ": " + err_text(errno));
+	} else if (t.kind != target_spec::kind_t::all) {
 		for (uint32_t id : t.ids) {
 			if (id == 0)
 				continue; // the idle task is matched by idle_cpu

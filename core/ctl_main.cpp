@@ -21,7 +21,8 @@ using nlohmann::json;
 
 namespace {
 
-const char *USAGE = R"(Usage: procimage-ctl -a [PROBES] [-p TID | -P TGID [--follow] | -p 0 -c CPU] [-t SEC] [-m]
+const char *USAGE = R"(Usage: procimage-ctl -a [PROBES] [-p TID | -P TGID [--follow] | -p 0 -c CPU |
+                       --cgroup PATH | --unit NAME | --container ID] [-t SEC] [-m]
   or:  procimage-ctl -d [PROBES]
   or:  procimage-ctl -f
   or:  procimage-ctl --status [--json]
@@ -32,6 +33,9 @@ host that does not trace -- CMD. It activates probes for a target, retargets the
 deactivates them, shows what the host is doing, or finishes it cleanly (flush, detach, exit).
 With --check, any of these is checked (options, ranges, that the target exists) and printed
 as JSON, and nothing is sent.
+
+Targets (none = every thread): -p one thread, -P one process; --cgroup, --unit and --container
+every process in a cgroup v2 subtree, those that join it later included (docs/targets.md).
 
 PROBES (none = every probe the host loaded):
   -k [0|1]        keytime: key time points; 1 also on/off-CPU intervals (-k alone: 0).
@@ -168,6 +172,11 @@ int run_ctl(int argc_in, char **argv_in)
 		("follow", "with -a -P: the processes the target forks from then on join it, and theirs")
 		("cpuid,c", po::value<int32_t>()->value_name("CPU"), "with -p 0: the idle task of this CPU")
 		("time,t", po::value<int64_t>()->value_name("SEC"), "activate, then deactivate after SEC seconds (0 = no limit)")
+		("cgroup", po::value<std::string>(), "target every process in this cgroup v2 directory and below it "
+		 "(absolute, or relative to the v2 mount), including those that join later")
+		("unit", po::value<std::string>(), "target a systemd unit's cgroup (NAME, NAME.service, NAME.scope, ...)")
+		("container", po::value<std::string>(), "target a container's cgroup by its id or a prefix of it "
+		 "(docker, containerd / CRI, CRI-O, podman)")
 		("myproc,m", "include procimage's own threads")
 		("keytime,k", po::value<int>()->value_name("0|1"), "keytime: 0 (or nothing) without, 1 with on/off-CPU intervals")
 		("lock,l", "the lock probe")
@@ -240,9 +249,13 @@ int run_ctl(int argc_in, char **argv_in)
 		if (vm.count("activate")) {
 			req["options"] = options;
 			json t = json::object();
-			int kinds = static_cast<int>(vm.count("pid") + vm.count("tid") + vm.count("tgid"));
+			int kinds = static_cast<int>(vm.count("pid") + vm.count("tid") + vm.count("tgid") + vm.count("cgroup") +
+						     vm.count("unit") + vm.count("container"));
 			if (kinds > 1)
-				return usage_fail("give only one of -p/--pid/--tid and -P/--tgid");
+				return usage_fail("give only one target: -p/--pid/--tid, -P/--tgid, --cgroup, --unit or --container");
+			for (const char *k : {"cgroup", "unit", "container"})
+				if (vm.count(k))
+					t[k] = vm[k].as<std::string>();
 			for (const char *k : {"pid", "tid", "tgid"}) {
 				if (!vm.count(k))
 					continue;
@@ -251,7 +264,7 @@ int run_ctl(int argc_in, char **argv_in)
 					return usage_fail(std::string("--") + k + ": expected 0..4294967295, got " + std::to_string(id));
 				t[std::string(k) == "tgid" ? "tgid" : "tid"] = static_cast<uint32_t>(id);
 			}
-			if (!t.contains("tid") && !t.contains("tgid"))
+			if (!kinds)
 				t["all"] = true;
 			if (vm.count("follow")) {
 				if (!t.contains("tgid"))
@@ -264,7 +277,7 @@ int run_ctl(int argc_in, char **argv_in)
 				t["include_self"] = true;
 			auto ts = parse_target(t, "target");
 			if (!ts)
-				return usage_fail(ts.err().msg + " (from -p/-P/-c/-m)");
+				return usage_fail(ts.err().msg + " (from the target options)");
 			if (auto r = check_target_exists(*ts); !r)
 				return usage_fail(r.err().msg);
 			req["target"] = t;
@@ -275,7 +288,7 @@ int run_ctl(int argc_in, char **argv_in)
 				req["time_s"] = sec;
 			}
 		} else {
-			for (const char *k : {"pid", "tid", "tgid", "cpuid", "time", "myproc", "follow"})
+			for (const char *k : {"pid", "tid", "tgid", "cpuid", "time", "myproc", "follow", "cgroup", "unit", "container"})
 				if (vm.count(k))
 					return usage_fail(std::string("--") + k + " only goes with -a");
 		}

@@ -770,9 +770,14 @@ static pi_target to_pi_target(const target_spec &t, const std::string &options)
 {
 	pi_target pt{};
 	pt.size = sizeof pt;
-	pt.kind = t.kind == target_spec::kind_t::all   ? PI_TARGET_ALL
-		  : t.kind == target_spec::kind_t::tid ? PI_TARGET_TID
-						       : PI_TARGET_TGID;
+	pt.kind = t.kind == target_spec::kind_t::all	    ? PI_TARGET_ALL
+		  : t.kind == target_spec::kind_t::tid	    ? PI_TARGET_TID
+		  : t.kind == target_spec::kind_t::cgroup ? PI_TARGET_CGROUP
+							    : PI_TARGET_TGID;
+	if (t.kind == target_spec::kind_t::cgroup) {
+		pt.cgroup_id = t.cgroup_id;
+		pt.cgroup_path = t.cgroup_dir.c_str();
+	}
 	pt.n_ids = static_cast<uint32_t>(t.ids.size());
 	pt.ids = t.ids.data();
 	pt.idle_cpu = t.idle_cpu;
@@ -782,9 +787,21 @@ static pi_target to_pi_target(const target_spec &t, const std::string &options)
 	return pt;
 }
 
-result<void> host::activate(probe_inst &p, const target_spec &t, const nlohmann::json &options,
+result<void> host::activate(probe_inst &p, const target_spec &given, const nlohmann::json &options,
 			    uint32_t duration_s)
 {
+	target_spec t = given;
+	if (t.kind == target_spec::kind_t::cgroup) {
+		// A probe built before cgroup targets would filter with a pi_wanted() that knows
+		// nothing of them, and collect nothing.
+		const auto *d = p.plugin->desc;
+		if (d->api_major == 1 && d->api_minor < 2)
+			return usage_error(p.label() + " was built for plugin ABI " + std::to_string(d->api_major) + "." +
+					   std::to_string(d->api_minor) +
+					   ", before cgroup targets (1.2): rebuild it to give it --cgroup, --unit or --container");
+		if (auto r = resolve_cgroup_target(t); !r)
+			return r;
+	}
 	if (p.attached)
 		deactivate(p, "retarget");
 	// Shared map first (so the programs see the target from their first event), then links.
@@ -824,8 +841,12 @@ result<void> host::activate(probe_inst &p, const target_spec &t, const nlohmann:
 	std::string what = t.describe() + (options.empty() ? "" : " with " + opts) +
 			   (duration_s ? " for " + std::to_string(duration_s) + " s" : "");
 	spdlog::info("{} collecting for {}", p.label(), what);
-	host_record(p.sinks, "activated", p.spec.id, {{"duration_s", duration_s}}, on_ns,
-		    {{"schema_version", schema::version}});
+	if (t.kind == target_spec::kind_t::cgroup)
+		host_record(p.sinks, "activated", p.spec.id, {{"duration_s", duration_s}, {"cgroup_id", t.cgroup_id}}, on_ns,
+			    {{"schema_version", schema::version}, {"cgroup", t.cgroup_dir}});
+	else
+		host_record(p.sinks, "activated", p.spec.id, {{"duration_s", duration_s}}, on_ns,
+			    {{"schema_version", schema::version}});
 	return {};
 }
 
@@ -1020,6 +1041,8 @@ nlohmann::json host::handle_control(const nlohmann::json &req)
 	if (!t)
 		return fail(t.err().msg);
 	if (auto r = check_target_exists(*t); !r)
+		return fail(r.err().msg);
+	if (auto r = resolve_cgroup_target(*t); !r) // so the reply names the cgroup's directory and id
 		return fail(r.err().msg);
 	const nlohmann::json &tj = req.contains("time_s") ? req["time_s"] : nlohmann::json(0);
 	if (!tj.is_number_integer() || tj.get<int64_t>() < 0 || tj.get<int64_t>() > 7 * 24 * 3600)

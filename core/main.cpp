@@ -31,7 +31,8 @@ using namespace procimage::core;
 
 namespace {
 
-const char *USAGE = R"(Usage: procimage [PROBES] [-p TID | -P TGID [--follow]] [-o OUTPUT]... [--duration SEC] [OPTIONS]
+const char *USAGE = R"(Usage: procimage [PROBES] [-p TID | -P TGID [--follow] | --cgroup PATH | --unit NAME |
+                   --container ID] [-o OUTPUT]... [--duration SEC] [OPTIONS]
   or:  procimage [PROBES] [-o OUTPUT]... [OPTIONS] -- CMD [ARGS...]
   or:  procimage --pipeline FILE [OPTIONS] [-- CMD [ARGS...]]
   or:  procimage report [--format text|json|chrome-trace|html] [-o FILE] RUN.jsonl
@@ -47,6 +48,9 @@ What is traced:
                   output stays CMD's: the readable records go to standard error.
   -p TID          one thread (the kernel's pid).
   -P TGID         one process; with --follow, also the processes it forks from then on.
+  --cgroup PATH   every process in a cgroup v2 subtree (absolute, or relative to the v2
+                  mount), including those that join it later; --unit NAME a systemd unit's
+                  cgroup, --container ID a container's (docs/targets.md).
   -a alone        without -p, -P or CMD: load and verify every probe, attach nothing, and
                   wait for procimage-ctl -a [-p TID | -P TGID] [-t SEC] to activate it.
 With none of these, every thread of the system is traced. Without CMD, procimage runs until
@@ -240,6 +244,11 @@ int run_procimage(int argc, char **argv)
 		("tgid,P", po::value<int64_t>()->value_name("TGID"), "target a process (thread group) by its TGID")
 		("follow", "with -P: the processes the target forks from now on join it, and theirs (-- CMD always does this)")
 		("cpuid,c", po::value<int32_t>()->value_name("CPU"), "with -p 0: the idle task of this CPU")
+		("cgroup", po::value<std::string>(), "target every process in this cgroup v2 directory and below it "
+		 "(absolute, or relative to the v2 mount), including those that join later")
+		("unit", po::value<std::string>(), "target a systemd unit's cgroup (NAME, NAME.service, NAME.scope, ...)")
+		("container", po::value<std::string>(), "target a container's cgroup by its id or a prefix of it "
+		 "(docker, containerd / CRI, CRI-O, podman)")
 		("myproc,m", "do not exclude procimage's own threads")
 		("cpu", "keytime: also on-CPU / off-CPU intervals and why the thread went off CPU")
 		("stacks", "keytime: kernel stack at each off-CPU point (needs --cpu)")
@@ -360,8 +369,8 @@ int run_procimage(int argc, char **argv)
 
 	bool shorthand = false;
 	for (const char *k : {"all", "keytime", "lock", "resource", "syscall", "schedule", "profile", "pid", "tid", "tgid",
-			      "cpuid", "myproc", "cpu", "stacks", "output", "interval", "start", "batch", "set", "follow",
-			      "duration"})
+			      "cpuid", "myproc", "cgroup", "unit", "container", "cpu", "stacks", "output", "interval", "start",
+			      "batch", "set", "follow", "duration"})
 		shorthand |= vm.count(k) > 0;
 
 	pipeline p;
@@ -500,15 +509,20 @@ int run_procimage(int argc, char **argv)
 
 	// Target flags apply on top of either form.
 	nlohmann::json t;
-	int kinds = (vm.count("pid") ? 1 : 0) + (vm.count("tid") ? 1 : 0) + (vm.count("tgid") ? 1 : 0);
+	int kinds = 0;
+	for (const char *k : {"pid", "tid", "tgid", "cgroup", "unit", "container"})
+		kinds += vm.count(k) ? 1 : 0;
 	if (kinds > 1) {
-		std::fprintf(stderr, "procimage: give only one of -p/--pid/--tid and -P/--tgid\n");
+		std::fprintf(stderr, "procimage: give only one target: -p/--pid/--tid, -P/--tgid, --cgroup, --unit or --container\n");
 		return EXIT_USAGE;
 	}
 	if (kinds && (!command.empty() || !p.command.empty())) {
-		std::fprintf(stderr, "procimage: -p/-P and \"-- CMD\" both name a target: give one\n");
+		std::fprintf(stderr, "procimage: a target option and \"-- CMD\" both name a target: give one\n");
 		return EXIT_USAGE;
 	}
+	for (const char *k : {"cgroup", "unit", "container"})
+		if (vm.count(k))
+			t[k] = vm[k].as<std::string>();
 	for (const char *k : {"pid", "tid", "tgid"}) {
 		if (!vm.count(k))
 			continue;
@@ -532,13 +546,19 @@ int run_procimage(int argc, char **argv)
 	if (vm.count("myproc"))
 		t["include_self"] = true;
 	if (!t.empty()) {
-		if (!t.contains("tid") && !t.contains("tgid"))
+		if (!kinds)
 			t["all"] = true;
 		auto ts = parse_target(t, "target");
 		if (!ts) {
-			std::fprintf(stderr, "procimage: %s (from -p/-P/-c/-m)\n", ts.err().msg.c_str());
+			std::fprintf(stderr, "procimage: %s (from the target options)\n", ts.err().msg.c_str());
 			return EXIT_USAGE;
 		}
+		// a cgroup named wrongly is one line and exit 2 here, before anything is loaded
+		if (ts->kind == target_spec::kind_t::cgroup && !vm.count("print-pipeline"))
+			if (auto r = check_target_exists(*ts); !r) {
+				std::fprintf(stderr, "procimage: %s\n", r.err().msg.c_str());
+				return r.err().code;
+			}
 		p.target = *ts;
 		p.target_given = true;
 	}

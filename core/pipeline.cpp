@@ -117,6 +117,14 @@ std::string target_spec::describe() const
 	std::ostringstream o;
 	switch (kind) {
 	case kind_t::all: o << "all threads"; break;
+	case kind_t::cgroup:
+		if (!cgroup_dir.empty()) {
+			o << "cgroup " << cgroup_dir << " (id " << cgroup_id << ") and the cgroups below it";
+		} else {
+			o << (cgroup_by == cgroup_by_t::unit ? "unit " : cgroup_by == cgroup_by_t::container ? "container " : "cgroup ")
+			  << cgroup_query;
+		}
+		break;
 	case kind_t::tid:
 	case kind_t::tgid:
 		o << (kind == kind_t::tid ? "thread" : "process") << (ids.size() > 1 ? "es " : " ");
@@ -140,6 +148,10 @@ json target_spec::to_json() const
 	case kind_t::all: j["all"] = true; break;
 	case kind_t::tid: j["tid"] = ids.size() == 1 ? json(ids[0]) : json(ids); break;
 	case kind_t::tgid: j["tgid"] = ids.size() == 1 ? json(ids[0]) : json(ids); break;
+	case kind_t::cgroup:
+		j[cgroup_by == cgroup_by_t::unit ? "unit" : cgroup_by == cgroup_by_t::container ? "container" : "cgroup"] =
+			cgroup_query;
+		break;
 	}
 	if (idle_cpu >= 0)
 		j["cpu"] = idle_cpu;
@@ -180,6 +192,17 @@ result<target_spec> parse_target(const json &j, const std::string &path)
 					return id.err();
 				t.ids.push_back(*id);
 			}
+		} else if (k == "cgroup" || k == "unit" || k == "container") {
+			if (!v.is_string() || v.get<std::string>().empty())
+				return at(p, k == "cgroup" ? "expected a cgroup v2 directory, absolute or relative to the v2 mount"
+					     : k == "unit" ? "expected a systemd unit name, e.g. \"cron.service\""
+							   : "expected a container id or a prefix of it");
+			t.kind = target_spec::kind_t::cgroup;
+			t.cgroup_by = k == "cgroup" ? target_spec::cgroup_by_t::path
+				      : k == "unit" ? target_spec::cgroup_by_t::unit
+						    : target_spec::cgroup_by_t::container;
+			t.cgroup_query = v.get<std::string>();
+			kinds++;
 		} else if (k == "cpu") {
 			if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 4095)
 				return at(p, "expected a CPU number");
@@ -189,11 +212,11 @@ result<target_spec> parse_target(const json &j, const std::string &path)
 				return at(p, "expected true or false");
 			(k == "follow" ? t.follow : t.include_self) = v.get<bool>();
 		} else {
-			return at(p, "unknown key (expected all, tid, tgid, cpu, include_self or follow)");
+			return at(p, "unknown key (expected all, tid, tgid, cgroup, unit, container, cpu, include_self or follow)");
 		}
 	}
 	if (kinds != 1)
-		return at(path, "give exactly one of \"all\", \"tid\", \"tgid\"");
+		return at(path, "give exactly one of \"all\", \"tid\", \"tgid\", \"cgroup\", \"unit\", \"container\"");
 	bool idle = t.kind == target_spec::kind_t::tid && t.ids.size() == 1 && t.ids[0] == 0;
 	if (t.kind == target_spec::kind_t::tid)
 		for (uint32_t id : t.ids)

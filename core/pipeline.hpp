@@ -18,12 +18,23 @@ namespace procimage::core {
 constexpr int PIPELINE_VERSION = 1;
 
 struct target_spec {
-	enum class kind_t { all, tid, tgid };
+	enum class kind_t { all, tid, tgid, cgroup };
 	kind_t kind = kind_t::all;
 	std::vector<uint32_t> ids;
 	bool include_self = false; // do not exclude procimage's own threads
 	bool follow = false;       // processes forked by a target join it
 	int32_t idle_cpu = -1;     // with tid 0: that CPU's idle task
+
+	// kind cgroup: every thread in a cgroup v2 subtree, named by a path, a systemd unit or a
+	// container id (cgroup_query as given) ...
+	enum class cgroup_by_t { path, unit, container };
+	cgroup_by_t cgroup_by = cgroup_by_t::path;
+	std::string cgroup_query;
+	// ... and, once resolved on this machine (resolve_cgroup_target, system.hpp), its directory,
+	// the kernel's id of it, and its least possible depth in the hierarchy
+	std::string cgroup_dir;
+	uint64_t cgroup_id = 0;
+	uint32_t cgroup_min_level = 0;
 
 	std::string describe() const;
 	nlohmann::json to_json() const;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "system.hpp"
 
+#include "cgroup.hpp"
 #include "pipeline.hpp"
 
 #include <cerrno>
@@ -84,8 +85,40 @@ static long status_tgid(uint32_t id)
 	return -1;
 }
 
+result<void> resolve_cgroup_target(target_spec &t)
+{
+	if (t.kind != target_spec::kind_t::cgroup)
+		return {};
+	auto m = cgroup::v2_mount();
+	if (!m)
+		return m.err();
+	std::string path = t.cgroup_query;
+	if (t.cgroup_by == target_spec::cgroup_by_t::unit) {
+		auto d = cgroup::find_unit(m->path, t.cgroup_query);
+		if (!d)
+			return d.err();
+		path = *d;
+	} else if (t.cgroup_by == target_spec::cgroup_by_t::container) {
+		auto d = cgroup::find_container(m->path, t.cgroup_query);
+		if (!d)
+			return d.err();
+		path = *d;
+	}
+	auto d = cgroup::resolve_path(*m, path);
+	if (!d)
+		return d.err();
+	t.cgroup_dir = d->path;
+	t.cgroup_id = d->id;
+	t.cgroup_min_level = d->min_level;
+	return {};
+}
+
 result<void> check_target_exists(const target_spec &t)
 {
+	if (t.kind == target_spec::kind_t::cgroup) {
+		target_spec copy = t;
+		return resolve_cgroup_target(copy);
+	}
 	if (t.idle_cpu >= 0) {
 		long ncpu = sysconf(_SC_NPROCESSORS_CONF);
 		if (t.idle_cpu >= ncpu)

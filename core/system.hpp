@@ -20,7 +20,13 @@ result<void> check_privileges();
 struct target_spec;
 // The target's threads / processes exist now (a thread id must be a live thread, a process
 // id a thread-group leader; CPU numbers must exist).
+// A cgroup target must name an existing cgroup v2 directory (checked by resolving it).
 result<void> check_target_exists(const target_spec &t);
+// A cgroup target resolved on this machine: the v2 mount found, a path, unit or container
+// turned into its directory, id and least depth (other targets are left as they are). A
+// usage error (exit 2) when there is no v2 hierarchy or nothing, or more than one cgroup,
+// matches.
+result<void> resolve_cgroup_target(target_spec &t);
 
 // Mount bpffs at /sys/fs/bpf and tracefs at /sys/kernel/tracing when they are missing.
 result<void> ensure_mounts();

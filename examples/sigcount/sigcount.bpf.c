@@ -27,7 +27,7 @@ int BPF_PROG(sigcount_generate, int sig, struct kernel_siginfo *info, struct tas
 	if (result != TRACE_SIGNAL_DELIVERED)
 		return 0; /* ignored, or merged with one already pending: it will not arrive again */
 	__u32 tgid = BPF_CORE_READ(task, tgid);
-	if (!pi_wanted(tgid, BPF_CORE_READ(task, pid)))
+	if (!pi_wanted_in(tgid, BPF_CORE_READ(task, pid), task))
 		return 0;
 	struct sigcount_key key = {.tgid = tgid, .sig = (__u32)sig,
 				   .start_ns = BPF_CORE_READ(task, group_leader, start_boottime)};

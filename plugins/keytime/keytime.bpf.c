@@ -523,7 +523,7 @@ static __always_inline void on_switch(void *ctx, bool preempt, struct task_struc
 	__u64 now = bpf_ktime_get_boot_ns();
 	__u32 cpu = bpf_get_smp_processor_id();
 	__u32 ptid = BPF_CORE_READ(prev, pid);
-	if (pi_wanted(BPF_CORE_READ(prev, tgid), ptid)) {
+	if (pi_wanted_in(BPF_CORE_READ(prev, tgid), ptid, prev)) {
 		struct cpu_state *st = bpf_map_lookup_elem(&kt_cpustate, &ptid);
 		if (st && st->on)
 			emit_cpu(prev, KT_ONCPU, st, ptid);
@@ -543,7 +543,7 @@ static __always_inline void on_switch(void *ctx, bool preempt, struct task_struc
 		}
 	}
 	__u32 ntid = BPF_CORE_READ(next, pid);
-	if (pi_wanted(BPF_CORE_READ(next, tgid), ntid)) {
+	if (pi_wanted_in(BPF_CORE_READ(next, tgid), ntid, next)) {
 		struct cpu_state *st = bpf_map_lookup_elem(&kt_cpustate, &ntid);
 		if (st && !st->on)
 			emit_cpu(next, KT_OFFCPU, st, ntid);

@@ -486,8 +486,12 @@ static __always_inline bool wanted_cached(__u32 tgid, __u32 tid)
 	struct lk_task_state *st = task_state(true);
 	if (!st)
 		return false;
-	if (st->wanted_gen == c->generation)
+	if (st->wanted_gen == c->generation) {
+		/* a cgroup target's threads can join or leave it within an activation */
+		if (pi_cgroup_mode(c))
+			st->wanted = pi_wanted(tgid, tid);
 		return st->wanted;
+	}
 	/* a new activation: holds of the previous one were forgotten with it */
 	st->held = 0;
 	st->pend_addr = 0;
@@ -966,9 +970,34 @@ int BPF_PROG(lk_fork, struct task_struct *parent, struct task_struct *child)
 {
 	__u32 ptgid = BPF_CORE_READ(parent, tgid);
 	__u32 ctgid = BPF_CORE_READ(child, tgid);
-	if (ctgid == ptgid || !pi_wanted(ptgid, BPF_CORE_READ(parent, pid)))
+	if (ctgid == ptgid)
+		return 0;
+	/* A cgroup target holds the child if its cgroup is in it (it may have been created in
+	 * another cgroup than its parent's, with CLONE_INTO_CGROUP); any other target follows
+	 * the parent. */
+	__u32 slot = pi_slot;
+	struct pi_control *c = bpf_map_lookup_elem(&pi_control, &slot);
+	bool wanted = pi_cgroup_mode(c) ? pi_wanted_in(ctgid, BPF_CORE_READ(child, pid), child)
+					: pi_wanted(ptgid, BPF_CORE_READ(parent, pid));
+	if (!wanted)
 		return 0;
 	emit_newproc(parent, ctgid, LK_NEW_FORK);
+	return 0;
+}
+
+/* A process (or one of its threads) moved into another cgroup: when that puts it in a cgroup
+ * target, the host attaches to it as to a new process. Runs after the move. */
+SEC("tp_btf/cgroup_attach_task")
+int BPF_PROG(lk_cgroup_attach, struct cgroup *dst, const char *path, struct task_struct *task, bool threadgroup)
+{
+	__u32 slot = pi_slot;
+	struct pi_control *c = bpf_map_lookup_elem(&pi_control, &slot);
+	if (!pi_cgroup_mode(c))
+		return 0;
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	if (!pi_wanted_in(tgid, BPF_CORE_READ(task, pid), task))
+		return 0;
+	emit_newproc(task, tgid, LK_NEW_CGROUP);
 	return 0;
 }
 

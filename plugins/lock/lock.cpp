@@ -470,7 +470,8 @@ public:
 						 sdk::kernel_release() + ", lacks it: use mode \"contention\"");
 		bool uprobes = cfg_.mode != "contention" && cookies;
 		uprobes_loaded_ = uprobes;
-		for (bpf_program *p : {skel_->progs.lk_entry, skel_->progs.lk_return, skel_->progs.lk_exec, skel_->progs.lk_fork})
+		for (bpf_program *p : {skel_->progs.lk_entry, skel_->progs.lk_return, skel_->progs.lk_exec, skel_->progs.lk_fork,
+					 skel_->progs.lk_cgroup_attach})
 			bpf_program__set_autoload(p, uprobes);
 		multi_ = uprobes && (cfg_.uprobe_attach == "multi" || (cfg_.uprobe_attach == "auto" && sdk::kernel_has(sdk::KF_UPROBE_MULTI)));
 		if (multi_) {
@@ -495,7 +496,12 @@ public:
 	{
 		detach_all();
 		reset();
-		follow_ = target.follow != 0;
+		// A cgroup target takes in every process created in it or moved into it.
+		bool cgroup = target.kind == PI_TARGET_CGROUP;
+		if (cgroup && (target.size < offsetof(pi_target, cgroup_path) + sizeof target.cgroup_path ||
+			       !target.cgroup_path))
+			throw std::runtime_error("lock: a cgroup target without its cgroup's directory");
+		follow_ = target.follow != 0 || cgroup;
 		if (target.kind == PI_TARGET_ALL) {
 			if (cfg_.mode == "full")
 				throw std::runtime_error(
@@ -527,8 +533,20 @@ public:
 		links_.attach(skel_->progs.lk_exec);
 		if (follow_)
 			links_.attach(skel_->progs.lk_fork);
+		if (cgroup)
+			links_.attach(skel_->progs.lk_cgroup_attach);
 
 		std::set<uint32_t> pids;
+		if (cgroup) {
+			// Attached before the list is read: a process that moves in meanwhile is announced
+			// by lk_cgroup_attach, or listed here, or both (attach_process takes it once).
+			auto in = cgroup_processes(target.cgroup_path);
+			if (!in)
+				throw std::runtime_error("lock: cannot list the processes of cgroup " +
+							 std::string(target.cgroup_path) + ": " + sdk::errno_text(errno));
+			pids.insert(in->begin(), in->end());
+			pids.erase(host().self_tgid);
+		}
 		for (uint32_t i = 0; i < target.n_ids; i++) {
 			uint32_t id = target.ids[i];
 			if (id == 0)
@@ -547,7 +565,8 @@ public:
 			else
 				problems += (problems.empty() ? "" : "; ") + why;
 		}
-		if (!pids.empty() && attached == 0)
+		// (a cgroup may hold processes without libc, or none yet: never a refusal)
+		if (!cgroup && !pids.empty() && attached == 0)
 			throw std::runtime_error(problems);
 		if (!problems.empty())
 			sdk::log(host(), PI_LOG_WARN, problems);

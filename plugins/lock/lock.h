@@ -113,6 +113,7 @@ struct lk_contention {
 enum lk_newproc_why {
 	LK_NEW_FORK = 1,
 	LK_NEW_EXEC = 2,
+	LK_NEW_CGROUP = 3, /* moved into a cgroup target */
 };
 
 /* Header = the new process (exec) or its parent (fork). */

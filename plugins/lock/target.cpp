@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fcntl.h>
 #include <fstream>
 #include <sstream>
@@ -256,6 +257,33 @@ uint32_t tgid_of(uint32_t tid)
 		if (line.rfind("Tgid:", 0) == 0)
 			return static_cast<uint32_t>(std::stoul(line.substr(5)));
 	return 0;
+}
+
+std::optional<std::set<uint32_t>> cgroup_processes(const std::string &dir)
+{
+	std::set<uint32_t> out;
+	std::error_code ec;
+	std::filesystem::recursive_directory_iterator it(dir, ec), end;
+	if (ec) {
+		errno = ec.value();
+		return std::nullopt;
+	}
+	auto read_procs = [&](const std::filesystem::path &d) {
+		std::ifstream in(d / "cgroup.procs");
+		uint32_t pid;
+		while (in >> pid)
+			if (pid)
+				out.insert(pid);
+	};
+	read_procs(dir);
+	// cgroups below may come and go while they are read: what cannot be read is skipped
+	for (; it != end; it.increment(ec)) {
+		if (ec)
+			break;
+		if (it->is_directory(ec) && !it->is_symlink(ec))
+			read_procs(it->path());
+	}
+	return out;
 }
 
 std::string proc_comm(uint32_t pid)

@@ -55,6 +55,10 @@ int attach_multi(bpf_program *prog, const std::string &path, uint32_t pid, const
 		 const std::vector<uint64_t> &cookies, bool ret);
 
 uint32_t tgid_of(uint32_t tid);
+
+// The processes in a cgroup v2 directory and every cgroup below it (their cgroup.procs);
+// nullopt, with errno set, when dir cannot be read.
+std::optional<std::set<uint32_t>> cgroup_processes(const std::string &dir);
 std::string proc_comm(uint32_t pid);
 
 // What /proc/<pid>/stat says of a process: its state letter and its start time (field 22,

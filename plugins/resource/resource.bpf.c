@@ -242,9 +242,9 @@ static __always_inline void fill(struct rs_task *r, struct task_struct *t, __u16
 }
 
 /* Is this task one we report, or one of a thread target's process companions? */
-static __always_inline int classify(__u32 tgid, __u32 tid)
+static __always_inline int classify(__u32 tgid, __u32 tid, struct task_struct *t)
 {
-	if (pi_wanted(tgid, tid))
+	if (pi_wanted_in(tgid, tid, t))
 		return RS_F_TARGET;
 	if (rs_groups_on && bpf_map_lookup_elem(&rs_groups, &tgid))
 		return 0;
@@ -263,7 +263,7 @@ int rs_iter(struct bpf_iter__task *ctx)
 	if (!rs_snapshot) {
 		if (!pi_active())
 			return 0;
-		cls = classify(tgid, tid);
+		cls = classify(tgid, tid, t);
 		if (cls < 0)
 			return 0;
 	}
@@ -286,7 +286,7 @@ int BPF_PROG(rs_exit, struct task_struct *t)
 	if (!pi_active())
 		return 0;
 	__u32 tgid = t->tgid, tid = t->pid;
-	int cls = classify(tgid, tid);
+	int cls = classify(tgid, tid, t);
 	if (cls < 0)
 		return 0;
 	/* The group is dead when this is the last live thread (signal->live already counts it out;
@@ -311,7 +311,7 @@ int BPF_PROG(rs_dead_switch, bool preempt, struct task_struct *prev)
 	if (!pi_active() || !(pi_task_state(prev) & RS_TASK_DEAD))
 		return 0;
 	__u32 tgid = prev->tgid, tid = prev->pid;
-	if (classify(tgid, tid) < 0)
+	if (classify(tgid, tid, prev) < 0)
 		return 0;
 	__u32 zero = 0;
 	struct rs_task *r = bpf_map_lookup_elem(&rs_scratch, &zero);

@@ -105,12 +105,14 @@ static __always_inline struct pi_control *active_control(void)
 
 /* pi_wanted() for a task, cached in its storage for the activation (the target of a live task
  * changes only with a new activation, which bumps the generation). */
-static __always_inline bool task_wanted(struct task_struct *p, struct sc_task *t, __u64 gen)
+static __always_inline bool task_wanted(struct task_struct *p, struct sc_task *t, const struct pi_control *c)
 {
 	if (!t)
-		return pi_wanted(p->tgid, p->pid);
-	if (t->wanted_gen != gen) {
-		t->wanted = pi_wanted(p->tgid, p->pid);
+		return pi_wanted_in(p->tgid, p->pid, p);
+	__u64 gen = c->generation;
+	/* (a cgroup target's threads join and leave it within an activation: asked every time) */
+	if (t->wanted_gen != gen || pi_cgroup_mode(c)) {
+		t->wanted = pi_wanted_in(p->tgid, p->pid, p);
 		t->wanted_gen = gen;
 	}
 	return t->wanted;
@@ -260,7 +262,7 @@ static __always_inline int on_wakeup(struct task_struct *p)
 	__u64 gen = c->generation;
 	if (!sc_system_on) {
 		struct sc_task *t = task_stamp(p, false);
-		if (!task_wanted(p, t, gen))
+		if (!task_wanted(p, t, c))
 			return 0;
 	}
 	struct sc_task *t = task_stamp(p, true);
@@ -295,7 +297,7 @@ int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_stru
 	__u64 epoch = sc_epoch;
 
 	__u32 ptid = prev->pid;
-	if (ptid ? (sc_system_on || pi_wanted(prev->tgid, ptid)) : pi_wanted(0, 0)) {
+	if (ptid ? (sc_system_on || pi_wanted_in(prev->tgid, ptid, prev)) : pi_wanted(0, 0)) {
 		/* Switched out but still runnable (preempted, yielded, or woken while it was
 		 * getting off the CPU): it waits again from now. The state is read now, as the
 		 * kernel's own accounting does, not taken from prev_state (read before a wakeup
@@ -317,7 +319,7 @@ int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_stru
 			if (ok) {
 				if (sc_system_on)
 					system_wait(WAIT_STAMPED, d, epoch, true);
-				if (task_wanted(prev, t, gen))
+				if (task_wanted(prev, t, c))
 					thread_wait(prev, ptid, WAIT_STAMPED, d, epoch);
 			}
 		}
@@ -357,7 +359,7 @@ int BPF_PROG(sc_switch, bool preempt, struct task_struct *prev, struct task_stru
 	}
 	if (ntid && sc_system_on)
 		system_wait(kind, d, epoch, false);
-	if (task_wanted(next, t, gen))
+	if (task_wanted(next, t, c))
 		thread_wait(next, ntid, kind, d, epoch);
 	return 0;
 }

@@ -114,8 +114,9 @@ static __always_inline struct pi_control *sc_control(void)
 static __always_inline void sc_classify(struct pi_control *c, struct sc_cpu *cpu, __u64 regs)
 {
 	__u64 exits = sc_exits;
+	/* (a cgroup target's threads can join or leave it at any time: asked again each call) */
 	if (cpu->cache_regs == regs && cpu->cache_gen == c->generation && cpu->cache_exits == exits &&
-	    cpu->cache_run == sc_run)
+	    cpu->cache_run == sc_run && !pi_cgroup_mode(c))
 		return;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
@@ -455,7 +456,7 @@ int sc_scan(struct bpf_iter__task *ctx)
 		bpf_seq_write(seq, &sb->b, size);
 		return 0;
 	}
-	if (!pi_wanted(t->tgid, t->pid))
+	if (!pi_wanted_in(t->tgid, t->pid, t))
 		return 0;
 	__u64 enter = 0;
 	__u32 nr = 0;

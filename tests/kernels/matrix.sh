@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
 B=$(cd "${1:?usage: matrix.sh BUILD_DIR [REPORT.md]}" && pwd)
 report=${2:-$B/kernel-matrix.md}
-PROBES="keytime keytime-cpu syscall schedule resource lock profile"
+PROBES="keytime keytime-cpu keytime-cgroup syscall schedule resource lock profile"
 
 if ! command -v qemu-system-x86_64 >/dev/null || [ ! -x /bin/busybox ]; then
   echo "kernels: SKIPPED: qemu-system-x86_64 or busybox-static is missing (scripts/install-deps.sh installs them)"
@@ -41,6 +41,7 @@ cell() {
         "$d/$p.jsonl" 2>/dev/null | head -1)
   ok=
   case $p in
+    keytime-cgroup) ok=$(jq -s --argjson p "${pid:-0}" '(map(select(.event=="exec" and .pid==$p and .filename=="/bin/ls" and .ret==0))|length)==1 and (map(select(.event=="exit" and .pid==$p and .exit_code==0))|length)==1 and (map(select(.probe=="keytime" and .pid!=$p))|length)==0 and (map(select(.event=="activated" and (.cgroup_id // 0) > 0))|length)==1' "$d/$p.jsonl") ;;
     keytime-cpu) ok=$(jq -s --argjson p "${pid:-0}" '(map(select(.event=="oncpu" and .pid==$p and .dur_ns > 0))|length) > 0' "$d/$p.jsonl") ;;
     keytime)  ok=$(jq -s --argjson p "${pid:-0}" '(map(select(.event=="exec" and .pid==$p and .filename=="/bin/ls" and .ret==0))|length)==1 and (map(select(.event=="exit" and .pid==$p and .exit_code==0 and .group_dead))|length)==1' "$d/$p.jsonl") ;;
     syscall)  ok=$(jq -s --argjson p "${pid:-0}" '(map(select(.event=="sequence" and .pid==$p) | .syscalls[]) | index("execve") != null) and (map(select(.event=="sequence" and .pid==$p) | .syscalls[]) | index("write") != null)' "$d/$p.jsonl") ;;

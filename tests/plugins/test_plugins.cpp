@@ -7,6 +7,7 @@
 //   4 probe whose create throws straight through the C boundary
 //   5 a shared object with no procimage entry point
 //   6 a working sink built for ABI 1.0 (PI_PLUGIN_API_MINOR=0): a 1.x host keeps loading it
+//   7 a probe that does nothing, built for ABI 1.1 (PI_PLUGIN_API_MINOR=1): before cgroup targets
 #include <procimage/plugin_api.h>
 
 #include <stdexcept>
@@ -32,10 +33,15 @@ const pi_plugin_desc desc = {sizeof(pi_plugin_desc), PI_PLUGIN_API_MAJOR, PI_PLU
 const pi_plugin_desc *describe() { return &desc; }
 } // namespace
 PROCIMAGE_PLUGIN_ENTRY(describe);
-#elif VARIANT == 4
+#elif VARIANT == 4 || VARIANT == 7
 namespace {
 int validate(const char *, char *, size_t) { return PI_OK; }
+#if VARIANT == 4
 void *create(const pi_host *, const char *, char *, size_t) { throw std::runtime_error("probe exploded"); }
+#else
+int dummy;
+void *create(const pi_host *, const char *, char *, size_t) { return &dummy; }
+#endif
 int load(void *, pi_probe_io *, char *, size_t) { return PI_OK; }
 int attach(void *, const pi_target *, char *, size_t) { return PI_OK; }
 int detach(void *, char *, size_t) { return PI_OK; }

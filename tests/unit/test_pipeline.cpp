@@ -125,16 +125,29 @@ TEST_CASE("target errors name the JSON path")
 	CHECK(parse_error(json::parse(R"({"version": 1, "probes": {"keytime": {}}, "target": {"tid": "x"}})")) ==
 	      "target.tid: expected a non-negative integer, got a string");
 	CHECK(parse_error(json::parse(R"({"version": 1, "probes": {"keytime": {}}, "target": {"tid": 1, "tgid": 2}})")) ==
-	      "target: give exactly one of \"all\", \"tid\", \"tgid\"");
+	      "target: give exactly one of \"all\", \"tid\", \"tgid\", \"cgroup\", \"unit\", \"container\"");
+	CHECK(parse_error(json::parse(R"({"version": 1, "probes": {"keytime": {}}, "target": {"tgid": 1, "cgroup": "a"}})")) ==
+	      "target: give exactly one of \"all\", \"tid\", \"tgid\", \"cgroup\", \"unit\", \"container\"");
+	CHECK(parse_error(json::parse(R"({"version": 1, "probes": {"keytime": {}}, "target": {"unit": 3}})")) ==
+	      "target.unit: expected a systemd unit name, e.g. \"cron.service\"");
 	CHECK(parse_error(json::parse(R"({"version": 1, "probes": {"keytime": {}}, "target": {"tid": 0}})")) ==
 	      "target.cpu: required with \"tid\": 0 (which CPU's idle task)");
 	CHECK(parse_error(json::parse(R"({"version": 1, "probes": {"keytime": {"target": {"pid": 3}}}})")) ==
-	      "probes.keytime.target.pid: unknown key (expected all, tid, tgid, cpu, include_self or follow)");
+	      "probes.keytime.target.pid: unknown key (expected all, tid, tgid, cgroup, unit, container, cpu, include_self or follow)");
 	CHECK(parse_error(json::parse(R"({"version": 1, "probes": {"keytime": {}}, "target": {"tid": 5, "follow": true}})")) ==
 	      "target.follow: only meaningful with \"tgid\"");
 	auto ok = parse_pipeline(json::parse(R"({"version": 1, "probes": {"keytime": {}}, "target": {"tid": 0, "cpu": 1}})"));
 	REQUIRE(ok.ok());
 	CHECK(ok->target.idle_cpu == 1);
+	// a cgroup target is kept as given (looked up on activation) and printed back the same way
+	for (const char *k : {"cgroup", "unit", "container"}) {
+		auto c = parse_pipeline(json::parse(std::string(R"({"version": 1, "probes": {"keytime": {}}, "target": {")") + k +
+						   R"(": "x1"}})"));
+		REQUIRE(c.ok());
+		CHECK(c->target.kind == procimage::core::target_spec::kind_t::cgroup);
+		CHECK(c->target.cgroup_query == "x1");
+		CHECK(c->target.to_json() == json{{k, "x1"}});
+	}
 }
 
 TEST_CASE("plugin configuration errors name the JSON path of the key")
@@ -190,7 +203,10 @@ TEST_CASE("the binary exits 2 on a bad pipeline and names the problem")
 
 	r = t::run({t::procimage_bin(), "-p", "1", "-P", "1", "-k"});
 	CHECK(r.status == 2);
-	CHECK_THAT(r.err, Catch::Contains("give only one of"));
+	CHECK_THAT(r.err, Catch::Contains("give only one target"));
+	r = t::run({t::procimage_bin(), "-P", "1", "--unit", "x", "-k"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::Contains("give only one target"));
 }
 
 TEST_CASE("every shipped example pipeline passes --check")

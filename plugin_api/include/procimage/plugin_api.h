@@ -160,6 +160,10 @@ enum pi_target_kind {
 	PI_TARGET_ALL = 0,  /* every thread */
 	PI_TARGET_TID = 1,  /* threads, by the kernel's pid */
 	PI_TARGET_TGID = 2, /* processes (thread groups) */
+	/* Since 1.2: every thread in a cgroup v2 subtree (cgroup_id, cgroup_path), including
+	 * those that join it later. The host gives this kind only to plugins built for 1.2 or
+	 * newer; n_ids is 0. */
+	PI_TARGET_CGROUP = 3,
 };
 
 struct pi_target {
@@ -174,6 +178,12 @@ struct pi_target {
 	 * {"cpu": true} from procimage-ctl -k 1. They override the probe's configuration for this
 	 * activation only. Valid during the call. */
 	const char *options;
+	/* Since 1.2 (read only when size covers them): with kind PI_TARGET_CGROUP, the cgroup's
+	 * kernfs id (the id bpf_get_current_cgroup_id() returns for a task in it) and its
+	 * directory, absolute, on the v2 hierarchy as the host has it mounted. Valid during the
+	 * call. */
+	uint64_t cgroup_id;
+	const char *cgroup_path;
 };
 
 /* Event sources a probe hands to the host's bus after load. */

@@ -29,6 +29,7 @@ enum pi_mode {
 	PI_MODE_OFF = 0,     /* the probe collects nothing */
 	PI_MODE_ALL = 1,     /* every thread (procimage itself excluded unless include_self) */
 	PI_MODE_TARGETS = 2, /* threads / thread groups listed in pi_targets for this slot */
+	PI_MODE_CGROUP = 3,  /* every thread in a cgroup v2 subtree: pi_targets[{slot, PI_TK_CGROUP}] */
 };
 
 struct pi_control {
@@ -42,6 +43,9 @@ struct pi_control {
 enum pi_target_key_kind {
 	PI_TK_TID = 1,  /* one thread, by the kernel's pid */
 	PI_TK_TGID = 2, /* a whole thread group */
+	/* id is a probe slot; the value is that slot's struct pi_cgroup_target (same size as
+	 * pi_target_val), present while the slot's mode is PI_MODE_CGROUP */
+	PI_TK_CGROUP = 3,
 };
 
 struct pi_target_key {
@@ -52,6 +56,17 @@ struct pi_target_key {
 struct pi_target_val {
 	__u64 slots;        /* bit n: probe slot n targets this id */
 	__u64 follow_slots; /* bit n: children forked by this process join slot n's target */
+};
+
+/* A slot's cgroup target: the cgroup (its kernfs id, the id bpf_get_current_cgroup_id() and
+ * name_to_handle_at() give) and every cgroup below it, on the v2 (unified) hierarchy. A task's
+ * cgroup is compared with the target's id, then its parent, and so on up to min_level (no
+ * cgroup at a lower level can lie below the target) or PI_CGROUP_MAX_WALK steps. */
+#define PI_CGROUP_MAX_WALK 32
+struct pi_cgroup_target {
+	__u64 cgroup_id;
+	__u32 min_level; /* the target's depth below the root as the host sees it: a lower bound */
+	__u32 pad;
 };
 
 /* The header every ring-buffer record starts with. */

@@ -73,8 +73,45 @@ static __always_inline bool pi_active(void)
 	return c && c->mode != PI_MODE_OFF;
 }
 
-/* Is this thread part of the probe's current target? */
-static __always_inline bool pi_wanted(__u32 tgid, __u32 tid)
+/* The current task. bpf_get_current_task_btf() exists from 5.11; before it the plain pointer
+ * serves every BPF_CORE_READ (never a direct dereference) just as well. */
+static __always_inline struct task_struct *pi_current_task(void)
+{
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf))
+		return bpf_get_current_task_btf();
+	return (struct task_struct *)bpf_get_current_task();
+}
+
+/* Is task t in the slot's cgroup target (the cgroup or one below it)? Its cgroup on the v2
+ * hierarchy (task->cgroups->dfl_cgrp: the "unified" one on hybrid hosts, the same cgroup
+ * bpf_get_current_cgroup_id() names) and its ancestors are compared with the target's id. */
+static __always_inline bool pi_task_in_cgroup(struct task_struct *t, __u32 slot)
+{
+	struct pi_target_key key = {.id = slot, .kind = PI_TK_CGROUP};
+	struct pi_cgroup_target *ct = bpf_map_lookup_elem(&pi_targets, &key);
+	if (!ct)
+		return false;
+	__u64 want = ct->cgroup_id;
+	int min_level = (int)ct->min_level;
+	struct cgroup *cg = BPF_CORE_READ(t, cgroups, dfl_cgrp);
+	if (!cg)
+		return false;
+	int level = BPF_CORE_READ(cg, level);
+	for (int i = 0; i < PI_CGROUP_MAX_WALK; i++) {
+		if (!cg || level < min_level)
+			return false;
+		if (BPF_CORE_READ(cg, kn, id) == want)
+			return true;
+		cg = BPF_CORE_READ(cg, self.parent, cgroup);
+		level--;
+	}
+	return false;
+}
+
+/* Is this thread part of the probe's current target? t is the thread's task when the caller
+ * has it, or NULL: then a cgroup target can be checked only when tid is the current thread
+ * (any other thread is then not wanted). Targets by thread or process never read t. */
+static __always_inline bool pi_wanted_in(__u32 tgid, __u32 tid, struct task_struct *t)
 {
 	__u32 slot = pi_slot;
 	struct pi_control *c = bpf_map_lookup_elem(&pi_control, &slot);
@@ -86,6 +123,14 @@ static __always_inline bool pi_wanted(__u32 tgid, __u32 tid)
 		return c->idle_cpu >= 0 && (__u32)c->idle_cpu == bpf_get_smp_processor_id();
 	if (c->mode == PI_MODE_ALL)
 		return true;
+	if (c->mode == PI_MODE_CGROUP) {
+		if (!t) {
+			if (tid != (__u32)bpf_get_current_pid_tgid())
+				return false;
+			t = pi_current_task();
+		}
+		return pi_task_in_cgroup(t, slot);
+	}
 	__u64 bit = 1ULL << (slot & (PI_MAX_SLOTS - 1));
 	struct pi_target_key key = {.id = tid, .kind = PI_TK_TID};
 	struct pi_target_val *v = bpf_map_lookup_elem(&pi_targets, &key);
@@ -97,15 +142,29 @@ static __always_inline bool pi_wanted(__u32 tgid, __u32 tid)
 	return v && (v->slots & bit);
 }
 
+/* pi_wanted_in() without the task: right for the current thread and for targets by thread or
+ * process; for a cgroup target, a thread other than the current one is not wanted. */
+static __always_inline bool pi_wanted(__u32 tgid, __u32 tid)
+{
+	return pi_wanted_in(tgid, tid, NULL);
+}
+
 static __always_inline bool pi_wanted_current(void)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	return pi_wanted(id >> 32, (__u32)id);
+	return pi_wanted_in(id >> 32, (__u32)id, NULL);
 }
 
 static __always_inline bool pi_wanted_task(struct task_struct *t)
 {
-	return pi_wanted(BPF_CORE_READ(t, tgid), BPF_CORE_READ(t, pid));
+	return pi_wanted_in(BPF_CORE_READ(t, tgid), BPF_CORE_READ(t, pid), t);
+}
+
+/* Does the slot's target follow cgroup membership? (Then a thread's answer can change
+ * without a new activation: a probe that caches pi_wanted() per activation asks again.) */
+static __always_inline bool pi_cgroup_mode(const struct pi_control *c)
+{
+	return c && c->mode == PI_MODE_CGROUP;
 }
 
 /* Reserve a ring-buffer record; a full buffer is counted in pi_lost, never silent. */
@@ -181,15 +240,6 @@ static __always_inline long pi_syscall_nr(struct pt_regs *regs)
 #else
 	return (long)BPF_CORE_READ(regs, orig_ax);
 #endif
-}
-
-/* The current task. bpf_get_current_task_btf() exists from 5.11; before it the plain pointer
- * serves every BPF_CORE_READ (never a direct dereference) just as well. */
-static __always_inline struct task_struct *pi_current_task(void)
-{
-	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf))
-		return bpf_get_current_task_btf();
-	return (struct task_struct *)bpf_get_current_task();
 }
 
 static __always_inline void pi_fill_header_current(struct pi_event_header *h, __u16 kind,
