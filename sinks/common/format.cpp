@@ -6,10 +6,24 @@
 #include <cinttypes>
 #include <cmath>
 #include <csignal>
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 
 namespace procimage::sinks {
+
+// Integers as decimal text, straight into the output.
+template <typename T> static void append_int(std::string &out, T v)
+{
+	char buf[24];
+	auto r = std::to_chars(buf, buf + sizeof buf, v);
+	out.append(buf, r.ptr);
+}
+
+template <size_t N> static void append_lit(std::string &out, const char (&s)[N])
+{
+	out.append(s, N - 1);
+}
 
 std::string clock_time(uint64_t epoch_ns, bool utc)
 {
@@ -94,23 +108,9 @@ static std::string number(const pi_field &f)
 
 std::string plain_value(const pi_field &f)
 {
-	switch (f.type) {
-	case PI_FT_STR: return f.v.s ? f.v.s : "";
-	case PI_FT_BOOL: return f.v.u ? "true" : "false";
-	case PI_FT_STRV: {
-		std::string out;
-		for (uint32_t i = 0; i < f.count; i++)
-			out += (i ? " " : "") + std::string(f.v.sv[i] ? f.v.sv[i] : "");
-		return out;
-	}
-	case PI_FT_U64V: {
-		std::string out;
-		for (uint32_t i = 0; i < f.count; i++)
-			out += (i ? " " : "") + std::to_string(f.v.uv[i]);
-		return out;
-	}
-	default: return number(f);
-	}
+	std::string out;
+	append_plain_value(out, f);
+	return out;
 }
 
 static bool needs_quotes(const std::string &s)
@@ -187,40 +187,52 @@ std::string human_value(const pi_field &f)
 	}
 }
 
+// Bytes a JSON string takes as they are: printable ASCII but '"' and '\\' (UTF-8 sequences
+// are checked one by one).
+static bool json_plain(unsigned char c)
+{
+	return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
 // JSON string body: UTF-8 passed through, invalid bytes replaced by U+FFFD, controls escaped.
+// Runs of bytes that need nothing are copied at once.
 static void json_string(std::string &out, const char *s)
 {
 	out += '"';
 	const auto *p = reinterpret_cast<const unsigned char *>(s ? s : "");
 	const auto *end = p + std::strlen(reinterpret_cast<const char *>(p));
 	while (p < end) {
-		unsigned char c = *p;
-		if (c < 0x80) {
-			switch (c) {
-			case '"': out += "\\\""; break;
-			case '\\': out += "\\\\"; break;
-			case '\n': out += "\\n"; break;
-			case '\r': out += "\\r"; break;
-			case '\t': out += "\\t"; break;
-			default:
-				if (c < 0x20) {
-					char buf[8];
-					std::snprintf(buf, sizeof buf, "\\u%04x", c);
-					out += buf;
-				} else {
-					out += static_cast<char>(c);
-				}
+		const auto *run = p;
+		while (p < end) {
+			if (json_plain(*p)) {
+				p++;
+				continue;
 			}
-			p++;
-			continue;
-		}
-		int len = utf8_sequence_length(p, end);
-		if (len == 0) {
-			out += UTF8_REPLACEMENT;
-			p++;
-		} else {
-			out.append(reinterpret_cast<const char *>(p), static_cast<size_t>(len));
+			if (*p < 0x80)
+				break;
+			int len = utf8_sequence_length(p, end);
+			if (len == 0)
+				break;
 			p += len;
+		}
+		out.append(reinterpret_cast<const char *>(run), static_cast<size_t>(p - run));
+		if (p == end)
+			break;
+		unsigned char c = *p++;
+		switch (c) {
+		case '"': append_lit(out, "\\\""); break;
+		case '\\': append_lit(out, "\\\\"); break;
+		case '\n': append_lit(out, "\\n"); break;
+		case '\r': append_lit(out, "\\r"); break;
+		case '\t': append_lit(out, "\\t"); break;
+		default:
+			if (c < 0x20) {
+				static const char hexdig[] = "0123456789abcdef";
+				char buf[6] = {'\\', 'u', '0', '0', hexdig[c >> 4], hexdig[c & 0xf]};
+				out.append(buf, sizeof buf);
+			} else {
+				out += UTF8_REPLACEMENT; // a byte that starts no valid sequence
+			}
 		}
 	}
 	out += '"';
@@ -229,7 +241,7 @@ static void json_string(std::string &out, const char *s)
 static void json_number(std::string &out, double d)
 {
 	if (!std::isfinite(d)) {
-		out += "null";
+		append_lit(out, "null");
 		return;
 	}
 	char buf[64];
@@ -240,10 +252,15 @@ static void json_number(std::string &out, double d)
 void append_json_value(std::string &out, const pi_field &f)
 {
 	switch (f.type) {
-	case PI_FT_I64: out += std::to_string(f.v.i); break;
-	case PI_FT_U64: out += std::to_string(f.v.u); break;
+	case PI_FT_I64: append_int(out, f.v.i); break;
+	case PI_FT_U64: append_int(out, f.v.u); break;
 	case PI_FT_F64: json_number(out, f.v.d); break;
-	case PI_FT_BOOL: out += f.v.u ? "true" : "false"; break;
+	case PI_FT_BOOL:
+		if (f.v.u)
+			append_lit(out, "true");
+		else
+			append_lit(out, "false");
+		break;
 	case PI_FT_STR: json_string(out, f.v.s); break;
 	case PI_FT_STRV:
 		out += '[';
@@ -259,35 +276,35 @@ void append_json_value(std::string &out, const pi_field &f)
 		for (uint32_t i = 0; i < f.count; i++) {
 			if (i)
 				out += ',';
-			out += std::to_string(f.v.uv[i]);
+			append_int(out, f.v.uv[i]);
 		}
 		out += ']';
 		break;
-	default: out += "null";
+	default: append_lit(out, "null");
 	}
 }
 
 void append_record_json(std::string &out, const pi_record &r)
 {
-	out += "{\"ts_ns\":";
-	out += std::to_string(r.ts_ns);
-	out += ",\"probe\":";
+	append_lit(out, "{\"ts_ns\":");
+	append_int(out, r.ts_ns);
+	append_lit(out, ",\"probe\":");
 	json_string(out, r.probe);
-	out += ",\"event\":";
+	append_lit(out, ",\"event\":");
 	json_string(out, r.event);
-	out += ",\"pid\":";
-	out += std::to_string(r.pid);
-	out += ",\"tid\":";
-	out += std::to_string(r.tid);
-	out += ",\"comm\":";
+	append_lit(out, ",\"pid\":");
+	append_int(out, r.pid);
+	append_lit(out, ",\"tid\":");
+	append_int(out, r.tid);
+	append_lit(out, ",\"comm\":");
 	json_string(out, r.comm);
 	if (r.cpu >= 0) {
-		out += ",\"cpu\":";
-		out += std::to_string(r.cpu);
+		append_lit(out, ",\"cpu\":");
+		append_int(out, r.cpu);
 	}
 	if (r.pid_start_ns) {
-		out += ",\"pid_start_ns\":";
-		out += std::to_string(r.pid_start_ns);
+		append_lit(out, ",\"pid_start_ns\":");
+		append_int(out, r.pid_start_ns);
 	}
 	for (uint32_t i = 0; i < r.nfields; i++) {
 		out += ',';
@@ -307,16 +324,64 @@ std::string record_json(const pi_record &r)
 
 std::string csv_cell(const std::string &s)
 {
-	bool quote = s.find_first_of(",\"\r\n") != std::string::npos;
-	if (!quote)
-		return s;
-	std::string out = "\"";
-	for (char c : s) {
-		if (c == '"')
-			out += '"';
-		out += c;
+	std::string out;
+	append_csv_cell(out, s);
+	return out;
+}
+
+void append_csv_cell(std::string &out, std::string_view s)
+{
+	if (s.find_first_of(",\"\r\n") == std::string_view::npos) {
+		out.append(s);
+		return;
 	}
-	return out + "\"";
+	out += '"';
+	for (size_t at = 0;;) {
+		size_t q = s.find('"', at);
+		if (q == std::string_view::npos) {
+			out.append(s.substr(at));
+			break;
+		}
+		out.append(s.substr(at, q + 1 - at));
+		out += '"'; // a quote is written twice
+		at = q + 1;
+	}
+	out += '"';
+}
+
+void append_plain_value(std::string &out, const pi_field &f)
+{
+	switch (f.type) {
+	case PI_FT_STR:
+		if (f.v.s)
+			out += f.v.s;
+		break;
+	case PI_FT_BOOL: out += f.v.u ? "true" : "false"; break;
+	case PI_FT_STRV:
+		for (uint32_t i = 0; i < f.count; i++) {
+			if (i)
+				out += ' ';
+			if (f.v.sv[i])
+				out += f.v.sv[i];
+		}
+		break;
+	case PI_FT_U64V:
+		for (uint32_t i = 0; i < f.count; i++) {
+			if (i)
+				out += ' ';
+			append_int(out, f.v.uv[i]);
+		}
+		break;
+	case PI_FT_I64: append_int(out, f.v.i); break;
+	case PI_FT_U64: append_int(out, f.v.u); break;
+	case PI_FT_F64: {
+		char buf[48];
+		int n = std::snprintf(buf, sizeof buf, "%.6g", f.v.d);
+		out.append(buf, static_cast<size_t>(n > 0 ? std::min<int>(n, sizeof buf - 1) : 0));
+		break;
+	}
+	default: break;
+	}
 }
 
 } // namespace procimage::sinks

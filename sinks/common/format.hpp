@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace procimage::sinks {
 
@@ -31,7 +32,9 @@ void append_record_json(std::string &out, const pi_record &r);
 std::string record_json(const pi_record &r);
 // One CSV cell, quoted per RFC 4180 when needed.
 std::string csv_cell(const std::string &s);
+void append_csv_cell(std::string &out, std::string_view s);
 // The raw value of one field as text (arrays joined by a space).
 std::string plain_value(const pi_field &f);
+void append_plain_value(std::string &out, const pi_field &f);
 
 } // namespace procimage::sinks

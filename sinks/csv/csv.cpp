@@ -8,6 +8,7 @@
 #include <procimage/config.hpp>
 #include <procimage/sdk.hpp>
 
+#include <charconv>
 #include <cerrno>
 #include <cstdio>
 #include <deque>
@@ -42,33 +43,71 @@ public:
 
 	void write(const pi_record &r) override
 	{
-		std::string name = std::string(r.probe ? r.probe : "") + "_" + (r.event ? r.event : "");
-		for (char &c : name)
+		name_.clear();
+		name_.append(r.probe ? r.probe : "").append("_").append(r.event ? r.event : "");
+		for (char &c : name_)
 			if (c == '/' || c == '\0')
 				c = '_';
-		auto it = files_.find(name);
+		auto it = files_.find(name_);
 		if (it == files_.end())
-			it = open(name, r);
+			it = open(name_, r);
 		file &f = it->second;
-		std::string line = std::to_string(r.ts_ns) + "," + csv_cell(r.probe ? r.probe : "") + "," +
-				   csv_cell(r.event ? r.event : "") + "," + std::to_string(r.pid) + "," +
-				   std::to_string(r.tid) + "," + csv_cell(r.comm ? r.comm : "") + "," +
-				   (r.cpu >= 0 ? std::to_string(r.cpu) : "") + "," + std::to_string(r.pid_start_ns);
-		std::vector<std::string> cells(f.columns.size());
-		std::string extra;
-		for (uint32_t i = 0; i < r.nfields; i++) {
-			auto c = f.index.find(r.fields[i].key);
-			std::string v = plain_value(r.fields[i]);
-			if (c == f.index.end())
-				extra += (extra.empty() ? "" : " ") + std::string(r.fields[i].key) + "=" + v;
-			else
-				cells[c->second] = v;
+		// one row built in a buffer kept from row to row: nothing is allocated per record
+		std::string &line = line_;
+		line.clear();
+		append_u(line, r.ts_ns);
+		line += ',';
+		append_csv_cell(line, r.probe ? r.probe : "");
+		line += ',';
+		append_csv_cell(line, r.event ? r.event : "");
+		line += ',';
+		append_u(line, r.pid);
+		line += ',';
+		append_u(line, r.tid);
+		line += ',';
+		append_csv_cell(line, r.comm ? r.comm : "");
+		line += ',';
+		if (r.cpu >= 0)
+			append_u(line, static_cast<uint32_t>(r.cpu));
+		line += ',';
+		append_u(line, r.pid_start_ns);
+		if (same_columns(f, r)) {
+			// the usual case: the fields of the header's record, in its order
+			for (uint32_t i = 0; i < r.nfields; i++) {
+				value_.clear();
+				append_plain_value(value_, r.fields[i]);
+				line += ',';
+				append_csv_cell(line, value_);
+			}
+			line += ',';
+		} else {
+			cells_.resize(f.columns.size());
+			for (auto &c : cells_)
+				c.clear();
+			extra_.clear();
+			for (uint32_t i = 0; i < r.nfields; i++) {
+				const char *key = r.fields[i].key ? r.fields[i].key : "";
+				auto c = f.index.find(std::string_view(key));
+				if (c == f.index.end()) {
+					if (!extra_.empty())
+						extra_ += ' ';
+					extra_.append(key).append("=");
+					append_plain_value(extra_, r.fields[i]);
+				} else {
+					cells_[c->second].clear();
+					append_plain_value(cells_[c->second], r.fields[i]);
+				}
+			}
+			for (const auto &c : cells_) {
+				line += ',';
+				append_csv_cell(line, c);
+			}
+			line += ',';
+			append_csv_cell(line, extra_);
 		}
-		for (const auto &c : cells)
-			line += "," + csv_cell(c);
-		line += "," + csv_cell(extra) + "\r\n";
+		line += "\r\n";
 		if (std::fwrite(line.data(), 1, line.size(), f.fp) != line.size())
-			fail(name + ".csv: write failed: ");
+			fail(name_ + ".csv: write failed: ");
 		f.written += static_cast<off_t>(line.size());
 		f.row_ends.push_back(f.written);
 	}
@@ -87,7 +126,7 @@ private:
 	struct file {
 		FILE *fp;
 		std::vector<std::string> columns;
-		std::map<std::string, size_t> index;
+		std::map<std::string, size_t, std::less<>> index;
 		off_t written = 0;          // bytes handed to stdio, whole rows only
 		off_t flushed = 0;          // of which the last successful flush wrote out
 		std::deque<off_t> row_ends; // ends of the rows written since then
@@ -130,12 +169,13 @@ private:
 		return dir;
 	}
 
-	std::map<std::string, file>::iterator open(const std::string &name, const pi_record &r)
+	std::map<std::string, file, std::less<>>::iterator open(const std::string &name, const pi_record &r)
 	{
 		std::string path = dir_ + "/" + name + ".csv";
 		FILE *fp = std::fopen(path.c_str(), "w");
 		if (!fp)
 			throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+		std::setvbuf(fp, nullptr, _IOFBF, 256 * 1024); // rows reach the file in large writes
 		file f{fp, {}, {}};
 		std::string header = "ts_ns,probe,event,pid,tid,comm,cpu,pid_start_ns";
 		for (uint32_t i = 0; i < r.nfields; i++) {
@@ -154,8 +194,28 @@ private:
 		return files_.emplace(name, std::move(f)).first;
 	}
 
+	template <typename T> static void append_u(std::string &out, T v)
+	{
+		char buf[24];
+		auto r = std::to_chars(buf, buf + sizeof buf, v);
+		out.append(buf, r.ptr);
+	}
+
+	// Whether the record's fields are the file's columns, in the same order.
+	static bool same_columns(const file &f, const pi_record &r)
+	{
+		if (r.nfields != f.columns.size() || f.index.size() != f.columns.size()) // (a key twice: the slow path)
+			return false;
+		for (uint32_t i = 0; i < r.nfields; i++)
+			if (f.columns[i] != (r.fields[i].key ? r.fields[i].key : ""))
+				return false;
+		return true;
+	}
+
 	std::string dir_;
-	std::map<std::string, file> files_;
+	std::map<std::string, file, std::less<>> files_;
+	std::string name_, line_, value_, extra_; // kept from record to record
+	std::vector<std::string> cells_;
 };
 
 } // namespace procimage::sinks

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // jsonl sink: one JSON object per line, to a file or standard output, flushed per batch.
+// Lines are formatted into one buffer, handed to the file in large writes (every
+// WRITE_CHUNK bytes, and at each flush).
 #include "../common/format.hpp"
 
 #include <procimage/config.hpp>
@@ -34,6 +36,9 @@ public:
 
 	~jsonl_sink() override
 	{
+		// the host flushes before it destroys a sink; whatever a failed flush left is dropped
+		if (!buf_.empty() && !failed_)
+			std::fwrite(buf_.data(), 1, buf_.size(), out_);
 		if (own_)
 			std::fclose(out_);
 		else
@@ -42,26 +47,41 @@ public:
 
 	void write(const pi_record &r) override
 	{
-		line_.clear();
-		append_record_json(line_, r);
-		line_ += '\n';
-		if (std::fwrite(line_.data(), 1, line_.size(), out_) != line_.size())
-			fail("write failed: ");
+		append_record_json(buf_, r);
+		buf_ += '\n';
+		if (buf_.size() >= WRITE_CHUNK)
+			write_out();
 	}
 
 	void flush() override
 	{
+		write_out();
 		if (std::fflush(out_) != 0)
 			fail("flush failed: ");
 	}
 
 private:
+	static constexpr size_t WRITE_CHUNK = 256 * 1024;
+
+	void write_out()
+	{
+		if (buf_.empty())
+			return;
+		size_t n = std::fwrite(buf_.data(), 1, buf_.size(), out_);
+		bool ok = n == buf_.size();
+		buf_.clear(); // keeps its capacity
+		if (!ok)
+			fail("write failed: ");
+	}
+
 	// A failed write (a full disk) may have left part of a record in the file: drop what stdio
 	// still holds, so that closing writes nothing more, and cut the file back to the end of its
 	// last whole line, so that every line in it stays one complete JSON object.
 	[[noreturn]] void fail(const char *what)
 	{
 		int err = errno;
+		failed_ = true;
+		buf_.clear();
 		__fpurge(out_);
 		std::string msg = std::string(what) + std::strerror(err);
 		if (own_ && !trim_to_last_line())
@@ -106,7 +126,8 @@ private:
 
 	FILE *out_ = nullptr;
 	bool own_ = false;
-	std::string line_; // reused: no allocation per record
+	bool failed_ = false;
+	std::string buf_; // whole lines not yet handed to the file; reused: no allocation per record
 };
 
 } // namespace procimage::sinks
