@@ -20,11 +20,6 @@ template <typename T> static void append_int(std::string &out, T v)
 	out.append(buf, r.ptr);
 }
 
-template <size_t N> static void append_lit(std::string &out, const char (&s)[N])
-{
-	out.append(s, N - 1);
-}
-
 std::string clock_time(uint64_t epoch_ns, bool utc)
 {
 	time_t secs = static_cast<time_t>(epoch_ns / 1000000000ULL);
@@ -187,6 +182,28 @@ std::string human_value(const pi_field &f)
 	}
 }
 
+// ---------------------------------------------------------------- JSON
+//
+// The JSON text is written through a raw pointer into room measured beforehand (an upper
+// bound per value: a string byte takes at most 6 bytes, as \u00XX; a number at most 32):
+// no capacity check, no call per character.
+
+template <size_t N> static char *put_lit(char *p, const char (&s)[N])
+{
+	std::memcpy(p, s, N - 1);
+	return p + N - 1;
+}
+
+template <typename T> static char *put_int(char *p, T v)
+{
+	return std::to_chars(p, p + 24, v).ptr;
+}
+
+static size_t json_string_bound(const char *s)
+{
+	return 2 + 6 * std::strlen(s ? s : "");
+}
+
 // Bytes a JSON string takes as they are: printable ASCII but '"' and '\\' (UTF-8 sequences
 // are checked one by one).
 static bool json_plain(unsigned char c)
@@ -194,11 +211,11 @@ static bool json_plain(unsigned char c)
 	return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
 }
 
-// JSON string body: UTF-8 passed through, invalid bytes replaced by U+FFFD, controls escaped.
+// JSON string: UTF-8 passed through, invalid bytes replaced by U+FFFD, controls escaped.
 // Runs of bytes that need nothing are copied at once.
-static void json_string(std::string &out, const char *s)
+static char *put_json_string(char *out, const char *s)
 {
-	out += '"';
+	*out++ = '"';
 	const auto *p = reinterpret_cast<const unsigned char *>(s ? s : "");
 	const auto *end = p + std::strlen(reinterpret_cast<const char *>(p));
 	while (p < end) {
@@ -215,104 +232,135 @@ static void json_string(std::string &out, const char *s)
 				break;
 			p += len;
 		}
-		out.append(reinterpret_cast<const char *>(run), static_cast<size_t>(p - run));
+		std::memcpy(out, run, static_cast<size_t>(p - run));
+		out += p - run;
 		if (p == end)
 			break;
 		unsigned char c = *p++;
 		switch (c) {
-		case '"': append_lit(out, "\\\""); break;
-		case '\\': append_lit(out, "\\\\"); break;
-		case '\n': append_lit(out, "\\n"); break;
-		case '\r': append_lit(out, "\\r"); break;
-		case '\t': append_lit(out, "\\t"); break;
+		case '"': out = put_lit(out, "\\\""); break;
+		case '\\': out = put_lit(out, "\\\\"); break;
+		case '\n': out = put_lit(out, "\\n"); break;
+		case '\r': out = put_lit(out, "\\r"); break;
+		case '\t': out = put_lit(out, "\\t"); break;
 		default:
 			if (c < 0x20) {
 				static const char hexdig[] = "0123456789abcdef";
-				char buf[6] = {'\\', 'u', '0', '0', hexdig[c >> 4], hexdig[c & 0xf]};
-				out.append(buf, sizeof buf);
+				out = put_lit(out, "\\u00");
+				*out++ = hexdig[c >> 4];
+				*out++ = hexdig[c & 0xf];
 			} else {
-				out += UTF8_REPLACEMENT; // a byte that starts no valid sequence
+				out = put_lit(out, "\xef\xbf\xbd"); // U+FFFD: a byte that starts no valid sequence
 			}
 		}
 	}
-	out += '"';
+	*out++ = '"';
+	return out;
 }
 
-static void json_number(std::string &out, double d)
+constexpr size_t NUMBER_BOUND = 32; // an integer, a double's shortest form, null, true, false
+
+static size_t json_value_bound(const pi_field &f)
 {
-	if (!std::isfinite(d)) {
-		append_lit(out, "null");
-		return;
+	switch (f.type) {
+	case PI_FT_STR: return json_string_bound(f.v.s);
+	case PI_FT_STRV: {
+		size_t n = 2;
+		for (uint32_t i = 0; i < f.count; i++)
+			n += 1 + json_string_bound(f.v.sv[i]);
+		return n;
 	}
-	char buf[64];
-	auto r = std::to_chars(buf, buf + sizeof buf, d);
-	out.append(buf, r.ptr);
+	case PI_FT_U64V: return 2 + static_cast<size_t>(f.count) * (NUMBER_BOUND + 1);
+	default: return NUMBER_BOUND;
+	}
+}
+
+static char *put_json_value(char *out, const pi_field &f)
+{
+	switch (f.type) {
+	case PI_FT_I64: return put_int(out, f.v.i);
+	case PI_FT_U64: return put_int(out, f.v.u);
+	case PI_FT_F64:
+		if (!std::isfinite(f.v.d))
+			return put_lit(out, "null");
+		return std::to_chars(out, out + NUMBER_BOUND, f.v.d).ptr;
+	case PI_FT_BOOL: return f.v.u ? put_lit(out, "true") : put_lit(out, "false");
+	case PI_FT_STR: return put_json_string(out, f.v.s);
+	case PI_FT_STRV:
+		*out++ = '[';
+		for (uint32_t i = 0; i < f.count; i++) {
+			if (i)
+				*out++ = ',';
+			out = put_json_string(out, f.v.sv[i]);
+		}
+		*out++ = ']';
+		return out;
+	case PI_FT_U64V:
+		*out++ = '[';
+		for (uint32_t i = 0; i < f.count; i++) {
+			if (i)
+				*out++ = ',';
+			out = put_int(out, f.v.uv[i]);
+		}
+		*out++ = ']';
+		return out;
+	default: return put_lit(out, "null");
+	}
+}
+
+size_t record_json_bound(const pi_record &r)
+{
+	size_t n = 128 + 5 * NUMBER_BOUND; // the common keys and their numbers
+	n += json_string_bound(r.probe) + json_string_bound(r.event) + json_string_bound(r.comm);
+	for (uint32_t i = 0; i < r.nfields; i++)
+		n += 2 + json_string_bound(r.fields[i].key) + json_value_bound(r.fields[i]);
+	return n;
+}
+
+char *write_record_json(char *out, const pi_record &r)
+{
+	out = put_lit(out, "{\"ts_ns\":");
+	out = put_int(out, r.ts_ns);
+	out = put_lit(out, ",\"probe\":");
+	out = put_json_string(out, r.probe);
+	out = put_lit(out, ",\"event\":");
+	out = put_json_string(out, r.event);
+	out = put_lit(out, ",\"pid\":");
+	out = put_int(out, r.pid);
+	out = put_lit(out, ",\"tid\":");
+	out = put_int(out, r.tid);
+	out = put_lit(out, ",\"comm\":");
+	out = put_json_string(out, r.comm);
+	if (r.cpu >= 0) {
+		out = put_lit(out, ",\"cpu\":");
+		out = put_int(out, r.cpu);
+	}
+	if (r.pid_start_ns) {
+		out = put_lit(out, ",\"pid_start_ns\":");
+		out = put_int(out, r.pid_start_ns);
+	}
+	for (uint32_t i = 0; i < r.nfields; i++) {
+		*out++ = ',';
+		out = put_json_string(out, r.fields[i].key);
+		*out++ = ':';
+		out = put_json_value(out, r.fields[i]);
+	}
+	*out++ = '}';
+	return out;
 }
 
 void append_json_value(std::string &out, const pi_field &f)
 {
-	switch (f.type) {
-	case PI_FT_I64: append_int(out, f.v.i); break;
-	case PI_FT_U64: append_int(out, f.v.u); break;
-	case PI_FT_F64: json_number(out, f.v.d); break;
-	case PI_FT_BOOL:
-		if (f.v.u)
-			append_lit(out, "true");
-		else
-			append_lit(out, "false");
-		break;
-	case PI_FT_STR: json_string(out, f.v.s); break;
-	case PI_FT_STRV:
-		out += '[';
-		for (uint32_t i = 0; i < f.count; i++) {
-			if (i)
-				out += ',';
-			json_string(out, f.v.sv[i]);
-		}
-		out += ']';
-		break;
-	case PI_FT_U64V:
-		out += '[';
-		for (uint32_t i = 0; i < f.count; i++) {
-			if (i)
-				out += ',';
-			append_int(out, f.v.uv[i]);
-		}
-		out += ']';
-		break;
-	default: append_lit(out, "null");
-	}
+	size_t at = out.size();
+	out.resize(at + json_value_bound(f));
+	out.resize(static_cast<size_t>(put_json_value(out.data() + at, f) - out.data()));
 }
 
 void append_record_json(std::string &out, const pi_record &r)
 {
-	append_lit(out, "{\"ts_ns\":");
-	append_int(out, r.ts_ns);
-	append_lit(out, ",\"probe\":");
-	json_string(out, r.probe);
-	append_lit(out, ",\"event\":");
-	json_string(out, r.event);
-	append_lit(out, ",\"pid\":");
-	append_int(out, r.pid);
-	append_lit(out, ",\"tid\":");
-	append_int(out, r.tid);
-	append_lit(out, ",\"comm\":");
-	json_string(out, r.comm);
-	if (r.cpu >= 0) {
-		append_lit(out, ",\"cpu\":");
-		append_int(out, r.cpu);
-	}
-	if (r.pid_start_ns) {
-		append_lit(out, ",\"pid_start_ns\":");
-		append_int(out, r.pid_start_ns);
-	}
-	for (uint32_t i = 0; i < r.nfields; i++) {
-		out += ',';
-		json_string(out, r.fields[i].key);
-		out += ':';
-		append_json_value(out, r.fields[i]);
-	}
-	out += '}';
+	size_t at = out.size();
+	out.resize(at + record_json_bound(r));
+	out.resize(static_cast<size_t>(write_record_json(out.data() + at, r) - out.data()));
 }
 
 std::string record_json(const pi_record &r)

@@ -29,6 +29,9 @@ std::string human_value(const pi_field &f);
 void append_json_value(std::string &out, const pi_field &f);
 // The whole record as one JSON object, common keys first, no newline.
 void append_record_json(std::string &out, const pi_record &r);
+// The same written at dst, which has room for record_json_bound(r) bytes; returns its end.
+size_t record_json_bound(const pi_record &r);
+char *write_record_json(char *dst, const pi_record &r);
 std::string record_json(const pi_record &r);
 // One CSV cell, quoted per RFC 4180 when needed.
 std::string csv_cell(const std::string &s);

@@ -8,6 +8,7 @@
 #include <procimage/config.hpp>
 #include <procimage/sdk.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -37,8 +38,8 @@ public:
 	~jsonl_sink() override
 	{
 		// the host flushes before it destroys a sink; whatever a failed flush left is dropped
-		if (!buf_.empty() && !failed_)
-			std::fwrite(buf_.data(), 1, buf_.size(), out_);
+		if (len_ && !failed_)
+			std::fwrite(buf_.data(), 1, len_, out_);
 		if (own_)
 			std::fclose(out_);
 		else
@@ -47,9 +48,15 @@ public:
 
 	void write(const pi_record &r) override
 	{
-		append_record_json(buf_, r);
-		buf_ += '\n';
-		if (buf_.size() >= WRITE_CHUNK)
+		// buf_ is room, len_ what is used of it: it grows (and is zeroed) only when a record
+		// needs more than is left
+		size_t need = record_json_bound(r) + 1;
+		if (buf_.size() - len_ < need)
+			buf_.resize(std::max(2 * buf_.size(), len_ + need + WRITE_CHUNK));
+		char *end = write_record_json(buf_.data() + len_, r);
+		*end++ = '\n';
+		len_ = static_cast<size_t>(end - buf_.data());
+		if (len_ >= WRITE_CHUNK)
 			write_out();
 	}
 
@@ -65,11 +72,10 @@ private:
 
 	void write_out()
 	{
-		if (buf_.empty())
+		if (!len_)
 			return;
-		size_t n = std::fwrite(buf_.data(), 1, buf_.size(), out_);
-		bool ok = n == buf_.size();
-		buf_.clear(); // keeps its capacity
+		bool ok = std::fwrite(buf_.data(), 1, len_, out_) == len_;
+		len_ = 0;
 		if (!ok)
 			fail("write failed: ");
 	}
@@ -81,7 +87,7 @@ private:
 	{
 		int err = errno;
 		failed_ = true;
-		buf_.clear();
+		len_ = 0;
 		__fpurge(out_);
 		std::string msg = std::string(what) + std::strerror(err);
 		if (own_ && !trim_to_last_line())
@@ -127,7 +133,8 @@ private:
 	FILE *out_ = nullptr;
 	bool own_ = false;
 	bool failed_ = false;
-	std::string buf_; // whole lines not yet handed to the file; reused: no allocation per record
+	std::string buf_; // whole lines not yet handed to the file (its first len_ bytes), kept from
+	size_t len_ = 0;  // record to record: no allocation per record
 };
 
 } // namespace procimage::sinks
