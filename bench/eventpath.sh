@@ -77,7 +77,7 @@ for c in "${configs[@]}"; do
 done
 echo "records, lost, CPU s: the last round's; lost: procimage's summary lost_total, bpftrace's lost_events"
 r() { awk -v a="$(med "$1")" -v b="$(med bpftrace)" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}'; }
-summary "event path: 1 M one-call syscall sequences to JSON lines" "$(awk -v m="$(med jsonl)" 'BEGIN {printf "%.2f M", m / 1e6}') records/CPU-s" \
+summary "event path: $N one-call syscall sequences to JSON lines" "$(awk -v m="$(med jsonl)" 'BEGIN {printf "%.2f M", m / 1e6}') records/CPU-s" \
   "bpftrace -f json $(awk -v m="$(med bpftrace)" 'BEGIN {printf "%.2f M", m / 1e6}')" "$(r jsonl)"
 summary "event path: the same to CSV" "$(awk -v m="$(med csv)" 'BEGIN {printf "%.2f M", m / 1e6}') records/CPU-s" \
   "bpftrace -f json $(awk -v m="$(med bpftrace)" 'BEGIN {printf "%.2f M", m / 1e6}')" "$(r csv)"
