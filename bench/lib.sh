@@ -4,7 +4,9 @@ set -euo pipefail
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 BUILD=${BUILD_DIR:-$ROOT/build}
-PROCIMAGE=$BUILD/procimage
+# PROCIMAGE=/path/to/procimage measures that build as it is (nothing is built)
+PROCIMAGE_GIVEN=${PROCIMAGE:+1}
+PROCIMAGE=${PROCIMAGE:-$BUILD/procimage}
 OUT=$(mktemp -d /tmp/procimage-bench.XXXXXX)
 trap 'stop_tool; rm -rf "$OUT"' EXIT
 
@@ -14,7 +16,7 @@ need_root() {
 
 build_bench() {
   bash "$ROOT/scripts/install-deps.sh" --bench >/dev/null
-  bash "$ROOT/scripts/build.sh" >/dev/null
+  if [ -z "$PROCIMAGE_GIVEN" ]; then BUILD_DIR=$BUILD bash "$ROOT/scripts/build.sh" >/dev/null; fi
   mkdir -p "$OUT/bin"
   for src in "$@"; do
     cc -O2 -pthread -o "$OUT/bin/$(basename "$src" .c)" "$BENCH_DIR/$src"
@@ -54,4 +56,15 @@ report_line() {
   local name=$1 base=$2 file=$3 b m
   b=$(median <"$base"); m=$(median <"$file")
   printf '%-44s %12.4f %7.3fx %7s%%\n' "$name" "$m" "$(echo "$m / $b" | bc -l)" "$(spread <"$file")"
+}
+
+# summary WHAT FIGURE PEER RATIO: one row of bench/all.sh's table (appended to $BENCH_SUMMARY
+# when all.sh runs the script; a script run alone prints its own table only).
+summary() {
+  if [ -n "${BENCH_SUMMARY:-}" ]; then printf '| %s | %s | %s | %s |\n' "$@" >>"$BENCH_SUMMARY"; fi
+}
+# ms_stats FILE: "median min max spread%" of a file of seconds, in ms
+ms_stats() {
+  sort -n "$1" | awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2;
+    printf "%.1f %.1f %.1f %.0f\n", m*1e3, a[1]*1e3, a[NR]*1e3, (m > 0 ? 100*(a[NR]-a[1])/m : 0)}'
 }

@@ -18,6 +18,7 @@
 #include <csignal>
 #include <memory>
 #include <string>
+#include <mutex>
 #include <vector>
 
 struct ring_buffer;
@@ -68,6 +69,12 @@ private:
 	result<void> activate(probe_inst &p, const target_spec &t, const nlohmann::json &options,
 			      uint32_t duration_s);
 	void deactivate(probe_inst &p, const char *why);
+	// Every attached probe at once: each probe's links come off in a thread of its own, so
+	// that the kernel's waits for running programs (an RCU grace period per link or so)
+	// overlap instead of adding up, probe after probe.
+	void deactivate_all(const char *why);
+	void last_interval(probe_inst &p, uint64_t off_ns);
+	std::string detach_probe(probe_inst &p);
 	void update_following();
 	void arm_deadline();
 	void expire_deadlines();
@@ -99,10 +106,13 @@ private:
 	uint64_t boot_to_epoch_ = 0;
 	uint64_t core_lost_ = 0;
 	bool stopping_ = false;
+	bool parallel_detach_ = false;  // probes detach in threads: emit_cb serializes on emit_mu_
+	std::mutex emit_mu_;
 	bool no_sink_left_ = false;     // every sink failed ...
 	bool no_sink_handled_ = false;  // ... and collection stopped
 	bool backlog_ = false;            // a drain stopped with records left
 	uint64_t drain_deadline_ns_ = 0;  // while draining: when to stop
+	uint32_t drained_ = 0;            // records handed to the probes (the budget is checked every 8)
 	uint64_t last_lost_check_ns_ = 0; // the last check_lost()
 	int exit_status_ = 0;
 };

@@ -257,32 +257,30 @@ private:
 			throw std::runtime_error("short batch record (" + std::to_string(len) + " bytes)");
 		const auto *b = static_cast<const sc_batch *>(data);
 		size_t n = std::min<size_t>({b->n, SC_BATCH_MAX, (len - fixed) / sizeof(sc_call)});
-		std::vector<std::string> names;
-		std::vector<uint64_t> nrs, lats, rets, errs;
-		names.reserve(n);
-		nrs.reserve(n);
-		lats.reserve(n);
-		rets.reserve(n);
-		errs.reserve(n);
+		// one record and its arrays, kept from batch to batch: nothing is allocated per batch
+		auto &names = seq_names_;
+		names.clear();
+		for (auto *v : {&seq_nrs_, &seq_lats_, &seq_rets_, &seq_errs_})
+			v->clear();
 		for (size_t i = 0; i < n; i++) {
 			const sc_call &c = b->calls[i];
 			bool err = is_error(c.ret);
 			names.push_back(names_.of(c.nr));
-			nrs.push_back(c.nr);
-			lats.push_back(c.lat_ns);
-			rets.push_back(err ? 0 : static_cast<uint64_t>(c.ret));
-			errs.push_back(err ? static_cast<uint64_t>(-c.ret) : 0);
+			seq_nrs_.push_back(c.nr);
+			seq_lats_.push_back(c.lat_ns);
+			seq_rets_.push_back(err ? 0 : static_cast<uint64_t>(c.ret));
+			seq_errs_.push_back(err ? static_cast<uint64_t>(-c.ret) : 0);
 		}
-		sdk::record r("syscall", "sequence");
+		sdk::record &r = seq_.reset("syscall", "sequence");
 		r.header(b->h, host());
 		r.u64("first", b->first)
 			.u64("count", n)
 			.str("reason", reason_name(b->reason))
-			.strv("syscalls", names)
-			.u64v("nr", std::move(nrs))
-			.u64v("lat_ns", std::move(lats))
-			.u64v("ret", std::move(rets))
-			.u64v("errno", std::move(errs));
+			.strv("syscalls", std::span<const std::string_view>(names))
+			.u64v("nr", seq_nrs_)
+			.u64v("lat_ns", seq_lats_)
+			.u64v("ret", seq_rets_)
+			.u64v("errno", seq_errs_);
 		r.emit(host());
 	}
 
@@ -663,6 +661,9 @@ private:
 	bool rows_ = true;                   // per-target rows (sc_target) kept
 	std::string system_rows_ = "target"; // cfg_.system_rows, "auto" resolved
 	bool sequence_ = false;
+	sdk::record seq_{"syscall", "sequence"};
+	std::vector<std::string_view> seq_names_; // into names_, which lives as long as the probe
+	std::vector<uint64_t> seq_nrs_, seq_lats_, seq_rets_, seq_errs_;
 	uint32_t run_ = 0;
 	uint64_t epoch_ = 0;
 	uint64_t last_tick_ns_ = 0;

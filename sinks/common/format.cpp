@@ -6,10 +6,19 @@
 #include <cinttypes>
 #include <cmath>
 #include <csignal>
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 
 namespace procimage::sinks {
+
+// Integers as decimal text, straight into the output.
+template <typename T> static void append_int(std::string &out, T v)
+{
+	char buf[24];
+	auto r = std::to_chars(buf, buf + sizeof buf, v);
+	out.append(buf, r.ptr);
+}
 
 std::string clock_time(uint64_t epoch_ns, bool utc)
 {
@@ -94,23 +103,9 @@ static std::string number(const pi_field &f)
 
 std::string plain_value(const pi_field &f)
 {
-	switch (f.type) {
-	case PI_FT_STR: return f.v.s ? f.v.s : "";
-	case PI_FT_BOOL: return f.v.u ? "true" : "false";
-	case PI_FT_STRV: {
-		std::string out;
-		for (uint32_t i = 0; i < f.count; i++)
-			out += (i ? " " : "") + std::string(f.v.sv[i] ? f.v.sv[i] : "");
-		return out;
-	}
-	case PI_FT_U64V: {
-		std::string out;
-		for (uint32_t i = 0; i < f.count; i++)
-			out += (i ? " " : "") + std::to_string(f.v.uv[i]);
-		return out;
-	}
-	default: return number(f);
-	}
+	std::string out;
+	append_plain_value(out, f);
+	return out;
 }
 
 static bool needs_quotes(const std::string &s)
@@ -237,115 +232,185 @@ std::string human_syscall_sequence(const pi_record &r)
 	return out;
 }
 
-// JSON string body: UTF-8 passed through, invalid bytes replaced by U+FFFD, controls escaped.
-static void json_string(std::string &out, const char *s)
+// ---------------------------------------------------------------- JSON
+//
+// The JSON text is written through a raw pointer into room measured beforehand (an upper
+// bound per value: a string byte takes at most 6 bytes, as \u00XX; a number at most 32):
+// no capacity check, no call per character.
+
+template <size_t N> static char *put_lit(char *p, const char (&s)[N])
 {
-	out += '"';
+	std::memcpy(p, s, N - 1);
+	return p + N - 1;
+}
+
+template <typename T> static char *put_int(char *p, T v)
+{
+	return std::to_chars(p, p + 24, v).ptr;
+}
+
+static size_t json_string_bound(const char *s)
+{
+	return 2 + 6 * std::strlen(s ? s : "");
+}
+
+// Bytes a JSON string takes as they are: printable ASCII but '"' and '\\' (UTF-8 sequences
+// are checked one by one).
+static bool json_plain(unsigned char c)
+{
+	return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
+// JSON string: UTF-8 passed through, invalid bytes replaced by U+FFFD, controls escaped.
+// Runs of bytes that need nothing are copied at once.
+static char *put_json_string(char *out, const char *s)
+{
+	*out++ = '"';
 	const auto *p = reinterpret_cast<const unsigned char *>(s ? s : "");
 	const auto *end = p + std::strlen(reinterpret_cast<const char *>(p));
 	while (p < end) {
-		unsigned char c = *p;
-		if (c < 0x80) {
-			switch (c) {
-			case '"': out += "\\\""; break;
-			case '\\': out += "\\\\"; break;
-			case '\n': out += "\\n"; break;
-			case '\r': out += "\\r"; break;
-			case '\t': out += "\\t"; break;
-			default:
-				if (c < 0x20) {
-					char buf[8];
-					std::snprintf(buf, sizeof buf, "\\u%04x", c);
-					out += buf;
-				} else {
-					out += static_cast<char>(c);
-				}
+		const auto *run = p;
+		while (p < end) {
+			if (json_plain(*p)) {
+				p++;
+				continue;
 			}
-			p++;
-			continue;
-		}
-		int len = utf8_sequence_length(p, end);
-		if (len == 0) {
-			out += UTF8_REPLACEMENT;
-			p++;
-		} else {
-			out.append(reinterpret_cast<const char *>(p), static_cast<size_t>(len));
+			if (*p < 0x80)
+				break;
+			int len = utf8_sequence_length(p, end);
+			if (len == 0)
+				break;
 			p += len;
 		}
+		std::memcpy(out, run, static_cast<size_t>(p - run));
+		out += p - run;
+		if (p == end)
+			break;
+		unsigned char c = *p++;
+		switch (c) {
+		case '"': out = put_lit(out, "\\\""); break;
+		case '\\': out = put_lit(out, "\\\\"); break;
+		case '\n': out = put_lit(out, "\\n"); break;
+		case '\r': out = put_lit(out, "\\r"); break;
+		case '\t': out = put_lit(out, "\\t"); break;
+		default:
+			if (c < 0x20) {
+				static const char hexdig[] = "0123456789abcdef";
+				out = put_lit(out, "\\u00");
+				*out++ = hexdig[c >> 4];
+				*out++ = hexdig[c & 0xf];
+			} else {
+				out = put_lit(out, "\xef\xbf\xbd"); // U+FFFD: a byte that starts no valid sequence
+			}
+		}
 	}
-	out += '"';
+	*out++ = '"';
+	return out;
 }
 
-static void json_number(std::string &out, double d)
+constexpr size_t NUMBER_BOUND = 32; // an integer, a double's shortest form, null, true, false
+
+static size_t json_value_bound(const pi_field &f)
 {
-	if (!std::isfinite(d)) {
-		out += "null";
-		return;
+	switch (f.type) {
+	case PI_FT_STR: return json_string_bound(f.v.s);
+	case PI_FT_STRV: {
+		size_t n = 2;
+		for (uint32_t i = 0; i < f.count; i++)
+			n += 1 + json_string_bound(f.v.sv[i]);
+		return n;
 	}
-	char buf[64];
-	auto r = std::to_chars(buf, buf + sizeof buf, d);
-	out.append(buf, r.ptr);
+	case PI_FT_U64V: return 2 + static_cast<size_t>(f.count) * (NUMBER_BOUND + 1);
+	default: return NUMBER_BOUND;
+	}
+}
+
+static char *put_json_value(char *out, const pi_field &f)
+{
+	switch (f.type) {
+	case PI_FT_I64: return put_int(out, f.v.i);
+	case PI_FT_U64: return put_int(out, f.v.u);
+	case PI_FT_F64:
+		if (!std::isfinite(f.v.d))
+			return put_lit(out, "null");
+		return std::to_chars(out, out + NUMBER_BOUND, f.v.d).ptr;
+	case PI_FT_BOOL: return f.v.u ? put_lit(out, "true") : put_lit(out, "false");
+	case PI_FT_STR: return put_json_string(out, f.v.s);
+	case PI_FT_STRV:
+		*out++ = '[';
+		for (uint32_t i = 0; i < f.count; i++) {
+			if (i)
+				*out++ = ',';
+			out = put_json_string(out, f.v.sv[i]);
+		}
+		*out++ = ']';
+		return out;
+	case PI_FT_U64V:
+		*out++ = '[';
+		for (uint32_t i = 0; i < f.count; i++) {
+			if (i)
+				*out++ = ',';
+			out = put_int(out, f.v.uv[i]);
+		}
+		*out++ = ']';
+		return out;
+	default: return put_lit(out, "null");
+	}
+}
+
+size_t record_json_bound(const pi_record &r)
+{
+	size_t n = 128 + 5 * NUMBER_BOUND; // the common keys and their numbers
+	n += json_string_bound(r.probe) + json_string_bound(r.event) + json_string_bound(r.comm);
+	for (uint32_t i = 0; i < r.nfields; i++)
+		n += 2 + json_string_bound(r.fields[i].key) + json_value_bound(r.fields[i]);
+	return n;
+}
+
+char *write_record_json(char *out, const pi_record &r)
+{
+	out = put_lit(out, "{\"ts_ns\":");
+	out = put_int(out, r.ts_ns);
+	out = put_lit(out, ",\"probe\":");
+	out = put_json_string(out, r.probe);
+	out = put_lit(out, ",\"event\":");
+	out = put_json_string(out, r.event);
+	out = put_lit(out, ",\"pid\":");
+	out = put_int(out, r.pid);
+	out = put_lit(out, ",\"tid\":");
+	out = put_int(out, r.tid);
+	out = put_lit(out, ",\"comm\":");
+	out = put_json_string(out, r.comm);
+	if (r.cpu >= 0) {
+		out = put_lit(out, ",\"cpu\":");
+		out = put_int(out, r.cpu);
+	}
+	if (r.pid_start_ns) {
+		out = put_lit(out, ",\"pid_start_ns\":");
+		out = put_int(out, r.pid_start_ns);
+	}
+	for (uint32_t i = 0; i < r.nfields; i++) {
+		*out++ = ',';
+		out = put_json_string(out, r.fields[i].key);
+		*out++ = ':';
+		out = put_json_value(out, r.fields[i]);
+	}
+	*out++ = '}';
+	return out;
 }
 
 void append_json_value(std::string &out, const pi_field &f)
 {
-	switch (f.type) {
-	case PI_FT_I64: out += std::to_string(f.v.i); break;
-	case PI_FT_U64: out += std::to_string(f.v.u); break;
-	case PI_FT_F64: json_number(out, f.v.d); break;
-	case PI_FT_BOOL: out += f.v.u ? "true" : "false"; break;
-	case PI_FT_STR: json_string(out, f.v.s); break;
-	case PI_FT_STRV:
-		out += '[';
-		for (uint32_t i = 0; i < f.count; i++) {
-			if (i)
-				out += ',';
-			json_string(out, f.v.sv[i]);
-		}
-		out += ']';
-		break;
-	case PI_FT_U64V:
-		out += '[';
-		for (uint32_t i = 0; i < f.count; i++) {
-			if (i)
-				out += ',';
-			out += std::to_string(f.v.uv[i]);
-		}
-		out += ']';
-		break;
-	default: out += "null";
-	}
+	size_t at = out.size();
+	out.resize(at + json_value_bound(f));
+	out.resize(static_cast<size_t>(put_json_value(out.data() + at, f) - out.data()));
 }
 
 void append_record_json(std::string &out, const pi_record &r)
 {
-	out += "{\"ts_ns\":";
-	out += std::to_string(r.ts_ns);
-	out += ",\"probe\":";
-	json_string(out, r.probe);
-	out += ",\"event\":";
-	json_string(out, r.event);
-	out += ",\"pid\":";
-	out += std::to_string(r.pid);
-	out += ",\"tid\":";
-	out += std::to_string(r.tid);
-	out += ",\"comm\":";
-	json_string(out, r.comm);
-	if (r.cpu >= 0) {
-		out += ",\"cpu\":";
-		out += std::to_string(r.cpu);
-	}
-	if (r.pid_start_ns) {
-		out += ",\"pid_start_ns\":";
-		out += std::to_string(r.pid_start_ns);
-	}
-	for (uint32_t i = 0; i < r.nfields; i++) {
-		out += ',';
-		json_string(out, r.fields[i].key);
-		out += ':';
-		append_json_value(out, r.fields[i]);
-	}
-	out += '}';
+	size_t at = out.size();
+	out.resize(at + record_json_bound(r));
+	out.resize(static_cast<size_t>(write_record_json(out.data() + at, r) - out.data()));
 }
 
 std::string record_json(const pi_record &r)
@@ -357,16 +422,64 @@ std::string record_json(const pi_record &r)
 
 std::string csv_cell(const std::string &s)
 {
-	bool quote = s.find_first_of(",\"\r\n") != std::string::npos;
-	if (!quote)
-		return s;
-	std::string out = "\"";
-	for (char c : s) {
-		if (c == '"')
-			out += '"';
-		out += c;
+	std::string out;
+	append_csv_cell(out, s);
+	return out;
+}
+
+void append_csv_cell(std::string &out, std::string_view s)
+{
+	if (s.find_first_of(",\"\r\n") == std::string_view::npos) {
+		out.append(s);
+		return;
 	}
-	return out + "\"";
+	out += '"';
+	for (size_t at = 0;;) {
+		size_t q = s.find('"', at);
+		if (q == std::string_view::npos) {
+			out.append(s.substr(at));
+			break;
+		}
+		out.append(s.substr(at, q + 1 - at));
+		out += '"'; // a quote is written twice
+		at = q + 1;
+	}
+	out += '"';
+}
+
+void append_plain_value(std::string &out, const pi_field &f)
+{
+	switch (f.type) {
+	case PI_FT_STR:
+		if (f.v.s)
+			out += f.v.s;
+		break;
+	case PI_FT_BOOL: out += f.v.u ? "true" : "false"; break;
+	case PI_FT_STRV:
+		for (uint32_t i = 0; i < f.count; i++) {
+			if (i)
+				out += ' ';
+			if (f.v.sv[i])
+				out += f.v.sv[i];
+		}
+		break;
+	case PI_FT_U64V:
+		for (uint32_t i = 0; i < f.count; i++) {
+			if (i)
+				out += ' ';
+			append_int(out, f.v.uv[i]);
+		}
+		break;
+	case PI_FT_I64: append_int(out, f.v.i); break;
+	case PI_FT_U64: append_int(out, f.v.u); break;
+	case PI_FT_F64: {
+		char buf[48];
+		int n = std::snprintf(buf, sizeof buf, "%.6g", f.v.d);
+		out.append(buf, static_cast<size_t>(n > 0 ? std::min<int>(n, sizeof buf - 1) : 0));
+		break;
+	}
+	default: break;
+	}
 }
 
 } // namespace procimage::sinks

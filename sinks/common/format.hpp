@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace procimage::sinks {
 
@@ -34,10 +35,15 @@ std::string human_syscall_sequence(const pi_record &r);
 void append_json_value(std::string &out, const pi_field &f);
 // The whole record as one JSON object, common keys first, no newline.
 void append_record_json(std::string &out, const pi_record &r);
+// The same written at dst, which has room for record_json_bound(r) bytes; returns its end.
+size_t record_json_bound(const pi_record &r);
+char *write_record_json(char *dst, const pi_record &r);
 std::string record_json(const pi_record &r);
 // One CSV cell, quoted per RFC 4180 when needed.
 std::string csv_cell(const std::string &s);
+void append_csv_cell(std::string &out, std::string_view s);
 // The raw value of one field as text (arrays joined by a space).
 std::string plain_value(const pi_field &f);
+void append_plain_value(std::string &out, const pi_field &f);
 
 } // namespace procimage::sinks

@@ -10,6 +10,7 @@
 #include <procimage/config.hpp>
 #include <procimage/sdk.hpp>
 
+#include <charconv>
 #include <cerrno>
 #include <cstdio>
 #include <deque>
@@ -49,56 +50,71 @@ public:
 
 	void write(const pi_record &r) override
 	{
-		std::string name = std::string(r.probe ? r.probe : "") + "_" + (r.event ? r.event : "");
-		for (char &c : name)
+		name_.clear();
+		name_.append(r.probe ? r.probe : "").append("_").append(r.event ? r.event : "");
+		for (char &c : name_)
 			if (c == '/' || c == '\0')
 				c = '_';
-		auto it = files_.find(name);
+		auto it = files_.find(name_);
 		if (it == files_.end())
-			it = open(name, r);
+			it = open(name_, r);
 		file &f = it->second;
-		std::vector<std::string> cells(f.columns.size());
-		auto set = [&](const char *key, std::string v) {
-			if (auto c = f.index.find(key); c != f.index.end())
-				cells[c->second] = std::move(v);
-		};
+		// one row built in buffers kept from row to row: nothing is allocated per record
+		cells_.resize(f.columns.size());
+		for (auto &c : cells_)
+			c.clear();
+		extra_.clear();
 		const char *plugin = pi_record_plugin(&r);
-		set("ts_ns", std::to_string(r.ts_ns));
-		set("probe", r.probe ? r.probe : "");
-		if (r.probe && std::strcmp(plugin, r.probe) != 0)
-			set("plugin", plugin);
-		set("event", r.event ? r.event : "");
-		set("pid", std::to_string(r.pid));
-		set("tid", std::to_string(r.tid));
-		set("comm", r.comm ? r.comm : "");
-		if (r.cpu >= 0)
-			set("cpu", std::to_string(r.cpu));
-		if (r.pid_start_ns)
-			set("pid_start_ns", std::to_string(r.pid_start_ns));
-		std::string extra;
+		auto cell = [&](int column) -> std::string * { return column < 0 ? nullptr : &cells_[column]; };
+		if (auto *c = cell(f.head.ts_ns))
+			append_u(*c, r.ts_ns);
+		if (auto *c = cell(f.head.probe))
+			c->append(r.probe ? r.probe : "");
+		if (auto *c = cell(f.head.plugin); c && r.probe && std::strcmp(plugin, r.probe) != 0)
+			c->append(plugin);
+		if (auto *c = cell(f.head.event))
+			c->append(r.event ? r.event : "");
+		if (auto *c = cell(f.head.pid))
+			append_u(*c, r.pid);
+		if (auto *c = cell(f.head.tid))
+			append_u(*c, r.tid);
+		if (auto *c = cell(f.head.comm))
+			c->append(r.comm ? r.comm : "");
+		if (auto *c = cell(f.head.cpu); c && r.cpu >= 0)
+			append_u(*c, static_cast<uint32_t>(r.cpu));
+		if (auto *c = cell(f.head.pid_start_ns); c && r.pid_start_ns)
+			append_u(*c, r.pid_start_ns);
 		for (uint32_t i = 0; i < r.nfields; i++) {
-			auto c = f.index.find(r.fields[i].key);
-			std::string v = plain_value(r.fields[i]);
-			if (c != f.index.end())
-				cells[c->second] = std::move(v);
-			else if (f.extra)
-				extra += (extra.empty() ? "" : " ") + std::string(r.fields[i].key) + "=" + v;
-			else if (undeclared_.insert(name + "." + r.fields[i].key).second)
+			const char *key = r.fields[i].key ? r.fields[i].key : "";
+			int column = slot(f, i, key);
+			if (column >= 0) {
+				cells_[column].clear(); // a key twice: the last value wins
+				append_plain_value(cells_[column], r.fields[i]);
+			} else if (f.extra) {
+				if (!extra_.empty())
+					extra_ += ' ';
+				extra_.append(key).append("=");
+				append_plain_value(extra_, r.fields[i]);
+			} else if (undeclared_.insert(name_ + "." + key).second) {
 				sdk::log(host(), PI_LOG_WARN,
-					 name + ".csv: field '" + r.fields[i].key +
+					 name_ + ".csv: field '" + key +
 						 "' is not in the record schema of its type; it is not written");
+			}
 		}
-		std::string line;
-		for (size_t i = 0; i < cells.size(); i++) {
+		std::string &line = line_;
+		line.clear();
+		for (size_t i = 0; i < cells_.size(); i++) {
 			if (i)
 				line += ',';
-			line += csv_cell(cells[i]);
+			append_csv_cell(line, cells_[i]);
 		}
-		if (f.extra)
-			line += "," + csv_cell(extra);
+		if (f.extra) {
+			line += ',';
+			append_csv_cell(line, extra_);
+		}
 		line += "\r\n";
 		if (std::fwrite(line.data(), 1, line.size(), f.fp) != line.size())
-			fail(name + ".csv: write failed: ");
+			fail(name_ + ".csv: write failed: ");
 		f.written += static_cast<off_t>(line.size());
 		f.row_ends.push_back(f.written);
 	}
@@ -117,8 +133,13 @@ private:
 	struct file {
 		FILE *fp;
 		std::vector<std::string> columns;
-		std::map<std::string, size_t> index;
+		std::map<std::string, size_t, std::less<>> index;
 		bool extra = false; // a last column "extra" (types the schema does not describe)
+		struct {
+			int ts_ns = -1, probe = -1, plugin = -1, event = -1, pid = -1, tid = -1, comm = -1, cpu = -1,
+			    pid_start_ns = -1;
+		} head; // the header's columns (-1: not a column of this file)
+		std::vector<int> slots; // the column of the record's i-th field, as last seen
 		off_t written = 0;          // bytes handed to stdio, whole rows only
 		off_t flushed = 0;          // of which the last successful flush wrote out
 		std::deque<off_t> row_ends; // ends of the rows written since then
@@ -161,12 +182,34 @@ private:
 		return dir;
 	}
 
-	std::map<std::string, file>::iterator open(const std::string &name, const pi_record &r)
+	// The column of a record's i-th field: a record of a type usually has the same fields in the
+	// same order, so the column found for the previous record is checked first.
+	static int slot(file &f, uint32_t i, const char *key)
+	{
+		if (i < f.slots.size() && f.slots[i] >= 0 && f.columns[f.slots[i]] == key)
+			return f.slots[i];
+		auto c = f.index.find(std::string_view(key));
+		int column = c == f.index.end() ? -1 : static_cast<int>(c->second);
+		if (i >= f.slots.size())
+			f.slots.resize(i + 1, -1);
+		f.slots[i] = column;
+		return column;
+	}
+
+	template <typename T> static void append_u(std::string &out, T v)
+	{
+		char buf[24];
+		auto r = std::to_chars(buf, buf + sizeof buf, v);
+		out.append(buf, r.ptr);
+	}
+
+	std::map<std::string, file, std::less<>>::iterator open(const std::string &name, const pi_record &r)
 	{
 		std::string path = dir_ + "/" + name + ".csv";
 		FILE *fp = std::fopen(path.c_str(), "w");
 		if (!fp)
 			throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+		std::setvbuf(fp, nullptr, _IOFBF, 256 * 1024); // rows reach the file in large writes
 		file f{fp, {}, {}};
 		auto declared = columns_.find(std::string(pi_record_plugin(&r)) + "." + (r.event ? r.event : ""));
 		if (declared != columns_.end()) {
@@ -183,6 +226,19 @@ private:
 			header += (header.empty() ? "" : ",") + csv_cell(c);
 		}
 		header += f.extra ? ",extra\r\n" : "\r\n";
+		auto column = [&](const char *key) {
+			auto c = f.index.find(std::string_view(key));
+			return c == f.index.end() ? -1 : static_cast<int>(c->second);
+		};
+		f.head.ts_ns = column("ts_ns");
+		f.head.probe = column("probe");
+		f.head.plugin = column("plugin");
+		f.head.event = column("event");
+		f.head.pid = column("pid");
+		f.head.tid = column("tid");
+		f.head.comm = column("comm");
+		f.head.cpu = column("cpu");
+		f.head.pid_start_ns = column("pid_start_ns");
 		if (std::fwrite(header.data(), 1, header.size(), fp) != header.size()) {
 			int e = errno;
 			std::fclose(fp);
@@ -211,9 +267,11 @@ private:
 	}
 
 	std::string dir_;
-	std::map<std::string, file> files_;
+	std::map<std::string, file, std::less<>> files_;
 	std::map<std::string, std::vector<std::string>> columns_;
 	std::set<std::string> undeclared_;
+	std::string name_, line_, extra_; // kept from record to record
+	std::vector<std::string> cells_;
 };
 
 } // namespace procimage::sinks

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // jsonl sink: one JSON object per line, to a file or standard output, flushed per batch.
+// Lines are formatted into one buffer, handed to the file in large writes (every
+// WRITE_CHUNK bytes, and at each flush).
 #include "../common/format.hpp"
 
 #include <procimage/config.hpp>
 #include <procimage/sdk.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -34,6 +37,9 @@ public:
 
 	~jsonl_sink() override
 	{
+		// the host flushes before it destroys a sink; whatever a failed flush left is dropped
+		if (len_ && !failed_)
+			std::fwrite(buf_.data(), 1, len_, out_);
 		if (own_)
 			std::fclose(out_);
 		else
@@ -42,26 +48,46 @@ public:
 
 	void write(const pi_record &r) override
 	{
-		line_.clear();
-		append_record_json(line_, r);
-		line_ += '\n';
-		if (std::fwrite(line_.data(), 1, line_.size(), out_) != line_.size())
-			fail("write failed: ");
+		// buf_ is room, len_ what is used of it: it grows (and is zeroed) only when a record
+		// needs more than is left
+		size_t need = record_json_bound(r) + 1;
+		if (buf_.size() - len_ < need)
+			buf_.resize(std::max(2 * buf_.size(), len_ + need + WRITE_CHUNK));
+		char *end = write_record_json(buf_.data() + len_, r);
+		*end++ = '\n';
+		len_ = static_cast<size_t>(end - buf_.data());
+		if (len_ >= WRITE_CHUNK)
+			write_out();
 	}
 
 	void flush() override
 	{
+		write_out();
 		if (std::fflush(out_) != 0)
 			fail("flush failed: ");
 	}
 
 private:
+	static constexpr size_t WRITE_CHUNK = 256 * 1024;
+
+	void write_out()
+	{
+		if (!len_)
+			return;
+		bool ok = std::fwrite(buf_.data(), 1, len_, out_) == len_;
+		len_ = 0;
+		if (!ok)
+			fail("write failed: ");
+	}
+
 	// A failed write (a full disk) may have left part of a record in the file: drop what stdio
 	// still holds, so that closing writes nothing more, and cut the file back to the end of its
 	// last whole line, so that every line in it stays one complete JSON object.
 	[[noreturn]] void fail(const char *what)
 	{
 		int err = errno;
+		failed_ = true;
+		len_ = 0;
 		__fpurge(out_);
 		std::string msg = std::string(what) + std::strerror(err);
 		if (own_ && !trim_to_last_line())
@@ -106,7 +132,9 @@ private:
 
 	FILE *out_ = nullptr;
 	bool own_ = false;
-	std::string line_; // reused: no allocation per record
+	bool failed_ = false;
+	std::string buf_; // whole lines not yet handed to the file (its first len_ bytes), kept from
+	size_t len_ = 0;  // record to record: no allocation per record
 };
 
 } // namespace procimage::sinks

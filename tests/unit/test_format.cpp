@@ -10,6 +10,8 @@
 
 #include <cstdio>
 #include <fcntl.h>
+#include <span>
+#include <sstream>
 #include <unistd.h>
 
 using namespace procimage;
@@ -211,4 +213,98 @@ TEST_CASE("jsonl sink: control characters escaped, invalid UTF-8 replaced, valid
 	// and it parses
 	auto j = nlohmann::json::parse(line);
 	CHECK(j["comm"] == "a\x01" "b");
+}
+
+TEST_CASE("sdk::record: started again with reset(), a record holds only its new fields, each intact")
+{
+	sdk::record r("first", "one");
+	std::vector<std::string> long_names;
+	for (int i = 0; i < 40; i++)
+		long_names.push_back("a name longer than the small-string buffer, number " + std::to_string(i));
+	r.ts(TS).ids(1, 2).comm("c1").str("s", "v1").strv("names", long_names).u64v("nums", {1, 2, 3});
+	std::string one = sinks::record_json(r.view());
+	CHECK_THAT(one, Catch::Contains(R"("nums":[1,2,3])"));
+	CHECK_THAT(one, Catch::Contains(R"(,"a name longer than the small-string buffer, number 39"],)"));
+
+	// a smaller record in the same object: nothing of the first is left
+	std::vector<std::string_view> views = {"x", "y"};
+	std::vector<uint64_t> nums = {7};
+	r.reset("second", "two").ts(TS).ids(3, 4).comm("c2");
+	r.strv("v", std::span<const std::string_view>(views)).u64v("n", nums).str("t", static_cast<const char *>(nullptr));
+	CHECK(sinks::record_json(r.view()) ==
+	      R"({"ts_ns":1795639501123456789,"probe":"second","event":"two","pid":3,"tid":4,"comm":"c2",)"
+	      R"("v":["x","y"],"n":[7],"t":""})");
+	// and a larger one again: the arenas grow under the fields already added
+	r.reset("first", "one").ts(TS).ids(1, 2).comm("c1").str("s", "v1").strv("names", long_names).u64v("nums", {1, 2, 3});
+	CHECK(sinks::record_json(r.view()) == one);
+	// a moved record keeps its fields
+	sdk::record moved = std::move(r);
+	CHECK(sinks::record_json(moved.view()) == one);
+}
+
+TEST_CASE("jsonl sink: every JSON escape, between runs of plain text")
+{
+	sdk::record r("p", "e");
+	r.ts(1).ids(1, 1).comm("c").str("s", "ab\"cd\\ef\ngh\rij\tkl\x1fmn\x7fop\xc3\xa9q");
+	CHECK(sinks::record_json(r.view()) ==
+	      "{\"ts_ns\":1,\"probe\":\"p\",\"event\":\"e\",\"pid\":1,\"tid\":1,\"comm\":\"c\","
+	      "\"s\":\"ab\\\"cd\\\\ef\\ngh\\rij\\tkl\\u001fmn\x7fop\xc3\xa9q\"}");
+}
+
+TEST_CASE("jsonl sink: many records reach the file whole and in order, in large writes")
+{
+	t::temp_dir d;
+	constexpr int N = 5000; // about 1 MB: several of the sink's write chunks
+	{
+		loaded_sink s("jsonl", "{\"path\": \"" + d.file("out.jsonl") + "\"}");
+		sdk::record r("p", "e");
+		for (int i = 0; i < N; i++) {
+			r.reset("p", "e").ts(TS).ids(1, 1).comm("c").u64("i", static_cast<uint64_t>(i));
+			r.str("pad", std::string(150, 'x'));
+			s.write(r);
+		}
+		s.flush();
+	}
+	std::istringstream lines(t::read_file(d.file("out.jsonl")));
+	std::string line;
+	int n = 0;
+	while (std::getline(lines, line)) {
+		auto j = nlohmann::json::parse(line, nullptr, false);
+		REQUIRE(!j.is_discarded());
+		REQUIRE(j["i"] == n);
+		n++;
+	}
+	CHECK(n == N);
+}
+
+TEST_CASE("csv sink: a record with a key twice, and one whose fields come in another order")
+{
+	t::temp_dir d;
+	{
+		loaded_sink s("csv", "{\"dir\": \"" + d.file("csv") + "\"}");
+		sdk::record a("p", "e");
+		a.ts(1).ids(1, 1).comm("c").u64("x", 1).u64("y", 2);
+		s.write(a);
+		sdk::record b("p", "e");
+		b.ts(2).ids(1, 1).comm("c").u64("y", 20).u64("x", 10);
+		s.write(b);
+		sdk::record c("p", "e");
+		c.ts(3).ids(1, 1).comm("c").str("x", "a\"b").u64("y", 3);
+		s.write(c);
+		sdk::record dup("q", "e");
+		dup.ts(4).ids(1, 1).comm("c").u64("k", 1).u64("k", 2);
+		s.write(dup);
+		s.write(dup);
+		s.flush();
+	}
+	CHECK(t::read_file(d.file("csv/p_e.csv")) ==
+	      "ts_ns,probe,plugin,event,pid,tid,comm,cpu,pid_start_ns,x,y,extra\r\n"
+	      "1,p,,e,1,1,c,,,1,2,\r\n"
+	      "2,p,,e,1,1,c,,,10,20,\r\n"
+	      "3,p,,e,1,1,c,,,\"a\"\"b\",3,\r\n");
+	// the header names the key twice; both values go to its first column, the last one wins
+	CHECK(t::read_file(d.file("csv/q_e.csv")) ==
+	      "ts_ns,probe,plugin,event,pid,tid,comm,cpu,pid_start_ns,k,k,extra\r\n"
+	      "4,q,,e,1,1,c,,,2,,\r\n"
+	      "4,q,,e,1,1,c,,,2,,\r\n");
 }

@@ -11,12 +11,13 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
-#include <deque>
 #include <exception>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <ctime>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -42,10 +43,31 @@ inline void log(const pi_host &host, int level, const std::string &msg)
 }
 
 // Builds a pi_record; owns every string and array the record points to.
+//
+// Keys, strings and arrays are copied into a few flat buffers (a character arena, an integer
+// arena) and located by offset; view() turns the offsets into the pointers of pi_record. A
+// record that is kept and started again with reset() reuses those buffers with their
+// capacity: a probe that does so allocates nothing per record once the buffers have grown to
+// its largest record.
 class record {
 public:
-	record(std::string probe, std::string event) : probe_(std::move(probe)), event_(std::move(event))
+	record(std::string_view probe, std::string_view event) : probe_(probe), event_(event) {}
+
+	// Start a new record, keeping the storage of the previous one.
+	record &reset(std::string_view probe, std::string_view event)
 	{
+		probe_.assign(probe);
+		event_.assign(event);
+		comm_.clear();
+		ts_ns_ = pid_start_ns_ = 0;
+		pid_ = tid_ = 0;
+		cpu_ = -1;
+		text_.clear();
+		nums_.clear();
+		strv_.clear();
+		slots_.clear();
+		fields_.clear();
+		return *this;
 	}
 
 	// Fill the common fields from a kernel record header.
@@ -62,61 +84,84 @@ public:
 	record &ts(uint64_t epoch_ns) { ts_ns_ = epoch_ns; return *this; }
 	record &ids(uint32_t pid, uint32_t tid) { pid_ = pid; tid_ = tid; return *this; }
 	record &cpu(int32_t c) { cpu_ = c; return *this; }
-	record &comm(std::string c) { comm_ = std::move(c); return *this; }
+	record &comm(std::string_view c) { comm_.assign(c); return *this; }
 	record &pid_start(uint64_t ns) { pid_start_ns_ = ns; return *this; }
 
 	record &u64(const char *key, uint64_t v, pi_field_fmt fmt = PI_FMT_PLAIN)
 	{
-		pi_field f = base(key, PI_FT_U64, fmt);
+		pi_field &f = add(key, PI_FT_U64, fmt);
 		f.v.u = v;
-		return push(f);
+		return *this;
 	}
 	record &i64(const char *key, int64_t v, pi_field_fmt fmt = PI_FMT_PLAIN)
 	{
-		pi_field f = base(key, PI_FT_I64, fmt);
+		pi_field &f = add(key, PI_FT_I64, fmt);
 		f.v.i = v;
-		return push(f);
+		return *this;
 	}
 	record &f64(const char *key, double v, pi_field_fmt fmt = PI_FMT_PLAIN)
 	{
-		pi_field f = base(key, PI_FT_F64, fmt);
+		pi_field &f = add(key, PI_FT_F64, fmt);
 		f.v.d = v;
-		return push(f);
+		return *this;
 	}
 	record &boolean(const char *key, bool v)
 	{
-		pi_field f = base(key, PI_FT_BOOL, PI_FMT_PLAIN);
+		pi_field &f = add(key, PI_FT_BOOL, PI_FMT_PLAIN);
 		f.v.u = v ? 1 : 0;
-		return push(f);
+		return *this;
 	}
-	record &str(const char *key, std::string v)
+	record &str(const char *key, std::string_view v)
 	{
-		pi_field f = base(key, PI_FT_STR, PI_FMT_PLAIN);
-		f.v.s = strings_.emplace_back(std::move(v)).c_str();
-		return push(f);
+		add(key, PI_FT_STR, PI_FMT_PLAIN);
+		slots_.back().value = put_text(v);
+		return *this;
 	}
-	record &strv(const char *key, const std::vector<std::string> &v)
+	// A null pointer is an empty string.
+	record &str(const char *key, const char *v) { return str(key, std::string_view(v ? v : "")); }
+	record &strv(const char *key, const std::vector<std::string> &v) { return strv(key, v.begin(), v.end()); }
+	record &strv(const char *key, std::span<const std::string_view> v) { return strv(key, v.begin(), v.end()); }
+	// Any range of things a std::string_view is made from.
+	template <typename It> record &strv(const char *key, It first, It last)
 	{
-		auto &ptrs = ptr_arrays_.emplace_back();
-		for (const auto &s : v)
-			ptrs.push_back(strings_.emplace_back(s).c_str());
-		pi_field f = base(key, PI_FT_STRV, PI_FMT_PLAIN);
-		f.count = static_cast<uint32_t>(ptrs.size());
-		f.v.sv = ptrs.data();
-		return push(f);
+		pi_field &f = add(key, PI_FT_STRV, PI_FMT_PLAIN);
+		size_t start = strv_.size();
+		for (; first != last; ++first)
+			strv_.push_back(put_text(std::string_view(*first)));
+		f.count = static_cast<uint32_t>(strv_.size() - start);
+		slots_.back().value = start;
+		return *this;
 	}
-	record &u64v(const char *key, std::vector<uint64_t> v, pi_field_fmt fmt = PI_FMT_PLAIN)
+	record &u64v(const char *key, std::span<const uint64_t> v, pi_field_fmt fmt = PI_FMT_PLAIN)
 	{
-		auto &arr = u64_arrays_.emplace_back(std::move(v));
-		pi_field f = base(key, PI_FT_U64V, fmt);
-		f.count = static_cast<uint32_t>(arr.size());
-		f.v.uv = arr.data();
-		return push(f);
+		pi_field &f = add(key, PI_FT_U64V, fmt);
+		f.count = static_cast<uint32_t>(v.size());
+		slots_.back().value = nums_.size();
+		nums_.insert(nums_.end(), v.begin(), v.end());
+		return *this;
+	}
+	record &u64v(const char *key, std::initializer_list<uint64_t> v, pi_field_fmt fmt = PI_FMT_PLAIN)
+	{
+		return u64v(key, std::span<const uint64_t>(v.begin(), v.size()), fmt);
 	}
 
 	// The C view; valid while this object lives and is not modified.
 	const pi_record &view()
 	{
+		ptrs_.resize(strv_.size());
+		for (size_t i = 0; i < strv_.size(); i++)
+			ptrs_[i] = text_.data() + strv_[i];
+		for (size_t i = 0; i < fields_.size(); i++) {
+			pi_field &f = fields_[i];
+			const slot &s = slots_[i];
+			f.key = text_.data() + s.key;
+			switch (f.type) {
+			case PI_FT_STR: f.v.s = text_.data() + s.value; break;
+			case PI_FT_STRV: f.v.sv = ptrs_.data() + s.value; break;
+			case PI_FT_U64V: f.v.uv = nums_.data() + s.value; break;
+			default: break;
+			}
+		}
 		rec_ = pi_record{};
 		rec_.size = sizeof(pi_record);
 		rec_.nfields = static_cast<uint32_t>(fields_.size());
@@ -136,28 +181,40 @@ public:
 	void emit(const pi_host &host) { host.emit(host.ctx, &view()); }
 
 private:
-	pi_field base(const char *key, pi_field_type t, pi_field_fmt fmt)
+	// Where a field's key and value live until view(): offsets into text_ (keys, strings),
+	// strv_ (the first string of an array) or nums_ (the first integer of an array).
+	struct slot {
+		size_t key;
+		size_t value;
+	};
+
+	size_t put_text(std::string_view v)
 	{
-		pi_field f{};
-		f.key = keys_.emplace_back(key).c_str();
+		size_t at = text_.size();
+		text_.append(v.data(), v.size());
+		text_.push_back('\0');
+		return at;
+	}
+	pi_field &add(const char *key, pi_field_type t, pi_field_fmt fmt)
+	{
+		slots_.push_back(slot{put_text(key ? key : ""), 0});
+		pi_field &f = fields_.emplace_back();
+		f = pi_field{};
 		f.type = static_cast<uint16_t>(t);
 		f.fmt = static_cast<uint16_t>(fmt);
 		return f;
-	}
-	record &push(const pi_field &f)
-	{
-		fields_.push_back(f);
-		return *this;
 	}
 
 	std::string probe_, event_, comm_;
 	uint64_t ts_ns_ = 0, pid_start_ns_ = 0;
 	uint32_t pid_ = 0, tid_ = 0;
 	int32_t cpu_ = -1;
-	std::deque<std::string> keys_, strings_;
-	std::deque<std::vector<const char *>> ptr_arrays_;
-	std::deque<std::vector<uint64_t>> u64_arrays_;
-	std::vector<pi_field> fields_;
+	std::string text_;                // keys and strings, each ended by a NUL
+	std::vector<uint64_t> nums_;      // the integer arrays, one after the other
+	std::vector<size_t> strv_;        // the strings of the string arrays (offsets into text_)
+	std::vector<slot> slots_;         // one per field
+	std::vector<pi_field> fields_;    // pointers set by view()
+	std::vector<const char *> ptrs_;  // the string arrays' pointers, set by view()
 	pi_record rec_{};
 };
 
