@@ -37,6 +37,10 @@ namespace procimage::lock {
 
 namespace sdk = procimage::sdk;
 
+// How long a new process of the target lives before it gets its uprobes (README: *New
+// processes*).
+constexpr int64_t ATTACH_AFTER_MS = 10;
+
 struct config {
 	std::string mode = "auto";
 	bool acquisitions = false;
@@ -50,6 +54,7 @@ struct config {
 	std::string uprobe_attach = "auto";
 	bool lock_return = false;
 	std::string uprobe_place = "auto";
+	uint64_t attach_after_ns = 0;
 
 	explicit config(const std::string &text)
 	{
@@ -66,6 +71,7 @@ struct config {
 		uprobe_attach = r.get_enum("uprobe_attach", "auto", {"auto", "multi", "single"});
 		lock_return = r.get_bool("lock_return", false);
 		uprobe_place = r.get_enum("uprobe_place", "auto", {"auto", "entry"});
+		attach_after_ns = static_cast<uint64_t>(r.get_int("attach_after_ms", ATTACH_AFTER_MS, 0, 60000)) * 1000000;
 		if (ringbuf_kb & (ringbuf_kb - 1))
 			throw sdk::config_error("ringbuf_kb: expected a power of two, got " + std::to_string(ringbuf_kb));
 		if (acquisitions && mode == "contention")
@@ -452,6 +458,7 @@ public:
 		skel_->rodata->lk_acq_events = cfg_.acquisitions;
 		skel_->rodata->lk_system_on = cfg_.system;
 		skel_->rodata->lk_contention_min_ns = cfg_.contention_min_ns;
+		skel_->rodata->lk_attach_after_ns = cfg_.attach_after_ns;
 		sdk::reuse_shared_maps(skel_->obj, host());
 		bpf_map__set_max_entries(skel_->maps.lk_events, cfg_.ringbuf_kb * 1024);
 		bpf_map__set_max_entries(skel_->maps.lk_locks, cfg_.max_locks);
@@ -472,6 +479,10 @@ public:
 		uprobes_loaded_ = uprobes;
 		for (bpf_program *p : {skel_->progs.lk_entry, skel_->progs.lk_return, skel_->progs.lk_exec, skel_->progs.lk_fork})
 			bpf_program__set_autoload(p, uprobes);
+		// new processes wait in lk_young (a bpf_timer each) before they are announced
+		bool young = uprobes && cfg_.attach_after_ns;
+		bpf_program__set_autoload(skel_->progs.lk_proc_exit, young);
+		bpf_map__set_autocreate(skel_->maps.lk_young, young);
 		multi_ = uprobes && (cfg_.uprobe_attach == "multi" || (cfg_.uprobe_attach == "auto" && sdk::kernel_has(sdk::KF_UPROBE_MULTI)));
 		if (multi_) {
 			bpf_program__set_expected_attach_type(skel_->progs.lk_entry, static_cast<bpf_attach_type>(BPF_TRACE_UPROBE_MULTI_));
@@ -524,6 +535,8 @@ public:
 		links_.attach(skel_->progs.lk_futex_exit);
 		if (!full_)
 			return;
+		if (cfg_.attach_after_ns)
+			links_.attach(skel_->progs.lk_proc_exit);
 		links_.attach(skel_->progs.lk_exec);
 		if (follow_)
 			links_.attach(skel_->progs.lk_fork);
@@ -859,6 +872,9 @@ private:
 	void detach_all()
 	{
 		links_.clear();
+		// processes still waiting for their uprobes: deleting them stops their timers
+		if (skel_ && cfg_.attach_after_ns && uprobes_loaded_)
+			clear_map<uint32_t>(bpf_map__fd(skel_->maps.lk_young));
 		for (auto &[pid, ps] : procs_)
 			reaper_.add(std::move(ps.links), std::move(ps.fds));
 		procs_.clear();
