@@ -239,6 +239,14 @@ static __always_inline struct lk_task_state *task_state(bool create)
 	return bpf_map_lookup_elem(&lk_task, &tid);
 }
 
+/* The current process's start (its group leader's), ns since boot: with the pid, it names one
+ * process across pid reuse. */
+static __always_inline __u64 current_pid_start_ns(void)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	return BPF_CORE_READ(t, group_leader, start_boottime);
+}
+
 static __always_inline struct lk_lock_stats *lock_stats(__u32 tgid, __u32 type, __u64 addr)
 {
 	struct lk_lock_key key = {.addr = addr, .tgid = tgid, .type = type};
@@ -254,7 +262,10 @@ static __always_inline struct lk_lock_stats *lock_stats(__u32 tgid, __u32 type, 
 		pi_count_lost_as(LK_LOST_LOCKS);
 		return NULL;
 	}
-	return bpf_map_lookup_elem(&lk_locks, &key);
+	s = bpf_map_lookup_elem(&lk_locks, &key);
+	if (s)
+		s->pid_start_ns = current_pid_start_ns();
+	return s;
 }
 
 static __always_inline struct lk_thread_stats *thread_stats(__u32 tgid, __u32 tid)
@@ -274,6 +285,7 @@ static __always_inline struct lk_thread_stats *thread_stats(__u32 tgid, __u32 ti
 	s = bpf_map_lookup_elem(&lk_threads, &tid);
 	if (s) {
 		s->tgid = tgid;
+		s->pid_start_ns = current_pid_start_ns();
 		bpf_get_current_comm(s->comm, sizeof(s->comm));
 	}
 	return s;
@@ -890,6 +902,8 @@ int lk_futex_exit(struct trace_event_raw_sys_exit *ctx)
 		if (bpf_map_update_elem(&lk_futex, &key, &z, BPF_NOEXIST) != 0 && !bpf_map_lookup_elem(&lk_futex, &key))
 			pi_count_lost_as(LK_LOST_FUTEXES);
 		fs = bpf_map_lookup_elem(&lk_futex, &key);
+		if (fs && !fs->pid_start_ns)
+			fs->pid_start_ns = current_pid_start_ns();
 	}
 	if (fs) {
 		if (wait) {

@@ -25,6 +25,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <string_view>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -234,6 +235,7 @@ void add_lock(lk_lock_stats &a, const lk_lock_stats &b)
 	a.hold_total_ns += b.hold_total_ns;
 	a.hold_max_ns = std::max(a.hold_max_ns, b.hold_max_ns);
 	a.releases += b.releases;
+	a.pid_start_ns = std::max(a.pid_start_ns, b.pid_start_ns);
 	for (int i = 0; i < LK_HIST_SLOTS; i++) {
 		a.wait_hist[i] += b.wait_hist[i];
 		a.hold_hist[i] += b.hold_hist[i];
@@ -256,6 +258,7 @@ void add_thread(lk_thread_stats &a, const lk_thread_stats &b)
 	}
 	if (b.tgid)
 		a.tgid = b.tgid;
+	a.pid_start_ns = std::max(a.pid_start_ns, b.pid_start_ns);
 	if (b.comm[0] && !a.comm[0])
 		std::memcpy(a.comm, b.comm, sizeof a.comm);
 }
@@ -268,6 +271,7 @@ void add_futex(lk_futex_stats &a, const lk_futex_stats &b)
 	a.timeouts += b.timeouts;
 	a.wakes += b.wakes;
 	a.woken += b.woken;
+	a.pid_start_ns = std::max(a.pid_start_ns, b.pid_start_ns);
 }
 
 void add_sys(lk_sys_stats &a, const lk_sys_stats &b)
@@ -528,6 +532,7 @@ public:
 		}
 		skel_->bss->lk_full = full_ ? 1 : 0;
 		skel_->bss->lk_epoch_ns = sdk::boot_now_ns();
+		activated_ns_ = prev_tick_ns_ = tick_ns_ = skel_->bss->lk_epoch_ns;
 
 		if (task_hash_)
 			links_.attach(skel_->progs.lk_thread_exit);
@@ -590,10 +595,12 @@ public:
 			retry_pending();
 		}
 		uint64_t ts = now_boot_ns + host().boot_to_epoch_ns;
+		tick_ns_ = std::max(now_boot_ns, prev_tick_ns_);
 		report_threads(ts, final);
 		report_locks(ts, final);
 		report_futexes(ts, final);
 		report_system(ts, final);
+		prev_tick_ns_ = tick_ns_;
 	}
 
 private:
@@ -1079,9 +1086,9 @@ private:
 		for (const auto &[key, b] : by) {
 			const lk_lock_stats &s = b.s;
 			sdk::record r("lock", "process");
-			r.ts(ts).ids(key.first, 0).comm(comm_of(key.first));
-			r.str("window", window)
-				.str("lock_type", type_name(key.second))
+			r.ts(ts).ids(key.first, 0).comm(comm_of(key.first)).pid_start(s.pid_start_ns);
+			periodic(r, "process", window);
+			r.str("lock_type", type_name(key.second))
 				.u64("locks", b.locks);
 			lock_fields(r, s);
 			r.emit(host());
@@ -1099,8 +1106,18 @@ private:
 			.u64("wait_max_ns", s.wait_max_ns, PI_FMT_DURATION_NS)
 			.u64("hold_total_ns", s.hold_total_ns, PI_FMT_DURATION_NS)
 			.u64("hold_max_ns", s.hold_max_ns, PI_FMT_DURATION_NS)
-			.u64v("wait_hist", hist(s.wait_hist), PI_FMT_LOG2_HIST)
-			.u64v("hold_hist", hist(s.hold_hist), PI_FMT_LOG2_HIST);
+			.u64v("wait_hist_ns", hist(s.wait_hist), PI_FMT_LOG2_HIST)
+			.u64v("hold_hist_ns", hist(s.hold_hist), PI_FMT_LOG2_HIST);
+	}
+
+	// The fields every periodic record starts with: what it is about, and the window it covers
+	// (interval: since the previous tick; total: since the activation).
+	void periodic(sdk::record &r, const char *scope, const char *window) const
+	{
+		bool total = std::string_view(window) == "total";
+		r.str("scope", scope)
+			.str("window", window)
+			.u64("interval_ns", total ? tick_ns_ - activated_ns_ : tick_ns_ - prev_tick_ns_, PI_FMT_DURATION_NS);
 	}
 
 	void emit_locks(const char *window, const std::vector<std::pair<lk_lock_key, lk_lock_stats>> &v, uint64_t ts)
@@ -1108,9 +1125,9 @@ private:
 		uint64_t rank = 0;
 		for (const auto &[k, s] : v) {
 			sdk::record r("lock", "lock");
-			r.ts(ts).ids(k.tgid, 0).comm(comm_of(k.tgid));
-			r.str("window", window)
-				.u64("rank", ++rank)
+			r.ts(ts).ids(k.tgid, 0).comm(comm_of(k.tgid)).pid_start(s.pid_start_ns);
+			periodic(r, "process", window);
+			r.u64("rank", ++rank)
 				.u64("lock_addr", k.addr, PI_FMT_HEX)
 				.str("lock_type", type_name(k.type));
 			lock_fields(r, s);
@@ -1162,9 +1179,9 @@ private:
 		uint64_t rank = 0;
 		for (const auto &[tid, s] : v) {
 			sdk::record r("lock", "thread");
-			r.ts(ts).ids(s.tgid, tid).comm(cstr(s.comm, sizeof s.comm));
-			r.str("window", window)
-				.u64("rank", ++rank)
+			r.ts(ts).ids(s.tgid, tid).comm(cstr(s.comm, sizeof s.comm)).pid_start(s.pid_start_ns);
+			periodic(r, "thread", window);
+			r.u64("rank", ++rank)
 				.u64("acquisitions", s.acquisitions)
 				.u64("contended", s.contended)
 				.u64("failed", s.failed)
@@ -1173,8 +1190,8 @@ private:
 				.u64("wait_max_ns", s.wait_max_ns, PI_FMT_DURATION_NS)
 				.u64("hold_total_ns", s.hold_total_ns, PI_FMT_DURATION_NS)
 				.u64("hold_max_ns", s.hold_max_ns, PI_FMT_DURATION_NS)
-				.u64v("wait_hist", hist(s.wait_hist), PI_FMT_LOG2_HIST)
-				.u64v("hold_hist", hist(s.hold_hist), PI_FMT_LOG2_HIST);
+				.u64v("wait_hist_ns", hist(s.wait_hist), PI_FMT_LOG2_HIST)
+				.u64v("hold_hist_ns", hist(s.hold_hist), PI_FMT_LOG2_HIST);
 			r.emit(host());
 		}
 	}
@@ -1244,9 +1261,9 @@ private:
 		uint64_t rank = 0;
 		for (const auto &[k, w] : v) {
 			sdk::record r("lock", "futex");
-			r.ts(ts).ids(k.first, 0).comm(comm_of(k.first));
-			r.str("window", window)
-				.u64("rank", ++rank)
+			r.ts(ts).ids(k.first, 0).comm(comm_of(k.first)).pid_start(w.s.pid_start_ns);
+			periodic(r, "process", window);
+			r.u64("rank", ++rank)
 				.u64("futex_addr", k.second, PI_FMT_HEX)
 				.u64("waits", w.s.waits)
 				.u64("wait_total_ns", w.s.wait_total_ns, PI_FMT_DURATION_NS)
@@ -1288,15 +1305,14 @@ private:
 	{
 		sdk::record r("lock", "futex_summary");
 		r.ts(ts).ids(0, 0).comm("");
-		r.str("scope", scope)
-			.str("window", window)
-			.str("mode", full_ ? "full" : "contention")
+		periodic(r, scope, window);
+		r.str("mode", full_ ? "full" : "contention")
 			.u64("waits", s.waits)
 			.u64("wait_total_ns", s.wait_total_ns, PI_FMT_DURATION_NS)
 			.u64("wait_max_ns", s.wait_max_ns, PI_FMT_DURATION_NS)
 			.u64("wakes", s.wakes)
 			.u64("woken", s.woken)
-			.u64v("wait_hist", hist(s.wait_hist), PI_FMT_LOG2_HIST);
+			.u64v("wait_hist_ns", hist(s.wait_hist), PI_FMT_LOG2_HIST);
 		r.emit(host());
 	}
 
@@ -1318,6 +1334,8 @@ private:
 	std::map<lk_futex_key, lk_futex_stats> prev_futex_;
 	std::map<lk_futex_key, lk_futex_stats> retired_futex_; // figures of words pruned from the map
 	lk_sys_stats prev_sys_[2]{};
+	// boot ns: the activation, the previous tick and the one being reported (interval_ns)
+	uint64_t activated_ns_ = 0, prev_tick_ns_ = 0, tick_ns_ = 0;
 	std::unordered_map<uint32_t, std::string> comms_;
 };
 
