@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "target.hpp"
-#include "placement.hpp"
 
 #include <gelf.h>
 #include <libelf.h>
@@ -169,47 +168,6 @@ std::optional<std::vector<mapped_lib>> process_libs(uint32_t pid)
 	return libs;
 }
 
-
-// x86-64 glibc's pthread_spin_lock: lock decl (%rdi); jne +x; xor %eax,%eax; ret
-bool spin_lock_layout(const std::string &path, uint64_t off)
-{
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	unsigned char b[8] = {};
-	ssize_t n = pread(fd, b, sizeof b, static_cast<off_t>(off));
-	close(fd);
-	return n == 8 && b[0] == 0xf0 && b[1] == 0xff && b[2] == 0x0f && b[3] == 0x75 && b[5] == 0x31 &&
-	       b[6] == 0xc0 && b[7] == 0xc3;
-}
-
-// Where in the function at off (size bytes) an entry probe costs least with %rdi (the lock)
-// still as at the entry: see placement.hpp. 0: the entry.
-uint64_t cheap_place(const std::string &path, uint64_t off, uint64_t size)
-{
-	if (size == 0)
-		return 0;
-	std::vector<uint8_t> code(std::min<uint64_t>(size, 1 << 16));
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = pread(fd, code.data(), code.size(), static_cast<off_t>(off));
-	close(fd);
-	if (n != static_cast<ssize_t>(code.size()))
-		return 0;
-	return probe_place(code.data(), code.size(), reg_bit(RDI));
-}
-
-bool first_insn_locked(const std::string &path, uint64_t off)
-{
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	unsigned char b = 0;
-	ssize_t n = pread(fd, &b, 1, static_cast<off_t>(off));
-	close(fd);
-	return n == 1 && b == 0xf0;
-}
 
 constexpr uint32_t BPF_F_UPROBE_MULTI_RETURN_ = 1;
 

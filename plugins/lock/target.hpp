@@ -39,14 +39,6 @@ bool is_libc_name(const std::string &base, bool &pthread);
 // libc and libpthread as mapped by a process; nullopt when the process is gone.
 std::optional<std::vector<mapped_lib>> process_libs(uint32_t pid);
 
-constexpr int ENOTSUPP_ = 524; // the kernel's "operation not supported" for unprobeable instructions
-// x86-64 glibc's pthread_spin_lock: lock decl (%rdi); jne +x; xor %eax,%eax; ret
-bool spin_lock_layout(const std::string &path, uint64_t off);
-// Where in the function at off (size bytes) an entry probe costs least with %rdi (the lock)
-// still as at the entry: see placement.hpp. 0: the entry.
-uint64_t cheap_place(const std::string &path, uint64_t off, uint64_t size);
-bool first_insn_locked(const std::string &path, uint64_t off);
-
 constexpr uint32_t BPF_TRACE_UPROBE_MULTI_ = 48; // enum bpf_attach_type, Linux 6.6
 
 // One uprobe_multi link: prog at every offset of path, for process pid only. Returns the link
