@@ -4,7 +4,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config git
-  clang llvm libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev
+  clang llvm libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev libcapstone-dev
   libboost-dev libboost-program-options-dev libspdlog-dev nlohmann-json3-dev catch2
   libseccomp-dev libcpp-httplib-dev
   jq bsdextrautils strace util-linux bc curl

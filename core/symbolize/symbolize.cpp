@@ -12,6 +12,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -103,6 +104,7 @@ std::string frame_text(const symbol &s, uint64_t addr)
 bool kernel_symbols::load(const std::string &path)
 {
 	syms_.clear();
+	names_.clear();
 	std::ifstream in(path);
 	std::string line;
 	while (std::getline(in, line)) {
@@ -118,20 +120,32 @@ bool kernel_symbols::load(const std::string &path)
 		if (end[2] != ' ' || !*name)
 			continue;
 		const char *tab = std::strchr(name, '\t');
-		syms_.emplace(a, tab ? std::string(name, tab) : std::string(name));
+		size_t len = tab ? static_cast<size_t>(tab - name) : std::strlen(name);
+		if (names_.size() + len > UINT32_MAX)
+			break; // 4 GiB of names: no kernel has that many
+		syms_.push_back({a, static_cast<uint32_t>(names_.size()), static_cast<uint32_t>(len)});
+		names_.append(name, len);
 	}
+	// kallsyms is mostly in address order, modules not always: sort, and keep the first name
+	// listed for an address that has several (aliases)
+	std::stable_sort(syms_.begin(), syms_.end(), [](const entry &x, const entry &y) { return x.addr < y.addr; });
+	syms_.erase(std::unique(syms_.begin(), syms_.end(), [](const entry &x, const entry &y) { return x.addr == y.addr; }),
+		    syms_.end());
+	syms_.shrink_to_fit();
+	names_.shrink_to_fit();
 	return !syms_.empty();
 }
 
 symbol kernel_symbols::resolve(uint64_t addr) const
 {
 	symbol s;
-	auto it = syms_.upper_bound(addr);
+	// the last symbol at or below addr
+	auto it = std::upper_bound(syms_.begin(), syms_.end(), addr, [](uint64_t a, const entry &e) { return a < e.addr; });
 	if (it == syms_.begin())
 		return s;
 	--it;
-	s.name = it->second;
-	s.offset = addr - it->first;
+	s.name.assign(names_, it->name_off, it->name_len);
+	s.offset = addr - it->addr;
 	s.module = "[kernel]";
 	return s;
 }

@@ -39,7 +39,9 @@ struct symbol {
 // a known module without a symbol, "0x7f12…" otherwise.
 std::string frame_text(const symbol &s, uint64_t addr);
 
-// Kernel symbols from /proc/kallsyms (text symbols only).
+// Kernel symbols from /proc/kallsyms (text symbols only): ~200k of them, held as one array
+// sorted by address (binary search) and one block of their names, so that a table this size
+// costs two allocations rather than a tree node and a string each.
 class kernel_symbols {
 public:
 	// false when the file cannot be read or shows only zero addresses (kptr_restrict)
@@ -48,7 +50,12 @@ public:
 	size_t size() const { return syms_.size(); }
 
 private:
-	std::map<uint64_t, std::string> syms_;
+	struct entry {
+		uint64_t addr;
+		uint32_t name_off, name_len; // in names_
+	};
+	std::vector<entry> syms_; // by address; one per address (the first name listed)
+	std::string names_;
 };
 
 // One ELF file's symbols, looked up by offset in the file.

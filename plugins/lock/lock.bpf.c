@@ -11,7 +11,9 @@
  *  uprobe    pthread_{mutex,rwlock,spin}_unlock        (lk_entry)        hold ends
  *  tracepoint syscalls/sys_{enter,exit}_futex          (lk_futex_*)      waits, wakes, contention;
  *            the end of a blocking call's last wait on its lock's word is its acquisition
- *  tp_btf    sched_process_exec / sched_process_fork   (lk_exec, lk_fork) new processes to probe
+ *  tp_btf    sched_process_exec / sched_process_fork   (lk_exec, lk_fork) new processes to probe,
+ *            announced once they have lived lk_attach_after_ns (bpf_timer; lk_proc_exit drops
+ *            those that end before)
  *
  * Uprobes are attached by the user side to the target processes' libc only, never
  * system-wide; the futex tracepoints are the only hooks every process passes through, and they
@@ -45,6 +47,8 @@ __u32 lk_full = 0;     /* 1: hold tracking through uprobes; 0: contention-only m
 #define MUTEX_RECURSIVE 1
 #define MUTEX_ERRORCHECK 2
 #define RWLOCK_CUR_WRITER_OFF 24 /* pthread_rwlock_t.__data.__cur_writer: the writer's tid */
+
+#define CLOCK_MONOTONIC_ 1
 
 #define FUTEX_WAIT_ 0
 #define FUTEX_WAKE_ 1
@@ -235,6 +239,14 @@ static __always_inline struct lk_task_state *task_state(bool create)
 	return bpf_map_lookup_elem(&lk_task, &tid);
 }
 
+/* The current process's start (its group leader's), ns since boot: with the pid, it names one
+ * process across pid reuse. */
+static __always_inline __u64 current_pid_start_ns(void)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	return BPF_CORE_READ(t, group_leader, start_boottime);
+}
+
 static __always_inline struct lk_lock_stats *lock_stats(__u32 tgid, __u32 type, __u64 addr)
 {
 	struct lk_lock_key key = {.addr = addr, .tgid = tgid, .type = type};
@@ -250,7 +262,10 @@ static __always_inline struct lk_lock_stats *lock_stats(__u32 tgid, __u32 type, 
 		pi_count_lost_as(LK_LOST_LOCKS);
 		return NULL;
 	}
-	return bpf_map_lookup_elem(&lk_locks, &key);
+	s = bpf_map_lookup_elem(&lk_locks, &key);
+	if (s)
+		s->pid_start_ns = current_pid_start_ns();
+	return s;
 }
 
 static __always_inline struct lk_thread_stats *thread_stats(__u32 tgid, __u32 tid)
@@ -270,6 +285,7 @@ static __always_inline struct lk_thread_stats *thread_stats(__u32 tgid, __u32 ti
 	s = bpf_map_lookup_elem(&lk_threads, &tid);
 	if (s) {
 		s->tgid = tgid;
+		s->pid_start_ns = current_pid_start_ns();
 		bpf_get_current_comm(s->comm, sizeof(s->comm));
 	}
 	return s;
@@ -890,6 +906,8 @@ int lk_futex_exit(struct trace_event_raw_sys_exit *ctx)
 		if (bpf_map_update_elem(&lk_futex, &key, &z, BPF_NOEXIST) != 0 && !bpf_map_lookup_elem(&lk_futex, &key))
 			pi_count_lost_as(LK_LOST_FUTEXES);
 		fs = bpf_map_lookup_elem(&lk_futex, &key);
+		if (fs && !fs->pid_start_ns)
+			fs->pid_start_ns = current_pid_start_ns();
 	}
 	if (fs) {
 		if (wait) {
@@ -943,6 +961,28 @@ int lk_futex_exit(struct trace_event_raw_sys_exit *ctx)
 
 /* ------------------------------------------------------------------ new target processes */
 
+/* A new target process gets its uprobes only once it has lived lk_attach_after_ns (0: at
+ * once). Registering uprobes costs the kernel far more than a short process lives (a
+ * /bin/true of a shell loop), so a process that forks or execs waits here with a timer; one
+ * that ends first is dropped without the user side hearing of it, and one still alive when
+ * the timer fires is announced to the user side then. */
+const volatile __u64 lk_attach_after_ns = 0;
+
+struct lk_young {
+	struct bpf_timer timer;
+	__u64 pid_start_ns;
+	__u32 pid;
+	__u32 why; /* enum lk_newproc_why: the latest of its fork and exec */
+	char comm[PI_COMM_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct lk_young);
+} lk_young SEC(".maps");
+
 static __always_inline void emit_newproc(struct task_struct *t, __u32 pid, __u32 why)
 {
 	struct lk_newproc *e = pi_reserve(&lk_events, sizeof(*e));
@@ -955,13 +995,62 @@ static __always_inline void emit_newproc(struct task_struct *t, __u32 pid, __u32
 	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 }
 
+/* The process has lived lk_attach_after_ns since its last fork or exec: announce it. */
+static int young_due(void *map, __u32 *key, struct lk_young *y)
+{
+	struct lk_newproc *e = pi_reserve(&lk_events, sizeof(*e));
+	if (e) {
+		e->h.kind = LK_NEWPROC;
+		e->h.size = sizeof(*e);
+		e->h.cpu = bpf_get_smp_processor_id();
+		e->h.ts_boot_ns = bpf_ktime_get_boot_ns();
+		e->h.pid = y->pid;
+		e->h.tid = y->pid;
+		e->h.pid_start_ns = y->pid_start_ns;
+		__builtin_memcpy(e->h.comm, y->comm, sizeof(e->h.comm));
+		e->pid = y->pid;
+		e->why = y->why;
+		bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	}
+	bpf_map_delete_elem(map, key);
+	return 0;
+}
+
+static __always_inline void new_process(struct task_struct *t, __u32 pid, __u32 why)
+{
+	if (!lk_attach_after_ns) {
+		emit_newproc(t, pid, why);
+		return;
+	}
+	struct lk_young *y = bpf_map_lookup_elem(&lk_young, &pid);
+	if (!y) {
+		struct lk_young z = {};
+		if (bpf_map_update_elem(&lk_young, &pid, &z, BPF_NOEXIST) != 0 ||
+		    !(y = bpf_map_lookup_elem(&lk_young, &pid))) {
+			emit_newproc(t, pid, why); /* no room to wait: attach now */
+			return;
+		}
+		bpf_timer_init(&y->timer, &lk_young, CLOCK_MONOTONIC_);
+		bpf_timer_set_callback(&y->timer, young_due);
+	}
+	y->pid = pid;
+	y->why = why;
+	y->pid_start_ns = BPF_CORE_READ(t, group_leader, start_boottime);
+	BPF_CORE_READ_STR_INTO(&y->comm, t, comm);
+	/* (re)started: an exec shortly after the fork counts from the exec */
+	if (bpf_timer_start(&y->timer, lk_attach_after_ns, 0) != 0) {
+		bpf_map_delete_elem(&lk_young, &pid);
+		emit_newproc(t, pid, why);
+	}
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(lk_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	__u32 tgid = BPF_CORE_READ(p, tgid);
 	if (!pi_wanted(tgid, BPF_CORE_READ(p, pid)))
 		return 0;
-	emit_newproc(p, tgid, LK_NEW_EXEC);
+	new_process(p, tgid, LK_NEW_EXEC);
 	return 0;
 }
 
@@ -981,7 +1070,19 @@ int BPF_PROG(lk_fork, struct task_struct *parent, struct task_struct *child)
 					: pi_wanted(ptgid, BPF_CORE_READ(parent, pid));
 	if (!wanted)
 		return 0;
-	emit_newproc(parent, ctgid, LK_NEW_FORK);
+	new_process(child, ctgid, LK_NEW_FORK);
+	return 0;
+}
+
+/* A process that ends before its timer fired never gets uprobes: its wait is dropped (which
+ * cancels the timer). Attached with lk_exec when lk_attach_after_ns is set. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(lk_proc_exit, struct task_struct *p)
+{
+	if (BPF_CORE_READ(p, signal, live.counter) != 0)
+		return 0; /* other threads of the process still run */
+	__u32 tgid = BPF_CORE_READ(p, tgid);
+	bpf_map_delete_elem(&lk_young, &tgid);
 	return 0;
 }
 
@@ -997,7 +1098,7 @@ int BPF_PROG(lk_cgroup_attach, struct cgroup *dst, const char *path, struct task
 	__u32 tgid = BPF_CORE_READ(task, tgid);
 	if (!pi_wanted_in(tgid, BPF_CORE_READ(task, pid), task))
 		return 0;
-	emit_newproc(task, tgid, LK_NEW_CGROUP);
+	new_process(task, tgid, LK_NEW_CGROUP); /* new to the target: the same rule as a fork */
 	return 0;
 }
 

@@ -141,6 +141,7 @@ struct lk_lock_stats {
 	__u64 hold_total_ns;
 	__u64 hold_max_ns;
 	__u64 releases;
+	__u64 pid_start_ns; /* the process's start (group leader's, ns since boot), set at creation */
 	__u64 wait_hist[LK_HIST_SLOTS];
 	__u64 hold_hist[LK_HIST_SLOTS];
 };
@@ -157,6 +158,7 @@ struct lk_thread_stats {
 	__u64 releases;
 	__u32 tgid;
 	__u32 pad;
+	__u64 pid_start_ns; /* the process's start, ns since boot, set at creation */
 	char comm[PI_COMM_LEN];
 	__u64 wait_hist[LK_HIST_SLOTS];
 	__u64 hold_hist[LK_HIST_SLOTS];
@@ -176,6 +178,7 @@ struct lk_futex_stats {
 	__u64 timeouts;   /* waits that returned -ETIMEDOUT */
 	__u64 wakes;      /* wake calls (FUTEX_WAKE*, FUTEX_UNLOCK_PI, REQUEUE, WAKE_OP) */
 	__u64 woken;      /* threads those calls woke (their return value) */
+	__u64 pid_start_ns; /* the process's start, ns since boot, set at creation */
 };
 
 /* lk_system (per-CPU array, key 0 = target, 1 = whole system) */

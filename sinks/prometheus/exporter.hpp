@@ -615,7 +615,7 @@ private:
 			uint32_t o = own(r);
 			const std::string pid = pid_text(r.pid);
 			const std::string_view c = comm(r), type = f.str("lock_type");
-			auto wait = f.u64v("wait_hist"), hold = f.u64v("hold_hist");
+			auto wait = f.u64v("wait_hist_ns"), hold = f.u64v("hold_hist_ns");
 			reg_.add(*lock_acq_, {pid, c, type}, f.num("acquisitions"), o);
 			reg_.add(*lock_contended_, {pid, c, type}, f.num("contended"), o);
 			reg_.add(*lock_failed_, {pid, c, type}, f.num("failed"), o);
@@ -623,7 +623,7 @@ private:
 			reg_.add_log2(*lock_hold_, {pid, c, type}, hold.data(), hold.size(), f.num("hold_total_ns"), o);
 		} else if (event == "futex_summary") {
 			std::string_view scope = f.str("scope");
-			auto wait = f.u64v("wait_hist");
+			auto wait = f.u64v("wait_hist_ns");
 			reg_.add_log2(*futex_wait_, {scope}, wait.data(), wait.size(), f.num("wait_total_ns"));
 			reg_.add(*futex_wakes_, {scope}, f.num("wakes"));
 		}

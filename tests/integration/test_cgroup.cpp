@@ -341,8 +341,8 @@ TEST_CASE("cgroup: lock attaches its uprobes to a process moved into the cgroup 
 	auto total = t::select_records(recs, "lock", "process", [&](const json &e) {
 		return e.value("pid", 0L) == wl && e["window"] == "total" && e["lock_type"] == "rwlock_read";
 	});
-	REQUIRE(total.size() == 1);
-	CHECK(total[0]["acquisitions"] == n);
+	REQUIRE(!total.empty()); // a running total per tick: the last one is the whole run's
+	CHECK(total.back()["acquisitions"] == n);
 }
 
 TEST_CASE("cgroup: a probe built for plugin ABI 1.1 is refused a cgroup target, and takes a process target")

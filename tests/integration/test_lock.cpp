@@ -32,10 +32,20 @@ namespace {
 
 constexpr int64_t MS = 1000000;
 
+// The lock records of one event; of the `total` rows (every tick has them for the entities it
+// shows), only the last tick's, which hold the whole run's figures.
 std::vector<json> select(const std::vector<json> &recs, const std::string &event,
 			 const std::function<bool(const json &)> &pred = nullptr)
 {
-	return t::select_records(recs, "lock", event, pred);
+	uint64_t last = 0;
+	for (const auto &e : t::select_records(recs, "lock", event))
+		if (e.value("window", "") == "total")
+			last = std::max(last, e["ts_ns"].get<uint64_t>());
+	return t::select_records(recs, "lock", event, [&](const json &e) {
+		if (e.value("window", "") == "total" && e["ts_ns"].get<uint64_t>() != last)
+			return false;
+		return !pred || pred(e);
+	});
 }
 
 json one(const std::vector<json> &v, const std::string &what)
@@ -315,6 +325,82 @@ uint64_t prog_runs(uint32_t prog_id)
 	return rc == 0 ? info.run_cnt : 0;
 }
 
+// The record convention every periodic lock record follows: `scope` says what it is about, a
+// window of interval_ns (the intervals chain: their lengths add up to the total's), the
+// process's start beside its pid, histograms in *_hist_ns. start_ticks: the workload's own
+// start as /proc/self/stat gives it (clock ticks since boot, clk_tck a second).
+void check_convention(const std::vector<json> &recs, long pid, long start_ticks, long clk_tck)
+{
+	REQUIRE(start_ticks > 0);
+	REQUIRE(clk_tck > 0);
+	const int64_t tick_ns = 1000000000 / clk_tck;
+	uint64_t pid_start = 0;
+	size_t periodic = 0;
+	for (const auto &e : recs) {
+		if (e.value("probe", "") != "lock")
+			continue;
+		INFO(e.dump());
+		CHECK(!e.contains("wait_hist"));
+		CHECK(!e.contains("hold_hist"));
+		if (e["pid"] == pid && e.contains("pid_start_ns")) {
+			if (!pid_start)
+				pid_start = e["pid_start_ns"].get<uint64_t>();
+			CHECK(e["pid_start_ns"] == pid_start); // every record names the same process
+		}
+		const std::string ev = e["event"];
+		if (ev == "acquisition" || ev == "contention") {
+			CHECK(e.contains("pid_start_ns"));
+			continue;
+		}
+		REQUIRE(e.contains("window"));
+		CHECK(i(e, "interval_ns") > 0);
+		periodic++;
+		if (ev == "futex_summary") {
+			CHECK((e["scope"] == "target" || e["scope"] == "system"));
+			CHECK(e["pid"] == 0);
+			CHECK(e["tid"] == 0);
+			CHECK(e["comm"] == "");
+			CHECK(!e.contains("pid_start_ns"));
+		} else if (ev == "thread") {
+			CHECK(e["scope"] == "thread");
+			CHECK(e["tid"] != 0);
+			CHECK(e.contains("pid_start_ns"));
+		} else {
+			CHECK(e["scope"] == "process"); // lock, process, futex: one process, no thread
+			CHECK(e["tid"] == 0);
+			CHECK(e.contains("pid_start_ns"));
+		}
+	}
+	CHECK(periodic >= 10);
+	// the kernel's start time of the workload, as /proc counts it in ticks
+	REQUIRE(pid_start > 0);
+	CHECK(std::llabs(static_cast<int64_t>(pid_start) - start_ticks * tick_ns) <= tick_ns);
+	// the interval windows of the target's summary cover the total's, one after the other; at
+	// every tick the running total covers the intervals so far, and counts their waits
+	for (const char *scope : {"target", "system"}) {
+		INFO(scope);
+		uint64_t sum = 0, waits = 0, totals = 0, intervals = 0;
+		for (const auto &e : t::select_records(recs, "lock", "futex_summary",
+						       [&](const json &e) { return e["scope"] == scope; })) {
+			if (e["window"] == "interval") {
+				sum += e["interval_ns"].get<uint64_t>();
+				waits += e["waits"].get<uint64_t>();
+				intervals++;
+				continue;
+			}
+			totals++;
+			CHECK(e["interval_ns"].get<uint64_t>() == sum);
+			CHECK(e["waits"].get<uint64_t>() == waits);
+		}
+		CHECK(totals == intervals); // one of each per tick
+		CHECK(totals >= 1);
+		json tot = one(select(recs, "futex_summary",
+				      [&](const json &e) { return e["scope"] == scope && e["window"] == "total"; }),
+			       "total summary");
+		CHECK(sum == tot["interval_ns"].get<uint64_t>());
+	}
+}
+
 } // namespace
 
 // The wl-lock schedule under procimage with the probe settings extra (JSON members or "").
@@ -491,6 +577,7 @@ void check_schedule(const std::string &extra, bool lock_return, const std::map<s
 	CHECK(i(ss, "waits") >= i(st, "waits"));
 	CHECK(i(ss, "wait_total_ns") >= i(st, "wait_total_ns"));
 	CHECK(no_lost(recs));
+	check_convention(recs, pid, truth["start_ticks"], truth["clk_tck"]);
 }
 
 TEST_CASE("lock: holds, waits, errors and holders on the wl-lock schedule (-- CMD)")
@@ -646,9 +733,9 @@ void check_hits(bool lock_return, bool entry_place = false)
 	for (const auto &th : select(recs, "thread", [&](const json &e) { return e["window"] == "total"; })) {
 		INFO(th.dump());
 		uint64_t waits = 0, holds = 0;
-		for (const auto &b : th["wait_hist"])
+		for (const auto &b : th["wait_hist_ns"])
 			waits += b.get<uint64_t>();
-		for (const auto &b : th["hold_hist"])
+		for (const auto &b : th["hold_hist_ns"])
 			holds += b.get<uint64_t>();
 		CHECK(waits == th["acquisitions"].get<uint64_t>() + th["failed"].get<uint64_t>());
 		CHECK(holds == th["releases"].get<uint64_t>());

@@ -38,6 +38,10 @@ TEST_CASE("lock config: defaults, ranges and unknown keys name the key")
 	CHECK_THAT(validate(R"({"mode": "contention", "acquisitions": true})"),
 		   Catch::StartsWith("acquisitions: needs hold tracking"));
 	CHECK_THAT(validate(R"({"holders": true})"), Catch::StartsWith("holders: unknown key"));
+	CHECK(validate(R"({"attach_after_ms": 0})") == "");
+	CHECK(validate(R"({"attach_after_ms": 60000})") == "");
+	CHECK_THAT(validate(R"({"attach_after_ms": -1})"), Catch::StartsWith("attach_after_ms: expected an integer in 0..60000"));
+	CHECK_THAT(validate(R"({"attach_after_ms": "soon"})"), Catch::StartsWith("attach_after_ms: expected an integer"));
 	CHECK(validate(R"({"lock_return": true})") == "");
 	CHECK(validate(R"({"mode": "full", "lock_return": false})") == "");
 	CHECK_THAT(validate(R"({"lock_return": "yes"})"), Catch::StartsWith("lock_return: expected true or false"));

@@ -93,3 +93,22 @@ TEST_CASE("lock placement: a jump back into the skipped instructions keeps the p
 	to_entry[41] = static_cast<uint8_t>(0 - 42);
 	CHECK(probe_place(to_entry.data(), to_entry.size(), reg_bit(RDI)) == 5);
 }
+
+TEST_CASE("lock placement: what the kernel emulates, as Capstone decodes it")
+{
+	// push %r12 (REX.B 0x41): emulated like push %rbx, so a load before it moves the probe
+	CHECK(place({0x8b, 0x47, 0x10, 0x41, 0x54}) == 3);
+	// push with any other REX byte (REX.W 0x48) is single-stepped: no cheap place in reach
+	CHECK(place({0x8b, 0x47, 0x10, 0x48, 0x54, 0x8d, 0x05, 0, 0, 0, 0}) == 0);
+	// jrcxz is a relative branch the kernel does not emulate: not a place
+	CHECK(place({0x8b, 0x47, 0x10, 0xe3, 0x05}) == 0);
+	// movslq 0x10(%rdi),%rax: a sign-extending load is straight-line code
+	CHECK(place({0x48, 0x63, 0x47, 0x10, 0x75, 0x02}) == 4);
+	// a jrcxz back into the stretch counts as a jump into it: jrcxz at 40 to +3
+	std::vector<uint8_t> code{0x8b, 0x47, 0x10, 0x89, 0xc2, 0x0f, 0x85, 0x10, 0x00, 0x00, 0x00};
+	code.resize(64, 0xcc);
+	REQUIRE(place(code) == 5);
+	code[40] = 0xe3;
+	code[41] = static_cast<uint8_t>(3 - 42);
+	CHECK(place(code) == 0);
+}

@@ -281,8 +281,8 @@ TEST_CASE("prometheus: log2 slots land under the right bucket bound")
 	r.ts(TS).ids(42, 0).comm("wl");
 	r.str("window", "interval").str("lock_type", "mutex").u64("acquisitions", 6).u64("contended", 2).u64("failed", 1)
 		.u64("wait_total_ns", 1000).u64("hold_total_ns", 3000000000ULL)
-		.u64v("wait_hist", slots({{0, 1}, {8, 2}, {20, 3}}, 36), PI_FMT_LOG2_HIST)
-		.u64v("hold_hist", slots({{31, 1}, {35, 5}}, 36), PI_FMT_LOG2_HIST);
+		.u64v("wait_hist_ns", slots({{0, 1}, {8, 2}, {20, 3}}, 36), PI_FMT_LOG2_HIST)
+		.u64v("hold_hist_ns", slots({{31, 1}, {35, 5}}, 36), PI_FMT_LOG2_HIST);
 	feed(e, r);
 	std::string text = settled(e);
 	const std::string w = "procimage_lock_wait_seconds_bucket{pid=\"42\",comm=\"wl\",lock_type=\"mutex\",le=";

@@ -195,6 +195,22 @@ TEST_CASE("symbolize: kallsyms text symbols, with module names dropped")
 	CHECK(k.resolve(0xffffffffc0000004ULL).name == "nft_do_chain");
 	CHECK(k.resolve(0x1000).name.empty());
 
+	// out of address order (a module listed before the core kernel), and an alias: the table
+	// is sorted, and an address keeps the first name listed for it
+	t::write_file(d.file("unordered"), "ffffffffc0001000 t mod_fn\t[mod]\n"
+					    "ffffffff81000000 T _stext\n"
+					    "ffffffff81000100 T first_name\n"
+					    "ffffffff81000100 T alias_name\n"
+					    "ffffffff81000000 t _text_alias\n");
+	sym::kernel_symbols u;
+	REQUIRE(u.load(d.file("unordered")));
+	CHECK(u.size() == 3);
+	CHECK(u.resolve(0xffffffff81000050ULL).name == "_stext");
+	CHECK(u.resolve(0xffffffff81000104ULL).name == "first_name");
+	CHECK(u.resolve(0xffffffff81000104ULL).offset == 4);
+	CHECK(u.resolve(0xffffffffc0001008ULL).name == "mod_fn");
+	CHECK(u.resolve(0xffffffff80ffffffULL).name.empty());
+
 	sym::kernel_symbols hidden; // kptr_restrict: every address reads as zero
 	t::write_file(d.file("zero"), "0000000000000000 T _stext\n0000000000000000 t do_one_initcall\n");
 	CHECK_FALSE(hidden.load(d.file("zero")));

@@ -52,6 +52,29 @@ static void sleep_ms(int ms)
 	}
 }
 
+/* This process's start, clock ticks since boot (/proc/self/stat field 22), or -1. */
+static long long start_ticks(void)
+{
+	char buf[1024];
+	FILE *f = fopen("/proc/self/stat", "r");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -1;
+	/* after ") ": field 3 (state) onwards; field 22 is the 20th of them */
+	p += 2;
+	for (int field = 3; field < 22 && p; field++) {
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	return p ? atoll(p) : -1;
+}
+
 static void put(const char *key, long long v)
 {
 	/* stdio's own lock is not a pthread mutex: it does not disturb the schedule */
@@ -193,6 +216,8 @@ int main(int argc, char **argv)
 	if (!logf)
 		return 1;
 	put("pid", getpid());
+	put("start_ticks", start_ticks());
+	put("clk_tck", sysconf(_SC_CLK_TCK));
 	put("mutex_addr", (long long)(uintptr_t)&M);
 	put("mutex2_addr", (long long)(uintptr_t)&M2);
 	put("rwlock_addr", (long long)(uintptr_t)&RW);
