@@ -40,7 +40,7 @@ void reporter::tick(uint64_t now_boot_ns, bool final)
 	report_threads(ts, final);
 	report_locks(ts, final);
 	report_futexes(ts, final);
-	report_system(ts, final);
+	report_system(ts);
 	prev_tick_ns_ = tick_ns_;
 }
 
@@ -375,7 +375,7 @@ void reporter::emit_futexes(const char *window,
 	}
 }
 
-void reporter::report_system(uint64_t ts, bool final)
+void reporter::report_system(uint64_t ts)
 {
 	int fd = maps_.system;
 	int ncpu = libbpf_num_possible_cpus();

@@ -134,7 +134,7 @@ private:
 	void emit_futexes(const char *window,
 			  const std::vector<std::pair<std::pair<uint32_t, uint64_t>, futex_word>> &v, uint64_t ts);
 
-	void report_system(uint64_t ts, bool final);
+	void report_system(uint64_t ts); // both windows at every tick
 
 	void emit_system(const char *scope, const char *window, const lk_sys_stats &s, uint64_t ts);
 
