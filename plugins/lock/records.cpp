@@ -8,6 +8,8 @@
 #include <procimage/bpf.hpp>
 
 #include <algorithm>
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -54,7 +56,18 @@ const std::string &reporter::lock_symbol(uint32_t pid, uint64_t pid_start_ns, ui
 		lock_symbols_.clear();
 		symbols_.trim(0);
 	}
-	return lock_symbols_.emplace(key, addr ? symbols_.resolve_data(pid, pid_start_ns, addr).name : "").first->second;
+	std::string name;
+	if (addr) {
+		// a lock inside a larger variable (a struct's member) is that variable plus its offset
+		symbolize::symbol s = symbols_.resolve_data(pid, pid_start_ns, addr);
+		name = s.name;
+		if (!name.empty() && s.offset) {
+			char off[24];
+			std::snprintf(off, sizeof off, "+0x%" PRIx64, s.offset);
+			name += off;
+		}
+	}
+	return lock_symbols_.emplace(key, std::move(name)).first->second;
 }
 
 void reporter::put_lock(sdk::record &r, uint32_t pid, uint64_t pid_start_ns, uint64_t addr)
