@@ -13,12 +13,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <ctime>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <optional>
+#include <set>
 #include <sstream>
 
 namespace procimage::symbolize {
@@ -186,7 +189,7 @@ std::shared_ptr<elf_image> elf_image::open(const std::string &path, const std::s
 	for (size_t i = 0; i < nph; i++) {
 		GElf_Phdr ph;
 		if (gelf_getphdr(elf, static_cast<int>(i), &ph) && ph.p_type == PT_LOAD)
-			img->loads_.push_back({ph.p_offset, ph.p_filesz, ph.p_vaddr});
+			img->loads_.push_back({ph.p_offset, ph.p_filesz, ph.p_vaddr, ph.p_memsz});
 	}
 	const unsigned char *bits = nullptr;
 	GElf_Addr vaddr = 0;
@@ -219,6 +222,43 @@ symbol elf_image::resolve_offset(uint64_t file_offset) const
 	symbol r;
 	r.module = name_;
 	r.offset = file_offset;
+	return r;
+}
+
+bool elf_image::vaddr_at_offset(uint64_t file_offset, uint64_t &vaddr) const
+{
+	for (const auto &s : loads_)
+		if (file_offset >= (s.offset & ~uint64_t{0xfff}) && file_offset < s.offset + s.filesz) {
+			vaddr = file_offset - s.offset + s.vaddr;
+			return true;
+		}
+	return false;
+}
+
+bool elf_image::maps_vaddr(uint64_t vaddr) const
+{
+	for (const auto &s : loads_)
+		if (vaddr >= s.vaddr && vaddr < s.vaddr + s.memsz)
+			return true;
+	return false;
+}
+
+symbol elf_image::resolve_object(uint64_t vaddr) const
+{
+	symbol r;
+	r.module = name_;
+	r.offset = vaddr;
+	auto *m = static_cast<Dwfl_Module *>(module_);
+	GElf_Off off = 0;
+	GElf_Sym sym;
+	const char *name = dwfl_module_addrinfo(m, vaddr, &off, &sym, nullptr, nullptr, nullptr);
+	// only a variable whose extent holds the address (the nearest symbol below an address in
+	// the heap of a non-PIE program would be a wrong name)
+	if (!name || !*name || GELF_ST_TYPE(sym.st_info) != STT_OBJECT || off >= std::max<GElf_Xword>(sym.st_size, 1))
+		return r;
+	const char *at = std::strchr(name + 1, '@');
+	r.name = demangle(at ? std::string(name, at).c_str() : name);
+	r.offset = off;
 	return r;
 }
 
@@ -267,7 +307,7 @@ symbol elf_image::resolve_vaddr(uint64_t vaddr) const
 
 // ------------------------------------------------------------------ process mappings
 
-std::vector<mapping> parse_maps(const std::string &text)
+std::vector<mapping> parse_maps(const std::string &text, bool executable_only)
 {
 	std::vector<mapping> out;
 	std::istringstream in(text);
@@ -281,7 +321,7 @@ std::vector<mapping> parse_maps(const std::string &text)
 		if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms, &offset, &major,
 				&minor, &inode, &pos) < 7)
 			continue;
-		if (std::strlen(perms) < 3 || perms[2] != 'x')
+		if (executable_only && (std::strlen(perms) < 3 || perms[2] != 'x'))
 			continue;
 		mapping m;
 		m.start = start;
@@ -454,6 +494,57 @@ symbol symbolizer::resolve_user(uint32_t pid, uint64_t start_ns, uint64_t exec_i
 	return m->image->resolve_offset(file_offset);
 }
 
+symbol symbolizer::resolve_data(uint32_t pid, uint64_t start_ns, uint64_t addr)
+{
+	auto now_ns = [] {
+		timespec ts{};
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+	};
+	auto &p = data_procs_[{pid, start_ns}];
+	auto lookup = [&]() -> std::optional<symbol> {
+		for (auto &f : p.files) {
+			if (!f.map.image) {
+				f.map.image = image_for(f.map);
+				if (!f.map.image)
+					continue;
+				uint64_t v = 0;
+				f.bias_known = f.map.image->vaddr_at_offset(f.map.offset, v);
+				f.bias = f.map.start - v;
+			}
+			if (!f.bias_known || !f.map.image->maps_vaddr(addr - f.bias))
+				continue;
+			return f.map.image->resolve_object(addr - f.bias);
+		}
+		return std::nullopt;
+	};
+	if (auto s = lookup())
+		return *s;
+	// the first time, or a library loaded since: read the maps again, once a second at most
+	uint64_t now = now_ns();
+	if (p.read_ns && now < p.read_ns + 1000000000ULL)
+		return {};
+	p.read_ns = now;
+	std::string text = read_text(proc_ + "/" + std::to_string(pid) + "/maps");
+	uint64_t started = 0;
+	uint64_t tick = 1000000000ULL / static_cast<uint64_t>(sysconf(_SC_CLK_TCK) > 0 ? sysconf(_SC_CLK_TCK) : 100);
+	if (text.empty() || !stat_start_ns(proc_, pid, started) ||
+	    (start_ns && (started + 2 * tick < start_ns || start_ns + 2 * tick < started)))
+		return {};
+	std::set<std::pair<uint64_t, uint64_t>> seen;
+	for (const auto &f : p.files)
+		seen.emplace(f.map.dev, f.map.inode);
+	for (auto &m : parse_maps(text, false)) {
+		if (m.path.empty() || m.path[0] != '/' || !m.inode || !seen.emplace(m.dev, m.inode).second)
+			continue; // (each file once: its first mapping, the one at its lowest offset)
+		hold(pid, m);
+		p.files.push_back({std::move(m), 0, false});
+	}
+	if (auto s = lookup())
+		return *s;
+	return {};
+}
+
 std::vector<std::string> symbolizer::user_stack(uint32_t pid, uint64_t start_ns, uint64_t exec_id, const uint64_t *ips,
 						size_t n)
 {
@@ -498,6 +589,8 @@ void symbolizer::forget(uint32_t pid)
 {
 	for (auto it = procs_.lower_bound({pid, 0, 0}); it != procs_.end() && std::get<0>(it->first) == pid;)
 		it = procs_.erase(it);
+	for (auto it = data_procs_.lower_bound({pid, 0}); it != data_procs_.end() && it->first.first == pid;)
+		it = data_procs_.erase(it);
 }
 
 void symbolizer::trim(size_t max_processes)
@@ -509,6 +602,9 @@ void symbolizer::trim(size_t max_processes)
 				oldest = it;
 		procs_.erase(oldest);
 	}
+	// (what resolve_data read is cheap to read again: past the bound, it all goes)
+	if (data_procs_.size() > max_processes)
+		data_procs_.clear();
 }
 
 } // namespace procimage::symbolize

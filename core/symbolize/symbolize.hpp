@@ -73,13 +73,22 @@ public:
 	symbol resolve_offset(uint64_t file_offset) const;
 	// The symbol at a virtual address of the file (as in its symbol table).
 	symbol resolve_vaddr(uint64_t vaddr) const;
+	// The data object (an ELF STT_OBJECT symbol: a global or static variable) whose extent
+	// holds a virtual address of the file; name empty when none does.
+	symbol resolve_object(uint64_t vaddr) const;
+	// The file's virtual address at a file offset, through the loadable segment that maps it
+	// (an offset rounded down to its page counts too, as mappings start on pages); false when
+	// no segment does.
+	bool vaddr_at_offset(uint64_t file_offset, uint64_t &vaddr) const;
+	// Whether a loadable segment covers a virtual address in memory (.bss included).
+	bool maps_vaddr(uint64_t vaddr) const;
 	const std::string &name() const { return name_; }
 	const std::string &build_id() const { return build_id_; } // hex, empty if none
 
 private:
 	elf_image() = default;
 	struct segment {
-		uint64_t offset, filesz, vaddr;
+		uint64_t offset, filesz, vaddr, memsz;
 	};
 	void *dwfl_ = nullptr;   // Dwfl *
 	void *module_ = nullptr; // Dwfl_Module *
@@ -96,8 +105,8 @@ struct mapping {
 					  // the file could not be read
 };
 
-// Parse the text of /proc/PID/maps, keeping executable mappings only.
-std::vector<mapping> parse_maps(const std::string &text);
+// Parse the text of /proc/PID/maps, keeping executable mappings only, or every mapping.
+std::vector<mapping> parse_maps(const std::string &text, bool executable_only = true);
 
 struct symbolizer_stats {
 	uint64_t images = 0;        // ELF files opened
@@ -132,6 +141,11 @@ public:
 	std::vector<std::string> user_stack(uint32_t pid, uint64_t start_ns, uint64_t exec_id, const uint64_t *ips,
 					    size_t n);
 	std::vector<std::string> kernel_stack(const uint64_t *ips, size_t n) const;
+	// The variable of the process at a data address (a global or static object of its
+	// executable or of a library: .data, .bss), from the ELF symbol tables; name empty for
+	// the heap, the stack, or a stripped file. The process's file mappings are read at the
+	// first call and read again (at most once a second) when an address is in none of them.
+	symbol resolve_data(uint32_t pid, uint64_t start_ns, uint64_t addr);
 
 	// Kernel symbols are loaded on first need, or now.
 	bool load_kernel();
@@ -159,6 +173,17 @@ private:
 
 	std::string proc_ = "/proc";
 	std::map<proc_key, process> procs_;
+	// resolve_data: each ELF file a process maps, and where it was loaded
+	struct loaded {
+		mapping map;        // its first mapping (image opened on first need)
+		uint64_t bias = 0;  // memory address - the file's virtual address
+		bool bias_known = false;
+	};
+	struct data_process {
+		std::vector<loaded> files;
+		uint64_t read_ns = 0; // CLOCK_MONOTONIC of the last read of its maps
+	};
+	std::map<std::pair<uint32_t, uint64_t>, data_process> data_procs_;
 	std::map<std::pair<uint64_t, uint64_t>, std::shared_ptr<elf_image>> images_; // (dev, inode)
 	std::map<std::pair<uint64_t, uint64_t>, std::string> failed_;               // (dev, inode) → why
 	std::map<std::pair<uint64_t, uint64_t>, int> held_; // (dev, inode) → an fd, until parsed

@@ -8,6 +8,8 @@
 #include <procimage/bpf.hpp>
 
 #include <algorithm>
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -44,12 +46,43 @@ void reporter::tick(uint64_t now_boot_ns, bool final)
 	prev_tick_ns_ = tick_ns_;
 }
 
+const std::string &reporter::lock_symbol(uint32_t pid, uint64_t pid_start_ns, uint64_t addr)
+{
+	auto key = std::make_tuple(pid, pid_start_ns, addr);
+	auto it = lock_symbols_.find(key);
+	if (it != lock_symbols_.end())
+		return it->second;
+	if (lock_symbols_.size() >= 100000) { // (a bound for a long whole-system run)
+		lock_symbols_.clear();
+		symbols_.trim(0);
+	}
+	std::string name;
+	if (addr) {
+		// a lock inside a larger variable (a struct's member) is that variable plus its offset
+		symbolize::symbol s = symbols_.resolve_data(pid, pid_start_ns, addr);
+		name = s.name;
+		if (!name.empty() && s.offset) {
+			char off[24];
+			std::snprintf(off, sizeof off, "+0x%" PRIx64, s.offset);
+			name += off;
+		}
+	}
+	return lock_symbols_.emplace(key, std::move(name)).first->second;
+}
+
+void reporter::put_lock(sdk::record &r, uint32_t pid, uint64_t pid_start_ns, uint64_t addr)
+{
+	r.u64("lock_addr", addr, PI_FMT_HEX);
+	if (const std::string &name = lock_symbol(pid, pid_start_ns, addr); !name.empty())
+		r.str("lock_symbol", name);
+}
+
 void reporter::acquisition(const lk_acq &e)
 {
 	sdk::record r("lock", "acquisition");
 	r.header(e.h, host_);
-	r.u64("lock_addr", e.lock_addr, PI_FMT_HEX)
-		.str("lock_type", type_name(e.type))
+	put_lock(r, e.h.pid, e.h.pid_start_ns, e.lock_addr);
+	r.str("lock_type", type_name(e.type))
 		.str("op", op_name(e.op))
 		.i64("ret", -static_cast<int64_t>(e.ret), PI_FMT_ERRNO)
 		.boolean("acquired", e.ret == 0 || e.ret == 130 /* EOWNERDEAD: acquired */)
@@ -94,9 +127,9 @@ void reporter::contention(const lk_contention &e)
 		holder_comm = thread_comm(e.h.pid, e.holder_tid);
 	sdk::record r("lock", "contention");
 	r.header(e.h, host_);
-	r.u64("futex_addr", e.futex_addr, PI_FMT_HEX)
-		.u64("lock_addr", e.lock_addr, PI_FMT_HEX)
-		.str("lock_type", type_name(e.lock_type))
+	r.u64("futex_addr", e.futex_addr, PI_FMT_HEX);
+	put_lock(r, e.h.pid, e.h.pid_start_ns, e.lock_addr);
+	r.str("lock_type", type_name(e.lock_type))
 		.str("futex_op", futex_cmd_name(e.futex_op))
 		.u64("wait_ns", e.wait_ns, PI_FMT_DURATION_NS)
 		.i64("ret", e.ret, PI_FMT_ERRNO)
@@ -229,9 +262,9 @@ void reporter::emit_locks(const char *window, const std::vector<std::pair<lk_loc
 		sdk::record r("lock", "lock");
 		r.ts(ts).ids(k.tgid, 0).comm(comm_of(k.tgid)).pid_start(s.pid_start_ns);
 		periodic(r, "process", window);
-		r.u64("rank", ++rank)
-			.u64("lock_addr", k.addr, PI_FMT_HEX)
-			.str("lock_type", type_name(k.type));
+		r.u64("rank", ++rank);
+		put_lock(r, k.tgid, s.pid_start_ns, k.addr);
+		r.str("lock_type", type_name(k.type));
 		lock_fields(r, s);
 		r.emit(host_);
 	}

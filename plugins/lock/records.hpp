@@ -14,12 +14,14 @@
 #include "procfs.hpp"
 
 #include <procimage/sdk.hpp>
+#include <symbolize.hpp>
 
 #include <cstdint>
 #include <cstring>
 #include <map>
 #include <string>
 #include <unordered_map>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -52,6 +54,13 @@ private:
 
 	// A thread's name: its own while it runs, else the one kept with its lock figures.
 	std::string thread_comm(uint32_t pid, uint32_t tid);
+
+	// The variable a lock is, when the ELF symbol tables of the process name its address (a
+	// global or static pthread_mutex_t: "g_lock"); "" for a lock on the heap or the stack.
+	// Asked once per process and address.
+	const std::string &lock_symbol(uint32_t pid, uint64_t pid_start_ns, uint64_t addr);
+	// A record's lock address, and its name when it has one.
+	void put_lock(sdk::record &r, uint32_t pid, uint64_t pid_start_ns, uint64_t addr);
 
 
 
@@ -152,6 +161,8 @@ private:
 	// boot ns: the activation, the previous tick and the one being reported (interval_ns)
 	uint64_t activated_ns_ = 0, prev_tick_ns_ = 0, tick_ns_ = 0;
 	std::unordered_map<uint32_t, std::string> comms_;
+	symbolize::symbolizer symbols_;
+	std::map<std::tuple<uint32_t, uint64_t, uint64_t>, std::string> lock_symbols_; // (pid, start, addr)
 };
 
 } // namespace procimage::lock

@@ -522,6 +522,7 @@ void check_schedule(const std::string &extra, bool lock_return, const std::map<s
 	// the writer's wait: the lock was held for reading by the two readers
 	json wc = one(select(recs, "contention", [&](const json &e) { return e["tid"] == W; }), "W's wait");
 	CHECK(wc["lock_addr"] == RW);
+	CHECK(wc.value("lock_symbol", "") == "RW");
 	CHECK(wc["lock_type"] == "rwlock_read");
 	CHECK(wc["holder_readers"] == 2);
 	CHECK(std::set<long>{R1, R2}.count(wc["holder_tid"].get<long>()));
@@ -536,6 +537,8 @@ void check_schedule(const std::string &extra, bool lock_return, const std::map<s
 			   std::string("total for ") + type);
 	};
 	json tm = total(M, "mutex");
+	// the workload's static mutex, named by its symbol table
+	CHECK(tm.value("lock_symbol", "") == "M");
 	CHECK(tm["acquisitions"] == 3); // A, B, main
 	CHECK(tm["failed"] == 2);       // trylock, timedlock
 	CHECK(tm["contended"] == 2);    // timedlock, lock
