@@ -59,6 +59,17 @@ ojson scoped_properties(const ojson &scopes, const ojson &windows)
 	return p;
 }
 
+// Who a record about a task names: a process (pid_start_ns required), or the idle task of a CPU
+// (pid 0), which belongs to no process: tid 0, no pid_start_ns, and the CPU it is the idle task
+// of (docs/events.md, "One convention for every probe").
+ojson task_rule()
+{
+	return {{"if", {{"properties", {{"pid", {{"const", 0}}}}}}},
+		{"then",
+		 {{"properties", {{"tid", {{"const", 0}}}, {"pid_start_ns", false}}}, {"required", ojson::array({"cpu"})}}},
+		{"else", {{"required", ojson::array({"pid_start_ns"})}}}};
+}
+
 const std::set<std::string> record_keys = {"description", "about", "scopes", "windows", "properties",
 					   "required", "optional", "metrics"};
 const std::set<std::string> about_values = {"task", "host", "scoped"};
@@ -246,7 +257,7 @@ ojson definition(const std::string &plugin, const std::string &event, const ojso
 		props.erase("cpu");
 		props.erase("pid_start_ns");
 	} else if (about == "task") {
-		required.push_back("pid_start_ns");
+		all_of.push_back(task_rule());
 	} else {
 		ojson windows = rec.contains("windows") ? rec["windows"] : ojson::array({"interval", "total"});
 		ojson periodic = scoped_properties(rec["scopes"], windows);
@@ -265,12 +276,15 @@ ojson definition(const std::string &plugin, const std::string &event, const ojso
 					   {{"properties",
 					     {{"pid", {{"const", 0}}}, {"tid", {{"const", 0}}}, {"comm", {{"const", ""}}},
 					      {"pid_start_ns", false}}}}}});
-		if (!tasks.empty())
-			all_of.push_back({{"if", {{"properties", {{"scope", {{"enum", tasks}}}}}}},
-					  {"then", {{"required", ojson::array({"pid_start_ns"})}}}});
+		// a thread row names a thread of a process, or the idle task of a CPU
+		if (std::find(tasks.begin(), tasks.end(), "thread") != tasks.end())
+			all_of.push_back({{"if", {{"properties", {{"scope", {{"const", "thread"}}}}}}}, {"then", task_rule()}});
+		// a process row names a process, never a thread
 		if (std::find(tasks.begin(), tasks.end(), "process") != tasks.end())
 			all_of.push_back({{"if", {{"properties", {{"scope", {{"const", "process"}}}}}}},
-					  {"then", {{"properties", {{"tid", {{"const", 0}}}}}}}});
+					  {"then",
+					   {{"properties", {{"tid", {{"const", 0}}}}},
+					    {"required", ojson::array({"pid_start_ns"})}}}});
 	}
 	for (const auto &[k, v] : rec["properties"].items())
 		props[k] = v;

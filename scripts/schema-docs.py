@@ -98,7 +98,8 @@ def main(argv):
                 windows = ", ".join("`%s`" % s for s in d["properties"]["window"]["enum"])
                 w("A periodic row: `scope` %s; `window` %s." % (scopes, windows))
             elif about == "task":
-                w("About a task: the header names it, with `pid_start_ns`.")
+                w("About a task: the header names it, with `pid_start_ns` (the idle task of a CPU: `pid` 0, "
+                  "`tid` 0, `cpu`, no `pid_start_ns`).")
             else:
                 w("A host record: `pid`/`tid` are procimage's own.")
             w("")

@@ -22,6 +22,7 @@
 #include <procimage/bpf.hpp>
 #include <procimage/config.hpp>
 #include <procimage/sdk.hpp>
+#include <probe_lock_record_schema.h>
 
 #include <algorithm>
 #include <memory>
@@ -271,5 +272,6 @@ private:
 
 } // namespace procimage::lock
 
-PROCIMAGE_DEFINE_PROBE(procimage::lock::lock_probe, "lock", PROCIMAGE_VERSION,
-		       "user-space locks: mutex/rwlock/spinlock wait and hold times, futex contention and holders");
+PROCIMAGE_DEFINE_PROBE_WITH_SCHEMA(procimage::lock::lock_probe, "lock", PROCIMAGE_VERSION,
+		       "user-space locks: mutex/rwlock/spinlock wait and hold times, futex contention and holders",
+		       PROCIMAGE_RECORD_SCHEMA);

@@ -11,6 +11,7 @@
 #include <procimage/bpf.hpp>
 #include <procimage/config.hpp>
 #include <procimage/sdk.hpp>
+#include <probe_resource_record_schema.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -523,5 +524,6 @@ private:
 
 } // namespace procimage::resource
 
-PROCIMAGE_DEFINE_PROBE(procimage::resource::resource_probe, "resource", PROCIMAGE_VERSION,
-		       "CPU, memory and I/O per thread and process, sampled every interval, beside the system's");
+PROCIMAGE_DEFINE_PROBE_WITH_SCHEMA(procimage::resource::resource_probe, "resource", PROCIMAGE_VERSION,
+		       "CPU, memory and I/O per thread and process, sampled every interval, beside the system's",
+		       PROCIMAGE_RECORD_SCHEMA);

@@ -203,8 +203,9 @@ static __always_inline void thread_wait(struct task_struct *p, __u32 tid, int ki
 		if (!t)
 			return;
 		t->start_ns = start;
-		t->pid_start_ns = BPF_CORE_READ(p, group_leader, start_boottime);
 		t->pid = p->tgid;
+		/* the idle task (-p 0 -c N) belongs to no process: no process start */
+		t->pid_start_ns = t->pid ? BPF_CORE_READ(p, group_leader, start_boottime) : 0;
 		t->tid = tid;
 	}
 	add_wait(&t->total, t->win, epoch, kind, d);

@@ -9,6 +9,7 @@
 #include <procimage/bpf.hpp>
 #include <procimage/config.hpp>
 #include <procimage/sdk.hpp>
+#include <probe_schedule_record_schema.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -235,5 +236,6 @@ private:
 
 } // namespace procimage::schedule
 
-PROCIMAGE_DEFINE_PROBE(procimage::schedule::schedule_probe, "schedule", PROCIMAGE_VERSION,
-		       "scheduling delay (run-queue wait) of the target beside the whole system");
+PROCIMAGE_DEFINE_PROBE_WITH_SCHEMA(procimage::schedule::schedule_probe, "schedule", PROCIMAGE_VERSION,
+		       "scheduling delay (run-queue wait) of the target beside the whole system",
+		       PROCIMAGE_RECORD_SCHEMA);

@@ -9,6 +9,7 @@
 #include <procimage/bpf.hpp>
 #include <procimage/config.hpp>
 #include <procimage/sdk.hpp>
+#include <probe_syscall_record_schema.h>
 
 #include <seccomp.h>
 
@@ -677,5 +678,6 @@ private:
 
 } // namespace procimage::syscalls
 
-PROCIMAGE_DEFINE_PROBE(procimage::syscalls::syscall_probe, "syscall", PROCIMAGE_VERSION,
-		       "system calls: sequences, per-syscall counts, errors and latency, beside the whole system");
+PROCIMAGE_DEFINE_PROBE_WITH_SCHEMA(procimage::syscalls::syscall_probe, "syscall", PROCIMAGE_VERSION,
+		       "system calls: sequences, per-syscall counts, errors and latency, beside the whole system",
+		       PROCIMAGE_RECORD_SCHEMA);

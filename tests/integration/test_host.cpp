@@ -329,8 +329,9 @@ TEST_CASE("csv: each file's columns are its record type's properties in the reco
 {
 	REQUIRE_ROOT_OR_SKIP();
 	t::temp_dir d;
-	auto r = t::run({t::procimage_bin(), "-k", "--cpu", "--profile", "-o", "csv:" + d.file("csv"), "-o",
-			 "jsonl:" + d.file("out.jsonl"), "--", "/bin/sh", "-c", "ls /nonexistent; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"});
+	auto r = t::run({t::procimage_bin(), "-k", "--cpu", "--profile", "-r", "-s", "-S", "--interval", "200", "-o",
+			 "csv:" + d.file("csv"), "-o", "jsonl:" + d.file("out.jsonl"), "--", "/bin/sh", "-c",
+			 "ls /nonexistent; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"});
 	REQUIRE(r.status == 0);
 	auto schema = t::run({t::procimage_bin(), "--print-schema"});
 	REQUIRE(schema.status == 0);
@@ -344,6 +345,10 @@ TEST_CASE("csv: each file's columns are its record type's properties in the reco
 	}
 	CHECK(types.count("keytime.exec"));
 	CHECK(types.count("keytime.oncpu"));
+	CHECK(types.count("resource.process"));
+	CHECK(types.count("syscall.sequence"));
+	CHECK(types.count("syscall.totals"));
+	CHECK(types.count("schedule.system"));
 	CHECK(types.count("procimage.summary"));
 	size_t csv_rows = 0;
 	for (const auto &type : types) {

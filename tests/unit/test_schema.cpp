@@ -96,3 +96,35 @@ TEST_CASE("schema: a record validates only as declared (unknown key, missing hea
 		       "\n")
 		      .status == 1);
 }
+
+TEST_CASE("schema: the idle task of a CPU is named by pid 0, tid 0 and its cpu, without pid_start_ns")
+{
+	// keytime's oncpu of CPU 1's idle task (a task record), profile's stack row of it (a thread row)
+	const std::string oncpu =
+		R"({"ts_ns":1795639501123456789,"probe":"keytime","event":"oncpu","pid":0,"tid":0,"comm":"swapper/1","cpu":1,"dur_ns":5})";
+	const std::string stack =
+		R"({"ts_ns":1795639501123456789,"probe":"profile","event":"stack","pid":0,"tid":0,"comm":"swapper/1","cpu":1,)"
+		R"("scope":"thread","window":"interval","interval_ns":1000000000,"samples":3,"ustack":[],"kstack":["x+0x1"]})";
+	for (const auto &idle : {oncpu, stack}) {
+		INFO(idle);
+		CHECK(validate(idle + "\n").status == 0);
+		// the idle task belongs to no process: a pid_start_ns is wrong
+		auto with_start = idle;
+		with_start.insert(with_start.find(R"("cpu":1,)") + 8, R"("pid_start_ns":777,)");
+		CHECK(validate(with_start + "\n").status == 1);
+		// which CPU's idle task it is must be said
+		auto no_cpu = idle;
+		no_cpu.erase(no_cpu.find(R"("cpu":1,)"), 8);
+		CHECK(validate(no_cpu + "\n").status == 1);
+		// pid 0 with a thread id is no task at all
+		auto tid = idle;
+		tid.replace(tid.find(R"("tid":0)"), 7, R"("tid":5)");
+		CHECK(validate(tid + "\n").status == 1);
+		// any other task must carry its process's start
+		auto other = idle;
+		other.replace(other.find(R"("pid":0,"tid":0)"), 15, R"("pid":42,"tid":42)");
+		CHECK(validate(other + "\n").status == 1);
+		other.insert(other.find(R"("cpu":1,)") + 8, R"("pid_start_ns":777,)");
+		CHECK(validate(other + "\n").status == 0);
+	}
+}

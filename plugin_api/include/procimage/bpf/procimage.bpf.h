@@ -214,7 +214,8 @@ static __always_inline void pi_fill_header(struct pi_event_header *h, __u16 kind
 	h->ts_boot_ns = bpf_ktime_get_boot_ns();
 	h->pid = BPF_CORE_READ(t, tgid);
 	h->tid = BPF_CORE_READ(t, pid);
-	h->pid_start_ns = BPF_CORE_READ(t, group_leader, start_boottime);
+	/* the idle task of a CPU (tgid 0) belongs to no process: no process start */
+	h->pid_start_ns = h->pid ? BPF_CORE_READ(t, group_leader, start_boottime) : 0;
 	BPF_CORE_READ_STR_INTO(&h->comm, t, comm);
 }
 
