@@ -434,16 +434,20 @@ TEST_CASE("prometheus: resource figures in base units, target beside system")
 	CHECK(value_of(text, "procimage_cpus") == 2);
 }
 
-TEST_CASE("prometheus: schedule thread records only when no process record covers them")
+TEST_CASE("prometheus: schedule delays from the process and system rows, never from thread rows")
 {
 	prom::exporter e(opts());
 	feed(e, sched("process", 42, "wl", "interval", slots({{10, 2}}), 3000));
 	feed(e, sched("thread", 42, "wl", "interval", slots({{10, 2}}), 3000));  // within the process's
 	feed(e, sched("thread", 77, "other", "interval", slots({{10, 1}}), 1500)); // a thread target
-	feed(e, sched("process", 42, "wl", "total", slots({{10, 2}}), 3000));
+	feed(e, sched("process", 42, "wl", "total", slots({{10, 2}}), 3000));     // repeats the intervals
+	feed(e, sched("system", 0, "", "interval", slots({{10, 5}}), 9000));
 	std::string text = settled(e);
 	CHECK(value_of(text, "procimage_sched_delay_seconds_count{scope=\"target\",pid=\"42\",comm=\"wl\"}") == 2);
-	CHECK(value_of(text, "procimage_sched_delay_seconds_count{scope=\"target\",pid=\"77\",comm=\"other\"}") == 1);
+	CHECK(value_of(text, "procimage_sched_delay_seconds_sum{scope=\"target\",pid=\"42\",comm=\"wl\"}") ==
+	      Approx(3e-6));
+	CHECK(lines_of(text, "procimage_sched_delay_seconds_count{scope=\"target\",pid=\"77\"").empty());
+	CHECK(value_of(text, "procimage_sched_delay_seconds_count{scope=\"system\"}") == 5);
 }
 
 TEST_CASE("prometheus: host records give the self-metrics")
