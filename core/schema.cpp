@@ -4,6 +4,8 @@
 #include <procimage_core_record_schema.h>
 
 #include <algorithm>
+#include <functional>
+#include <sstream>
 #include <regex>
 #include <set>
 
@@ -71,11 +73,11 @@ ojson task_rule()
 }
 
 const std::set<std::string> record_keys = {"description", "about", "scopes", "windows", "properties",
-					   "required", "optional", "metrics"};
+					   "required", "optional", "metrics", "ends_process"};
 const std::set<std::string> about_values = {"task", "host", "scoped"};
 const std::set<std::string> scope_values = {"thread", "process", "target", "system"};
 const std::set<std::string> window_values = {"interval", "total"};
-const std::set<std::string> metric_keys = {"name", "type", "value", "labels", "help", "scale", "when", "buckets"};
+const std::set<std::string> metric_keys = {"name", "type", "op", "value", "sum", "labels", "help", "scale", "since", "when"};
 const std::set<std::string> metric_types = {"counter", "gauge", "histogram"};
 
 bool extension(const std::string &key) { return key.rfind("x-", 0) == 0; }
@@ -96,6 +98,28 @@ result<void> check_names(const std::string &plugin, const std::string &where, co
 	return {};
 }
 
+// A metric's value: a field (or header key), or a product and quotient of fields, numbers and
+// $ncpus (the CPUs online), left to right: "cpu_pct * interval_ns * ncpu / 100".
+bool value_ok(const std::string &text, const std::function<bool(const std::string &)> &field_ok)
+{
+	static const std::regex number("[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?");
+	std::istringstream in(text);
+	std::string tok;
+	bool operand = true;
+	int n = 0;
+	while (in >> tok) {
+		if (operand) {
+			if (!(field_ok(tok) || tok == "$ncpus" || std::regex_match(tok, number)))
+				return false;
+		} else if (tok != "*" && tok != "/") {
+			return false;
+		}
+		operand = !operand;
+		n++;
+	}
+	return n > 0 && !operand;
+}
+
 result<void> check_metric(const std::string &plugin, const std::string &where, const ojson &m,
 			  const ojson &props)
 {
@@ -106,7 +130,7 @@ result<void> check_metric(const std::string &plugin, const std::string &where, c
 	for (const auto &[k, v] : m.items())
 		if (!metric_keys.count(k) && !extension(k))
 			return bad(plugin, where, "unknown key '" + k + "'");
-	auto field_ok = [&](const std::string &f) {
+	std::function<bool(const std::string &)> field_ok = [&](const std::string &f) {
 		return props.contains(f) ||
 		       std::find(header_keys().begin(), header_keys().end(), f) != header_keys().end();
 	};
@@ -115,31 +139,77 @@ result<void> check_metric(const std::string &plugin, const std::string &where, c
 		return bad(plugin, where, "name: expected a Prometheus metric name");
 	if (!m.contains("type") || !m["type"].is_string() || !metric_types.count(m["type"].get<std::string>()))
 		return bad(plugin, where, "type: expected counter, gauge or histogram");
-	if (!m.contains("value") || !m["value"].is_string() || !field_ok(m["value"].get<std::string>()))
-		return bad(plugin, where, "value: expected the name of one of the record's fields");
+	const std::string type = m["type"];
+	if (m.contains("op") && !m["op"].is_string())
+		return bad(plugin, where, "op: expected add, total, count or set");
+	const std::string op = m.value("op", type == "gauge" ? "set" : "add");
+	if (!(type == "gauge" ? op == "set" : (op == "add" || op == "count" || (op == "total" && type == "counter"))))
+		return bad(plugin, where, "op: '" + op + "' does not apply to a " + type +
+					  " (counter: add, total, count; histogram: add, count; gauge: set)");
+	if (op == "count") {
+		if (m.contains("value"))
+			return bad(plugin, where, "value: op count counts records, it takes no value");
+	} else if (!m.contains("value") || !m["value"].is_string() || !value_ok(m["value"].get<std::string>(), field_ok)) {
+		return bad(plugin, where,
+			   "value: expected a field, or fields, numbers and $ncpus joined by * and /");
+	}
 	if (!m.contains("help") || !m["help"].is_string())
 		return bad(plugin, where, "help: expected a text");
-	if (m.contains("scale") && !m["scale"].is_number())
-		return bad(plugin, where, "scale: expected a number");
+	if (m.contains("scale") && (!m["scale"].is_number() || m["scale"].get<double>() <= 0))
+		return bad(plugin, where, "scale: expected a positive number");
+	if (m.contains("since") && m["since"] != "collection" && m["since"] != "task")
+		return bad(plugin, where, "since: expected collection or task");
 	if (m.contains("labels")) {
 		if (!m["labels"].is_object())
 			return bad(plugin, where, "labels: expected an object {label: field}");
-		for (const auto &[l, f] : m["labels"].items())
-			if (!std::regex_match(l, label_name) || !f.is_string() || !field_ok(f.get<std::string>()))
-				return bad(plugin, where, "labels: '" + l + "' must name one of the record's fields");
+		for (const auto &[l, src] : m["labels"].items()) {
+			if (!std::regex_match(l, label_name))
+				return bad(plugin, where, "labels: '" + l + "' is not a label name");
+			bool ok = false;
+			if (src.is_string()) {
+				ok = field_ok(src.get<std::string>());
+			} else if (src.is_object() && src.size() == 1 && src.contains("const") && src["const"].is_string()) {
+				ok = true;
+			} else if (src.is_object() && src.contains("field") && src["field"].is_string() &&
+				   field_ok(src["field"].get<std::string>())) {
+				ok = true;
+				for (const auto &[k, v] : src.items())
+					if (!(k == "field" || (k == "map" && v.is_object()) || (k == "else" && v.is_string()) ||
+					      (k == "format" && v == "signal")))
+						ok = false;
+				if (src.contains("map"))
+					for (const auto &[_, v] : src["map"].items())
+						ok = ok && v.is_string();
+			}
+			if (!ok)
+				return bad(plugin, where,
+					   "labels: '" + l + "' must name a field, or be {\"const\": TEXT} or {\"field\": F, "
+					   "\"map\": {VALUE: TEXT}, \"else\": TEXT} or {\"field\": F, \"format\": \"signal\"}");
+		}
 	}
 	if (m.contains("when")) {
 		if (!m["when"].is_object())
 			return bad(plugin, where, "when: expected an object {field: value}");
-		for (const auto &[f, v] : m["when"].items())
-			if (!field_ok(f) || !(v.is_string() || v.is_number() || v.is_boolean()))
-				return bad(plugin, where, "when: '" + f + "' must name a field and give a plain value");
+		auto plain = [](const ojson &v) { return v.is_string() || v.is_number() || v.is_boolean(); };
+		for (const auto &[f, v] : m["when"].items()) {
+			bool ok = field_ok(f) && (plain(v) || (v.is_array() && !v.empty()));
+			if (ok && v.is_array())
+				for (const auto &x : v)
+					ok = ok && plain(x);
+			if (!ok)
+				return bad(plugin, where, "when: '" + f + "' must name a field and give a value or a list of values");
+		}
 	}
-	if (m["type"] == "histogram") {
-		const auto &value = props.contains(m["value"].get<std::string>()) ? props[m["value"].get<std::string>()]
-										    : ojson();
-		if (!value.is_object() || value.value("type", "") != "array")
-			return bad(plugin, where, "a histogram's value must be a log2-bucket array field");
+	if (type == "histogram" && op != "count") {
+		const std::string value = m["value"];
+		const ojson *field = props.contains(value) ? &props[value] : nullptr;
+		bool array = field && field->is_object() && field->value("type", "") == "array";
+		if (array && (!m.contains("sum") || !m["sum"].is_string() || !field_ok(m["sum"].get<std::string>())))
+			return bad(plugin, where, "sum: a histogram of a log2-bucket array names the field of its sum");
+		if (!array && m.contains("sum"))
+			return bad(plugin, where, "sum: only for a histogram of a log2-bucket array");
+	} else if (m.contains("sum")) {
+		return bad(plugin, where, "sum: only for a histogram");
 	}
 	return {};
 }
@@ -216,6 +286,15 @@ result<ojson> parse_declaration(const std::string &plugin, const char *text)
 			if (rec.contains(key))
 				if (auto ok = check_names(plugin, where + "." + key, rec[key], props); !ok)
 					return ok.err();
+		if (rec.contains("ends_process")) {
+			bool ok = rec["ends_process"].is_object() && !rec["ends_process"].empty();
+			if (ok)
+				for (const auto &[f, v] : rec["ends_process"].items())
+					ok = ok && props.contains(f) && (v.is_string() || v.is_number() || v.is_boolean());
+			if (!ok)
+				return bad(plugin, where,
+					   "ends_process: expected {field: value}, the values by which the record marks its process's end");
+		}
 		if (rec.contains("metrics")) {
 			if (!rec["metrics"].is_array())
 				return bad(plugin, where, "metrics: expected an array");
@@ -306,6 +385,8 @@ ojson definition(const std::string &plugin, const std::string &event, const ojso
 	def["allOf"] = std::move(all_of);
 	if (rec.contains("metrics"))
 		def["x-metrics"] = rec["metrics"];
+	if (rec.contains("ends_process"))
+		def["x-ends-process"] = rec["ends_process"];
 	return def;
 }
 

@@ -30,6 +30,24 @@ def type_of(prop):
     return t + (", " + unit if unit else "")
 
 
+def metric_source(m):
+    """What a metric declaration takes from its record, in words."""
+    op = m.get("op", "set" if m["type"] == "gauge" else "add")
+    if op == "count":
+        what = "one per record"
+    elif op == "total":
+        what = "the growth of `%s` (a running total)" % m["value"]
+    elif op == "set":
+        what = "`%s`" % m["value"]
+    else:
+        what = "`%s`" % m["value"] + (" (log2 slots; sum `%s`)" % m["sum"] if "sum" in m else "")
+    if "scale" in m:
+        what += " × %g" % m["scale"]
+    when = ", ".join("`%s` = %s" % (k, " or ".join("`%s`" % json.dumps(x) for x in (v if isinstance(v, list) else [v])))
+                     for k, v in m.get("when", {}).items())
+    return what + (" when " + when if when else "")
+
+
 def cell(text):
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -117,12 +135,26 @@ def main(argv):
                 w("Prometheus (sink `prometheus`):")
                 w("")
                 for m in metrics:
-                    labels = ", ".join("`%s`" % l for l in m.get("labels", {}))
-                    when = ", ".join("`%s` = `%s`" % (k, v) for k, v in m.get("when", {}).items())
-                    w("- `%s` (%s) from `%s`%s%s: %s" % (
-                        m["name"], m["type"], m["value"],
-                        (", labels " + labels) if labels else "",
-                        (", rows with " + when) if when else "", m["help"]))
+                    w("- `%s` (%s): %s" % (m["name"], m["type"], metric_source(m)))
+    families = {}
+    for name, d in defs.items():
+        for m in d.get("x-metrics", []):
+            f = families.setdefault(m["name"], {"type": m["type"], "help": m["help"],
+                                                "labels": list(m.get("labels", {})), "from": []})
+            f["from"].append("`%s` %s" % (name, metric_source(m)))
+    if families:
+        w("")
+        w("## Prometheus metric families")
+        w("")
+        w("What the `prometheus` sink makes of the records, from the probes' declarations (the "
+          "exporter's own metrics are in [its README](../sinks/prometheus/README.md)).")
+        w("")
+        w("| Family | Type | Labels | Meaning | From |")
+        w("|---|---|---|---|---|")
+        for fam in sorted(families):
+            f = families[fam]
+            w("| `%s` | %s | %s | %s | %s |" % (fam, f["type"], ", ".join("`%s`" % l for l in f["labels"]),
+                                              cell(f["help"]), cell("; ".join(f["from"]))))
     sys.stdout.write("\n".join(out) + "\n")
     return 0
 

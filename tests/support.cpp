@@ -13,8 +13,11 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -175,6 +178,67 @@ std::vector<nlohmann::json> read_jsonl(const std::string &path, bool schema_chec
 				keep_for_schema_check(out.back(), line);
 		}
 	return out;
+}
+
+int free_port()
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	sockaddr_in a{};
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a);
+	socklen_t len = sizeof a;
+	getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+http_reply http_get(int port, const std::string &target, const std::string &accept)
+{
+	http_reply r;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return r;
+	sockaddr_in a{};
+	a.sin_family = AF_INET;
+	a.sin_port = htons(static_cast<uint16_t>(port));
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
+		close(fd);
+		return r;
+	}
+	std::string req = "GET " + target + " HTTP/1.0\r\nHost: 127.0.0.1\r\n";
+	if (!accept.empty())
+		req += "Accept: " + accept + "\r\n";
+	req += "\r\n";
+	if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
+		close(fd);
+		return r;
+	}
+	std::string all;
+	char buf[65536];
+	ssize_t n;
+	while ((n = read(fd, buf, sizeof buf)) > 0)
+		all.append(buf, static_cast<size_t>(n));
+	close(fd);
+	auto end = all.find("\r\n\r\n");
+	if (all.size() < 12 || end == std::string::npos)
+		return r;
+	r.status = std::atoi(all.c_str() + 9);
+	r.headers = all.substr(0, end);
+	r.body = all.substr(end + 4);
+	return r;
+}
+
+const std::string &record_schema()
+{
+	static const std::string text = [] {
+		auto r = run({procimage_bin(), "--print-schema"}, {{"ASAN_OPTIONS", "detect_leaks=0"}});
+		if (r.status != 0)
+			throw std::runtime_error("procimage --print-schema failed: " + r.err);
+		return r.out;
+	}();
+	return text;
 }
 
 int check_records_against_schema()

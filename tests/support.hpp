@@ -50,6 +50,17 @@ private:
 std::string world_readable_build(const temp_dir &dir);
 
 std::string read_file(const std::string &path);
+// A port on loopback that was free a moment ago.
+int free_port();
+struct http_reply {
+	int status = 0; // 0: no connection or no reply
+	std::string headers, body;
+};
+// A minimal HTTP/1.0 GET on loopback (the server closes the connection after the reply).
+http_reply http_get(int port, const std::string &target, const std::string &accept = "");
+
+// The joined record schema of the build's probes (procimage --print-schema), read once.
+const std::string &record_schema();
 void write_file(const std::string &path, const std::string &text);
 // Every record read is also kept (a sample of each type) for check_records_against_schema().
 // schema_check false: records of a plugin the built tree does not have (a test validates them

@@ -105,7 +105,9 @@ public:
 		aggregator::options o;
 		o.system = cfg_.system;
 		o.top = cfg_.top;
-		o.groups = target.kind == PI_TARGET_TGID;
+		// process rows when the target names processes: -P, -- CMD, a cgroup's (a bounded set;
+		// the Prometheus series of a process come from them)
+		o.groups = target.kind == PI_TARGET_TGID || target.kind == PI_TARGET_CGROUP;
 		o.idle_cpu = target.idle_cpu;
 		long online = sysconf(_SC_NPROCESSORS_ONLN);
 		o.cpus = online > 0 ? static_cast<uint32_t>(online) : static_cast<uint32_t>(ncpus_);

@@ -117,8 +117,10 @@ public:
 	static void validate(const std::string &text) { config c(text); }
 
 	prometheus_sink(const pi_host &host, const std::string &text)
-		: sdk::sink(host), cfg_(text), exp_(make_options(cfg_))
+		: sdk::sink(host), cfg_(text), exp_(make_options(cfg_, host))
 	{
+		for (const auto &p : exp_.problems())
+			sdk::log(this->host(), PI_LOG_WARN, "prometheus: " + p + " (left out)");
 		if (cfg_.bpf_stats)
 			stats_.enable();
 		svr_.new_task_queue = [] { return new httplib::ThreadPool(2); };
@@ -204,9 +206,11 @@ public:
 	}
 
 private:
-	static prom::options make_options(const config &c)
+	static prom::options make_options(const config &c, const pi_host &host)
 	{
 		prom::options o;
+		if (host.size >= offsetof(pi_host, record_schema) + sizeof(host.record_schema) && host.record_schema)
+			o.schema = host.record_schema;
 		o.max_series = c.max_series;
 		o.expire_ns = c.expire_s * 1000000000ULL;
 		long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -176,6 +176,7 @@ struct series {
 	std::unique_ptr<buckets_t> buckets;        // histogram
 	uint32_t owner = 0;                        // pid whose end removes the series; 0: none
 	bool exposed = false;                      // in a snapshot already
+	double mirrored = -1;                      // a counter fed running totals: the last one (raw)
 };
 
 struct family {
@@ -281,6 +282,17 @@ public:
 	{
 		if (auto *s = at(f, values, owner))
 			s->value = std::max(s->value, raw);
+	}
+	// A counter fed a running total kept elsewhere: it grows by what the total grew since the
+	// last one; a total smaller than the last means the count started again (a new
+	// activation), and all of it is new.
+	void add_total(family &f, std::span<const std::string_view> values, double raw, uint32_t owner = 0)
+	{
+		auto *s = at(f, values, owner);
+		if (!s)
+			return;
+		s->value += s->mirrored >= 0 && raw >= s->mirrored ? raw - s->mirrored : raw;
+		s->mirrored = raw;
 	}
 	// Merge log2 slots (raw units) and their sum into a histogram.
 	void add_log2(family &f, std::initializer_list<std::string_view> values, const uint64_t *slots, size_t n,

@@ -27,66 +27,13 @@
 using nlohmann::json;
 namespace t = procimage::test;
 namespace fs = std::filesystem;
+using t::free_port;
+using t::http_get;
 
 namespace {
 
 const char *PROMETHEUS = "/usr/bin/prometheus";
 const char *PROMTOOL = "/usr/bin/promtool";
-
-int free_port()
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	sockaddr_in a{};
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a);
-	socklen_t len = sizeof a;
-	getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-struct http_reply {
-	int status = 0; // 0: no connection
-	std::string body;
-};
-
-// A minimal HTTP/1.0 GET on loopback (the server closes the connection after the reply).
-http_reply http_get(int port, const std::string &target, const std::string &accept = "")
-{
-	http_reply r;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return r;
-	sockaddr_in a{};
-	a.sin_family = AF_INET;
-	a.sin_port = htons(static_cast<uint16_t>(port));
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
-		close(fd);
-		return r;
-	}
-	std::string req = "GET " + target + " HTTP/1.0\r\nHost: 127.0.0.1\r\n";
-	if (!accept.empty())
-		req += "Accept: " + accept + "\r\n";
-	req += "\r\n";
-	if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
-		close(fd);
-		return r;
-	}
-	std::string all;
-	char buf[65536];
-	ssize_t n;
-	while ((n = read(fd, buf, sizeof buf)) > 0)
-		all.append(buf, static_cast<size_t>(n));
-	close(fd);
-	auto end = all.find("\r\n\r\n");
-	if (all.size() < 12 || end == std::string::npos)
-		return r;
-	r.status = std::atoi(all.c_str() + 9);
-	r.body = all.substr(end + 4);
-	return r;
-}
 
 std::string url_encode(const std::string &s)
 {

@@ -60,6 +60,31 @@ TEST_CASE("sdk: examples/sigcount builds against the installed SDK and counts si
 	r = t::run({prefix + "/bin/procimage", "--plugin-dir", d.file("b"), "--list-plugins"});
 	CHECK_THAT(r.out, Catch::Contains("probe  sigcount"));
 
+	// its metric declaration gives the Prometheus sink a family of its own: scraped while the
+	// run goes on, after the workload's signals and one more interval
+	const int port = t::free_port();
+	json pm = {{"version", 1},
+		   {"interval_ms", 200},
+		   {"probes", {{"sigcount", json::object()}}},
+		   {"sinks", {{"prometheus", {{"listen", "127.0.0.1:" + std::to_string(port)}}}}}};
+	t::write_file(d.file("pm.json"), pm.dump());
+	const std::string scrape = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
+				   "'http://127.0.0.1:" + std::to_string(port) + "/metrics').read().decode())";
+	r = t::run({prefix + "/bin/procimage", "--plugin-dir", d.file("b"), "--pipeline", d.file("pm.json"), "--", "/bin/sh",
+		    "-c",
+		    // (a new counter is exposed at 0 by the first scrape that sees it: the second shows it)
+		    "\"$1\" signals 25 10 > \"$2\" && sleep 1 && /usr/bin/python3 -c \"$3\" > /dev/null && "
+		    "/usr/bin/python3 -c \"$3\" > \"$4\"",
+		    "sh",
+		    t::build_dir() + "/procimage-workload", d.file("pm.pid"), scrape, d.file("metrics.txt")});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	const std::string wl = std::to_string(std::stol(t::read_file(d.file("pm.pid")))); // its first word
+	const std::string metrics = t::read_file(d.file("metrics.txt"));
+	INFO(metrics);
+	CHECK_THAT(metrics, Catch::Contains("# TYPE procimage_sigcount_signals_total counter\n"));
+	CHECK_THAT(metrics, Catch::Contains("procimage_sigcount_signals_total{pid=\"" + wl + "\",signal=\"SIGUSR1\"} 25\n"));
+
 	// a fatal signal is counted as the signal that was sent, not as the SIGKILL it becomes
 	t::write_file(d.file("p2.json"), R"({"version": 1,
 		"probes": {"sigcount": {}},

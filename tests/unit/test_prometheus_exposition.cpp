@@ -41,6 +41,7 @@ prom::options opts(size_t max_series = 10000)
 	o.max_series = max_series;
 	o.expire_ns = 60 * S;
 	o.ncpus = 2;
+	o.schema = t::record_schema(); // the probes' metric declarations
 	return o;
 }
 
@@ -433,16 +434,20 @@ TEST_CASE("prometheus: resource figures in base units, target beside system")
 	CHECK(value_of(text, "procimage_cpus") == 2);
 }
 
-TEST_CASE("prometheus: schedule thread records only when no process record covers them")
+TEST_CASE("prometheus: schedule delays from the process and system rows, never from thread rows")
 {
 	prom::exporter e(opts());
 	feed(e, sched("process", 42, "wl", "interval", slots({{10, 2}}), 3000));
 	feed(e, sched("thread", 42, "wl", "interval", slots({{10, 2}}), 3000));  // within the process's
 	feed(e, sched("thread", 77, "other", "interval", slots({{10, 1}}), 1500)); // a thread target
-	feed(e, sched("process", 42, "wl", "total", slots({{10, 2}}), 3000));
+	feed(e, sched("process", 42, "wl", "total", slots({{10, 2}}), 3000));     // repeats the intervals
+	feed(e, sched("system", 0, "", "interval", slots({{10, 5}}), 9000));
 	std::string text = settled(e);
 	CHECK(value_of(text, "procimage_sched_delay_seconds_count{scope=\"target\",pid=\"42\",comm=\"wl\"}") == 2);
-	CHECK(value_of(text, "procimage_sched_delay_seconds_count{scope=\"target\",pid=\"77\",comm=\"other\"}") == 1);
+	CHECK(value_of(text, "procimage_sched_delay_seconds_sum{scope=\"target\",pid=\"42\",comm=\"wl\"}") ==
+	      Approx(3e-6));
+	CHECK(lines_of(text, "procimage_sched_delay_seconds_count{scope=\"target\",pid=\"77\"").empty());
+	CHECK(value_of(text, "procimage_sched_delay_seconds_count{scope=\"system\"}") == 5);
 }
 
 TEST_CASE("prometheus: host records give the self-metrics")
@@ -639,43 +644,7 @@ struct logged {
 
 void log_cb(void *ctx, int, const char *msg) { static_cast<logged *>(ctx)->lines.emplace_back(msg); }
 
-struct http_reply {
-	int status = 0;
-	std::string headers, body;
-};
-
-// A minimal HTTP/1.0 GET on loopback.
-http_reply http_get(int port, const std::string &path, const std::string &accept = "")
-{
-	http_reply r;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	REQUIRE(fd >= 0);
-	sockaddr_in a{};
-	a.sin_family = AF_INET;
-	a.sin_port = htons(static_cast<uint16_t>(port));
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
-		close(fd);
-		return r;
-	}
-	std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n";
-	if (!accept.empty())
-		req += "Accept: " + accept + "\r\n";
-	req += "\r\n";
-	REQUIRE(write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size()));
-	std::string all;
-	char buf[65536];
-	ssize_t n;
-	while ((n = read(fd, buf, sizeof buf)) > 0)
-		all.append(buf, static_cast<size_t>(n));
-	close(fd);
-	auto end = all.find("\r\n\r\n");
-	REQUIRE(end != std::string::npos);
-	r.headers = all.substr(0, end);
-	r.body = all.substr(end + 4);
-	r.status = std::stoi(r.headers.substr(r.headers.find(' ') + 1, 3));
-	return r;
-}
+using t::http_get;
 
 struct sink_plugin {
 	core::plugin_ptr plugin;
@@ -693,6 +662,7 @@ struct sink_plugin {
 		host.control_map_fd = host.targets_map_fd = -1;
 		host.ctx = &log;
 		host.log = log_cb;
+		host.record_schema = t::record_schema().c_str(); // the metrics come from it
 	}
 	const pi_sink_ops &ops() const { return *plugin->desc->sink; }
 	std::string validate(const std::string &cfg) const
