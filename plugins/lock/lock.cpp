@@ -226,6 +226,8 @@ private:
 	// A new process of the target (forked, or exec'd) has lived attach_after_ms.
 	void on_newproc(const lk_newproc &e)
 	{
+		if (e.why == LK_NEW_EXEC)
+			reporter_.forget_names(e.pid); // another program: other variables at other addresses
 		if (!full_ || !uprobes_)
 			return;
 		if (e.why == LK_NEW_FORK && !follow_)

@@ -11,6 +11,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <set>
 #include <string_view>
@@ -48,26 +49,43 @@ void reporter::tick(uint64_t now_boot_ns, bool final)
 
 const std::string &reporter::lock_symbol(uint32_t pid, uint64_t pid_start_ns, uint64_t addr)
 {
+	static const std::string none;
+	if (!addr)
+		return none;
+	timespec now_ts{};
+	clock_gettime(CLOCK_MONOTONIC, &now_ts);
+	uint64_t now = static_cast<uint64_t>(now_ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(now_ts.tv_nsec);
 	auto key = std::make_tuple(pid, pid_start_ns, addr);
 	auto it = lock_symbols_.find(key);
-	if (it != lock_symbols_.end())
-		return it->second;
-	if (lock_symbols_.size() >= 100000) { // (a bound for a long whole-system run)
-		lock_symbols_.clear();
-		symbols_.trim(0);
-	}
-	std::string name;
-	if (addr) {
-		// a lock inside a larger variable (a struct's member) is that variable plus its offset
-		symbolize::symbol s = symbols_.resolve_data(pid, pid_start_ns, addr);
-		name = s.name;
-		if (!name.empty() && s.offset) {
-			char off[24];
-			std::snprintf(off, sizeof off, "+0x%" PRIx64, s.offset);
-			name += off;
+	// a name found stays; no name is asked again a second later (a library loaded since, the
+	// maps read before an exec)
+	if (it != lock_symbols_.end() && (!it->second.name.empty() || now < it->second.tried_ns + 1000000000ULL))
+		return it->second.name;
+	if (it == lock_symbols_.end()) {
+		if (lock_symbols_.size() >= 100000) { // (a bound for a long whole-system run)
+			lock_symbols_.clear();
+			symbols_.trim(0);
 		}
+		it = lock_symbols_.emplace(key, lock_name{}).first;
 	}
-	return lock_symbols_.emplace(key, std::move(name)).first->second;
+	// a lock inside a larger variable (a struct's member) is that variable plus its offset
+	symbolize::symbol s = symbols_.resolve_data(pid, pid_start_ns, addr);
+	it->second.name = s.name;
+	it->second.tried_ns = now;
+	if (!s.name.empty() && s.offset) {
+		char off[24];
+		std::snprintf(off, sizeof off, "+0x%" PRIx64, s.offset);
+		it->second.name += off;
+	}
+	return it->second.name;
+}
+
+void reporter::forget_names(uint32_t pid)
+{
+	symbols_.forget(pid);
+	for (auto it = lock_symbols_.lower_bound(std::make_tuple(pid, uint64_t{0}, uint64_t{0}));
+	     it != lock_symbols_.end() && std::get<0>(it->first) == pid;)
+		it = lock_symbols_.erase(it);
 }
 
 void reporter::put_lock(sdk::record &r, uint32_t pid, uint64_t pid_start_ns, uint64_t addr)

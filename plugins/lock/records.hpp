@@ -46,6 +46,8 @@ public:
 	// Streamed records.
 	void acquisition(const lk_acq &e);
 	void contention(const lk_contention &e);
+	// The process exec'd: the names of its lock addresses are looked up again.
+	void forget_names(uint32_t pid);
 	// The periodic records of the interval that ends now (boot ns), and with final the totals.
 	void tick(uint64_t now_boot_ns, bool final);
 
@@ -162,7 +164,11 @@ private:
 	uint64_t activated_ns_ = 0, prev_tick_ns_ = 0, tick_ns_ = 0;
 	std::unordered_map<uint32_t, std::string> comms_;
 	symbolize::symbolizer symbols_;
-	std::map<std::tuple<uint32_t, uint64_t, uint64_t>, std::string> lock_symbols_; // (pid, start, addr)
+	struct lock_name {
+		std::string name;
+		uint64_t tried_ns = 0; // CLOCK_MONOTONIC of the lookup that found no name
+	};
+	std::map<std::tuple<uint32_t, uint64_t, uint64_t>, lock_name> lock_symbols_; // (pid, start, addr)
 };
 
 } // namespace procimage::lock
