@@ -245,20 +245,49 @@ bool elf_image::maps_vaddr(uint64_t vaddr) const
 
 symbol elf_image::resolve_object(uint64_t vaddr) const
 {
+	// The variables of the file, read once: every STT_OBJECT symbol with its extent, by
+	// address. (libdwfl's nearest-symbol lookup may answer a global symbol below the address,
+	// __bss_start, rather than the local variable at it.)
+	if (!objects_loaded_) {
+		objects_loaded_ = true;
+		auto *m = static_cast<Dwfl_Module *>(module_);
+		int n = dwfl_module_getsymtab(m);
+		for (int i = 1; i < n; i++) {
+			GElf_Sym sym;
+			GElf_Addr value = 0;
+			const char *name = dwfl_module_getsym_info(m, i, &sym, &value, nullptr, nullptr, nullptr);
+			if (!name || !*name || GELF_ST_TYPE(sym.st_info) != STT_OBJECT || sym.st_shndx == SHN_UNDEF)
+				continue;
+			const char *at = std::strchr(name + 1, '@');
+			objects_.push_back({value, std::max<uint64_t>(sym.st_size, 1), at ? std::string(name, at) : name,
+					    GELF_ST_BIND(sym.st_info) != STB_LOCAL});
+		}
+		// by address; of names for one address (aliases), the one looked at first below comes
+		// last: the largest, then a global one (_rtld_global rather than _rtld_local)
+		std::sort(objects_.begin(), objects_.end(), [](const object &x, const object &y) {
+			if (x.addr != y.addr)
+				return x.addr < y.addr;
+			if (x.size != y.size)
+				return x.size < y.size;
+			return x.global < y.global;
+		});
+	}
 	symbol r;
 	r.module = name_;
 	r.offset = vaddr;
-	auto *m = static_cast<Dwfl_Module *>(module_);
-	GElf_Off off = 0;
-	GElf_Sym sym;
-	const char *name = dwfl_module_addrinfo(m, vaddr, &off, &sym, nullptr, nullptr, nullptr);
-	// only a variable whose extent holds the address (the nearest symbol below an address in
-	// the heap of a non-PIE program would be a wrong name)
-	if (!name || !*name || GELF_ST_TYPE(sym.st_info) != STT_OBJECT || off >= std::max<GElf_Xword>(sym.st_size, 1))
-		return r;
-	const char *at = std::strchr(name + 1, '@');
-	r.name = demangle(at ? std::string(name, at).c_str() : name);
-	r.offset = off;
+	// the last variable starting at or below the address, then back over those that end before it
+	auto it = std::upper_bound(objects_.begin(), objects_.end(), vaddr,
+				   [](uint64_t v, const object &o) { return v < o.addr; });
+	while (it != objects_.begin()) {
+		--it;
+		if (vaddr < it->addr + it->size) {
+			r.name = demangle(it->name.c_str());
+			r.offset = vaddr - it->addr;
+			return r;
+		}
+		if (vaddr - it->addr > (1u << 20)) // (no variable spans a megabyte before it)
+			break;
+	}
 	return r;
 }
 
@@ -494,15 +523,38 @@ symbol symbolizer::resolve_user(uint32_t pid, uint64_t start_ns, uint64_t exec_i
 	return m->image->resolve_offset(file_offset);
 }
 
+bool symbolizer::read_data_maps(uint32_t pid, uint64_t start_ns)
+{
+	auto &p = data_procs_[{pid, start_ns}];
+	std::string text = read_text(proc_ + "/" + std::to_string(pid) + "/maps");
+	uint64_t started = 0;
+	uint64_t tick = 1000000000ULL / static_cast<uint64_t>(sysconf(_SC_CLK_TCK) > 0 ? sysconf(_SC_CLK_TCK) : 100);
+	if (text.empty() || !stat_start_ns(proc_, pid, started) ||
+	    (start_ns && (started + 2 * tick < start_ns || start_ns + 2 * tick < started)))
+		return false;
+	if (text == p.maps_text)
+		return false;
+	p.maps_text = std::move(text);
+	p.files.clear();
+	std::set<std::pair<uint64_t, uint64_t>> seen;
+	for (auto &m : parse_maps(p.maps_text, false)) {
+		if (m.path.empty() || m.path[0] != '/' || !m.inode || !seen.emplace(m.dev, m.inode).second)
+			continue; // (each file once: its first mapping, the one at its lowest offset)
+		hold(pid, m); // (then a file replaced or a process ended meanwhile still resolves)
+		p.files.push_back({std::move(m), 0, false});
+	}
+	return true;
+}
+
+void symbolizer::capture_data(uint32_t pid, uint64_t start_ns)
+{
+	read_data_maps(pid, start_ns);
+}
+
 symbol symbolizer::resolve_data(uint32_t pid, uint64_t start_ns, uint64_t addr)
 {
-	auto now_ns = [] {
-		timespec ts{};
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
-	};
-	auto &p = data_procs_[{pid, start_ns}];
 	auto lookup = [&]() -> std::optional<symbol> {
+		auto &p = data_procs_[{pid, start_ns}];
 		for (auto &f : p.files) {
 			if (!f.map.image) {
 				f.map.image = image_for(f.map);
@@ -514,34 +566,20 @@ symbol symbolizer::resolve_data(uint32_t pid, uint64_t start_ns, uint64_t addr)
 			}
 			if (!f.bias_known || !f.map.image->maps_vaddr(addr - f.bias))
 				continue;
-			return f.map.image->resolve_object(addr - f.bias);
+			symbol s = f.map.image->resolve_object(addr - f.bias);
+			if (!s.name.empty())
+				return s;
 		}
 		return std::nullopt;
 	};
 	if (auto s = lookup())
 		return *s;
-	// the first time, or a library loaded since: read the maps again, once a second at most
-	uint64_t now = now_ns();
-	if (p.read_ns && now < p.read_ns + 1000000000ULL)
-		return {};
-	p.read_ns = now;
-	std::string text = read_text(proc_ + "/" + std::to_string(pid) + "/maps");
-	uint64_t started = 0;
-	uint64_t tick = 1000000000ULL / static_cast<uint64_t>(sysconf(_SC_CLK_TCK) > 0 ? sysconf(_SC_CLK_TCK) : 100);
-	if (text.empty() || !stat_start_ns(proc_, pid, started) ||
-	    (start_ns && (started + 2 * tick < start_ns || start_ns + 2 * tick < started)))
-		return {};
-	std::set<std::pair<uint64_t, uint64_t>> seen;
-	for (const auto &f : p.files)
-		seen.emplace(f.map.dev, f.map.inode);
-	for (auto &m : parse_maps(text, false)) {
-		if (m.path.empty() || m.path[0] != '/' || !m.inode || !seen.emplace(m.dev, m.inode).second)
-			continue; // (each file once: its first mapping, the one at its lowest offset)
-		hold(pid, m);
-		p.files.push_back({std::move(m), 0, false});
-	}
-	if (auto s = lookup())
-		return *s;
+	// The first time, or the maps changed since (a library loaded, an exec): read them again.
+	// (The caller keeps what it found, and asks again for an address without a name only now
+	// and then: heap locks do not make this read the maps at every record.)
+	if (read_data_maps(pid, start_ns))
+		if (auto s = lookup())
+			return *s;
 	return {};
 }
 

@@ -90,6 +90,13 @@ private:
 	struct segment {
 		uint64_t offset, filesz, vaddr, memsz;
 	};
+	struct object {
+		uint64_t addr, size;
+		std::string name;
+		bool global;
+	};
+	mutable std::vector<object> objects_; // resolve_object's variables, by address
+	mutable bool objects_loaded_ = false;
 	void *dwfl_ = nullptr;   // Dwfl *
 	void *module_ = nullptr; // Dwfl_Module *
 	std::vector<segment> loads_;
@@ -144,8 +151,12 @@ public:
 	// The variable of the process at a data address (a global or static object of its
 	// executable or of a library: .data, .bss), from the ELF symbol tables; name empty for
 	// the heap, the stack, or a stripped file. The process's file mappings are read at the
-	// first call and read again (at most once a second) when an address is in none of them.
+	// first call and read again when an address finds no name (if they changed): callers ask
+	// again for such an address only now and then.
 	symbol resolve_data(uint32_t pid, uint64_t start_ns, uint64_t addr);
+	// Read the process's file mappings for resolve_data now, while it lives (a process that
+	// ends before its records are read still has its variables named).
+	void capture_data(uint32_t pid, uint64_t start_ns);
 
 	// Kernel symbols are loaded on first need, or now.
 	bool load_kernel();
@@ -166,6 +177,7 @@ private:
 		uint64_t seq = 0; // capture order, for trim()
 	};
 	bool read_maps(uint32_t pid, uint64_t start_ns, std::vector<mapping> &out);
+	bool read_data_maps(uint32_t pid, uint64_t start_ns); // false: gone, or unchanged
 	void hold(uint32_t pid, const mapping &m);
 	std::shared_ptr<elf_image> image_for(const mapping &m);
 	std::shared_ptr<elf_image> vdso_image();
@@ -181,7 +193,7 @@ private:
 	};
 	struct data_process {
 		std::vector<loaded> files;
-		uint64_t read_ns = 0; // CLOCK_MONOTONIC of the last read of its maps
+		std::string maps_text; // the /proc/PID/maps they come from
 	};
 	std::map<std::pair<uint32_t, uint64_t>, data_process> data_procs_;
 	std::map<std::pair<uint64_t, uint64_t>, std::shared_ptr<elf_image>> images_; // (dev, inode)

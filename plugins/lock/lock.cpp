@@ -226,8 +226,8 @@ private:
 	// A new process of the target (forked, or exec'd) has lived attach_after_ms.
 	void on_newproc(const lk_newproc &e)
 	{
-		if (e.why == LK_NEW_EXEC)
-			reporter_.forget_names(e.pid); // another program: other variables at other addresses
+		if (e.h.pid == e.pid) // (an immediate fork notice names the parent: the child is read at its first lookup)
+			reporter_.new_image(e.pid, e.h.pid_start_ns);
 		if (!full_ || !uprobes_)
 			return;
 		if (e.why == LK_NEW_FORK && !follow_)

@@ -80,12 +80,15 @@ const std::string &reporter::lock_symbol(uint32_t pid, uint64_t pid_start_ns, ui
 	return it->second.name;
 }
 
-void reporter::forget_names(uint32_t pid)
+void reporter::new_image(uint32_t pid, uint64_t pid_start_ns)
 {
-	symbols_.forget(pid);
+	// Its files are read now, while it lives; addresses that found no name are asked again
+	// at once. (The notice comes attach_after_ms after a fork or exec: names found meanwhile
+	// are the new image's and stay.)
+	symbols_.capture_data(pid, pid_start_ns);
 	for (auto it = lock_symbols_.lower_bound(std::make_tuple(pid, uint64_t{0}, uint64_t{0}));
 	     it != lock_symbols_.end() && std::get<0>(it->first) == pid;)
-		it = lock_symbols_.erase(it);
+		it = it->second.name.empty() ? lock_symbols_.erase(it) : std::next(it);
 }
 
 void reporter::put_lock(sdk::record &r, uint32_t pid, uint64_t pid_start_ns, uint64_t addr)

@@ -46,8 +46,9 @@ public:
 	// Streamed records.
 	void acquisition(const lk_acq &e);
 	void contention(const lk_contention &e);
-	// The process exec'd: the names of its lock addresses are looked up again.
-	void forget_names(uint32_t pid);
+	// A new process of the target, or one that exec'd: the files it maps are read for the
+	// names of its lock addresses.
+	void new_image(uint32_t pid, uint64_t pid_start_ns);
 	// The periodic records of the interval that ends now (boot ns), and with final the totals.
 	void tick(uint64_t now_boot_ns, bool final);
 

@@ -9,11 +9,13 @@
 
 #include <dlfcn.h>
 #include <link.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <climits>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 
@@ -36,6 +38,16 @@ __attribute__((noinline)) long marker_cpp(long x, const char *s)
 	return v * 7;
 }
 } // namespace pi_symbolize_test
+
+// data objects: a static one in .bss, a global one in .data, a struct with a lock inside
+static pthread_mutex_t pi_static_lock = PTHREAD_MUTEX_INITIALIZER;
+struct pi_pool {
+	long counters[8];
+	pthread_mutex_t lock;
+};
+extern "C" {
+pi_pool pi_global_pool = {{1, 2, 3, 4, 5, 6, 7, 8}, PTHREAD_MUTEX_INITIALIZER};
+}
 
 namespace {
 
@@ -88,6 +100,28 @@ TEST_CASE("symbolize: a function of this PIE executable, by its run-time address
 		CHECK(st[1] == "pi_symbolize_test::marker_cpp(long, char const*)+0x2");
 		CHECK(st[2] == "0x8"); // in no mapping
 	}
+}
+
+TEST_CASE("symbolize: variables of this executable by their run-time address; the heap has no name")
+{
+	sym::symbolizer s;
+	uint64_t start = own_start_ns();
+	auto r = s.resolve_data(getpid(), start, addr_of(&pi_static_lock));
+	CHECK(r.name == "pi_static_lock"); // (its symbol, _ZL14pi_static_lock, demangled)
+	CHECK(r.offset == 0);
+	CHECK(r.module == "unit_tests");
+	// a member of a larger variable: the variable and the offset
+	auto m = s.resolve_data(getpid(), start, addr_of(&pi_global_pool.lock));
+	CHECK(m.name == "pi_global_pool");
+	CHECK(m.offset == offsetof(pi_pool, lock));
+	// a lock on the heap, or on the stack, is no variable of any file
+	auto *heap = new pthread_mutex_t;
+	pthread_mutex_t on_stack;
+	CHECK(s.resolve_data(getpid(), start, addr_of(heap)).name.empty());
+	CHECK(s.resolve_data(getpid(), start, addr_of(&on_stack)).name.empty());
+	delete heap;
+	// another process's start time: not this process
+	CHECK(s.resolve_data(getpid(), start + 10000000000ULL, addr_of(&pi_static_lock)).name.empty());
 }
 
 TEST_CASE("symbolize: a function of a shared library (libc), wherever it was loaded")
