@@ -185,6 +185,16 @@ std::vector<mapping> maps_of(pid_t pid)
 	return out;
 }
 
+// A libc function as libc itself defines it (in an instrumented build, &pthread_mutex_lock is
+// the sanitizer's interceptor in the test program, not libc's code).
+void *libc_fn(const char *name)
+{
+	static void *libc = dlopen("libc.so.6", RTLD_NOLOAD | RTLD_LAZY);
+	void *fn = libc ? dlsym(libc, name) : nullptr;
+	REQUIRE(fn);
+	return fn;
+}
+
 // The byte at a libc function's first instruction in another process (0xcc: a uprobe is
 // there). The function's place is found in this process: same file, same offset from its base.
 int libc_byte(pid_t pid, void *fn)
@@ -620,11 +630,11 @@ void check_hits(bool lock_return, bool entry_place = false)
 	REQUIRE(tl.ready());
 
 	// where the probe's uprobes are: one entry link and one return link in the workload
-	const uint64_t lock = file_offset(reinterpret_cast<void *>(&pthread_mutex_lock)),
-		       rd = file_offset(reinterpret_cast<void *>(&pthread_rwlock_rdlock)),
-		       wr = file_offset(reinterpret_cast<void *>(&pthread_rwlock_wrlock)),
-		       unlock = file_offset(reinterpret_cast<void *>(&pthread_mutex_unlock)),
-		       trylock = file_offset(reinterpret_cast<void *>(&pthread_mutex_trylock));
+	const uint64_t lock = file_offset(libc_fn("pthread_mutex_lock")),
+		       rd = file_offset(libc_fn("pthread_rwlock_rdlock")),
+		       wr = file_offset(libc_fn("pthread_rwlock_wrlock")),
+		       unlock = file_offset(libc_fn("pthread_mutex_unlock")),
+		       trylock = file_offset(libc_fn("pthread_mutex_trylock"));
 	REQUIRE(lock);
 	REQUIRE(trylock);
 	auto links = uprobe_multi_links(pid);
@@ -637,11 +647,11 @@ void check_hits(bool lock_return, bool entry_place = false)
 	// blocking functions without a return probe, and the unlocks, where placement.hpp finds an
 	// instruction the kernel emulates (no single-step), unless told to stay at the entry
 	auto place_of = [&](void *fn, bool may_move) { return file_offset(fn) + (may_move && !entry_place ? placed(fn) : 0); };
-	const uint64_t lock_at = place_of(reinterpret_cast<void *>(&pthread_mutex_lock), !lock_return),
-		       rd_at = place_of(reinterpret_cast<void *>(&pthread_rwlock_rdlock), !lock_return),
-		       wr_at = place_of(reinterpret_cast<void *>(&pthread_rwlock_wrlock), !lock_return),
-		       unlock_at = place_of(reinterpret_cast<void *>(&pthread_mutex_unlock), true),
-		       rwunlock_at = place_of(reinterpret_cast<void *>(&pthread_rwlock_unlock), true);
+	const uint64_t lock_at = place_of(libc_fn("pthread_mutex_lock"), !lock_return),
+		       rd_at = place_of(libc_fn("pthread_rwlock_rdlock"), !lock_return),
+		       wr_at = place_of(libc_fn("pthread_rwlock_wrlock"), !lock_return),
+		       unlock_at = place_of(libc_fn("pthread_mutex_unlock"), true),
+		       rwunlock_at = place_of(libc_fn("pthread_rwlock_unlock"), true);
 	if (!lock_return && !entry_place) // the point of it, on this glibc
 		CHECK(lock_at + unlock_at + rd_at + wr_at > lock + unlock + rd + wr);
 	for (uint64_t off : {lock_at, rd_at, wr_at, unlock_at, rwunlock_at, trylock}) {
@@ -905,8 +915,8 @@ TEST_CASE("lock: uprobes go into the target process only and leave with the prob
 	held decoy({"/bin/sleep", "30"}, d.file("unused2"));
 	std::this_thread::sleep_for(std::chrono::milliseconds(100)); // both have mapped libc
 	// pthread_mutex_trylock is probed at its entry; pthread_mutex_lock where placement.hpp says
-	void *fn = reinterpret_cast<void *>(&pthread_mutex_trylock);
-	void *lk = static_cast<char *>(reinterpret_cast<void *>(&pthread_mutex_lock)) + placed(reinterpret_cast<void *>(&pthread_mutex_lock));
+	void *fn = libc_fn("pthread_mutex_trylock");
+	void *lk = static_cast<char *>(libc_fn("pthread_mutex_lock")) + placed(libc_fn("pthread_mutex_lock"));
 	int before = libc_byte(target.pid, fn), lk_before = libc_byte(target.pid, lk);
 	REQUIRE(before >= 0);
 	REQUIRE(before != 0xcc);
