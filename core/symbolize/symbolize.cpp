@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <ctime>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -379,16 +378,22 @@ symbolizer::~symbolizer()
 		close(fd);
 }
 
+// The pid still names the process that started at start_ns (0: any): its start time, in clock
+// ticks, agrees.
+bool symbolizer::same_process(uint32_t pid, uint64_t start_ns) const
+{
+	uint64_t started = 0;
+	if (!stat_start_ns(proc_, pid, started))
+		return false;
+	uint64_t tick = 1000000000ULL / static_cast<uint64_t>(sysconf(_SC_CLK_TCK) > 0 ? sysconf(_SC_CLK_TCK) : 100);
+	return !start_ns || (started + 2 * tick >= start_ns && start_ns + 2 * tick >= started);
+}
+
 bool symbolizer::read_maps(uint32_t pid, uint64_t start_ns, std::vector<mapping> &out)
 {
 	std::string dir = proc_ + "/" + std::to_string(pid);
 	std::string text = read_text(dir + "/maps");
-	uint64_t started = 0;
-	// The pid must still be the same process: its start time (in clock ticks) agrees.
-	if (text.empty() || !stat_start_ns(proc_, pid, started))
-		return false;
-	uint64_t tick = 1000000000ULL / static_cast<uint64_t>(sysconf(_SC_CLK_TCK) > 0 ? sysconf(_SC_CLK_TCK) : 100);
-	if (start_ns && (started + 2 * tick < start_ns || start_ns + 2 * tick < started))
+	if (text.empty() || !same_process(pid, start_ns))
 		return false;
 	out = parse_maps(text);
 	for (auto &m : out)
@@ -527,10 +532,7 @@ bool symbolizer::read_data_maps(uint32_t pid, uint64_t start_ns)
 {
 	auto &p = data_procs_[{pid, start_ns}];
 	std::string text = read_text(proc_ + "/" + std::to_string(pid) + "/maps");
-	uint64_t started = 0;
-	uint64_t tick = 1000000000ULL / static_cast<uint64_t>(sysconf(_SC_CLK_TCK) > 0 ? sysconf(_SC_CLK_TCK) : 100);
-	if (text.empty() || !stat_start_ns(proc_, pid, started) ||
-	    (start_ns && (started + 2 * tick < start_ns || start_ns + 2 * tick < started)))
+	if (text.empty() || !same_process(pid, start_ns))
 		return false;
 	if (text == p.maps_text)
 		return false;

@@ -176,6 +176,7 @@ private:
 		std::vector<mapping> maps;
 		uint64_t seq = 0; // capture order, for trim()
 	};
+	bool same_process(uint32_t pid, uint64_t start_ns) const;
 	bool read_maps(uint32_t pid, uint64_t start_ns, std::vector<mapping> &out);
 	bool read_data_maps(uint32_t pid, uint64_t start_ns); // false: gone, or unchanged
 	void hold(uint32_t pid, const mapping &m);

@@ -11,7 +11,6 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
-#include <ctime>
 #include <fstream>
 #include <set>
 #include <string_view>
@@ -52,9 +51,7 @@ const std::string &reporter::lock_symbol(uint32_t pid, uint64_t pid_start_ns, ui
 	static const std::string none;
 	if (!addr)
 		return none;
-	timespec now_ts{};
-	clock_gettime(CLOCK_MONOTONIC, &now_ts);
-	uint64_t now = static_cast<uint64_t>(now_ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(now_ts.tv_nsec);
+	uint64_t now = sdk::boot_now_ns();
 	auto key = std::make_tuple(pid, pid_start_ns, addr);
 	auto it = lock_symbols_.find(key);
 	// a name found stays; no name is asked again a second later (a library loaded since, the

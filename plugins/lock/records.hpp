@@ -167,7 +167,7 @@ private:
 	symbolize::symbolizer symbols_;
 	struct lock_name {
 		std::string name;
-		uint64_t tried_ns = 0; // CLOCK_MONOTONIC of the lookup that found no name
+		uint64_t tried_ns = 0; // boot ns of the lookup that found no name
 	};
 	std::map<std::tuple<uint32_t, uint64_t, uint64_t>, lock_name> lock_symbols_; // (pid, start, addr)
 };
