@@ -172,8 +172,9 @@ def procimage_command(man):
 
 
 def localize(man, args, tmp):
-    """procimage's arguments with every path inside a ConfigMap volume replaced by a file in tmp
-    holding the ConfigMap's data for it. Returns (args, problems)."""
+    """procimage's arguments with every path inside a volume of the pod replaced by a file in tmp
+    holding the ConfigMap's data for it (a path in another kind of volume is a problem: nothing
+    is there when the pod starts). Returns (args, problems)."""
     out, problems = [], []
     for a in args:
         if not a.startswith("/"):
@@ -181,8 +182,7 @@ def localize(man, args, tmp):
             continue
         mounts = [m for m in man.mounts if a.startswith(m["mountPath"].rstrip("/") + "/")]
         if not mounts:
-            problems.append("argument %s: no volume of the pod is mounted there" % a)
-            out.append(a)
+            out.append(a)  # a path of the image: the same here, or procimage says what is wrong
             continue
         m = max(mounts, key=lambda m: len(m["mountPath"]))
         vol = man.volumes.get(m["name"], {})
@@ -227,7 +227,8 @@ def command_problems(man, procimage, tmp):
     if rc != 0:
         return ["procimage %s --print-pipeline: exit %d: %s" % (" ".join(args), rc, err.strip())], None
     pipe = json.loads(out)
-    if pipe.get("start") != "inactive" or "target" in pipe or "command" in pipe:
+    targeted = "target" in pipe or "command" in pipe or any("target" in pc for pc in pipe.get("probes", {}).values())
+    if pipe.get("start", "active" if targeted else "inactive") != "inactive" or targeted:
         problems.append("the pipeline is not pre-attached: start %s, target %s, command %s (expected inactive, none, none)"
                         % (pipe.get("start"), pipe.get("target"), pipe.get("command")))
     for pid, pc in pipe.get("probes", {}).items():
@@ -254,7 +255,8 @@ def check_command(src, build, _sanitized):
     if not problems:
         _, args, _ = procimage_command(man)
         print("procimage %s --check: exit 0; pre-attached (start inactive, no target), probes %s, exporter on %s"
-              % (" ".join(args), ", ".join(sorted(pipe["probes"])), pipe["sinks"]["prometheus"]["listen"]))
+              % (" ".join(args), ", ".join(sorted(pipe["probes"])),
+                 next(s["listen"] for sid, s in pipe["sinks"].items() if sid.split("/")[0] == "prometheus")))
     return problems
 
 
@@ -310,6 +312,13 @@ def check_refused(src, build, _sanitized):
             problems.append("an exporter on loopback only was not reported: %s" % found)
         else:
             print("the exporter on loopback only: reported")
+        # the ConfigMap's key no longer where the arguments look for the pipeline
+        m = changed(lambda m: [cm["data"].__setitem__("exporter.json", cm["data"].pop("pipeline.json")) for cm in m.configmaps.values()])
+        found, _ = command_problems(m, procimage, os.path.join(tmp, "key"))
+        if not any("has no key pipeline.json" in f for f in found):
+            problems.append("a ConfigMap without the key pipeline.json was not reported: %s" % found)
+        else:
+            print("the ConfigMap's key renamed: %s" % next(f for f in found if "has no key" in f))
         # a command line not entering the node's cgroup namespace
         m = changed(lambda m: m.container.__setitem__("command", ["nsenter", "--target=1", "--mount", "--", "procimage"]))
         _, _, found = procimage_command(m)
