@@ -144,6 +144,21 @@ std::optional<uint64_t> cgroup_id(const std::string &path)
 	return static_cast<uint64_t>(st.st_ino);
 }
 
+std::optional<std::string> partial_view(const mount &m, const std::string &proc)
+{
+	struct stat self{}, init{};
+	bool own_ns = stat((proc + "/self/ns/cgroup").c_str(), &self) == 0 &&
+		      stat((proc + "/1/ns/cgroup").c_str(), &init) == 0 && self.st_ino != init.st_ino;
+	auto top = cgroup_id(m.path);
+	bool part = top && *top != 1;
+	if (!own_ns && !part)
+		return std::nullopt;
+	return std::string("procimage sees only part of the cgroup v2 hierarchy (") +
+	       (own_ns ? "it runs in a cgroup namespace of its own" : "the mount at " + m.path + " shows a cgroup below the root") +
+	       "): cgroups outside it can be neither targeted nor named in records; run it in the host's cgroup "
+	       "namespace, e.g. nsenter --target 1 --cgroup --mount procimage ...";
+}
+
 result<dir> resolve_path(const mount &m, const std::string &path)
 {
 	if (path.empty())

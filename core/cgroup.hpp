@@ -29,6 +29,13 @@ std::optional<mount> find_v2_mount(const std::string &mountinfo = "/proc/self/mo
 // The same, or a usage error saying there is none.
 result<mount> v2_mount(const std::string &mountinfo = "/proc/self/mountinfo");
 
+// When this process sees only part of the hierarchy: a cgroup namespace of its own (its
+// /proc/self/ns/cgroup differs from PID 1's, with the host's PID namespace), or a mount whose
+// top is not the hierarchy's root (cgroup id 1). Then cgroups outside that part can neither be
+// targeted nor named in records. The text says so and how to run in the host's namespace;
+// nullopt when the whole hierarchy is visible.
+std::optional<std::string> partial_view(const mount &m, const std::string &proc = "/proc");
+
 // A resolved cgroup target.
 struct dir {
 	std::string path;       // absolute directory, normalized, under the mount

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "host.hpp"
+#include "cgroup_names.hpp"
 #include "losses.hpp"
 #include "schema.hpp"
 
@@ -163,10 +164,30 @@ void host::emit_cb(void *ctx, const pi_record *rec)
 	if (p->owner->parallel_detach_) {
 		// probes detaching side by side: one record at a time reaches the sinks
 		std::lock_guard<std::mutex> lock(p->owner->emit_mu_);
+		named.cgroup = p->owner->cgroup_of(*p, named);
 		p->owner->deliver(p->sinks, named);
 		return;
 	}
+	named.cgroup = p->owner->cgroup_of(*p, named);
 	p->owner->deliver(p->sinks, named);
+}
+
+// A record about a process: its cgroup. A row about a cgroup target (scope "target"): the
+// target's cgroup. Rows about the system, and the rows of other targets, carry none.
+const char *host::cgroup_of(const probe_inst &p, const pi_record &rec)
+{
+	if (!cgroup_names_)
+		return nullptr;
+	if (rec.pid)
+		return cgroup_names_->of_record(rec.pid, rec.pid_start_ns, rec.cgroup_id);
+	if (p.target.kind != target_spec::kind_t::cgroup)
+		return nullptr;
+	for (uint32_t i = 0; i < rec.nfields; i++) {
+		const pi_field &f = rec.fields[i];
+		if (f.type == PI_FT_STR && f.key && std::strcmp(f.key, "scope") == 0)
+			return f.v.s && std::strcmp(f.v.s, "target") == 0 ? cgroup_names_->of_id(p.target.cgroup_id) : nullptr;
+	}
+	return nullptr;
 }
 
 std::vector<size_t> host::all_sinks() const
@@ -349,6 +370,16 @@ result<void> host::start()
 
 	if (auto r = act_.load(self); !r)
 		return r;
+	auto v2 = cgroup::find_v2_mount();
+	cgroup_names_ = std::make_unique<cgroup::names>(v2);
+	if (v2)
+		if (auto note = cgroup::partial_view(*v2)) {
+			// it matters most to a cgroup target; else the records' paths are merely partial
+			bool by_cgroup = pipe_.target.kind == target_spec::kind_t::cgroup;
+			for (const auto &c : pipe_.probes)
+				by_cgroup |= c.target && c.target->kind == target_spec::kind_t::cgroup;
+			spdlog::log(by_cgroup ? spdlog::level::warn : spdlog::level::info, "{}", *note);
+		}
 
 	// Sinks first: a probe's first record must find them ready.
 	for (auto &s : sinks_) {
@@ -530,7 +561,7 @@ void host::flush_sinks()
 
 void host::host_record(const std::vector<size_t> &sinks, const char *event, const std::string &source,
 		       const std::vector<std::pair<const char *, uint64_t>> &values, uint64_t boot_ns,
-		       const std::vector<std::pair<const char *, std::string>> &texts)
+		       const std::vector<std::pair<const char *, std::string>> &texts, const char *cgroup)
 {
 	std::vector<pi_field> fields;
 	pi_field src{};
@@ -562,6 +593,7 @@ void host::host_record(const std::vector<size_t> &sinks, const char *event, cons
 	r.cpu = -1;
 	r.comm = "procimage";
 	r.plugin = "procimage";
+	r.cgroup = cgroup;
 	r.nfields = static_cast<uint32_t>(fields.size());
 	r.fields = fields.data();
 	deliver(sinks, r);
@@ -851,7 +883,8 @@ result<void> host::activate(probe_inst &p, const target_spec &given, const nlohm
 	spdlog::info("{} collecting for {}", p.label(), what);
 	if (t.kind == target_spec::kind_t::cgroup)
 		host_record(p.sinks, "activated", p.spec.id, {{"duration_s", duration_s}, {"cgroup_id", t.cgroup_id}}, on_ns,
-			    {{"schema_version", schema::version}, {"cgroup", t.cgroup_dir}});
+			    {{"schema_version", schema::version}, {"cgroup_dir", t.cgroup_dir}},
+			    cgroup_names_ ? cgroup_names_->of_id(t.cgroup_id) : nullptr);
 	else
 		host_record(p.sinks, "activated", p.spec.id, {{"duration_s", duration_s}}, on_ns,
 			    {{"schema_version", schema::version}});

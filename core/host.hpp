@@ -25,6 +25,10 @@ struct ring_buffer;
 
 namespace procimage::core {
 
+namespace cgroup {
+class names;
+}
+
 struct host_options {
 	std::vector<std::string> plugin_dirs; // searched before the pipeline's and the defaults
 	bool check_only = false;              // validate the pipeline and plugins, load nothing
@@ -61,7 +65,7 @@ private:
 	void stop_collecting_without_sinks();
 	void host_record(const std::vector<size_t> &sinks, const char *event, const std::string &source,
 			 const std::vector<std::pair<const char *, uint64_t>> &values, uint64_t boot_ns = 0,
-			 const std::vector<std::pair<const char *, std::string>> &texts = {});
+			 const std::vector<std::pair<const char *, std::string>> &texts = {}, const char *cgroup = nullptr);
 	void deliver(const std::vector<size_t> &sinks, const pi_record &rec);
 	std::vector<size_t> all_sinks() const;
 
@@ -86,6 +90,8 @@ private:
 
 	static const sigset_t &handled_signals();
 	static void emit_cb(void *ctx, const pi_record *rec);
+	// The cgroup path a probe's record carries (pi_record.cgroup), or nullptr.
+	const char *cgroup_of(const probe_inst &p, const pi_record &rec);
 	static void log_cb(void *ctx, int level, const char *msg);
 	static void sink_log_cb(void *ctx, int level, const char *msg);
 	static int ringbuf_cb(void *ctx, void *data, size_t size);
@@ -96,6 +102,7 @@ private:
 	std::vector<std::unique_ptr<sink_inst>> sinks_;
 	std::vector<std::unique_ptr<probe_inst>> probes_;
 	activation act_;
+	std::unique_ptr<cgroup::names> cgroup_names_; // the records' cgroup paths
 	held_command cmd_;
 	ring_buffer *rb_ = nullptr;
 	int epfd_ = -1, timerfd_ = -1, flushfd_ = -1, sigfd_ = -1, deadlinefd_ = -1;

@@ -41,6 +41,12 @@ ojson header_properties()
 			     {"description", "Start of the process (its group leader), nanoseconds since boot: "
 					     "(pid, pid_start_ns) names a process even across pid reuse. On every "
 					     "record about a process."}};
+	p["cgroup"] = {{"type", "string"}, {"minLength", 1},
+		       {"description", "The task's cgroup on the v2 hierarchy, as /proc/PID/cgroup writes it "
+				       "(\"/system.slice/nginx.service\"): where the kernel had it when the record was "
+				       "taken, else where the process was last seen. On records about a process when "
+				       "known, and on rows about a cgroup target and on its activated record (the target's "
+				       "cgroup); absent on rows about the system and on the host's other records."}};
 	return p;
 }
 
@@ -219,7 +225,7 @@ result<void> check_metric(const std::string &plugin, const std::string &where, c
 const std::vector<std::string> &header_keys()
 {
 	static const std::vector<std::string> keys = {"ts_ns", "probe",        "plugin", "event",  "pid",
-						      "tid",   "comm",         "cpu",    "pid_start_ns", "scope",
+						      "tid",   "comm",         "cpu",    "pid_start_ns", "cgroup", "scope",
 						      "window", "interval_ns"};
 	return keys;
 }

@@ -22,7 +22,7 @@ using ojson = nlohmann::ordered_json;
 // The version of the record schema, "MAJOR.MINOR". MAJOR changes when a field or record is
 // renamed or removed, or a field changes meaning, type or unit; MINOR when a record, a field
 // or an allowed value is added. Consumers check the major part. docs/events.md.
-inline constexpr const char *version = "2.0";
+inline constexpr const char *version = "2.1";
 
 // The keys of the common header. A probe may not declare a field with one of these names.
 const std::vector<std::string> &header_keys();

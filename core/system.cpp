@@ -92,21 +92,26 @@ result<void> resolve_cgroup_target(target_spec &t)
 	auto m = cgroup::v2_mount();
 	if (!m)
 		return m.err();
+	// what is not found may be outside the part of the hierarchy this process sees
+	auto not_found = [&](const error &e) -> error {
+		auto note = cgroup::partial_view(*m);
+		return note ? error{e.msg + "; " + *note, e.code} : e;
+	};
 	std::string path = t.cgroup_query;
 	if (t.cgroup_by == target_spec::cgroup_by_t::unit) {
 		auto d = cgroup::find_unit(m->path, t.cgroup_query);
 		if (!d)
-			return d.err();
+			return not_found(d.err());
 		path = *d;
 	} else if (t.cgroup_by == target_spec::cgroup_by_t::container) {
 		auto d = cgroup::find_container(m->path, t.cgroup_query);
 		if (!d)
-			return d.err();
+			return not_found(d.err());
 		path = *d;
 	}
 	auto d = cgroup::resolve_path(*m, path);
 	if (!d)
-		return d.err();
+		return not_found(d.err());
 	t.cgroup_dir = d->path;
 	t.cgroup_id = d->id;
 	t.cgroup_min_level = d->min_level;

@@ -11,7 +11,7 @@ differs from what this script makes of the built plugins' schema.
 import json
 import sys
 
-HEADER_ORDER = ["ts_ns", "probe", "plugin", "event", "pid", "tid", "comm", "cpu", "pid_start_ns"]
+HEADER_ORDER = ["ts_ns", "probe", "plugin", "event", "pid", "tid", "comm", "cpu", "pid_start_ns", "cgroup"]
 PERIODIC = ["scope", "window", "interval_ns"]
 
 
@@ -139,15 +139,21 @@ def main(argv):
     families = {}
     for name, d in defs.items():
         for m in d.get("x-metrics", []):
+            labels = list(m.get("labels", {}))
+            # the exporter adds the target's cgroup to every family labelled by process
+            if "pid" in labels and "cgroup" not in labels:
+                labels.append("cgroup")
             f = families.setdefault(m["name"], {"type": m["type"], "help": m["help"],
-                                                "labels": list(m.get("labels", {})), "from": []})
+                                                "labels": labels, "from": []})
             f["from"].append("`%s` %s" % (name, metric_source(m)))
     if families:
         w("")
         w("## Prometheus metric families")
         w("")
         w("What the `prometheus` sink makes of the records, from the probes' declarations (the "
-          "exporter's own metrics are in [its README](../sinks/prometheus/README.md)).")
+          "exporter's own metrics are in [its README](../sinks/prometheus/README.md)). A family "
+          "labelled by `pid` also has `cgroup`, the probe's cgroup target (`--cgroup`, `--unit`, "
+          "`--container`) on its target series, absent otherwise.")
         w("")
         w("| Family | Type | Labels | Meaning | From |")
         w("|---|---|---|---|---|")

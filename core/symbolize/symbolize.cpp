@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "symbolize.hpp"
+#include <procimage/sdk.hpp>
 
 #include <dwarf.h>
 #include <elfutils/libdwfl.h>
@@ -64,24 +65,6 @@ std::string read_text(const std::string &path)
 }
 
 // The start of a process, ns since boot, from /proc/PID/stat (in clock ticks: 10 ms steps).
-bool stat_start_ns(const std::string &proc, uint32_t pid, uint64_t &out)
-{
-	std::string s = read_text(proc + "/" + std::to_string(pid) + "/stat");
-	auto rp = s.rfind(')');
-	if (rp == std::string::npos)
-		return false;
-	std::istringstream in(s.substr(rp + 2));
-	std::string field;
-	// fields 3.. after the comm; starttime is field 22
-	for (int i = 3; i <= 22; i++)
-		if (!(in >> field))
-			return false;
-	long hz = sysconf(_SC_CLK_TCK);
-	if (hz <= 0)
-		return false;
-	out = std::strtoull(field.c_str(), nullptr, 10) * (1000000000ULL / static_cast<uint64_t>(hz));
-	return true;
-}
 
 const Dwfl_Callbacks offline_callbacks = {
 	dwfl_build_id_find_elf,
@@ -382,11 +365,7 @@ symbolizer::~symbolizer()
 // ticks, agrees.
 bool symbolizer::same_process(uint32_t pid, uint64_t start_ns) const
 {
-	uint64_t started = 0;
-	if (!stat_start_ns(proc_, pid, started))
-		return false;
-	uint64_t tick = 1000000000ULL / static_cast<uint64_t>(sysconf(_SC_CLK_TCK) > 0 ? sysconf(_SC_CLK_TCK) : 100);
-	return !start_ns || (started + 2 * tick >= start_ns && start_ns + 2 * tick >= started);
+	return sdk::same_process(pid, start_ns, proc_);
 }
 
 bool symbolizer::read_maps(uint32_t pid, uint64_t start_ns, std::vector<mapping> &out)

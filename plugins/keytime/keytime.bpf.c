@@ -170,6 +170,7 @@ static __always_inline void vfork_release(struct task_struct *child, __u32 tid, 
 		e->h.tid = vp->tid;
 		e->h.pid_start_ns = vp->pid_start_ns;
 		__builtin_memcpy(e->h.comm, vp->comm, sizeof(e->h.comm));
+		e->h.cgroup_id = 0; /* the host names the parent's cgroup from its earlier records */
 		e->child_pid = BPF_CORE_READ(child, tgid);
 		e->child_tid = tid;
 		e->dur_ns = e->h.ts_boot_ns - vp->start_ns;

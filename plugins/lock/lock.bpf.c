@@ -1008,6 +1008,7 @@ static int young_due(void *map, __u32 *key, struct lk_young *y)
 		e->h.tid = y->pid;
 		e->h.pid_start_ns = y->pid_start_ns;
 		__builtin_memcpy(e->h.comm, y->comm, sizeof(e->h.comm));
+		e->h.cgroup_id = 0; /* the host names it from the process's earlier records */
 		e->pid = y->pid;
 		e->why = y->why;
 		bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);

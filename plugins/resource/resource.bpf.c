@@ -198,6 +198,7 @@ static __always_inline void fill(struct rs_task *r, struct task_struct *t, __u16
 	r->h.tid = t->pid;
 	r->h.pid_start_ns = t->group_leader->start_boottime;
 	bpf_probe_read_kernel_str(&r->h.comm, sizeof(r->h.comm), t->comm);
+	r->h.cgroup_id = pi_task_cgroup_id(t);
 	r->start_ns = t->start_boottime;
 	r->ppid = t->real_parent->tgid;
 

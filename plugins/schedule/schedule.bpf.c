@@ -178,6 +178,7 @@ static __always_inline void emit_end(struct sc_thread *t)
 	e->h.tid = t->tid;
 	e->h.pid_start_ns = t->pid_start_ns;
 	__builtin_memcpy(e->h.comm, t->comm, sizeof(e->h.comm));
+	e->h.cgroup_id = 0; /* the host names it from the thread's earlier records */
 	bpf_probe_read_kernel(&e->t, sizeof(e->t), t);
 	pi_submit(&sc_events, e);
 }

@@ -239,6 +239,7 @@ static __always_inline void seq_flush_current(struct sc_seqbuf *sb, struct task_
 	h->tid = (__u32)pid_tgid;
 	h->pid_start_ns = t->group_leader->start_boottime;
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	h->cgroup_id = pi_task_cgroup_id(t);
 	seq_send(sb, reason);
 }
 

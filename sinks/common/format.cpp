@@ -362,6 +362,8 @@ size_t record_json_bound(const pi_record &r)
 {
 	size_t n = 128 + 5 * NUMBER_BOUND; // the common keys and their numbers
 	n += json_string_bound(r.probe) + json_string_bound(r.event) + json_string_bound(r.comm);
+	if (const char *cg = pi_record_cgroup(&r))
+		n += 12 + json_string_bound(cg);
 	for (uint32_t i = 0; i < r.nfields; i++)
 		n += 2 + json_string_bound(r.fields[i].key) + json_value_bound(r.fields[i]);
 	return n;
@@ -388,6 +390,10 @@ char *write_record_json(char *out, const pi_record &r)
 	if (r.pid_start_ns) {
 		out = put_lit(out, ",\"pid_start_ns\":");
 		out = put_int(out, r.pid_start_ns);
+	}
+	if (const char *cg = pi_record_cgroup(&r)) {
+		out = put_lit(out, ",\"cgroup\":");
+		out = put_json_string(out, cg);
 	}
 	for (uint32_t i = 0; i < r.nfields; i++) {
 		*out++ = ',';

@@ -84,6 +84,9 @@ public:
 			append_u(*c, static_cast<uint32_t>(r.cpu));
 		if (auto *c = cell(f.head.pid_start_ns); c && r.pid_start_ns)
 			append_u(*c, r.pid_start_ns);
+		if (auto *c = cell(f.head.cgroup))
+			if (const char *cg = pi_record_cgroup(&r))
+				c->append(cg);
 		for (uint32_t i = 0; i < r.nfields; i++) {
 			const char *key = r.fields[i].key ? r.fields[i].key : "";
 			int column = slot(f, i, key);
@@ -137,7 +140,7 @@ private:
 		bool extra = false; // a last column "extra" (types the schema does not describe)
 		struct {
 			int ts_ns = -1, probe = -1, plugin = -1, event = -1, pid = -1, tid = -1, comm = -1, cpu = -1,
-			    pid_start_ns = -1;
+			    pid_start_ns = -1, cgroup = -1;
 		} head; // the header's columns (-1: not a column of this file)
 		std::vector<int> slots; // the column of the record's i-th field, as last seen
 		off_t written = 0;          // bytes handed to stdio, whole rows only
@@ -215,7 +218,7 @@ private:
 		if (declared != columns_.end()) {
 			f.columns = declared->second;
 		} else {
-			f.columns = {"ts_ns", "probe", "plugin", "event", "pid", "tid", "comm", "cpu", "pid_start_ns"};
+			f.columns = {"ts_ns", "probe", "plugin", "event", "pid", "tid", "comm", "cpu", "pid_start_ns", "cgroup"};
 			for (uint32_t i = 0; i < r.nfields; i++)
 				f.columns.emplace_back(r.fields[i].key);
 			f.extra = true;
@@ -239,6 +242,7 @@ private:
 		f.head.comm = column("comm");
 		f.head.cpu = column("cpu");
 		f.head.pid_start_ns = column("pid_start_ns");
+		f.head.cgroup = column("cgroup");
 		if (std::fwrite(header.data(), 1, header.size(), fp) != header.size()) {
 			int e = errno;
 			std::fclose(fp);

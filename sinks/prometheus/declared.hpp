@@ -75,6 +75,10 @@ public:
 			return f->type == PI_FT_STR && f->v.s ? std::string_view(f->v.s) : std::string_view();
 		if (key == "comm")
 			return r_.comm ? r_.comm : "";
+		if (key == "cgroup") {
+			const char *cg = pi_record_cgroup(&r_);
+			return cg ? cg : "";
+		}
 		if (key == "probe")
 			return r_.probe ? r_.probe : "";
 		if (key == "event")
@@ -130,7 +134,7 @@ public:
 private:
 	static bool header(std::string_view key)
 	{
-		for (std::string_view h : {"ts_ns", "probe", "plugin", "event", "pid", "tid", "comm", "cpu", "pid_start_ns"})
+		for (std::string_view h : {"ts_ns", "probe", "plugin", "event", "pid", "tid", "comm", "cpu", "pid_start_ns", "cgroup"})
 			if (key == h)
 				return true;
 		return false;
@@ -148,6 +152,9 @@ struct label_source {
 	bool has_else = false;
 	std::string otherwise;
 	bool signal = false; // a signal number shown by its name (0: "none")
+	// The label "cgroup" every family with a pid label gets: the probe's target cgroup, which
+	// the exporter knows (from the probe's activated record), not a field of the record.
+	bool target_cgroup = false;
 
 	std::string of(const fields &f) const
 	{
@@ -353,6 +360,14 @@ private:
 					r.per_process = true;
 				r.labels.push_back(std::move(s));
 			}
+		// a series about the target's processes names the target's cgroup (one value per
+		// cgroup target, not one per process's own cgroup)
+		if (r.per_process && std::find(label_names.begin(), label_names.end(), "cgroup") == label_names.end()) {
+			label_names.push_back("cgroup");
+			label_source s;
+			s.target_cgroup = true;
+			r.labels.push_back(std::move(s));
+		}
 		if (m.contains("when"))
 			for (const auto &[k, v] : m["when"].items())
 				r.when.emplace_back(k, v.is_array() ? std::vector<nlohmann::json>(v.begin(), v.end())

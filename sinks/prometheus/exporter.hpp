@@ -283,7 +283,7 @@ private:
 
 	// ------------------------------------------------------------------ host records
 
-	void host_record(const pi_record &, std::string_view event, const fields &f)
+	void host_record(const pi_record &r, std::string_view event, const fields &f)
 	{
 		std::string_view src = f.str("source");
 		if (event == "lost") {
@@ -293,6 +293,10 @@ private:
 			reg_.set_max(*kernel_records_, {src}, f.num("records"));
 			reg_.set_max(*probe_errors_, {src}, f.num("errors"));
 		} else if (event == "activated") {
+			if (const char *cg = pi_record_cgroup(&r))
+				target_cgroups_[std::string(src)] = cg;
+			else
+				target_cgroups_.erase(std::string(src));
 			reg_.set_max(*lost_, {src}, 0);
 			reg_.set(*active_, {src}, 1);
 			reg_.add(*activations_, {src}, 1);
@@ -309,7 +313,12 @@ private:
 		label_text_.resize(rule.labels.size());
 		label_view_.resize(rule.labels.size());
 		for (size_t i = 0; i < rule.labels.size(); i++) {
-			label_text_[i] = rule.labels[i].of(f);
+			if (rule.labels[i].target_cgroup) {
+				auto t = r.probe ? target_cgroups_.find(r.probe) : target_cgroups_.end();
+				label_text_[i] = t != target_cgroups_.end() && f.str("scope") != "system" ? t->second : "";
+			} else {
+				label_text_[i] = rule.labels[i].of(f);
+			}
 			label_view_[i] = label_text_[i];
 		}
 		std::span<const std::string_view> labels(label_view_);
@@ -358,6 +367,7 @@ private:
 	std::unordered_map<uint32_t, owner_state> owners_;
 	declared_metrics declared_;
 	std::string type_;                           // "plugin.event" of the record at hand
+	std::map<std::string, std::string, std::less<>> target_cgroups_; // probe id -> its cgroup target's path
 	std::vector<std::string> label_text_;        // its label values, kept from record to record
 	std::vector<std::string_view> label_view_;
 	uint64_t last_check_ns_ = 0;

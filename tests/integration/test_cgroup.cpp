@@ -182,7 +182,7 @@ void check_inside_outside(const std::string &out, const scratch_cgroup &cg, cons
 	auto recs = t::read_jsonl(out);
 	auto act = t::select_records(recs, "procimage", "activated", [](const json &e) { return e["source"] == "keytime"; });
 	REQUIRE(act.size() == 1);
-	CHECK(act[0].value("cgroup", "") == cg.path);
+	CHECK(act[0].value("cgroup_dir", "") == cg.path);
 	CHECK(act[0].value("cgroup_id", 0ULL) == dir_ino(cg.path));
 
 	// the shell in the cgroup: its exec, its child, its exit code
@@ -205,18 +205,27 @@ void check_inside_outside(const std::string &out, const scratch_cgroup &cg, cons
 	REQUIRE(child_exit.size() == 1);
 	CHECK(child_exit[0]["exit_code"] == 0);
 
-	// nobody else: not the shell outside, not its child, not procimage
+	// nobody else: not the shell outside, not its child, not procimage; and each record names
+	// the cgroup the process was in (the mount shows the hierarchy's root: "/" + the name)
+	const std::string rel = "/" + cg.name;
 	for (const auto &e : recs)
 		if (e["probe"] == "keytime") {
 			INFO(e.dump());
 			CHECK((e["pid"] == in_pid || e["pid"] == child));
+			CHECK(e.value("cgroup", "") == rel);
 		}
+	CHECK(act[0].value("cgroup", "") == rel); // the activated record names the target's
 	// syscall: the shell inside made calls, the one outside is not there
 	auto calls = t::select_records(recs, "syscall", "syscall");
 	CHECK(std::any_of(calls.begin(), calls.end(), [&](const json &e) { return e.value("pid", 0L) == in_pid; }));
 	CHECK(std::none_of(recs.begin(), recs.end(), [&](const json &e) {
 		return e.value("probe", "") == "syscall" && e.value("pid", 0L) == out_pid;
 	}));
+	for (const auto &e : calls)
+		if (e.value("pid", 0L) == in_pid) {
+			INFO(e.dump());
+			CHECK(e.value("cgroup", "") == rel);
+		}
 }
 
 } // namespace
@@ -367,4 +376,86 @@ TEST_CASE("cgroup: a probe built for plugin ABI 1.1 is refused a cgroup target, 
 	r = t::run({t::procimage_bin(), "--pipeline", d.file("pid.json"), "--", "/bin/sh", "-c", "exit 4"});
 	INFO(r.err);
 	CHECK(r.status == 4);
+}
+
+TEST_CASE("cgroup: every record names its process's cgroup, whatever the target; a process that moves is named where it went")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	std::string mount = v2_mount();
+	if (mount.empty())
+		SKIP_TEST("no cgroup v2 hierarchy is mounted on this machine");
+	scratch_cgroup a(mount), b(mount);
+	t::temp_dir d;
+	const std::string out = d.file("out.jsonl");
+	// the shell starts in a, runs a child there, moves itself to b and runs a second child
+	t::write_file(d.file("run.sh"), "echo $$ > " + a.path + "/cgroup.procs\n/bin/true\necho $$ > " + b.path +
+						"/cgroup.procs\n/bin/echo moved > /dev/null\nexit 3\n");
+	auto r = t::run({t::procimage_bin(), "-k", "-s", "--interval", "100", "-o", "jsonl:" + out, "--", "/bin/sh",
+			 d.file("run.sh")});
+	REQUIRE(r.status == 3);
+	auto recs = t::read_jsonl(out);
+	auto execs = t::select_records(recs, "keytime", "exec");
+	auto find_exec = [&](const std::string &file) {
+		auto it = std::find_if(execs.begin(), execs.end(), [&](const json &e) { return e["filename"] == file; });
+		REQUIRE(it != execs.end());
+		return *it;
+	};
+	json t1 = find_exec("/bin/true"), t2 = find_exec("/bin/echo");
+	CHECK(t1.value("cgroup", "") == "/" + a.name);
+	CHECK(t2.value("cgroup", "") == "/" + b.name);
+	// the shell's exit: in b, where it went
+	auto exits = t::select_records(recs, "keytime", "exit", [](const json &e) { return e["exit_code"] == 3; });
+	REQUIRE(exits.size() == 1);
+	CHECK(exits[0].value("cgroup", "") == "/" + b.name);
+	// every record about a process names a cgroup; rows about the system do not
+	for (const auto &e : recs) {
+		INFO(e.dump());
+		if (e["probe"] == "procimage")
+			continue;
+		if (e.value("scope", "") == "system")
+			CHECK_FALSE(e.contains("cgroup"));
+		else if (e.value("pid", 0L) != 0)
+			CHECK(e.contains("cgroup"));
+	}
+}
+
+TEST_CASE("cgroup: the Prometheus exporter labels a cgroup target's process series with the target's cgroup")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	std::string mount = v2_mount();
+	if (mount.empty())
+		SKIP_TEST("no cgroup v2 hierarchy is mounted on this machine");
+	scratch_cgroup cg(mount);
+	t::temp_dir d;
+	const int port = t::free_port();
+	json pm = {{"version", 1},
+		   {"interval_ms", 100},
+		   {"target", {{"cgroup", cg.path}}},
+		   {"probes", {{"resource", json::object()}}},
+		   {"sinks", {{"prometheus", {{"listen", "127.0.0.1:" + std::to_string(port)}}}}}};
+	t::write_file(d.file("pm.json"), pm.dump());
+	bg_procimage host(d, {"--pipeline", d.file("pm.json")});
+	REQUIRE(host.wait_log("collecting for cgroup " + cg.path));
+	// a busy shell in the cgroup, for a few intervals
+	held_shell in("i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done");
+	cg.add(in.pid);
+	in.go();
+	const std::string want = "pid=\"" + std::to_string(in.pid) + "\"";
+	std::string metrics, line;
+	for (int i = 0; i < 100 && line.empty(); i++) {
+		std::this_thread::sleep_for(std::chrono::milliseconds(100));
+		metrics = t::http_get(port, "/metrics").body;
+		std::istringstream ls(metrics);
+		for (std::string l; std::getline(ls, l);)
+			if (l.rfind("procimage_cpu_seconds_total{", 0) == 0 && l.find(want) != std::string::npos)
+				line = l;
+	}
+	INFO(metrics);
+	REQUIRE_FALSE(line.empty());
+	CHECK(line.find("cgroup=\"/" + cg.name + "\"") != std::string::npos);
+	// the system's series has no cgroup
+	std::istringstream ls(metrics);
+	for (std::string l; std::getline(ls, l);)
+		if (l.find("scope=\"system\"") != std::string::npos)
+			CHECK(l.find("cgroup=") == std::string::npos);
 }

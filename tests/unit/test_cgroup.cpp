@@ -2,11 +2,15 @@
 // core/cgroup: the v2 mount from a mountinfo file, systemd units and containers found in a fake
 // cgroup tree, a process's v2 cgroup from a fake /proc.
 #include "cgroup.hpp"
+#include "cgroup_names.hpp"
 #include "support.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace cg = procimage::core::cgroup;
 namespace t = procimage::test;
@@ -164,4 +168,73 @@ TEST_CASE("cgroup: a process's v2 cgroup from /proc/PID/cgroup, and its director
 	      std::optional<std::string>("/mnt/sys/cron.service"));
 	CHECK(!cg::pid_cgroup_dir(42, {"/mnt/u", "/user.slice"}, d.file("proc")));
 	CHECK(!cg::pid_cgroup(43, d.file("proc")));
+}
+
+TEST_CASE("cgroup names: a record without an id is named from /proc while it is the same process, then remembered")
+{
+	t::temp_dir d;
+	fs::create_directories(d.file("proc/42"));
+	t::write_file(d.file("proc/42/cgroup"), "1:name=systemd:/x\n0::/system.slice/cron.service\n");
+	// pid (comm) state, then fields 4..21, then starttime (field 22) = 500 clock ticks
+	std::string stat = "42 (a (b) c) S";
+	for (int i = 4; i <= 21; i++)
+		stat += " 0";
+	t::write_file(d.file("proc/42/stat"), stat + " 500 0 0\n");
+	const uint64_t tick = 1000000000ULL / static_cast<uint64_t>(sysconf(_SC_CLK_TCK));
+	{
+		cg::names n(std::nullopt, d.file("proc"));
+		// another process that had pid 42 (started 10 s later): not named from this /proc entry
+		CHECK(n.of_record(42, 500 * tick + 10000000000ULL, 0) == nullptr);
+	}
+	cg::names n(std::nullopt, d.file("proc"));
+	const char *p = n.of_record(42, 500 * tick, 0);
+	REQUIRE(p != nullptr);
+	CHECK(std::string(p) == "/system.slice/cron.service");
+	CHECK(n.counts().from_proc == 1);
+	// gone from /proc: still named, from what was read while it lived
+	fs::remove_all(d.file("proc/42"));
+	p = n.of_record(42, 500 * tick, 0);
+	REQUIRE(p != nullptr);
+	CHECK(std::string(p) == "/system.slice/cron.service");
+	CHECK(n.of_record(43, 1, 0) == nullptr);
+	CHECK(n.of_record(0, 0, 0) == nullptr); // about no process
+	CHECK(n.counts().from_proc == 1);
+}
+
+TEST_CASE("cgroup names: a cgroup id is named by its path on the v2 hierarchy; a removed one by none")
+{
+	REQUIRE_ROOT_OR_SKIP(); // file handles of cgroups need CAP_DAC_READ_SEARCH, making a cgroup root
+	auto m = cg::find_v2_mount();
+	if (!m || m->root != "/")
+		SKIP_TEST("no cgroup v2 mount of the whole hierarchy on this machine");
+	const std::string name = "procimage-unit-" + std::to_string(getpid());
+	const std::string dir = m->path + "/" + name;
+	REQUIRE(mkdir(dir.c_str(), 0755) == 0);
+	auto id = cg::cgroup_id(dir);
+	auto root_id = cg::cgroup_id(m->path);
+	REQUIRE(id);
+	REQUIRE(root_id);
+	{
+		cg::names n(m);
+		const char *p = n.of_id(*id);
+		REQUIRE(p != nullptr);
+		CHECK(std::string(p) == "/" + name);
+		p = n.of_id(*root_id);
+		REQUIRE(p != nullptr);
+		CHECK(std::string(p) == "/");
+		CHECK(n.counts().by_handle == 2);
+		// a record with the id names it, and the process is remembered there
+		p = n.of_record(4242, 7, *id);
+		REQUIRE(p != nullptr);
+		CHECK(std::string(p) == "/" + name);
+		p = n.of_record(4242, 7, 0);
+		REQUIRE(p != nullptr);
+		CHECK(std::string(p) == "/" + name);
+		// the part of the hierarchy a mount of this cgroup shows is not the whole
+		CHECK(cg::partial_view(cg::mount{dir, "/" + name}));
+	}
+	REQUIRE(rmdir(dir.c_str()) == 0);
+	cg::names fresh(m);
+	CHECK(fresh.of_id(*id) == nullptr);
+	CHECK(fresh.counts().unknown == 1);
 }

@@ -70,6 +70,13 @@ struct loaded_sink {
 			plugin->desc->sink->destroy(inst);
 	}
 	void write(sdk::record &r) { REQUIRE(plugin->desc->sink->write(inst, &r.view()) == PI_OK); }
+	// as the host hands it on: with the cgroup it named
+	void write(sdk::record &r, const char *cgroup)
+	{
+		pi_record v = r.view();
+		v.cgroup = cgroup;
+		REQUIRE(plugin->desc->sink->write(inst, &v) == PI_OK);
+	}
 	void flush() { REQUIRE(plugin->desc->sink->flush(inst) == PI_OK); }
 };
 
@@ -136,16 +143,19 @@ TEST_CASE("jsonl sink: one JSON object per line, raw values, units in the keys")
 		loaded_sink s("jsonl", "{\"path\": \"" + d.file("out.jsonl") + "\"}");
 		auto r = exec_record();
 		s.write(r);
-		s.write(r);
+		s.write(r, "/user.slice/\"q\"");
 		s.flush();
 	}
 	std::string text = t::read_file(d.file("out.jsonl"));
-	std::string line =
+	std::string head =
 		R"({"ts_ns":1795639501123456789,"probe":"keytime","event":"exec","pid":4242,"tid":4243,"comm":"bash",)"
-		R"("cpu":1,"pid_start_ns":777,"filename":"/bin/ls","argv":["ls","-l","a b","say \"hi\", ok"],)"
+		R"("cpu":1,"pid_start_ns":777)";
+	std::string fields =
+		R"(,"filename":"/bin/ls","argv":["ls","-l","a b","say \"hi\", ok"],)"
 		R"("argv_truncated":false,"ret":-2,"dur_ns":1500,"signal":9,"clone_flags":16640,"bytes":3145728,)"
 		R"("cpu_pct":12.5})";
-	CHECK(text == line + "\n" + line + "\n");
+	// the cgroup the host named, after the process's start, escaped like any string
+	CHECK(text == head + fields + "\n" + head + R"(,"cgroup":"/user.slice/\"q\"")" + fields + "\n");
 	// and jq reads it
 	auto r = t::sh("jq -c '.argv[3]' " + d.file("out.jsonl"));
 	CHECK(r.status == 0);
@@ -164,18 +174,18 @@ TEST_CASE("csv sink without a record schema: RFC 4180, one file per record type,
 		s.write(other);
 		sdk::record exit_rec("keytime", "exit");
 		exit_rec.ts(TS).ids(1, 2).comm("z").u64("exit_code", 3);
-		s.write(exit_rec);
+		s.write(exit_rec, "/system.slice/a,b.service");
 		s.flush();
 	}
 	CHECK(t::read_file(d.file("csv/keytime_exec.csv")) ==
-	      "ts_ns,probe,plugin,event,pid,tid,comm,cpu,pid_start_ns,filename,argv,argv_truncated,ret,dur_ns,signal,"
-	      "clone_flags,bytes,cpu_pct,extra\r\n"
-	      "1795639501123456789,keytime,,exec,4242,4243,bash,1,777,/bin/ls,\"ls -l a b say \"\"hi\"\", ok\",false,-2,"
+	      "ts_ns,probe,plugin,event,pid,tid,comm,cpu,pid_start_ns,cgroup,filename,argv,argv_truncated,ret,dur_ns,"
+	      "signal,clone_flags,bytes,cpu_pct,extra\r\n"
+	      "1795639501123456789,keytime,,exec,4242,4243,bash,1,777,,/bin/ls,\"ls -l a b say \"\"hi\"\", ok\",false,-2,"
 	      "1500,9,16640,3145728,12.5,\r\n"
-	      "1795639501123456789,keytime,,exec,1,1,\"x,y\",,,/a,,,,,,,,,late_field=5\r\n");
+	      "1795639501123456789,keytime,,exec,1,1,\"x,y\",,,,/a,,,,,,,,,late_field=5\r\n");
 	CHECK(t::read_file(d.file("csv/keytime_exit.csv")) ==
-	      "ts_ns,probe,plugin,event,pid,tid,comm,cpu,pid_start_ns,exit_code,extra\r\n"
-	      "1795639501123456789,keytime,,exit,1,2,z,,,3,\r\n");
+	      "ts_ns,probe,plugin,event,pid,tid,comm,cpu,pid_start_ns,cgroup,exit_code,extra\r\n"
+	      "1795639501123456789,keytime,,exit,1,2,z,,,\"/system.slice/a,b.service\",3,\r\n");
 }
 
 TEST_CASE("csv sink with a record schema: the columns are the schema's properties, whatever the first record has")
@@ -298,13 +308,13 @@ TEST_CASE("csv sink: a record with a key twice, and one whose fields come in ano
 		s.flush();
 	}
 	CHECK(t::read_file(d.file("csv/p_e.csv")) ==
-	      "ts_ns,probe,plugin,event,pid,tid,comm,cpu,pid_start_ns,x,y,extra\r\n"
-	      "1,p,,e,1,1,c,,,1,2,\r\n"
-	      "2,p,,e,1,1,c,,,10,20,\r\n"
-	      "3,p,,e,1,1,c,,,\"a\"\"b\",3,\r\n");
+	      "ts_ns,probe,plugin,event,pid,tid,comm,cpu,pid_start_ns,cgroup,x,y,extra\r\n"
+	      "1,p,,e,1,1,c,,,,1,2,\r\n"
+	      "2,p,,e,1,1,c,,,,10,20,\r\n"
+	      "3,p,,e,1,1,c,,,,\"a\"\"b\",3,\r\n");
 	// the header names the key twice; both values go to its first column, the last one wins
 	CHECK(t::read_file(d.file("csv/q_e.csv")) ==
-	      "ts_ns,probe,plugin,event,pid,tid,comm,cpu,pid_start_ns,k,k,extra\r\n"
-	      "4,q,,e,1,1,c,,,2,,\r\n"
-	      "4,q,,e,1,1,c,,,2,,\r\n");
+	      "ts_ns,probe,plugin,event,pid,tid,comm,cpu,pid_start_ns,cgroup,k,k,extra\r\n"
+	      "4,q,,e,1,1,c,,,,2,,\r\n"
+	      "4,q,,e,1,1,c,,,,2,,\r\n");
 }

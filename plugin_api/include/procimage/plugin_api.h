@@ -27,7 +27,7 @@ extern "C" {
 #endif
 
 #define PI_API_MAJOR 1
-#define PI_API_MINOR 2
+#define PI_API_MINOR 3
 
 /* Test builds may override the version a plugin declares (to build mismatched plugins). */
 #ifndef PI_PLUGIN_API_MAJOR
@@ -108,6 +108,13 @@ struct pi_record {
 	/* The probe's plugin name ("keytime") when `probe` is an instance id ("keytime/cpu", or
 	 * any id with a "plugin" key); "procimage" for host records. Present when size covers it. */
 	const char *plugin;
+	/* Since 1.3 (read only when size covers it). The task's cgroup on the v2 hierarchy, as its
+	 * kernfs id (pi_event_header.cgroup_id; 0: the probe does not know it). The host fills
+	 * `cgroup` before the record reaches the sinks: the cgroup's path ("/system.slice/x.service",
+	 * as /proc/PID/cgroup writes it), from cgroup_id, from the process's earlier records or from
+	 * /proc; NULL when it is not known or the record is about no process. A probe leaves it NULL. */
+	uint64_t cgroup_id;
+	const char *cgroup;
 };
 
 /* The plugin name of a record (its probe name when the emitter did not set one). */
@@ -116,6 +123,14 @@ static inline const char *pi_record_plugin(const struct pi_record *r)
 	if (r->size >= offsetof(struct pi_record, plugin) + sizeof(r->plugin) && r->plugin)
 		return r->plugin;
 	return r->probe ? r->probe : "";
+}
+
+/* The cgroup path the host gave a record (NULL when none, or from a host before 1.3). */
+static inline const char *pi_record_cgroup(const struct pi_record *r)
+{
+	if (r->size >= offsetof(struct pi_record, cgroup) + sizeof(r->cgroup))
+		return r->cgroup;
+	return NULL;
 }
 
 /* ----------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <initializer_list>
@@ -20,6 +21,8 @@
 #include <span>
 #include <utility>
 #include <vector>
+
+#include <unistd.h>
 
 namespace procimage::sdk {
 
@@ -34,6 +37,39 @@ inline uint64_t boot_now_ns()
 	timespec ts{};
 	clock_gettime(CLOCK_BOOTTIME, &ts);
 	return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// Does pid still name the process that started at start_ns (pid_start_ns, ns since boot; 0:
+// any process)? /proc/PID/stat gives the start in clock ticks: they agree within two ticks.
+// False when the process is gone. proc: the proc file system (a fake one in tests).
+inline bool same_process(uint32_t pid, uint64_t start_ns, const std::string &proc = "/proc")
+{
+	std::string path = proc + "/" + std::to_string(pid) + "/stat";
+	FILE *f = std::fopen(path.c_str(), "re");
+	if (!f)
+		return false;
+	char buf[1024];
+	size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+	std::fclose(f);
+	buf[n] = '\0';
+	// the fields after the command name (which may hold spaces and parentheses)
+	const char *p = std::strrchr(buf, ')');
+	if (!p)
+		return false;
+	if (!start_ns)
+		return true;
+	p++;
+	for (int field = 2; field < 22 && *p; p++) // starttime is field 22
+		if (*p == ' ')
+			field++;
+	char *end = nullptr;
+	unsigned long long ticks = std::strtoull(p, &end, 10);
+	long hz = sysconf(_SC_CLK_TCK);
+	if (end == p || hz <= 0)
+		return false;
+	uint64_t tick = 1000000000ULL / static_cast<uint64_t>(hz);
+	uint64_t started = ticks * tick;
+	return started + 2 * tick >= start_ns && start_ns + 2 * tick >= started;
 }
 
 inline void log(const pi_host &host, int level, const std::string &msg)
@@ -59,7 +95,7 @@ public:
 		probe_.assign(probe);
 		event_.assign(event);
 		comm_.clear();
-		ts_ns_ = pid_start_ns_ = 0;
+		ts_ns_ = pid_start_ns_ = cgroup_id_ = 0;
 		pid_ = tid_ = 0;
 		cpu_ = -1;
 		text_.clear();
@@ -78,6 +114,7 @@ public:
 		tid_ = h.tid;
 		cpu_ = static_cast<int32_t>(h.cpu);
 		pid_start_ns_ = h.pid_start_ns;
+		cgroup_id_ = h.cgroup_id;
 		comm_.assign(h.comm, strnlen(h.comm, sizeof(h.comm)));
 		return *this;
 	}
@@ -86,6 +123,8 @@ public:
 	record &cpu(int32_t c) { cpu_ = c; return *this; }
 	record &comm(std::string_view c) { comm_.assign(c); return *this; }
 	record &pid_start(uint64_t ns) { pid_start_ns_ = ns; return *this; }
+	// The task's v2 cgroup id (pi_event_header.cgroup_id); the host names the path.
+	record &cgroup_id(uint64_t id) { cgroup_id_ = id; return *this; }
 
 	record &u64(const char *key, uint64_t v, pi_field_fmt fmt = PI_FMT_PLAIN)
 	{
@@ -175,6 +214,7 @@ public:
 		rec_.comm = comm_.c_str();
 		rec_.fields = fields_.data();
 		rec_.plugin = probe_.c_str();
+		rec_.cgroup_id = cgroup_id_;
 		return rec_;
 	}
 
@@ -206,7 +246,7 @@ private:
 	}
 
 	std::string probe_, event_, comm_;
-	uint64_t ts_ns_ = 0, pid_start_ns_ = 0;
+	uint64_t ts_ns_ = 0, pid_start_ns_ = 0, cgroup_id_ = 0;
 	uint32_t pid_ = 0, tid_ = 0;
 	int32_t cpu_ = -1;
 	std::string text_;                // keys and strings, each ended by a NUL

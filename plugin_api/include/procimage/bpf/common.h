@@ -79,6 +79,9 @@ struct pi_event_header {
 	__u32 tid;          /* the kernel's pid */
 	__u64 pid_start_ns; /* group leader's start time, ns since boot */
 	char comm[PI_COMM_LEN];
+	/* The task's cgroup on the v2 hierarchy (its kernfs id, what bpf_get_current_cgroup_id()
+	 * returns for it); 0: not read. The host turns it into the record's cgroup path. */
+	__u64 cgroup_id;
 };
 
 #endif /* PROCIMAGE_BPF_COMMON_H */

@@ -204,6 +204,13 @@ static __always_inline void pi_output(void *ringbuf, void *rec, __u64 size)
 		pi_count_lost_as(PI_LOST_RINGBUF);
 }
 
+/* A task's cgroup on the v2 hierarchy: the id pi_task_in_cgroup() compares, and the one the
+ * host names in each record's cgroup path. */
+static __always_inline __u64 pi_task_cgroup_id(struct task_struct *t)
+{
+	return BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
+}
+
 /* Fill the common header from a task (not necessarily current). */
 static __always_inline void pi_fill_header(struct pi_event_header *h, __u16 kind, __u16 size,
 					   struct task_struct *t)
@@ -217,6 +224,7 @@ static __always_inline void pi_fill_header(struct pi_event_header *h, __u16 kind
 	/* the idle task of a CPU (tgid 0) belongs to no process: no process start */
 	h->pid_start_ns = h->pid ? BPF_CORE_READ(t, group_leader, start_boottime) : 0;
 	BPF_CORE_READ_STR_INTO(&h->comm, t, comm);
+	h->cgroup_id = pi_task_cgroup_id(t);
 }
 
 /* A task's state: task_struct.__state from 5.14, .state before. */
