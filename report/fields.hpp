@@ -59,6 +59,21 @@ inline uint64_t ts(const json &r) { return u64(r, "ts_ns").value_or(0); }
 inline uint32_t pid(const json &r) { return static_cast<uint32_t>(u64(r, "pid").value_or(0)); }
 inline uint32_t tid(const json &r) { return static_cast<uint32_t>(u64(r, "tid").value_or(0)); }
 inline std::string comm(const json &r) { return str(r, "comm"); }
+inline std::string cgroup(const json &r) { return str(r, "cgroup"); }
+// profile's stack rows: samples and the two stacks, innermost frame first
+inline std::optional<uint64_t> samples(const json &r) { return u64(r, "samples"); }
+inline std::vector<std::string> frames(const json &r, const char *key)
+{
+	std::vector<std::string> v;
+	auto it = r.find(key);
+	if (it != r.end() && it->is_array())
+		for (const auto &x : *it)
+			if (x.is_string())
+				v.push_back(x.get<std::string>());
+	return v;
+}
+inline std::vector<std::string> ustack(const json &r) { return frames(r, "ustack"); }
+inline std::vector<std::string> kstack(const json &r) { return frames(r, "kstack"); }
 inline uint64_t pid_start(const json &r) { return u64(r, "pid_start_ns").value_or(0); }
 inline std::optional<uint64_t> interval(const json &r) { return u64(r, "interval_ns"); }
 inline std::optional<uint64_t> duration(const json &r) { return u64(r, "dur_ns"); }

@@ -100,12 +100,110 @@ static std::string series_svg(const std::string &title, const std::vector<std::p
 	return o;
 }
 
+// The processes grouped by cgroup (only when the records named more than the root cgroup).
+static std::string cgroups_html(const model &m)
+{
+	auto groups = by_cgroup(m);
+	bool named = std::any_of(groups.begin(), groups.end(), [](const cgroup_figures &g) { return !g.cgroup.empty() && g.cgroup != "/"; });
+	if (!named)
+		return "";
+	std::string o = "<h2>By cgroup</h2><table><tr><th>cgroup</th><th>processes</th><th>CPU</th><th>syscalls</th>"
+			"<th>errors</th><th>run-queue delay</th><th>lock wait</th></tr>";
+	for (const auto &g : groups)
+		o += "<tr><td>" + esc(g.cgroup.empty() ? "(not named)" : g.cgroup) + "</td><td>" + std::to_string(g.processes) +
+		     "</td><td>" + dur(g.cpu_ns) + "</td><td>" + num(g.syscalls) + "</td><td>" + num(g.syscall_errors) +
+		     "</td><td>" + dur(g.sched_delay_ns) + "</td><td>" + dur(g.lock_wait_ns) + "</td></tr>";
+	return o + "</table>";
+}
+
+// The frames of a folded stack, outermost first.
+static std::vector<std::string> split_frames(const std::string &folded)
+{
+	std::vector<std::string> v;
+	size_t at = 0;
+	while (at <= folded.size()) {
+		size_t semi = folded.find(';', at);
+		if (semi == std::string::npos)
+			semi = folded.size();
+		v.push_back(folded.substr(at, semi - at));
+		at = semi + 1;
+	}
+	return v;
+}
+
+// The profile's samples: an icicle graph (callers above their callees, widths the share of
+// samples) of the heaviest stacks, then those stacks as a table.
+static std::string stacks_html(const model &m)
+{
+	if (!m.has("profile"))
+		return "";
+	std::string o = "<h2>Where the CPU time went (on-CPU samples)</h2>";
+	if (!m.stack_samples)
+		return o + "<p class=nc>no samples</p>";
+	auto top = top_stacks(m, 400);
+	struct node {
+		std::map<std::string, node> kids;
+		uint64_t n = 0;
+	} root;
+	size_t depth = 0;
+	for (const auto &s : top) {
+		node *at = &root;
+		at->n += s.samples;
+		auto frames = split_frames(s.folded);
+		depth = std::max(depth, frames.size());
+		for (const auto &f : frames) {
+			at = &at->kids[f];
+			at->n += s.samples;
+		}
+	}
+	const double W = 1100, RH = 17;
+	depth = std::min<size_t>(depth, 80);
+	o += "<svg class=flame width='" + fmt("%.0f", W) + "' height='" + fmt("%.0f", RH * double(depth) + 4) + "'>";
+	std::function<void(const node &, double, double, size_t)> draw = [&](const node &n, double x, double w, size_t d) {
+		for (const auto &[name, k] : n.kids) {
+			double kw = w * double(k.n) / double(n.n ? n.n : 1);
+			if (kw >= 0.5 && d < depth) {
+				bool kernel = name.size() > 4 && name.compare(name.size() - 4, 4, "_[k]") == 0;
+				std::string tip = name + " — " + std::to_string(k.n) + " samples (" +
+						  fmt("%.1f", 100.0 * double(k.n) / double(m.stack_samples)) + "%)";
+				o += "<g><title>" + esc(tip) + "</title><rect x='" + fmt("%.1f", x) + "' y='" + fmt("%.0f", RH * double(d)) +
+				     "' width='" + fmt("%.1f", kw) + "' height='" + fmt("%.0f", RH - 1) + "' fill='" +
+				     (d == 0 ? "#ced4da" : kernel ? "#f08c00" : "#e8590c") + "' fill-opacity='" +
+				     fmt("%.2f", 0.55 + 0.45 * double(k.n) / double(root.n)) + "'/>";
+				if (kw > 40) {
+					size_t fit = size_t((kw - 6) / 7);
+					std::string label = name.size() > fit ? name.substr(0, fit > 1 ? fit - 1 : 0) + "…" : name;
+					o += "<text x='" + fmt("%.1f", x + 3) + "' y='" + fmt("%.0f", RH * double(d) + 12) + "'>" + esc(label) + "</text>";
+				}
+				o += "</g>";
+				draw(k, x, kw, d + 1);
+			}
+			x += kw;
+		}
+	};
+	draw(root, 0, W, 0);
+	o += "</svg><p class=sub>" + std::to_string(m.stack_samples) + " samples in " + std::to_string(m.stacks.size()) +
+	     " distinct stacks; the first row is the command, each row below the functions it called. Kernel frames "
+	     "end in _[k]. The same stacks in collapsed form: <code>-o folded:PATH</code>.</p>";
+	o += "<table><tr><th>samples</th><th>share</th><th>stack (caller › callee)</th></tr>";
+	auto shown = top_stacks(m, 15);
+	for (const auto &s : shown) {
+		auto frames = split_frames(s.folded);
+		std::string text;
+		for (size_t i = 0; i < frames.size(); i++)
+			text += (i ? " › " : "") + (i + 1 == frames.size() ? "<b>" + esc(frames[i]) + "</b>" : esc(frames[i]));
+		o += "<tr><td>" + std::to_string(s.samples) + "</td><td>" +
+		     fmt("%.1f%%", 100.0 * double(s.samples) / double(m.stack_samples)) + "</td><td class=stack>" + text + "</td></tr>";
+	}
+	return o + "</table>";
+}
+
 std::string render_html(const model &m)
 {
 	std::string o = R"(<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>procimage portrait</title><style>
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#212529;background:#fff}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #dee2e6}
-.sub{color:#868e96}.tree{font:13px ui-monospace,monospace;white-space:pre;background:#f8f9fa;padding:10px;border-radius:6px}
+.sub{color:#868e96}.flame text{font:11px ui-monospace,monospace;fill:#212529;pointer-events:none}td.stack{font:12px ui-monospace,monospace;word-break:break-all}.tree{font:13px ui-monospace,monospace;white-space:pre;background:#f8f9fa;padding:10px;border-radius:6px}
 table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #f1f3f5;text-align:left;vertical-align:top}
 .nc{color:#adb5bd;font-style:italic}figure{display:inline-block;margin:6px 14px 6px 0}figcaption{font-weight:600}
 .ax{font-size:10px;fill:#868e96}.leg span{display:inline-block;width:10px;height:10px;margin:0 4px 0 8px}
@@ -249,6 +347,8 @@ table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #f
 			     "</td><td>" + esc(how_ended(p)) + "</td><td>" + dur(p.lifetime_ns) + "</td><td>" + dur(p.cpu_ns) + "</td></tr>";
 		o += "</table>";
 	}
+	o += cgroups_html(m);
+	o += stacks_html(m);
 	if (!m.lost.empty()) {
 		o += "<h2>Losses</h2><table>";
 		for (auto &[k, n] : m.lost)

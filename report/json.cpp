@@ -48,6 +48,7 @@ json render_json(const model &m)
 		procs.push_back({{"pid", p.pid},
 				 {"start_ns", p.start_ns},
 				 {"comm", p.comm},
+				 {"cgroup", p.cgroup.empty() ? json(nullptr) : json(p.cgroup)},
 				 {"ppid", p.ppid},
 				 {"created_by", p.created_by},
 				 {"execs", p.execs},
@@ -73,6 +74,21 @@ json render_json(const model &m)
 	json collected = json::array();
 	for (auto &[k, _] : m.collected)
 		collected.push_back(k);
+	json cgroups = json::array();
+	for (const auto &g : by_cgroup(m))
+		cgroups.push_back({{"cgroup", g.cgroup.empty() ? json(nullptr) : json(g.cgroup)},
+				   {"processes", g.processes},
+				   {"cpu_ns", val(g.cpu_ns)},
+				   {"syscalls", val(g.syscalls)},
+				   {"syscall_errors", val(g.syscall_errors)},
+				   {"sched_delay_ns", val(g.sched_delay_ns)},
+				   {"lock_wait_ns", val(g.lock_wait_ns)}});
+	json stacks = nullptr;
+	if (m.has("profile")) {
+		stacks = json::array();
+		for (const auto &s : top_stacks(m, 50))
+			stacks.push_back({{"stack", s.folded}, {"samples", s.samples}});
+	}
 	return {{"report_version", 1},
 		{"t0_ns", m.t0_ns},
 		{"duration_ns", m.duration_ns()},
@@ -85,7 +101,10 @@ json render_json(const model &m)
 		 {{"sched", m.has("schedule") ? lat(m.system.sched) : json(nullptr)},
 		  {"syscalls", m.has("syscall") ? lat(m.system.syscall_total) : json(nullptr)},
 		  {"mem_used_peak_bytes", val(m.system.mem_used_peak_bytes)}}},
-		{"processes", procs}};
+		{"processes", procs},
+		{"cgroups", cgroups},
+		{"stack_samples", m.has("profile") ? json(m.stack_samples) : json(nullptr)},
+		{"top_stacks", stacks}};
 }
 
 } // namespace procimage::report

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "model.hpp"
 #include "fields.hpp"
+#include "sinks/folded/folded.hpp"
 
 #include <algorithm>
 #include <istream>
@@ -68,6 +69,8 @@ process_model &builder::process(const json &r)
 			p.comm = c;
 	if (p.comm.empty())
 		p.comm = f::comm(r);
+	if (auto cg = f::cgroup(r); !cg.empty())
+		p.cgroup = std::move(cg);
 	return p;
 }
 
@@ -328,6 +331,18 @@ void builder::add(const json &r)
 		// whole-run figures: per lock type (process) and per named lock (lock)
 		if (f::is_total(r) && (ev == "process" || ev == "lock") && !key.empty())
 			take(p.locks[key], r);
+	} else if (probe == "profile" && ev == "stack") {
+		// each row is one interval's samples of one thread and stack: summed over the run
+		uint64_t n = f::samples(r).value_or(0);
+		m_.stack_samples += n;
+		auto key = sinks::folded::folded_stack(f::comm(r), f::ustack(r), f::kstack(r), "_[k]");
+		auto it = m_.stacks.find(key);
+		if (it != m_.stacks.end())
+			it->second += n;
+		else if (m_.stacks.size() < max_stacks)
+			m_.stacks.emplace(std::move(key), n);
+		else
+			m_.stacks["[other stacks]"] += n;
 	}
 }
 
@@ -357,6 +372,46 @@ model builder::finish()
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	m_.ncpu = n > 0 ? unsigned(n) : 1;
 	return std::move(m_);
+}
+
+std::vector<cgroup_figures> by_cgroup(const model &m)
+{
+	std::map<std::string, cgroup_figures> g;
+	auto add = [](opt_u64 &to, const opt_u64 &v) {
+		if (v)
+			to = to.value_or(0) + *v;
+	};
+	for (const auto &p : m.processes) {
+		auto &c = g[p.cgroup];
+		c.cgroup = p.cgroup;
+		c.processes++;
+		add(c.cpu_ns, p.cpu_ns);
+		add(c.syscalls, p.syscall_total.count);
+		add(c.syscall_errors, p.syscall_total.errors);
+		add(c.sched_delay_ns, p.sched.sum_ns);
+		for (const auto &[_, l] : p.locks)
+			add(c.lock_wait_ns, l.wait_ns);
+	}
+	std::vector<cgroup_figures> v;
+	for (auto &[_, c] : g)
+		v.push_back(std::move(c));
+	std::stable_sort(v.begin(), v.end(), [](const cgroup_figures &a, const cgroup_figures &b) {
+		if (a.cgroup.empty() != b.cgroup.empty())
+			return b.cgroup.empty();
+		return a.cpu_ns.value_or(0) > b.cpu_ns.value_or(0);
+	});
+	return v;
+}
+
+std::vector<stack_figures> top_stacks(const model &m, size_t n)
+{
+	std::vector<stack_figures> v;
+	for (const auto &[s, k] : m.stacks)
+		v.push_back({s, k});
+	std::stable_sort(v.begin(), v.end(), [](const stack_figures &a, const stack_figures &b) { return a.samples > b.samples; });
+	if (v.size() > n)
+		v.resize(n);
+	return v;
 }
 
 model read_jsonl(std::istream &in)

@@ -88,7 +88,22 @@ struct process_model {
 	std::map<uint32_t, thread_model> threads;
 	std::vector<instant> instants;
 	std::vector<sample> samples;
+	std::string cgroup; // its v2 cgroup as last seen ("" when no record named one)
 	std::optional<double> cpu_share() const;
+};
+
+// The processes of one cgroup together (the report groups by the records' cgroup).
+struct cgroup_figures {
+	std::string cgroup; // "" for processes no record named a cgroup for
+	uint64_t processes = 0;
+	opt_u64 cpu_ns, syscalls, syscall_errors, sched_delay_ns, lock_wait_ns;
+};
+
+// One distinct stack of the profile probe over the whole run: "comm;outermost;…;leaf" as the
+// folded sink writes it (kernel frames after the user ones, marked "_[k]"), and its samples.
+struct stack_figures {
+	std::string folded;
+	uint64_t samples = 0;
 };
 
 struct system_model {
@@ -104,6 +119,8 @@ struct model {
 	unsigned ncpu = 1;
 	std::vector<process_model> processes;
 	system_model system;
+	std::map<std::string, uint64_t> stacks; // folded stack -> samples (profile)
+	uint64_t stack_samples = 0;             // every sample, those past the cap of stacks included
 	std::map<std::string, bool> collected;  // probe -> seen
 	std::map<std::string, uint64_t> lost;   // probe -> records lost
 	uint64_t records = 0, unreadable = 0;
@@ -131,10 +148,16 @@ private:
 	std::map<std::pair<uint32_t, uint64_t>, size_t> by_start_;
 	std::map<uint32_t, uint32_t> pending_parent_;   // child pid -> parent pid (fork seen first)
 	size_t max_slices_, slices_ = 0;
+	static constexpr size_t max_stacks = 20000; // distinct stacks kept; the rest summed as one
 	uint64_t dropped_slices_ = 0;
 };
 
 model read_jsonl(std::istream &in);
+
+// The processes grouped by cgroup, the most CPU first (processes without one last).
+std::vector<cgroup_figures> by_cgroup(const model &m);
+// The n stacks with the most samples.
+std::vector<stack_figures> top_stacks(const model &m, size_t n);
 
 std::string render_text(const model &m, bool brief = false);
 nlohmann::json render_json(const model &m);

@@ -116,6 +116,26 @@ std::string render_text(const model &m, bool brief)
 			}
 		}
 	}
+	if (!brief) {
+		auto groups = by_cgroup(m);
+		if (std::any_of(groups.begin(), groups.end(), [](const cgroup_figures &g) { return !g.cgroup.empty() && g.cgroup != "/"; })) {
+			out += "\nby cgroup:\n";
+			for (const auto &g : groups)
+				out += row(g.cgroup.empty() ? "(not named)" : g.cgroup,
+					   std::to_string(g.processes) + " processes, CPU " + dur(g.cpu_ns) + ", " + num(g.syscalls) +
+						   " syscalls (" + num(g.syscall_errors) + " errors), run-queue delay " +
+						   dur(g.sched_delay_ns) + ", lock wait " + dur(g.lock_wait_ns));
+		}
+		if (m.has("profile") && m.stack_samples) {
+			out += "\ntop stacks (" + std::to_string(m.stack_samples) + " on-CPU samples, caller;…;callee):\n";
+			for (const auto &s : top_stacks(m, 10)) {
+				char b[32];
+				std::snprintf(b, sizeof b, "  %5.1f%% %8llu  ", 100.0 * double(s.samples) / double(m.stack_samples),
+					      static_cast<unsigned long long>(s.samples));
+				out += b + s.folded + "\n";
+			}
+		}
+	}
 	uint64_t lost = 0;
 	for (auto &[_, n] : m.lost)
 		lost += n;

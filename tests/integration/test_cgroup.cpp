@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <csignal>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -417,6 +418,21 @@ TEST_CASE("cgroup: every record names its process's cgroup, whatever the target;
 		else if (e.value("pid", 0L) != 0)
 			CHECK(e.contains("cgroup"));
 	}
+	// the portrait groups the processes by the cgroup each was last in: /bin/true in a; the
+	// shell and /bin/echo in b
+	auto rep = t::run({t::procimage_bin(), "report", "--format", "json", out});
+	REQUIRE(rep.status == 0);
+	json portrait = json::parse(rep.out);
+	std::map<std::string, uint64_t> procs;
+	for (const auto &g : portrait["cgroups"])
+		if (g["cgroup"].is_string())
+			procs[g["cgroup"]] = g["processes"];
+	INFO(portrait["cgroups"].dump());
+	CHECK(procs["/" + a.name] == 1);
+	CHECK(procs["/" + b.name] == 2);
+	auto text = t::run({t::procimage_bin(), "report", out});
+	REQUIRE(text.status == 0);
+	CHECK(text.out.find("by cgroup:") != std::string::npos);
 }
 
 TEST_CASE("cgroup: the Prometheus exporter labels a cgroup target's process series with the target's cgroup")

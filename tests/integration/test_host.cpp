@@ -115,7 +115,7 @@ TEST_CASE("host: SIGTERM flushes every sink and detaches; the summary is written
 	CHECK(recs.back()["event"] == "summary");
 	// the CSV sink got the same exits
 	std::string csv = t::read_file(d.file("csv/keytime_exit.csv"));
-	CHECK_THAT(csv, Catch::StartsWith("ts_ns,probe,plugin,event,pid,tid,comm,cpu,pid_start_ns,exit_code,signal"));
+	CHECK_THAT(csv, Catch::StartsWith("ts_ns,probe,plugin,event,pid,tid,comm,cpu,pid_start_ns,cgroup,exit_code,signal"));
 	CHECK_THAT(csv, Catch::Contains(",keytime,,exit," + std::to_string(shell) + "," + std::to_string(shell) + ","));
 	// and none of its programs survives it
 	// (the kernel frees programs after an RCU grace period: allow it a moment)

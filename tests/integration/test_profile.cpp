@@ -155,6 +155,26 @@ TEST_CASE("profile: the hot function holds most samples, and samples match CPU t
 	REQUIRE(summary.size() == 1);
 	CHECK(summary[0]["lost_total"] == 0);
 	CHECK(summary[0]["errors"] == 0);
+
+	// the portrait's top stacks: the folded file's heaviest line, with every sample counted
+	uint64_t all_samples = 0;
+	for (const auto &r : t::select_records(p.records, "profile", "stack"))
+		all_samples += r["samples"].get<uint64_t>();
+	auto rep = t::run({t::procimage_bin(), "report", "--format", "json", d.file("out.jsonl")});
+	REQUIRE(rep.status == 0);
+	json portrait = json::parse(rep.out);
+	CHECK(portrait["stack_samples"] == all_samples);
+	REQUIRE(portrait["top_stacks"].is_array());
+	REQUIRE(!portrait["top_stacks"].empty());
+	std::string top_line;
+	for (const auto &f : top.frames)
+		top_line += (top_line.empty() ? "" : ";") + f;
+	CHECK(portrait["top_stacks"][0]["stack"] == top_line);
+	CHECK(portrait["top_stacks"][0]["samples"] == top.count);
+	auto html = t::run({t::procimage_bin(), "report", "--format", "html", d.file("out.jsonl")});
+	REQUIRE(html.status == 0);
+	CHECK(html.out.find("<svg class=flame") != std::string::npos);
+	CHECK(html.out.find("<b>burn_cpu_here</b>") != std::string::npos); // the leaf of a listed stack
 }
 
 TEST_CASE("profile: --set profile.freq sets the sampling frequency")
