@@ -332,8 +332,8 @@ int run_procimage(int argc, char **argv)
 			     "                                      every probe on ./app, into run.jsonl; then\n"
 			     "  procimage report run.jsonl          its portrait\n"
 			     "\nDocumentation (installed under share/doc/procimage): README.md, docs/pipeline.md,\n"
-			     "docs/filters.md, docs/controller.md, docs/events.md, docs/report.md, docs/plugin-abi.md, and each probe's\n"
-			     "plugins/<probe>/README.md.\n";
+			     "docs/filters.md, docs/controller.md, docs/events.md, docs/report.md,\n"
+			     "docs/plugin-abi.md, and each probe's plugins/<probe>/README.md.\n";
 		return 0;
 	}
 	if (needs_privileges(vm))
