@@ -300,3 +300,27 @@ TEST_CASE("filters: lock --failed and --min-duration stream the failed attempts 
 		CHECK(m_rows(recs, "failed") == 2);
 	}
 }
+
+TEST_CASE("filters: a probe built before filters (ABI 1.1) has its records filtered by comm in the host, and a warning")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	const std::string plugin = std::string(PROCIMAGE_TEST_PLUGIN_DIR) + "/probe_abi_1_1.so";
+	json p = {{"version", 1},
+		  {"probes", {{"old", {{"plugin", plugin}, {"emit", true}}}}},
+		  {"sinks", {{"jsonl", {{"path", d.file("out.jsonl")}}}}},
+		  {"target", {{"all", true}}},
+		  {"interval_ms", 100},
+		  {"duration_s", 1},
+		  {"filters", {{"comm", {"wlf-*"}}, {"failed", true}}}};
+	t::write_file(d.file("p.json"), p.dump());
+	auto r = t::run({t::procimage_bin(), "--pipeline", d.file("p.json")});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	CHECK_THAT(r.err, Catch::Contains("was built for plugin ABI 1.1, before filters (1.3): --failed, --min-duration "
+					  "and --syscall do not apply to it (--comm does, on its records)"));
+	// the plugin emitted one record of wlf-alpha and one of "other": only the first passes
+	auto ticks = t::select_records(t::read_jsonl(d.file("out.jsonl"), false), "old", "tick");
+	REQUIRE(ticks.size() == 1);
+	CHECK(ticks[0]["comm"] == "wlf-alpha");
+}
