@@ -324,3 +324,23 @@ TEST_CASE("filters: a probe built before filters (ABI 1.1) has its records filte
 	REQUIRE(ticks.size() == 1);
 	CHECK(ticks[0]["comm"] == "wlf-alpha");
 }
+
+TEST_CASE("filters: keytime --min-duration streams the off-CPU intervals that long (the 100 ms sleep), all on-CPU ones")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	filtered_run fr;
+	const uint64_t min_ns = 20000000;
+	run_on(fr, {"-k", "--cpu", "--min-duration", "20ms"}, {wl_syscall()});
+	const long worker = fr.truth.at("worker_tid");
+	auto off = t::select_records(fr.recs, "keytime", "offcpu");
+	bool slept = false;
+	for (const auto &r : off) {
+		INFO(r.dump());
+		CHECK(r["dur_ns"].get<uint64_t>() >= min_ns);
+		// the worker's nanosleep: the workload measured it with its own clock
+		slept |= r["tid"] == worker && r["reason"] == "sleeping" &&
+			 r["dur_ns"].get<uint64_t>() + 1000000 >= static_cast<uint64_t>(fr.truth.at("sleep_ns"));
+	}
+	CHECK(slept);
+	CHECK_FALSE(t::select_records(fr.recs, "keytime", "oncpu", [&](const json &r) { return r["tid"] == worker; }).empty());
+}
