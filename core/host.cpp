@@ -68,6 +68,9 @@ struct host::probe_inst {
 	std::unique_ptr<loss_ledger> losses; // from load on
 	uint64_t errors = 0;
 	std::shared_ptr<spdlog::logger> log;
+	// The host checks the comm filter on this probe's records: its kernel side cannot (built
+	// before ABI 1.3) or cannot whole (a pattern with a wildcard other than a trailing '*').
+	bool host_comm = false;
 
 	const pi_probe_ops &ops() const { return *plugin->desc->probe; }
 	std::string label() const
@@ -156,6 +159,11 @@ void host::emit_cb(void *ctx, const pi_record *rec)
 	}
 	// Records carry the instance's id ("keytime/cpu") and the plugin's name, whatever the
 	// plugin wrote (a record from an older, smaller pi_record is copied into the full one).
+	// Filtered, not lost: a thread's record the comm filter leaves out (rows of no thread, the
+	// system-wide ones, pass).
+	if (p->host_comm && rec->pid != 0 && rec->comm && rec->comm[0] &&
+	    !p->owner->pipe_.filters.comm_matches(rec->comm))
+		return;
 	pi_record named{};
 	std::memcpy(&named, rec, std::min<size_t>(rec->size, sizeof named));
 	named.size = sizeof named;
@@ -381,6 +389,7 @@ result<void> host::start()
 			spdlog::log(by_cgroup ? spdlog::level::warn : spdlog::level::info, "{}", *note);
 		}
 
+	filters_abi_ = pipe_.filters.to_abi();
 	// Sinks first: a probe's first record must find them ready.
 	for (auto &s : sinks_) {
 		s->api.size = sizeof(pi_host);
@@ -425,6 +434,14 @@ result<void> host::start()
 		p->api.wakeup_bytes = pipe_.wakeup_bytes;
 		p->api.self_tgid = self;
 		p->api.record_schema = record_schema_.c_str();
+		p->api.filters = pipe_.filters.empty() ? nullptr : &filters_abi_;
+		const auto *d = p->plugin->desc;
+		bool before_filters = d->api_major == 1 && d->api_minor < 3;
+		p->host_comm = !pipe_.filters.comm.empty() && (before_filters || pipe_.filters.comm_needs_host());
+		if (before_filters && (pipe_.filters.failed || pipe_.filters.min_duration_ns || !pipe_.filters.syscalls.empty()))
+			p->log->warn("{} was built for plugin ABI {}.{}, before filters (1.3): --failed, --min-duration and "
+				     "--syscall do not apply to it (--comm does, on its records)",
+				     p->label(), d->api_major, d->api_minor);
 		char err[PI_ERRBUF_SIZE] = "";
 		std::string cfg = p->spec.config.dump();
 		try {

@@ -111,6 +111,7 @@ private:
 	std::string control_name_ = "default";
 	uint64_t started_epoch_ns_ = 0;
 	uint64_t boot_to_epoch_ = 0;
+	pi_filters filters_abi_{}; // pipe_.filters as handed to the probes (pi_host.filters)
 	uint64_t core_lost_ = 0;
 	bool stopping_ = false;
 	bool parallel_detach_ = false;  // probes detach in threads: emit_cb serializes on emit_mu_

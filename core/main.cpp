@@ -236,7 +236,8 @@ int run_procimage(int argc, char **argv)
 		("keytime,k", "the keytime probe")
 		("lock,l", "the lock probe")
 		("resource,r", "the resource probe")
-		("syscall,s", "the syscall probe (lower-case s): each system call's name, latency and result")
+		(",s", "the syscall probe (lower-case s): each system call's name, latency and result; also --syscall, "
+		 "which takes an optional filter (see Filters)")
 		("schedule,S", "the schedule probe (capital S): how long the runnable target waits for a CPU")
 		("profile", "the profile probe: on-CPU stack samples (--set profile.freq=99)")
 		("pid,p", po::value<int64_t>()->value_name("TID"), "target one thread, by the kernel's pid (TID); 0 with -c: a CPU's idle task")
@@ -276,11 +277,31 @@ int run_procimage(int argc, char **argv)
 		("check", "check the pipeline and the plugins' configurations, load nothing, and exit")
 		("verbose,v", po::value<int>()->implicit_value(1)->zero_tokens(), "debug logging, with libbpf's warnings and information messages")
 		("quiet,q", "warnings and errors only");
+	po::options_description filter_opts("Filters (every probe they apply to; docs/filters.md)");
+	filter_opts.add_options()
+		("comm", po::value<std::vector<std::string>>()->value_name("NAME"), "only threads named NAME (repeatable, up to 8): exact, or a glob (nginx*, *worker, ?sh)")
+		("failed", "stream only failures: failed execs, non-zero exits, syscalls that returned an error, failed lock attempts")
+		("min-duration", po::value<std::string>()->value_name("DUR"), "stream only off-CPU intervals, lock waits and syscalls lasting DUR or more (500us, 2ms, 1.5s); aggregates keep all")
+		("syscall", po::value<std::vector<std::string>>()->value_name("NAME[,NAME...]")->implicit_value({}, ""),
+		 "syscall probe: trace only these system calls (repeatable); records and counts hold no other");
 	// clang-format on
+
+	desc.add(filter_opts);
+
+	// "--syscall NAME[,NAME...]": the probe flag with an optional list. Boost reads an optional
+	// value only when it is attached ("--syscall=read"), so a word after --syscall that is no
+	// option is attached to it here.
+	std::vector<std::string> args;
+	for (int i = 1; i < our_argc; i++) {
+		std::string a = argv[i];
+		if (a == "--syscall" && i + 1 < our_argc && argv[i + 1][0] != '-' && argv[i + 1][0] != '\0')
+			a += "=" + std::string(argv[++i]);
+		args.push_back(std::move(a));
+	}
 
 	po::variables_map vm;
 	try {
-		auto parsed = po::command_line_parser(our_argc, argv).options(desc).run();
+		auto parsed = po::command_line_parser(args).options(desc).run();
 		// words that are no option: most likely a command without "--" before it
 		auto extra = po::collect_unrecognized(parsed.options, po::include_positional);
 		if (!extra.empty()) {
@@ -311,8 +332,8 @@ int run_procimage(int argc, char **argv)
 			     "                                      every probe on ./app, into run.jsonl; then\n"
 			     "  procimage report run.jsonl          its portrait\n"
 			     "\nDocumentation (installed under share/doc/procimage): README.md, docs/pipeline.md,\n"
-			     "docs/controller.md, docs/events.md, docs/report.md, docs/plugin-abi.md, and each probe's\n"
-			     "plugins/<probe>/README.md.\n";
+			     "docs/filters.md, docs/controller.md, docs/events.md, docs/report.md,\n"
+			     "docs/plugin-abi.md, and each probe's plugins/<probe>/README.md.\n";
 		return 0;
 	}
 	if (needs_privileges(vm))
@@ -367,7 +388,13 @@ int run_procimage(int argc, char **argv)
 		return print_features(probes);
 	}
 
-	bool shorthand = false;
+	// --syscall with names: the syscall probe and its filter; alone, the probe (as -s)
+	std::vector<std::string> syscall_lists;
+	if (vm.count("syscall"))
+		for (const auto &l : vm["syscall"].as<std::vector<std::string>>())
+			if (!l.empty())
+				syscall_lists.push_back(l);
+	bool shorthand = vm.count("-s") > 0;
 	for (const char *k : {"all", "keytime", "lock", "resource", "syscall", "schedule", "profile", "pid", "tid", "tgid",
 			      "cpuid", "myproc", "cgroup", "unit", "container", "cpu", "stacks", "output", "interval", "start",
 			      "batch", "set", "follow", "duration"})
@@ -375,10 +402,10 @@ int run_procimage(int argc, char **argv)
 
 	pipeline p;
 	if (vm.count("pipeline")) {
-		for (const char *k : {"all", "keytime", "lock", "resource", "syscall", "schedule", "profile", "cpu", "stacks", "output", "batch", "set"})
-			if (vm.count(k)) {
-				std::fprintf(stderr, "procimage: --%s cannot be combined with --pipeline (the pipeline file "
-						     "names its probes and sinks)\n", k);
+		for (const char *k : {"all", "keytime", "lock", "resource", "-s", "syscall", "schedule", "profile", "cpu", "stacks", "output", "batch", "set"})
+			if (vm.count(k) && !(std::string(k) == "syscall" && !syscall_lists.empty())) {
+				std::fprintf(stderr, "procimage: %s%s cannot be combined with --pipeline (the pipeline file "
+						     "names its probes and sinks)\n", k[0] == '-' ? "" : "--", k);
 				return EXIT_USAGE;
 			}
 		auto r = load_pipeline_file(vm["pipeline"].as<std::string>());
@@ -415,7 +442,7 @@ int run_procimage(int argc, char **argv)
 			}
 		} else {
 			for (const auto &[n, _] : SHORTHAND_PROBES)
-				if (vm.count(n))
+				if (vm.count(n) || (n == "syscall" && vm.count("-s")))
 					names.push_back(n);
 			if (vm.count("profile"))
 				names.push_back("profile");
@@ -605,6 +632,47 @@ int run_procimage(int argc, char **argv)
 				     "start and ends with it\n");
 		return EXIT_USAGE;
 	}
+	// Filter flags apply on top of either form (a flag given replaces the pipeline's key).
+	if (vm.count("comm")) {
+		p.filters.comm.clear();
+		for (const auto &c : vm["comm"].as<std::vector<std::string>>()) {
+			if (auto r = check_comm_pattern(c, "--comm"); !r) {
+				std::fprintf(stderr, "procimage: %s\n", r.err().msg.c_str());
+				return EXIT_USAGE;
+			}
+			p.filters.comm.push_back(c);
+		}
+		if (p.filters.comm.size() > PI_FILTER_COMMS) {
+			std::fprintf(stderr, "procimage: --comm: at most %d names or patterns\n", PI_FILTER_COMMS);
+			return EXIT_USAGE;
+		}
+	}
+	if (vm.count("failed"))
+		p.filters.failed = true;
+	if (vm.count("min-duration")) {
+		const std::string &text = vm["min-duration"].as<std::string>();
+		auto ns = parse_duration_ns(text, "--min-duration");
+		if (!ns) {
+			std::fprintf(stderr, "procimage: %s\n", ns.err().msg.c_str());
+			return EXIT_USAGE;
+		}
+		p.filters.min_duration_ns = *ns;
+		p.filters.min_duration_text = text;
+	}
+	if (!syscall_lists.empty()) {
+		p.filters.syscalls.clear();
+		p.filters.syscall_nrs.clear();
+		for (const auto &l : syscall_lists)
+			if (auto r = add_syscalls(p.filters, l, "--syscall"); !r) {
+				std::fprintf(stderr, "procimage: %s\n", r.err().msg.c_str());
+				return EXIT_USAGE;
+			}
+	}
+	if (auto r = check_filters_fit(p); !r) {
+		std::fprintf(stderr, "procimage: %s\n", r.err().msg.c_str());
+		return EXIT_USAGE;
+	}
+
 	if (vm.count("print-pipeline")) {
 		std::cout << p.to_json().dump(2) << "\n";
 		return 0;

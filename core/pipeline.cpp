@@ -237,7 +237,7 @@ result<pipeline> parse_pipeline(const json &doc, const std::string &base_dir)
 		return at("", std::string("a pipeline must be a JSON object, got ") + type_name(doc));
 	static const std::set<std::string> known = {"version", "plugin_dirs", "target", "start",
 						    "interval_ms", "flush_ms", "wakeup_bytes", "probes", "sinks",
-						    "pipelines", "command", "duration_s"};
+						    "pipelines", "command", "duration_s", "filters"};
 	for (const auto &[k, _] : doc.items())
 		if (!known.count(k))
 			return at(k, "unknown key");
@@ -295,6 +295,12 @@ result<pipeline> parse_pipeline(const json &doc, const std::string &base_dir)
 			return at("duration_s", "expected a number of seconds, more than 0 and at most 604800");
 		p.duration_s = v.get<double>();
 	}
+	if (doc.contains("filters")) {
+		auto f = parse_filters(doc["filters"], "filters");
+		if (!f)
+			return f.err();
+		p.filters = std::move(*f);
+	}
 	if (!doc.contains("probes"))
 		return at("probes", "required (at least one probe)");
 	auto probes = parse_components(doc, "probes", true, base_dir);
@@ -323,6 +329,8 @@ result<pipeline> parse_pipeline(const json &doc, const std::string &base_dir)
 			return at("command", "expected a program and its arguments");
 		p.command = *cmd;
 	}
+	if (auto r = check_filters_fit(p); !r)
+		return r.err();
 	if (!p.command.empty() && p.duration_s > 0)
 		return at("duration_s", "cannot go with a command: a command's run ends when the command does "
 					"(bound the command itself, e.g. timeout SEC CMD)");
@@ -515,6 +523,8 @@ json pipeline::to_json() const
 	j["wakeup_bytes"] = wakeup_bytes;
 	if (duration_s > 0)
 		j["duration_s"] = duration_s;
+	if (!filters.empty())
+		j["filters"] = filters.to_json();
 	auto comps = [](const std::vector<component> &cs, bool probes) {
 		json o = json::object();
 		for (const auto &c : cs) {
@@ -535,6 +545,20 @@ json pipeline::to_json() const
 	if (!command.empty())
 		j["command"] = command;
 	return j;
+}
+
+result<void> check_filters_fit(const pipeline &p)
+{
+	if (p.filters.syscalls.empty())
+		return {};
+	for (const auto &c : p.probes) {
+		const std::string &pl = c.plugin;
+		std::string base = pl.substr(pl.find_last_of('/') == std::string::npos ? 0 : pl.find_last_of('/') + 1);
+		if (pl == "syscall" || base == "probe_syscall.so")
+			return {};
+	}
+	return usage_error("filters.syscall: the syscall filter needs the syscall probe (-s, or a probe with "
+			   "plugin \"syscall\")");
 }
 
 void route_readable_output(pipeline &p)

@@ -4,6 +4,7 @@
 // Format: docs/pipeline.md.
 #pragma once
 
+#include "filters.hpp"
 #include "result.hpp"
 
 #include <nlohmann/json.hpp>
@@ -68,6 +69,7 @@ struct pipeline {
 	std::vector<component> sinks;
 	std::vector<wire> wires;
 	std::vector<std::string> command;
+	filter_spec filters;              // "filters" (--comm, --failed, --min-duration, --syscall)
 
 	nlohmann::json to_json() const;
 	// Sinks wired to the probe (indices into sinks).
@@ -99,5 +101,7 @@ struct set_flag {
 };
 result<set_flag> parse_set_flag(const std::string &kv);
 result<target_spec> parse_target(const nlohmann::json &j, const std::string &path);
+// A syscall filter needs the syscall probe: one line naming the fix when none is in p.
+result<void> check_filters_fit(const pipeline &p);
 
 } // namespace procimage::core

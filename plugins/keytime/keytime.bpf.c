@@ -124,6 +124,17 @@ int BPF_PROG(kt_newtask, struct task_struct *child, u64 clone_flags)
 {
 	if (!pi_wanted_current())
 		return 0;
+	if (pi_filter_failed) {
+		/* --failed: a creation is no failure and is not streamed; what the exit and the
+		 * vfork release need is kept all the same */
+		__u32 tid = BPF_CORE_READ(child, pid);
+		__u32 kind = clone_flags & CLONE_THREAD_FLAG  ? KT_CLONE_THREAD
+			     : clone_flags & CLONE_VFORK_FLAG ? KT_CLONE_VFORK
+							       : KT_CLONE_FORK;
+		if (bpf_map_update_elem(&kt_births, &tid, &kind, BPF_ANY) != 0)
+			pi_count_lost_as(KT_LOST_BIRTHS);
+		return 0;
+	}
 	struct kt_newtask *e = pi_reserve(&kt_events, sizeof(*e));
 	if (!e)
 		return 0;
@@ -160,7 +171,8 @@ static __always_inline void vfork_release(struct task_struct *child, __u32 tid, 
 	struct vfork_parent *vp = bpf_map_lookup_elem(&kt_vforks, &tid);
 	if (!vp)
 		return;
-	struct kt_vfork_done *e = pi_active() ? pi_reserve(&kt_events, sizeof(*e)) : NULL;
+	/* (none with --failed: the parent did not fail) */
+	struct kt_vfork_done *e = pi_active() && !pi_filter_failed ? pi_reserve(&kt_events, sizeof(*e)) : NULL;
 	if (e) {
 		e->h.kind = KT_VFORK_DONE;
 		e->h.size = sizeof(*e);
@@ -257,8 +269,9 @@ static __always_inline int exec_exit(long ret)
 	struct kt_exec *e = bpf_map_lookup_elem(&kt_exec_inflight, &tid);
 	if (!e)
 		return 0;
-	if (!pi_active()) {
-		/* deactivated while the exec ran: it ends outside the window */
+	if (!pi_active() || (pi_filter_failed && ret >= 0)) {
+		/* deactivated while the exec ran: it ends outside the window; or it succeeded and
+		 * only failures are streamed (--failed) */
 		bpf_map_delete_elem(&kt_exec_inflight, &tid);
 		return 0;
 	}
@@ -337,8 +350,9 @@ int BPF_PROG(kt_process_exec, struct task_struct *p, pid_t old_pid, struct linux
 		}
 		return 0;
 	}
-	/* No syscall entry seen (kernel-started exec, or target activated mid-exec). */
-	if (!pi_wanted(BPF_CORE_READ(p, tgid), tid))
+	/* No syscall entry seen (kernel-started exec, or target activated mid-exec): it
+	 * succeeded, and is no failure for --failed. */
+	if (pi_filter_failed || !pi_wanted(BPF_CORE_READ(p, tgid), tid))
 		return 0;
 	struct kt_exec *r = pi_reserve(&kt_events, sizeof(*r));
 	if (!r)
@@ -368,6 +382,9 @@ static __always_inline void on_process_exit(struct task_struct *p, bool group_de
 	if (born)
 		bpf_map_delete_elem(&kt_births, &tid);
 	if (!pi_wanted(BPF_CORE_READ(p, tgid), tid))
+		return;
+	/* --failed: only exits with a non-zero code or by a signal (exit_code is non-zero) */
+	if (pi_filter_failed && BPF_CORE_READ(p, exit_code) == 0)
 		return;
 	struct kt_exit *e = pi_reserve(&kt_events, sizeof(*e));
 	if (!e)
@@ -546,7 +563,8 @@ static __always_inline void on_switch(void *ctx, bool preempt, struct task_struc
 	__u32 ntid = BPF_CORE_READ(next, pid);
 	if (pi_wanted_in(BPF_CORE_READ(next, tgid), ntid, next)) {
 		struct cpu_state *st = bpf_map_lookup_elem(&kt_cpustate, &ntid);
-		if (st && !st->on)
+		/* --min-duration: a shorter off-CPU interval is not streamed */
+		if (st && !st->on && (!pi_filter_min_ns || now - st->since_ns >= pi_filter_min_ns))
 			emit_cpu(next, KT_OFFCPU, st, ntid);
 		struct cpu_state ns = {.since_ns = now, .on = 1, .cpu = cpu};
 		if (bpf_map_update_elem(&kt_cpustate, &ntid, &ns, BPF_ANY) != 0)

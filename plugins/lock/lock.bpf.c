@@ -350,6 +350,10 @@ static __always_inline void account_release(__u32 tgid, __u32 tid, __u32 type, _
 static __always_inline void emit_acq(__u64 addr, __u64 req, __u64 acq, __u64 wait, __u64 hold, __u64 fwait,
 				     __u32 op, __u32 type, __s32 ret, __u32 nest, __u32 contended)
 {
+	/* --failed: only failed attempts (a trylock's EBUSY, a timed lock's ETIMEDOUT, ...);
+	 * --min-duration: only waits that long. The aggregates counted the acquisition already. */
+	if ((pi_filter_failed && ret == 0) || wait < pi_filter_min_ns)
+		return;
 	struct lk_acq *e = pi_reserve(&lk_events, sizeof(*e));
 	if (!e)
 		return;
@@ -503,8 +507,9 @@ static __always_inline bool wanted_cached(__u32 tgid, __u32 tid)
 	if (!st)
 		return false;
 	if (st->wanted_gen == c->generation) {
-		/* a cgroup target's threads can join or leave it within an activation */
-		if (pi_cgroup_mode(c))
+		/* a cgroup target's threads can join or leave it within an activation, and a
+		 * thread's name (the comm filter) can change */
+		if (pi_target_changes(c))
 			st->wanted = pi_wanted(tgid, tid);
 		return st->wanted;
 	}
@@ -932,7 +937,10 @@ int lk_futex_exit(struct trace_event_raw_sys_exit *ctx)
 	} else if (st->pend_addr && lock_word(st->pend_addr, st->pend_type, st->fx_addr)) {
 		pending_woke(st, tgid, tid, now, dur);
 	}
-	if (dur < lk_contention_min_ns)
+	if (dur < lk_contention_min_ns || dur < pi_filter_min_ns)
+		return 0;
+	/* --failed: only a wait that timed out (a timed lock giving up) */
+	if (pi_filter_failed && ret != -ETIMEDOUT_)
 		return 0;
 	if (lk_full && !st->fx_lock_addr)
 		return 0; /* not a tracked lock (a condition variable, a semaphore, ...) */

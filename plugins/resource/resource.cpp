@@ -225,6 +225,9 @@ private:
 	{
 		if (target.kind != PI_TARGET_TGID && target.kind != PI_TARGET_TID)
 			return;
+		// (with a comm filter, a target whose name does not match is left out on purpose)
+		if (const pi_filters *f = sdk::host_filters(host()); f && f->n_comms)
+			return;
 		for (uint32_t i = 0; i < target.n_ids; i++) {
 			uint32_t id = target.ids[i];
 			if (id == 0)

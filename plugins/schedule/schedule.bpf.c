@@ -110,8 +110,9 @@ static __always_inline bool task_wanted(struct task_struct *p, struct sc_task *t
 	if (!t)
 		return pi_wanted_in(p->tgid, p->pid, p);
 	__u64 gen = c->generation;
-	/* (a cgroup target's threads join and leave it within an activation: asked every time) */
-	if (t->wanted_gen != gen || pi_cgroup_mode(c)) {
+	/* (a cgroup target's threads join and leave it within an activation, and a thread's name
+	 * changes for the comm filter: asked every time) */
+	if (t->wanted_gen != gen || pi_target_changes(c)) {
 		t->wanted = pi_wanted_in(p->tgid, p->pid, p);
 		t->wanted_gen = gen;
 	}

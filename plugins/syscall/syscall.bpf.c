@@ -24,6 +24,9 @@ char LICENSE[] SEC("license") = "GPL";
 /* Fixed at load */
 const volatile __u32 sc_system = SC_SYSTEM_LATENCY; /* enum sc_system_mode */
 const volatile __u64 sc_inprogress_ns = 0; /* in-flight age reported by the iterator */
+/* --syscall: only the numbers set in sc_nr_mask are traced (timed, counted, streamed) */
+const volatile bool sc_nr_filter = false;
+const volatile __u64 sc_nr_mask[SC_NR_SLOTS / 64] = {};
 
 /* Written by the user side through the mmapped .bss (per activation, or at each tick) */
 __u64 sc_epoch;      /* interval number, bumped at each tick */
@@ -98,6 +101,25 @@ struct {
 
 /* ------------------------------------------------------------------ helpers */
 
+/* Is system call nr traced (the --syscall filter)? A number beyond the mask is not. */
+static __always_inline bool nr_traced(__u64 nr)
+{
+	if (!sc_nr_filter)
+		return true;
+	if (nr >= SC_NR_SLOTS)
+		return false;
+	return (sc_nr_mask[(nr >> 6) & (SC_NR_SLOTS / 64 - 1)] >> (nr & 63)) & 1;
+}
+
+/* Is a finished call streamed in the thread's sequence? --failed: only an error; --min-duration:
+ * only a call that lasted that long. (The per-syscall figures count every call.) */
+static __always_inline bool call_streamed(__u64 lat, __u32 err)
+{
+	if (pi_filter_failed && !err)
+		return false;
+	return lat >= pi_filter_min_ns;
+}
+
 static __always_inline struct pi_control *sc_control(void)
 {
 	__u32 slot = pi_slot;
@@ -114,9 +136,10 @@ static __always_inline struct pi_control *sc_control(void)
 static __always_inline void sc_classify(struct pi_control *c, struct sc_cpu *cpu, __u64 regs)
 {
 	__u64 exits = sc_exits;
-	/* (a cgroup target's threads can join or leave it at any time: asked again each call) */
+	/* (a cgroup target's threads can join or leave it at any time, and a thread's name
+	 * changes: with either, asked again each call) */
 	if (cpu->cache_regs == regs && cpu->cache_gen == c->generation && cpu->cache_exits == exits &&
-	    cpu->cache_run == sc_run && !pi_cgroup_mode(c))
+	    cpu->cache_run == sc_run && !pi_target_changes(c))
 		return;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
@@ -282,7 +305,7 @@ SEC("tp_btf/sys_enter")
 int BPF_PROG(sc_enter, struct pt_regs *regs, long id)
 {
 	struct pi_control *c = sc_control();
-	if (!c)
+	if (!c || !nr_traced((__u64)id))
 		return 0;
 	__u32 zero = 0;
 	struct sc_cpu *cpu = bpf_map_lookup_elem(&sc_cpu, &zero);
@@ -335,7 +358,7 @@ SEC("tp_btf/sys_exit")
 int BPF_PROG(sc_exit, struct pt_regs *regs, long ret)
 {
 	struct pi_control *c = sc_control();
-	if (!c)
+	if (!c || !nr_traced((__u64)regs->orig_ax))
 		return 0;
 	__u32 zero = 0;
 	struct sc_cpu *cpu = bpf_map_lookup_elem(&sc_cpu, &zero);
@@ -393,7 +416,7 @@ int BPF_PROG(sc_exit, struct pt_regs *regs, long ret)
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	if (sc_rows)
 		target_add(pid_tgid >> 32, (__u32)pid_tgid, slot, lat, err, epoch);
-	if (sc_sequence)
+	if (sc_sequence && call_streamed(lat, err))
 		seq_add(bpf_get_current_task_btf(), pid_tgid, now, nr, lat, ret, epoch);
 	return 0;
 }
@@ -488,10 +511,10 @@ int sc_scan(struct bpf_iter__task *ctx)
 			flags = SC_INPROGRESS_BEFORE_START;
 		}
 	}
-	if (!enter)
+	if (!enter || !nr_traced(nr))
 		return 0;
 	__u64 now = bpf_ktime_get_boot_ns();
-	if (now < enter || now - enter < sc_inprogress_ns)
+	if (now < enter || now - enter < sc_inprogress_ns || now - enter < pi_filter_min_ns)
 		return 0;
 	struct sc_inprogress r = {};
 	pi_fill_header(&r.h, SC_INPROGRESS, sizeof(r), t);

@@ -142,6 +142,11 @@ public:
 					   : cfg_.system == "counts" ? SC_SYSTEM_COUNTS
 								     : SC_SYSTEM_LATENCY;
 		skel_->rodata->sc_inprogress_ns = cfg_.inprogress_ms * 1000000ULL;
+		if (const pi_filters *f = sdk::host_filters(host()); f && f->n_syscalls) {
+			skel_->rodata->sc_nr_filter = true;
+			static_assert(sizeof f->syscalls == sizeof skel_->rodata->sc_nr_mask);
+			std::memcpy(skel_->rodata->sc_nr_mask, f->syscalls, sizeof f->syscalls);
+		}
 		sdk::reuse_shared_maps(skel_->obj, host());
 		bpf_map__set_max_entries(skel_->maps.sc_events, cfg_.ringbuf_kb * 1024);
 		bpf_map__set_max_entries(skel_->maps.sc_target, cfg_.max_keys);

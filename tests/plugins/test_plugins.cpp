@@ -7,9 +7,12 @@
 //   4 probe whose create throws straight through the C boundary
 //   5 a shared object with no procimage entry point
 //   6 a working sink built for ABI 1.0 (PI_PLUGIN_API_MINOR=0): a 1.x host keeps loading it
-//   7 a probe that does nothing, built for ABI 1.1 (PI_PLUGIN_API_MINOR=1): before cgroup targets
+//   7 a probe built for ABI 1.1 (PI_PLUGIN_API_MINOR=1): before cgroup targets and filters. It
+//     does nothing, unless its configuration has "emit": then at its first tick it emits one
+//     "tick" record for a thread named wlf-alpha and one for a thread named other
 #include <procimage/plugin_api.h>
 
+#include <cstring>
 #include <stdexcept>
 
 #if VARIANT == 1 || VARIANT == 2 || VARIANT == 3 || VARIANT == 6
@@ -38,16 +41,46 @@ namespace {
 int validate(const char *, char *, size_t) { return PI_OK; }
 #if VARIANT == 4
 void *create(const pi_host *, const char *, char *, size_t) { throw std::runtime_error("probe exploded"); }
+int on_tick(void *, uint64_t, int) { return PI_OK; }
+void destroy(void *) {}
 #else
-int dummy;
-void *create(const pi_host *, const char *, char *, size_t) { return &dummy; }
+struct instance {
+	const pi_host *host;
+	bool emit;
+};
+void *create(const pi_host *host, const char *config, char *, size_t)
+{
+	return new instance{host, std::strstr(config, "\"emit\"") != nullptr};
+}
+int on_tick(void *inst, uint64_t, int)
+{
+	auto *in = static_cast<instance *>(inst);
+	if (!in->emit)
+		return PI_OK;
+	in->emit = false;
+	pi_field f = {"n", PI_FT_U64, PI_FMT_PLAIN, 0, {}};
+	f.v.u = 1;
+	const char *comms[] = {"wlf-alpha", "other"};
+	for (uint32_t i = 0; i < 2; i++) {
+		pi_record r{};
+		r.size = sizeof r;
+		r.nfields = 1;
+		r.probe = PLUGIN_NAME;
+		r.event = "tick";
+		r.pid = r.tid = 4000000 + i;
+		r.cpu = -1;
+		r.comm = comms[i];
+		r.fields = &f;
+		in->host->emit(in->host->ctx, &r);
+	}
+	return PI_OK;
+}
+void destroy(void *inst) { delete static_cast<instance *>(inst); }
 #endif
 int load(void *, pi_probe_io *, char *, size_t) { return PI_OK; }
 int attach(void *, const pi_target *, char *, size_t) { return PI_OK; }
 int detach(void *, char *, size_t) { return PI_OK; }
 int on_data(void *, uint32_t, const void *, size_t) { return PI_OK; }
-int on_tick(void *, uint64_t, int) { return PI_OK; }
-void destroy(void *) {}
 const pi_probe_ops ops = {sizeof(pi_probe_ops), validate, create, load, attach, detach, on_data, on_tick, destroy};
 const pi_plugin_desc desc = {sizeof(pi_plugin_desc), PI_PLUGIN_API_MAJOR, PI_PLUGIN_API_MINOR, PI_KIND_PROBE,
 			     PLUGIN_NAME, "0.0.1", "test plugin", &ops, nullptr};

@@ -250,3 +250,70 @@ TEST_CASE("bad input: procimage-ctl --check refuses a target that does not exist
 	CHECK(req["target"] == nlohmann::json{{"tgid", getpid()}, {"follow", true}});
 	CHECK(req["options"]["syscall"]["batch"] == 5);
 }
+
+TEST_CASE("bad input: each bad filter value is one line and exit 2")
+{
+	auto one_line = [](const std::string &err) {
+		return !err.empty() && err.find('\n') == err.size() - 1;
+	};
+	const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+		{{"-k", "--min-duration", "5"}, "procimage: --min-duration: expected a duration with its unit"},
+		{{"-k", "--min-duration", "2h"}, "procimage: --min-duration: expected a duration with its unit"},
+		{{"-k", "--min-duration", "1.2.3ms"}, "procimage: --min-duration: expected a duration with its unit"},
+		{{"-k", "--min-duration", "ms"}, "procimage: --min-duration: expected a duration with its unit"},
+		{{"-k", "--min-duration", "900000s"}, "procimage: --min-duration: expected a duration with its unit"},
+		{{"-k", "--comm", ""}, "procimage: --comm: expected a thread name or a pattern, got an empty one"},
+		{{"-k", "--comm", "a-name-of-16-chr"}, "procimage: --comm: 'a-name-of-16-chr' is longer than a thread name"},
+		{{"-k", "--comm", std::string(40, 'x') + "*"}, "procimage: --comm: '" + std::string(40, 'x') + "*' is longer than 31 bytes"},
+		{{"-s", "--syscall", "read,nosuchcall"}, "procimage: --syscall: unknown system call 'nosuchcall'"},
+		{{"-s", "--syscall", "read,,write"}, "procimage: --syscall: expected syscall names separated by commas"},
+	};
+	for (const auto &[args, want] : cases) {
+		std::vector<std::string> argv = {t::procimage_bin()};
+		argv.insert(argv.end(), args.begin(), args.end());
+		argv.push_back("--print-pipeline");
+		auto r = t::run(argv);
+		INFO(args.back() << ": " << r.err);
+		CHECK(r.status == 2);
+		CHECK_THAT(r.err, Catch::StartsWith(want));
+		CHECK(one_line(r.err));
+		CHECK(r.out.empty());
+	}
+	// nine patterns: one more than the kernel checks
+	std::vector<std::string> argv = {t::procimage_bin(), "-k"};
+	for (int i = 0; i < 9; i++) {
+		argv.push_back("--comm");
+		argv.push_back("n" + std::to_string(i));
+	}
+	argv.push_back("--print-pipeline");
+	auto r = t::run(argv);
+	CHECK(r.status == 2);
+	CHECK(r.err == "procimage: --comm: at most 8 names or patterns\n");
+
+	// the pipeline's "filters" object: the same checks, and no key it does not know
+	t::temp_dir d;
+	const std::vector<std::pair<std::string, std::string>> docs = {
+		{R"({"comm": ["ok"], "color": "red"})", "filters.color: unknown key (expected comm, failed, min_duration or syscall)"},
+		{R"({"min_duration": 5})", "filters.min_duration: expected a duration with its unit, as a string"},
+		{R"({"min_duration": "5"})", "filters.min_duration: expected a duration with its unit"},
+		{R"({"failed": "yes"})", "filters.failed: expected true or false"},
+		{R"({"comm": [1]})", "filters.comm[0]: expected a string"},
+		{R"({"syscall": ["nosuchcall"]})", "filters.syscall: unknown system call 'nosuchcall'"},
+		{R"({"syscall": ["read"]})", "filters.syscall: the syscall filter needs the syscall probe"},
+		{R"([])", "filters: expected an object"},
+	};
+	for (const auto &[filters, want] : docs) {
+		t::write_file(d.file("p.json"), R"({"version": 1, "probes": {"keytime": {}}, "filters": )" + filters + "}");
+		auto pr = t::run({t::procimage_bin(), "--pipeline", d.file("p.json"), "--print-pipeline"});
+		INFO(filters << ": " << pr.err);
+		CHECK(pr.status == 2);
+		CHECK_THAT(pr.err, Catch::Contains(want));
+		CHECK(one_line(pr.err));
+	}
+	// --syscall NAMES with a pipeline that has no syscall probe
+	t::write_file(d.file("p.json"), R"({"version": 1, "probes": {"keytime": {}}})");
+	r = t::run({t::procimage_bin(), "--pipeline", d.file("p.json"), "--syscall", "read", "--print-pipeline"});
+	CHECK(r.status == 2);
+	CHECK_THAT(r.err, Catch::StartsWith("procimage: filters.syscall: the syscall filter needs the syscall probe"));
+	CHECK(one_line(r.err));
+}

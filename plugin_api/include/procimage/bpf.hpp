@@ -53,8 +53,51 @@ inline void reuse_shared_maps(bpf_object *obj, const pi_host &host)
 	}
 }
 
-// Write the host's settings into the rodata every probe has (procimage.bpf.h): its slot and
-// the ring-buffer wakeup threshold, at most a quarter of the ring. Call between open and load.
+static_assert(PI_COMM_FILTERS == PI_FILTER_COMMS, "the kernel checks every comm pattern pi_filters holds");
+
+// The run's filters (pi_host.filters), or NULL: none, or a host older than ABI 1.3.
+inline const pi_filters *host_filters(const pi_host &host)
+{
+	if (host.size < offsetof(pi_host, filters) + sizeof host.filters || !host.filters)
+		return nullptr;
+	if (host.filters->size < sizeof(pi_filters))
+		return nullptr;
+	return host.filters;
+}
+
+// The 16-byte value and mask the kernel compares a thread name with for one comm pattern (see
+// pi_comm_match in procimage.bpf.h): an exact name covers its bytes and its NUL, a glob the
+// bytes before its first wildcard (all of a "prefix*" glob; for any other the host checks the
+// whole pattern on the records).
+inline void comm_pattern_words(const char *pattern, bool glob, uint64_t val[2], uint64_t mask[2])
+{
+	unsigned char v[PI_COMM_LEN] = {}, m[PI_COMM_LEN] = {};
+	size_t n = strnlen(pattern, PI_FILTER_COMM_LEN);
+	size_t fixed = glob ? std::strcspn(pattern, "*?[\\") : n + 1; // an exact name: its NUL too
+	if (fixed > n + 1)
+		fixed = n + 1;
+	if (fixed > PI_COMM_LEN)
+		fixed = PI_COMM_LEN;
+	for (size_t i = 0; i < fixed; i++) {
+		v[i] = i < n ? static_cast<unsigned char>(pattern[i]) : 0;
+		m[i] = 0xff;
+	}
+	std::memcpy(val, v, sizeof v);
+	std::memcpy(mask, m, sizeof m);
+}
+
+// Does a glob need the host's user-space check (a wildcard other than one trailing '*')?
+inline bool comm_glob_needs_host(const char *pattern)
+{
+	size_t n = strnlen(pattern, PI_FILTER_COMM_LEN);
+	size_t fixed = std::strcspn(pattern, "*?[\\");
+	return fixed < n && !(fixed == n - 1 && pattern[fixed] == '*');
+}
+
+// Write the host's settings into the rodata every probe has (procimage.bpf.h): its slot, the
+// ring-buffer wakeup threshold (at most a quarter of the ring) and the run's common filters
+// (comm, failures only, minimum duration; a host before ABI 1.3 gives none). Call between
+// open and load.
 template <typename Rodata> void set_common_rodata(Rodata *ro, const pi_host &host, uint64_t ringbuf_bytes)
 {
 	ro->pi_slot = host.slot;
@@ -62,6 +105,21 @@ template <typename Rodata> void set_common_rodata(Rodata *ro, const pi_host &hos
 	if (w > ringbuf_bytes / 4)
 		w = ringbuf_bytes / 4;
 	ro->pi_wakeup_bytes = w;
+	const pi_filters *f = host_filters(host);
+	if (!f)
+		return;
+	uint32_t n = f->n_comms < PI_COMM_FILTERS ? f->n_comms : PI_COMM_FILTERS;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t val[2], mask[2];
+		comm_pattern_words(f->comm[i], (f->comm_glob >> i) & 1, val, mask);
+		ro->pi_comm_val[2 * i] = val[0];
+		ro->pi_comm_val[2 * i + 1] = val[1];
+		ro->pi_comm_mask[2 * i] = mask[0];
+		ro->pi_comm_mask[2 * i + 1] = mask[1];
+	}
+	ro->pi_comm_n = n;
+	ro->pi_filter_failed = f->failed_only != 0;
+	ro->pi_filter_min_ns = f->min_duration_ns;
 }
 
 // The fd of the probe's pi_lost counter map, for pi_probe_io.lost_map_fd.

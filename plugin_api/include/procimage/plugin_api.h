@@ -166,6 +166,30 @@ struct pi_host {
 	 * output (the CSV sink's columns). NUL-terminated UTF-8, valid while the instance lives;
 	 * NULL when the host has none. */
 	const char *record_schema;
+	/* Since 1.3 (read only when size covers it): the run's filters (--comm, --failed,
+	 * --min-duration, --syscall; docs/filters.md), valid while the instance lives. NULL: no
+	 * filter. A probe applies them where it can, in the kernel (set_common_rodata() in
+	 * procimage/bpf.hpp copies the common ones into procimage.bpf.h's rodata). */
+	const struct pi_filters *filters;
+};
+
+/* The filters of a run (pi_host.filters, since 1.3). Fixed-width fields only. */
+#define PI_FILTER_COMMS 8     /* comm patterns at most */
+#define PI_FILTER_COMM_LEN 32 /* bytes of one pattern, its NUL included */
+#define PI_FILTER_SYSCALLS 512 /* syscall numbers 0..511 in the syscall mask */
+
+struct pi_filters {
+	uint32_t size;    /* sizeof(struct pi_filters) as built by the host */
+	uint32_t n_comms; /* patterns in comm[], 0: every thread name */
+	/* A thread is kept when its name (the kernel's comm, at most 15 bytes) matches one of
+	 * them: exactly, or as an fnmatch(3) pattern when bit i of comm_glob is set. */
+	char comm[PI_FILTER_COMMS][PI_FILTER_COMM_LEN];
+	uint32_t comm_glob;
+	uint32_t failed_only;     /* 1: stream only failures (failed execs, errors, ...) */
+	uint64_t min_duration_ns; /* stream only intervals at least this long (0: all) */
+	uint32_t n_syscalls;      /* syscall numbers set in syscalls[], 0: every syscall */
+	uint32_t pad;
+	uint64_t syscalls[PI_FILTER_SYSCALLS / 64]; /* bit n of word n/64: syscall number n */
 };
 
 /* What a probe collects for (the same rules for every probe). The BPF side filters with

@@ -14,6 +14,7 @@
 #define PI_COMM_LEN 16
 #define PI_MAX_SLOTS 32      /* probe instances one host can run */
 #define PI_MAX_TARGETS 16384 /* entries of the shared target map */
+#define PI_COMM_FILTERS 8 /* comm patterns the kernel checks (pi_filters.n_comms at most) */
 
 /* A probe's pi_lost counters (per-CPU array, u64 per CPU): slot 0 counts every record or map
  * entry the probe could not store; slot PI_LOST_RINGBUF (also in slot 0) those refused by a full

@@ -21,6 +21,19 @@ const volatile __u32 pi_slot = 0;
 /* Pending bytes at which a record wakes the host (0: every record). Set from pi_host. */
 const volatile __u64 pi_wakeup_bytes = 0;
 
+/* The run's filters (pi_host.filters, copied by set_common_rodata()). Each comm pattern is a
+ * 16-byte value and mask: a thread name matches when its bytes agree with the value wherever
+ * the mask is set. An exact name masks its bytes and its NUL; a "prefix*" glob its prefix
+ * bytes; any other pattern the bytes before its first wildcard (the host then checks the
+ * records against the whole pattern, with fnmatch). */
+const volatile __u32 pi_comm_n = 0;
+const volatile __u64 pi_comm_val[PI_COMM_FILTERS * 2] = {};
+const volatile __u64 pi_comm_mask[PI_COMM_FILTERS * 2] = {};
+/* Stream only failures (the aggregates keep every event). */
+const volatile bool pi_filter_failed = false;
+/* Stream only intervals at least this long, in ns (the aggregates keep every one). */
+const volatile __u64 pi_filter_min_ns = 0;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, PI_MAX_SLOTS);
@@ -108,10 +121,40 @@ static __always_inline bool pi_task_in_cgroup(struct task_struct *t, __u32 slot)
 	return false;
 }
 
-/* Is this thread part of the probe's current target? t is the thread's task when the caller
- * has it, or NULL: then a cgroup target can be checked only when tid is the current thread
- * (any other thread is then not wanted). Targets by thread or process never read t. */
-static __always_inline bool pi_wanted_in(__u32 tgid, __u32 tid, struct task_struct *t)
+/* Does a thread name (16 bytes, NUL-terminated; bytes after the NUL are not read) match one of
+ * the comm patterns? Unrolled: 8 pairs of masked compares, no loop for the verifier. */
+static __always_inline bool pi_comm_match(const char *comm)
+{
+	__u64 w[2];
+	__builtin_memcpy(w, comm, sizeof(w));
+#pragma unroll
+	for (int i = 0; i < PI_COMM_FILTERS; i++) {
+		if ((__u32)i >= pi_comm_n)
+			return false;
+		if (((w[0] ^ pi_comm_val[2 * i]) & pi_comm_mask[2 * i]) == 0 &&
+		    ((w[1] ^ pi_comm_val[2 * i + 1]) & pi_comm_mask[2 * i + 1]) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The comm filter for a thread: its task t, or the current thread's name when t is NULL and
+ * tid is the current thread. Another thread without its task cannot be read: it passes (every
+ * caller that has no task asks about the current thread). */
+static __always_inline bool pi_comm_wanted(__u32 tid, struct task_struct *t)
+{
+	char comm[PI_COMM_LEN] = {};
+	if (t)
+		BPF_CORE_READ_INTO(&comm, t, comm);
+	else if (tid == (__u32)bpf_get_current_pid_tgid())
+		bpf_get_current_comm(comm, sizeof(comm));
+	else
+		return true;
+	return pi_comm_match(comm);
+}
+
+/* Is this thread part of the probe's current target (the comm filter aside)? See pi_wanted_in. */
+static __always_inline bool pi_target_wanted_in(__u32 tgid, __u32 tid, struct task_struct *t)
 {
 	__u32 slot = pi_slot;
 	struct pi_control *c = bpf_map_lookup_elem(&pi_control, &slot);
@@ -142,6 +185,18 @@ static __always_inline bool pi_wanted_in(__u32 tgid, __u32 tid, struct task_stru
 	return v && (v->slots & bit);
 }
 
+/* Is this thread part of the probe's current target, and does its name pass the comm filter
+ * (checked only when one is set)? t is the thread's task when the caller has it, or NULL: then
+ * a cgroup target (and a thread name) can be checked only when tid is the current thread (any
+ * other thread is then not wanted by a cgroup target). Targets by thread or process never
+ * read t. */
+static __always_inline bool pi_wanted_in(__u32 tgid, __u32 tid, struct task_struct *t)
+{
+	if (!pi_target_wanted_in(tgid, tid, t))
+		return false;
+	return !pi_comm_n || pi_comm_wanted(tid, t);
+}
+
 /* pi_wanted_in() without the task: right for the current thread and for targets by thread or
  * process; for a cgroup target, a thread other than the current one is not wanted. */
 static __always_inline bool pi_wanted(__u32 tgid, __u32 tid)
@@ -165,6 +220,14 @@ static __always_inline bool pi_wanted_task(struct task_struct *t)
 static __always_inline bool pi_cgroup_mode(const struct pi_control *c)
 {
 	return c && c->mode == PI_MODE_CGROUP;
+}
+
+/* Can a thread's pi_wanted() answer change within an activation? With a cgroup target (threads
+ * join and leave it) or a comm filter (a thread's name changes at exec and with
+ * prctl(PR_SET_NAME)). A probe that caches the answer asks again each time when this holds. */
+static __always_inline bool pi_target_changes(const struct pi_control *c)
+{
+	return pi_cgroup_mode(c) || pi_comm_n != 0;
 }
 
 /* Reserve a ring-buffer record; a full buffer is counted in pi_lost, never silent. */
