@@ -3,38 +3,22 @@
 
 #include <procimage/sdk.hpp>
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 
 namespace procimage::core::cgroup {
 
 namespace {
 
-// The file-handle type of a kernfs node (FILEID_KERNFS in the kernel's exportfs.h): the
-// handle of a cgroup2 directory is its 8-byte id, the one BPF programs read.
-constexpr int FILEID_KERNFS = 0xfe;
 // Past these many entries a cache starts afresh (a bounded memory on long runs).
 constexpr size_t max_entries = 65536;
 // The mount is walked again for an unknown id at most this often.
-constexpr uint64_t walk_every_ns = 1000000000ULL;
+constexpr uint64_t walk_every_ns = 250000000ULL;
 
 } // namespace
 
-names::names(std::optional<mount> m, std::string proc) : m_(std::move(m)), proc_(std::move(proc))
-{
-	if (m_)
-		mount_fd_ = open(m_->path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-}
+names::names(std::optional<mount> m, std::string proc) : m_(std::move(m)), proc_(std::move(proc)) {}
 
-names::~names()
-{
-	if (mount_fd_ >= 0)
-		close(mount_fd_);
-}
+names::~names() = default;
 
 // "/sys/fs/cgroup/unified/a/b" → "/a/b" below the mount, joined to the cgroup the mount shows.
 std::string names::rel_of(const std::string &abs) const
@@ -43,36 +27,6 @@ std::string names::rel_of(const std::string &abs) const
 	if (m_->root == "/" || m_->root.empty())
 		return below.empty() ? "/" : below;
 	return m_->root + below;
-}
-
-std::optional<std::string> names::lookup_handle(uint64_t id)
-{
-	struct {
-		struct file_handle fh;
-		unsigned char bytes[8];
-	} h{};
-	h.fh.handle_bytes = sizeof h.bytes;
-	h.fh.handle_type = FILEID_KERNFS;
-	std::memcpy(h.fh.f_handle, &id, sizeof id);
-	int fd = open_by_handle_at(mount_fd_, &h.fh, O_PATH | O_CLOEXEC);
-	if (fd < 0) {
-		// ESTALE: no cgroup has the id any more; anything else: handles do not work here
-		// (no CAP_DAC_READ_SEARCH, an old kernel), and the mount is walked instead
-		if (errno != ESTALE && errno != ENOENT)
-			handles_work_ = false;
-		return std::nullopt;
-	}
-	char link[64], target[4096];
-	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-	ssize_t n = readlink(link, target, sizeof target - 1);
-	close(fd);
-	if (n <= 0)
-		return std::nullopt;
-	std::string abs(target, static_cast<size_t>(n));
-	// a cgroup outside what the mount shows (another cgroup namespace's view) has no path here
-	if (abs != m_->path && abs.rfind(m_->path + "/", 0) != 0)
-		return std::string();
-	return rel_of(abs);
 }
 
 void names::walk_mount()
@@ -103,29 +57,19 @@ const char *names::of_id(uint64_t id)
 	if (!id || !m_)
 		return nullptr;
 	if (auto it = ids_.find(id); it != ids_.end())
-		return it->second.empty() ? nullptr : it->second.c_str();
+		return it->second.c_str();
 	if (ids_.size() >= max_entries) {
 		ids_.clear();
 		procs_.clear(); // they point into ids_
+		last_walk_ns_ = 0;
 	}
-	std::optional<std::string> found;
-	if (handles_work_ && mount_fd_ >= 0) {
-		found = lookup_handle(id);
-		if (found && !found->empty())
-			stats_.by_handle++;
-	}
-	if (!found && !handles_work_) {
-		walk_mount();
-		if (auto it = ids_.find(id); it != ids_.end())
-			return it->second.c_str();
-		// not remembered as unknown: the cgroup may be younger than the last walk
-		stats_.unknown++;
-		return nullptr;
-	}
-	if (!found || found->empty())
-		stats_.unknown++;
-	auto &path = ids_[id] = found.value_or(std::string());
-	return path.empty() ? nullptr : path.c_str();
+	walk_mount();
+	if (auto it = ids_.find(id); it != ids_.end())
+		return it->second.c_str();
+	// not remembered as unknown: the cgroup may be younger than the last walk (a removed one
+	// is looked for again at most once a walk period)
+	stats_.unknown++;
+	return nullptr;
 }
 
 const char *names::of_record(uint32_t pid, uint64_t start_ns, uint64_t id)

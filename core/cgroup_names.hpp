@@ -2,7 +2,7 @@
 //
 // The cgroup path each record about a process carries ("cgroup", docs/events.md). A probe gives
 // the task's v2 cgroup id where its kernel side read one; the host turns the id into a path
-// once, and names the cgroup of records without an id (rows built in user space, records of a
+// once (walking the v2 mount), and names the cgroup of records without an id (rows built in user space, records of a
 // process's earlier life) from the last id the same process was seen with, else from
 // /proc/PID/cgroup while the process lives.
 #pragma once
@@ -38,7 +38,6 @@ public:
 	const char *of_record(uint32_t pid, uint64_t start_ns, uint64_t id);
 
 	struct stats {
-		uint64_t by_handle = 0; // ids named through their file handle
 		uint64_t by_walk = 0;   // ids named by walking the mount
 		uint64_t from_proc = 0; // processes named from /proc/PID/cgroup
 		uint64_t unknown = 0;   // ids no visible cgroup has
@@ -46,7 +45,6 @@ public:
 	const stats &counts() const { return stats_; }
 
 private:
-	std::optional<std::string> lookup_handle(uint64_t id);
 	void walk_mount();
 	std::string rel_of(const std::string &abs) const;
 
@@ -56,10 +54,8 @@ private:
 	};
 	std::optional<mount> m_;
 	std::string proc_;
-	int mount_fd_ = -1;
-	bool handles_work_ = true;
 	uint64_t last_walk_ns_ = 0;
-	std::unordered_map<uint64_t, std::string> ids_;          // "" : no visible cgroup has it
+	std::unordered_map<uint64_t, std::string> ids_;          // every cgroup the walks found
 	std::unordered_map<uint32_t, proc_seen> procs_;          // by pid
 	std::unordered_set<std::string> from_proc_;              // paths read from /proc, interned
 	stats stats_;

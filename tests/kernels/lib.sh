@@ -126,7 +126,7 @@ pi_boot() {
   [ -f "$kdir/initrd.gz" ] || pi_make_initramfs "$kdir" "$kdir/initrd.gz"
   timeout "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 2G -nographic -no-reboot -nic none \
     -kernel "$kdir/root/boot/vmlinuz-$kver" -initrd "$kdir/initrd.gz" \
-    -append "console=ttyS0 panic=-1 quiet pi_script=$script" \
+    -append "console=ttyS0 panic=-1 ${PI_GUEST_LOG:-quiet} pi_script=$script" \
     -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
     -virtfs local,path="$out",mount_tag=out,security_model=none,multidevs=remap \
     </dev/null

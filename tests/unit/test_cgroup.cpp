@@ -203,7 +203,7 @@ TEST_CASE("cgroup names: a record without an id is named from /proc while it is 
 
 TEST_CASE("cgroup names: a cgroup id is named by its path on the v2 hierarchy; a removed one by none")
 {
-	REQUIRE_ROOT_OR_SKIP(); // file handles of cgroups need CAP_DAC_READ_SEARCH, making a cgroup root
+	REQUIRE_ROOT_OR_SKIP(); // making a cgroup needs root
 	auto m = cg::find_v2_mount();
 	if (!m || m->root != "/")
 		SKIP_TEST("no cgroup v2 mount of the whole hierarchy on this machine");
@@ -222,7 +222,7 @@ TEST_CASE("cgroup names: a cgroup id is named by its path on the v2 hierarchy; a
 		p = n.of_id(*root_id);
 		REQUIRE(p != nullptr);
 		CHECK(std::string(p) == "/");
-		CHECK(n.counts().by_handle == 2);
+		CHECK(n.counts().by_walk >= 2); // one walk named both
 		// a record with the id names it, and the process is remembered there
 		p = n.of_record(4242, 7, *id);
 		REQUIRE(p != nullptr);
