@@ -14,7 +14,8 @@ namespace procimage::report {
 static const char *REPORT_USAGE =
 	"Usage: procimage report [--format text|json|chrome-trace|html] [-o FILE] RUN.jsonl\n"
 	"Reads a run recorded with -o jsonl:RUN.jsonl and renders its portrait (default: text to\n"
-	"standard output). Without --format, FILE's extension chooses: .html html, .trace.json or\n"
+	"standard output). Lines of collapsed stacks (-o folded:PATH, or another profiler's) are read\n"
+	"too: the HTML page draws them as a flame graph. Without --format, FILE's extension chooses: .html html, .trace.json or\n"
 	".perfetto.json chrome-trace, .json json, any other text. '-' reads standard input.\n"
 	"Exit status: 0, 1 when the output cannot be written, 2 on a bad command line or input.\n";
 

@@ -183,8 +183,8 @@ static std::string stacks_html(const model &m)
 	};
 	draw(root, 0, W, 0);
 	o += "</svg><p class=sub>" + std::to_string(m.stack_samples) + " samples in " + std::to_string(m.stacks.size()) +
-	     " distinct stacks; the first row is the command, each row below the functions it called. Kernel frames "
-	     "end in _[k]. The same stacks in collapsed form: <code>-o folded:PATH</code>.</p>";
+	     " distinct stacks; the first row is the command, each row below the functions it called (in a run's "
+	     "portrait, kernel frames end in _[k]). The same stacks in collapsed form: <code>-o folded:PATH</code>.</p>";
 	o += "<table><tr><th>samples</th><th>share</th><th>stack (caller › callee)</th></tr>";
 	auto shown = top_stacks(m, 15);
 	for (const auto &s : shown) {
@@ -209,6 +209,9 @@ table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #f
 .ax{font-size:10px;fill:#868e96}.leg span{display:inline-block;width:10px;height:10px;margin:0 4px 0 8px}
 .tl text{font:11px ui-monospace,monospace}
 </style></head><body>)";
+	if (m.processes.empty())
+		return o + "<h1>procimage: on-CPU stacks</h1><div class=sub>" + std::to_string(m.records) +
+		       " lines of collapsed stacks</div>" + stacks_html(m) + "</body></html>\n";
 	o += "<h1>procimage portrait</h1><div class=sub>" + std::to_string(m.processes.size()) + " processes, " +
 	     dur(double(m.duration_ns())) + ", " + std::to_string(m.records) + " records; probes:";
 	for (auto &[k, _] : m.collected)

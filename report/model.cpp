@@ -127,11 +127,42 @@ void builder::add_line(const std::string &line)
 	if (line.find_first_not_of(" \t\r") == std::string::npos)
 		return;
 	auto j = json::parse(line, nullptr, false);
-	if (j.is_discarded() || !j.is_object()) {
-		m_.unreadable++;
+	if (!j.is_discarded() && j.is_object()) {
+		add(j);
 		return;
 	}
-	add(j);
+	if (!add_folded(line))
+		m_.unreadable++;
+}
+
+// A line of collapsed stacks ("comm;outer;…;leaf COUNT", what the folded sink, perf script |
+// stackcollapse and other profilers write): the stack's samples join the run's stacks.
+bool builder::add_folded(const std::string &line)
+{
+	std::string l = line;
+	while (!l.empty() && (l.back() == '\r' || l.back() == ' '))
+		l.pop_back();
+	auto sp = l.rfind(' ');
+	if (sp == std::string::npos || sp == 0 || l[0] == '{' || sp + 1 == l.size())
+		return false;
+	uint64_t n = 0;
+	for (size_t i = sp + 1; i < l.size(); i++) {
+		if (l[i] < '0' || l[i] > '9' || n > UINT64_MAX / 10)
+			return false;
+		n = n * 10 + uint64_t(l[i] - '0');
+	}
+	m_.records++;
+	m_.collected["profile"] = true;
+	m_.stack_samples += n;
+	std::string key = l.substr(0, sp);
+	auto it = m_.stacks.find(key);
+	if (it != m_.stacks.end())
+		it->second += n;
+	else if (m_.stacks.size() < max_stacks)
+		m_.stacks.emplace(std::move(key), n);
+	else
+		m_.stacks["[other stacks]"] += n;
+	return true;
 }
 
 void builder::add(const json &r)

@@ -133,7 +133,8 @@ class builder {
 public:
 	explicit builder(size_t max_slices = 20000) : max_slices_(max_slices) {}
 	void add(const nlohmann::json &record);
-	void add_line(const std::string &line); // unreadable lines are counted
+	void add_line(const std::string &line); // a record, or a line of collapsed stacks; unreadable lines are counted
+	bool add_folded(const std::string &line);
 	model finish();
 
 private:

@@ -175,6 +175,18 @@ TEST_CASE("profile: the hot function holds most samples, and samples match CPU t
 	REQUIRE(html.status == 0);
 	CHECK(html.out.find("<svg class=flame") != std::string::npos);
 	CHECK(html.out.find("<b>burn_cpu_here</b>") != std::string::npos); // the leaf of a listed stack
+	// and from the folded file itself: the same heaviest stack, every line's samples
+	uint64_t folded_samples = 0;
+	for (const auto &l : p.folded)
+		folded_samples += l.count;
+	auto from_folded = t::run({t::procimage_bin(), "report", "--format", "json", d.file("out.folded")});
+	REQUIRE(from_folded.status == 0);
+	json fp = json::parse(from_folded.out);
+	CHECK(fp["stack_samples"] == folded_samples);
+	CHECK(fp["unreadable"] == 0);
+	REQUIRE(!fp["top_stacks"].empty());
+	CHECK(fp["top_stacks"][0]["stack"] == top_line);
+	CHECK(fp["top_stacks"][0]["samples"] == top.count);
 }
 
 TEST_CASE("profile: --set profile.freq sets the sampling frequency")
