@@ -29,7 +29,8 @@ public:
 
 	// The path of cgroup id, relative to the hierarchy's root as /proc/PID/cgroup writes it;
 	// nullptr when no cgroup this process can see has that id (removed, or outside this
-	// cgroup namespace's view). The pointer stays valid until clear() or destruction.
+	// cgroup namespace's view). The pointer stays valid until the next call (the
+	// caches start afresh past 65536 entries).
 	const char *of_id(uint64_t id);
 
 	// The cgroup of a record: by its id when it has one (and then remembered for the
