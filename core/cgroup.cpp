@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -56,9 +57,9 @@ bool has_suffix(const std::string &s, const std::string &suf)
 	return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
 }
 
-// Every directory below root (root itself excluded), symlinks not followed. A directory that
-// disappears during the walk is skipped.
-template <typename F> void walk(const std::string &root, F &&each)
+} // namespace
+
+void for_each_dir(const std::string &root, const std::function<void(const fs::path &)> &each)
 {
 	std::error_code ec;
 	fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, ec), end;
@@ -72,6 +73,8 @@ template <typename F> void walk(const std::string &root, F &&each)
 		each(it->path());
 	}
 }
+
+namespace {
 
 std::string rel_to(const std::string &root, const fs::path &p)
 {
@@ -211,7 +214,7 @@ result<std::string> find_unit(const std::string &root, const std::string &name)
 		for (const char *s : SUFFIXES)
 			wanted.push_back(name + s);
 	std::vector<std::string> hits;
-	walk(root, [&](const fs::path &p) {
+	for_each_dir(root, [&](const fs::path &p) {
 		if (std::find(wanted.begin(), wanted.end(), p.filename().string()) != wanted.end())
 			hits.push_back(p.string());
 	});
@@ -238,7 +241,7 @@ result<std::string> find_container(const std::string &root, const std::string &p
 		return usage_error("--container: expected a container id or a prefix of it (hex digits), got \"" + prefix + "\"");
 	static const char *const PREFIXES[] = {"docker-", "cri-containerd-", "crio-", "libpod-"};
 	std::map<std::string, std::vector<std::string>> by_id; // full id -> directories
-	walk(root, [&](const fs::path &p) {
+	for_each_dir(root, [&](const fs::path &p) {
 		std::string b = p.filename().string();
 		if (has_suffix(b, ".scope"))
 			b.resize(b.size() - 6);

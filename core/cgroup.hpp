@@ -9,6 +9,8 @@
 #include "result.hpp"
 
 #include <cstdint>
+#include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,6 +37,10 @@ result<mount> v2_mount(const std::string &mountinfo = "/proc/self/mountinfo");
 // targeted nor named in records. The text says so and how to run in the host's namespace;
 // nullopt when the whole hierarchy is visible.
 std::optional<std::string> partial_view(const mount &m, const std::string &proc = "/proc");
+
+// Every directory below root (root itself excluded), symlinks not followed. A directory that
+// disappears during the walk is skipped.
+void for_each_dir(const std::string &root, const std::function<void(const std::filesystem::path &)> &each);
 
 // A resolved cgroup target.
 struct dir {

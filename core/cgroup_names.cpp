@@ -3,7 +3,6 @@
 
 #include <procimage/sdk.hpp>
 
-#include <filesystem>
 
 namespace procimage::core::cgroup {
 
@@ -35,7 +34,6 @@ void names::walk_mount()
 	if (last_walk_ns_ && now - last_walk_ns_ < walk_every_ns)
 		return;
 	last_walk_ns_ = now;
-	namespace fs = std::filesystem;
 	auto note = [&](const std::string &dir) {
 		if (auto id = cgroup_id(dir); id && !ids_.count(*id)) {
 			ids_.emplace(*id, rel_of(dir));
@@ -43,13 +41,7 @@ void names::walk_mount()
 		}
 	};
 	note(m_->path);
-	std::error_code ec;
-	fs::recursive_directory_iterator it(m_->path, fs::directory_options::skip_permission_denied, ec), end;
-	for (; !ec && it != end; it.increment(ec)) {
-		std::error_code e2;
-		if (!it->is_symlink(e2) && it->is_directory(e2))
-			note(it->path().string());
-	}
+	for_each_dir(m_->path, [&](const std::filesystem::path &dir) { note(dir.string()); });
 }
 
 const char *names::of_id(uint64_t id)
@@ -81,8 +73,11 @@ const char *names::of_record(uint32_t pid, uint64_t start_ns, uint64_t id)
 	if (id) {
 		const char *p = of_id(id);
 		if (p) {
-			// of_id's strings live in ids_'s nodes, which do not move
-			procs_[pid] = proc_seen{start_ns, &ids_.find(id)->second};
+			// of_id's strings live in ids_'s nodes, which do not move; most records repeat
+			// what is known of their process, which then costs one lookup
+			auto &seen = procs_[pid];
+			if (seen.path == nullptr || seen.path->c_str() != p || seen.start_ns != start_ns)
+				seen = proc_seen{start_ns, &ids_.find(id)->second};
 			return p;
 		}
 	}

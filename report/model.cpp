@@ -153,15 +153,7 @@ bool builder::add_folded(const std::string &line)
 	}
 	m_.records++;
 	m_.collected["profile"] = true;
-	m_.stack_samples += n;
-	std::string key = l.substr(0, sp);
-	auto it = m_.stacks.find(key);
-	if (it != m_.stacks.end())
-		it->second += n;
-	else if (m_.stacks.size() < max_stacks)
-		m_.stacks.emplace(std::move(key), n);
-	else
-		m_.stacks["[other stacks]"] += n;
+	add_stack(l.substr(0, sp), n);
 	return true;
 }
 
@@ -364,17 +356,22 @@ void builder::add(const json &r)
 			take(p.locks[key], r);
 	} else if (probe == "profile" && ev == "stack") {
 		// each row is one interval's samples of one thread and stack: summed over the run
-		uint64_t n = f::samples(r).value_or(0);
-		m_.stack_samples += n;
-		auto key = sinks::folded::folded_stack(f::comm(r), f::ustack(r), f::kstack(r), "_[k]");
-		auto it = m_.stacks.find(key);
-		if (it != m_.stacks.end())
-			it->second += n;
-		else if (m_.stacks.size() < max_stacks)
-			m_.stacks.emplace(std::move(key), n);
-		else
-			m_.stacks["[other stacks]"] += n;
+		add_stack(sinks::folded::folded_stack(f::comm(r), f::ustack(r), f::kstack(r), "_[k]"),
+			  f::samples(r).value_or(0));
 	}
+}
+
+// A stack's samples join the run's (past max_stacks distinct stacks, under one name).
+void builder::add_stack(std::string folded, uint64_t n)
+{
+	m_.stack_samples += n;
+	auto it = m_.stacks.find(folded);
+	if (it != m_.stacks.end())
+		it->second += n;
+	else if (m_.stacks.size() < max_stacks)
+		m_.stacks.emplace(std::move(folded), n);
+	else
+		m_.stacks["[other stacks]"] += n;
 }
 
 model builder::finish()

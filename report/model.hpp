@@ -135,6 +135,7 @@ public:
 	void add(const nlohmann::json &record);
 	void add_line(const std::string &line); // a record, or a line of collapsed stacks; unreadable lines are counted
 	bool add_folded(const std::string &line);
+	void add_stack(std::string folded, uint64_t samples);
 	model finish();
 
 private:
