@@ -7,7 +7,10 @@
 #   procimage -s on the loop (-- CMD), default settings (latency, sequences of 10)
 #   procimage -s on the loop without sequences
 #   procimage -s on another process (a sleep), system figures "latency" (default), "counts", "off"
+#   procimage -k and -l on another process: what their exec / futex matching on the raw syscall
+#     tracepoints costs every other system call of the machine
 #   syscount -L (libbpf-tools, system-wide)
+#   execsnoop (libbpf-tools): the execve syscall tracepoints, for comparison with -k
 #   bpftrace one-liner: per-thread latency stats (tracepoint:raw_syscalls)
 # Rounds interleave the configurations so drift hits them all alike; the loop reports its
 # thread's CPU time and the table shows the best round (and the median) of each.
@@ -46,7 +49,7 @@ pipeline other_off '{"system":"off"}' "$OTHER"
 BT='tracepoint:raw_syscalls:sys_enter { @s[tid] = nsecs; }
 tracepoint:raw_syscalls:sys_exit /@s[tid]/ { @lat[tid] = stats(nsecs - @s[tid]); delete(@s[tid]); }'
 
-configs=(none floor clock target target_noseq other other_counts other_off syscount bpftrace)
+configs=(none floor clock target target_noseq other other_counts other_off keytime_other lock_other syscount execsnoop bpftrace)
 run_config() {
   case $1 in
     none) $W ;;
@@ -60,6 +63,15 @@ run_config() {
       $W; stop_tool ;;
     other_counts | other_off)
       start_tool "$OUT/$1.log" "collecting for" "$PROCIMAGE" --pipeline "$OUT/$1.json"
+      $W; stop_tool ;;
+    keytime_other)
+      start_tool "$OUT/k.log" "collecting for" "$PROCIMAGE" -k -P "$OTHER" -o jsonl:/dev/null
+      $W; stop_tool ;;
+    lock_other)
+      start_tool "$OUT/l.log" "collecting for" "$PROCIMAGE" -l -P "$OTHER" -o jsonl:/dev/null
+      $W; stop_tool ;;
+    execsnoop)
+      start_tool "$OUT/es.log" "PCOMM" stdbuf -oL /usr/sbin/execsnoop
       $W; stop_tool ;;
     syscount)
       start_tool "$OUT/sc.log" "Tracing" stdbuf -oL /usr/sbin/syscount -L
@@ -97,7 +109,10 @@ line "procimage -s on the loop, no sequences" target_noseq
 line "procimage -s on another pid (system latency)" other
 line "procimage -s on another pid (system counts)" other_counts
 line "procimage -s on another pid (system off)" other_off
+line "procimage -k on another pid (exec matching)" keytime_other
+line "procimage -l on another pid (futex matching)" lock_other
 line "syscount -L (libbpf-tools, system-wide)" syscount
+line "execsnoop (libbpf-tools, execve tracepoints)" execsnoop
 line "bpftrace per-thread latency stats" bpftrace
 echo "ratio, ns/call+: best round against the best round with no tool; /floor, /clock: that added"
 echo "cost over the floor's and over the clock floor's"

@@ -4,6 +4,8 @@
 #include "losses.hpp"
 #include "schema.hpp"
 
+#include <procimage/kernel_features.hpp>
+
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
@@ -13,8 +15,12 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <atomic>
+#include <system_error>
 #include <thread>
 
+#include <malloc.h>
+#include <sys/sysinfo.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
@@ -90,6 +96,30 @@ std::shared_ptr<spdlog::logger> named_logger(const std::string &name)
 	}
 	return l;
 }
+
+// libbpf parses the kernel's BTF (5-6 MB, copied twice) for every BPF object it loads, and
+// frees it after. Large blocks come from mmap by default, so each parse touches fresh pages,
+// one fault per 4 KiB, and faults are dear in a VM (about 40 ms per parse here against 4 ms on
+// pages already mapped). While the objects load, freed memory stays in the heap for the next
+// parse; afterwards it is handed back to the system. The loading threads share one arena while
+// they run: malloc_trim gives back the top of the main arena only.
+struct keep_freed_memory {
+	keep_freed_memory()
+	{
+		mallopt(M_MMAP_THRESHOLD, 64 << 20);
+		mallopt(M_TRIM_THRESHOLD, 512 << 20);
+		mallopt(M_ARENA_MAX, 1);
+	}
+	~keep_freed_memory()
+	{
+		mallopt(M_MMAP_THRESHOLD, 128 << 10); // glibc's defaults
+		mallopt(M_TRIM_THRESHOLD, 128 << 10);
+		mallopt(M_ARENA_MAX, 8 * std::max(1, get_nprocs())); // glibc's default on 64-bit
+		malloc_trim(0);
+	}
+	keep_freed_memory(const keep_freed_memory &) = delete;
+	keep_freed_memory &operator=(const keep_freed_memory &) = delete;
+};
 
 int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
@@ -376,6 +406,7 @@ result<void> host::start()
 			spdlog::warn("{}; this host collects but cannot be controlled", r.err().msg);
 	}
 
+	keep_freed_memory while_loading;
 	if (auto r = act_.load(self); !r)
 		return r;
 	auto v2 = cgroup::find_v2_mount();
@@ -405,6 +436,7 @@ result<void> host::start()
 		s->api.self_tgid = self;
 		s->api.control_map_fd = s->api.targets_map_fd = -1;
 		s->api.record_schema = record_schema_.c_str();
+		s->api.kernel_btf = sdk::vmlinux_btf();
 		char err[PI_ERRBUF_SIZE] = "";
 		std::string cfg = s->spec.config.dump();
 		try {
@@ -435,6 +467,7 @@ result<void> host::start()
 		p->api.self_tgid = self;
 		p->api.record_schema = record_schema_.c_str();
 		p->api.filters = pipe_.filters.empty() ? nullptr : &filters_abi_;
+		p->api.kernel_btf = sdk::vmlinux_btf();
 		const auto *d = p->plugin->desc;
 		bool before_filters = d->api_major == 1 && d->api_minor < 3;
 		p->host_comm = !pipe_.filters.comm.empty() && (before_filters || pipe_.filters.comm_needs_host());
@@ -452,17 +485,10 @@ result<void> host::start()
 		}
 		if (!p->inst)
 			return runtime_error(p->label() + " failed to start: " + (err[0] ? err : "no reason given"));
-		p->io.size = sizeof(pi_probe_io);
-		p->io.lost_map_fd = -1;
-		int rc;
-		try {
-			rc = p->ops().load(p->inst, &p->io, err, sizeof err);
-		} catch (...) {
-			rc = PI_ERR;
-			snprintf(err, sizeof err, "load threw an exception");
-		}
-		if (rc != PI_OK)
-			return runtime_error(p->label() + " failed to load: " + (err[0] ? err : "no reason given"));
+	}
+	if (auto r = load_probes(); !r)
+		return r;
+	for (auto &p : probes_) {
 		p->losses = std::make_unique<loss_ledger>(p->spec.id, p->io.lost_causes, PI_LOST_CAUSES);
 		if (p->io.n_ringbufs > PI_MAX_RINGBUFS)
 			return runtime_error(p->label() + " reported " + std::to_string(p->io.n_ringbufs) + " ring buffers");
@@ -557,6 +583,60 @@ result<void> host::start()
 		if (timerfd_settime(durationfd_, 0, &end, nullptr) != 0)
 			return runtime_error(std::string("cannot set the --duration timer: ") + std::strerror(errno));
 	}
+	return {};
+}
+
+// Each probe's BPF object: opened, checked by the verifier, loaded. Most of a start is spent
+// here, in the kernel's verifier and in libbpf's parse of the kernel BTF for each object, so
+// the probes load at the same time, one per CPU. A plugin built before ABI 1.4 did not promise
+// that its load may run beside another: it loads alone, on this thread. The first probe that
+// fails, in pipeline order, is the error reported.
+result<void> host::load_probes()
+{
+	std::vector<std::string> errs(probes_.size());
+	auto load_one = [&](size_t i) {
+		probe_inst &p = *probes_[i];
+		p.io.size = sizeof(pi_probe_io);
+		p.io.lost_map_fd = -1;
+		char err[PI_ERRBUF_SIZE] = "";
+		int rc;
+		try {
+			rc = p.ops().load(p.inst, &p.io, err, sizeof err);
+		} catch (...) {
+			rc = PI_ERR;
+			snprintf(err, sizeof err, "load threw an exception");
+		}
+		if (rc != PI_OK)
+			errs[i] = p.label() + " failed to load: " + (err[0] ? err : "no reason given");
+	};
+	std::vector<size_t> together;
+	for (size_t i = 0; i < probes_.size(); i++) {
+		const auto *d = probes_[i]->plugin->desc;
+		if (d->api_major == 1 && d->api_minor < 4)
+			load_one(i);
+		else
+			together.push_back(i);
+	}
+	std::atomic<size_t> next{0};
+	auto worker = [&] {
+		for (size_t k; (k = next.fetch_add(1)) < together.size();)
+			load_one(together[k]);
+	};
+	size_t n = std::min<size_t>(together.size(), std::max(1u, std::thread::hardware_concurrency()));
+	std::vector<std::thread> helpers;
+	for (size_t t = 1; t < n; t++) {
+		try {
+			helpers.emplace_back(worker);
+		} catch (const std::system_error &) {
+			break; // no thread to spare: this one loads the rest
+		}
+	}
+	worker();
+	for (auto &t : helpers)
+		t.join();
+	for (const auto &e : errs)
+		if (!e.empty())
+			return runtime_error(e);
 	return {};
 }
 

@@ -53,6 +53,7 @@ public:
 
 private:
 	result<void> start();
+	result<void> load_probes(); // every probe's BPF object, at the same time where allowed
 	int loop();
 	void shutdown();
 	void drain();     // the ring buffers, for at most DRAIN_BUDGET_NS

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 
 #include <csignal>
 #include <set>
@@ -160,6 +161,48 @@ TEST_CASE("host: a probe that throws is reported by name and the host exits clea
 	auto r = t::run({t::procimage_bin(), "--pipeline", d.file("p.json"), "--", "/bin/true"});
 	CHECK(r.status == 1);
 	CHECK_THAT(r.err, Catch::Contains("probe 'boom' (throwing 0.0.1) failed to start: create threw an exception"));
+}
+
+TEST_CASE("host: probes of ABI 1.4 load at the same time and share the host's kernel BTF; an older one loads alone on the host's thread")
+{
+	REQUIRE_ROOT_OR_SKIP();
+	t::temp_dir d;
+	const std::string dir = PROCIMAGE_TEST_PLUGIN_DIR;
+	const std::string out = d.file("out.jsonl");
+	// two instances of one 1.4 plugin and one 1.3 plugin; each load sleeps 300 ms
+	t::write_file(d.file("p.json"), R"({"version": 1, "interval_ms": 100, "probes": {
+		"a": {"plugin": ")" + dir + R"(/probe_loads.so"},
+		"b": {"plugin": ")" + dir + R"(/probe_loads.so"},
+		"old": {"plugin": ")" + dir + R"(/probe_loads_1_3.so"}},
+		"sinks": {"jsonl": {"path": ")" + out + R"("}}})");
+	auto r = t::run({t::procimage_bin(), "--pipeline", d.file("p.json"), "--", "/bin/sleep", "0.3"});
+	INFO(r.err);
+	REQUIRE(r.status == 0);
+	std::map<std::string, json> loaded;
+	// a test plugin's records: not in the built-in probes' schema
+	for (const auto &e : t::read_jsonl(out, false))
+		if (e.value("event", "") == "loaded")
+			loaded[e["probe"].get<std::string>()] = e;
+	REQUIRE(loaded.count("a") == 1);
+	REQUIRE(loaded.count("b") == 1);
+	REQUIRE(loaded.count("old") == 1);
+	const json &a = loaded["a"], &b = loaded["b"], &old = loaded["old"];
+	const uint64_t host_pid = old["pid"];
+	// the host's thread is the process's first one: its tid is the pid
+	CHECK(old["load_tid"] == host_pid);
+	// one parse of the kernel's BTF, handed to both instances of the 1.4 plugin
+	CHECK(a["kernel_btf"].get<uint64_t>() != 0);
+	CHECK(a["kernel_btf"] == b["kernel_btf"]);
+	CHECK(old["kernel_btf"] == 0);
+	// the 1.3 plugin's load ran before the others began
+	CHECK(old["load_end_ns"].get<uint64_t>() <= std::min(a["load_begin_ns"].get<uint64_t>(), b["load_begin_ns"].get<uint64_t>()));
+	if (std::thread::hardware_concurrency() < 2)
+		SKIP_TEST("one CPU: the host loads the probes in turn");
+	// with two CPUs the two 300 ms loads overlap, one on a thread of its own
+	uint64_t begin = std::max(a["load_begin_ns"].get<uint64_t>(), b["load_begin_ns"].get<uint64_t>());
+	uint64_t end = std::min(a["load_end_ns"].get<uint64_t>(), b["load_end_ns"].get<uint64_t>());
+	CHECK(begin < end);
+	CHECK(a["load_tid"] != b["load_tid"]);
 }
 
 TEST_CASE("host: a command that cannot be run gives 127 and a message")

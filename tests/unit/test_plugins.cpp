@@ -4,7 +4,11 @@
 #include "plugin_loader.hpp"
 #include "support.hpp"
 
+#include <procimage/kernel_features.hpp>
+
 #include <catch2/catch.hpp>
+
+#include <memory>
 
 using namespace procimage::core;
 namespace t = procimage::test;
@@ -88,4 +92,26 @@ TEST_CASE("--list-plugins shows every plugin with its version, and why one is un
 	CHECK_THAT(r.out, Catch::Contains("sink   jsonl        1.0.0     " + ABI));
 	CHECK_THAT(r.out, Catch::Contains("unusable: plugin 'abi_major' 0.0.1"));
 	CHECK_THAT(r.out, Catch::Contains("sink_not_plugin.so"));
+}
+
+TEST_CASE("sdk: a plugin created by a host of ABI 1.4 or later checks the kernel with the host's BTF, not a parse of its own")
+{
+	// a parse of the kernel's BTF standing in for the host's
+	std::unique_ptr<btf, void (*)(btf *)> hosts{btf__load_vmlinux_btf(), btf__free};
+	if (!hosts)
+		SKIP_TEST("this kernel has no BTF (/sys/kernel/btf/vmlinux)");
+	pi_host host{};
+	host.kernel_btf = hosts.get();
+	// a 1.3 host's pi_host ends before kernel_btf: the pointer is not read
+	host.size = offsetof(pi_host, kernel_btf);
+	procimage::sdk::detail::take_shared_kernel_btf(host);
+	CHECK(procimage::sdk::vmlinux_btf() != hosts.get());
+	host.size = sizeof host;
+	procimage::sdk::detail::take_shared_kernel_btf(host);
+	CHECK(procimage::sdk::vmlinux_btf() == hosts.get());
+	// and the checks read it
+	CHECK(procimage::sdk::kernel_has(procimage::sdk::KF_RINGBUF));
+	CHECK(procimage::sdk::missing_for("keytime").empty());
+	procimage::sdk::detail::shared_kernel_btf() = nullptr;
+	CHECK(procimage::sdk::vmlinux_btf() != hosts.get());
 }

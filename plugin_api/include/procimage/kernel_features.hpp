@@ -6,6 +6,8 @@
 // and `procimage --features` (which reports it all).
 #pragma once
 
+#include <procimage/sdk.hpp>
+
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
@@ -96,12 +98,14 @@ inline const std::vector<const kernel_feature *> &kernel_feature_catalogue()
 	return all;
 }
 
-// The running kernel's BTF, parsed once per process, or per plugin (nullptr without
-// CONFIG_DEBUG_INFO_BTF). Freed when the program ends or the plugin is unloaded: a plugin's
-// copy of this static goes with its .so, and a bare pointer would leave the parsed BTF (about
-// 6 MB) allocated with nothing pointing to it.
+// The running kernel's BTF (nullptr without CONFIG_DEBUG_INFO_BTF). In a plugin created by a
+// host of ABI 1.4 or later it is the host's (pi_host.kernel_btf): the 5-6 MB file is parsed
+// once per run, not once per plugin. Otherwise it is parsed here, once, and freed when the
+// program ends or the plugin is unloaded (a plugin's copy of this static goes with its .so).
 inline const btf *vmlinux_btf()
 {
+	if (const btf *shared = detail::shared_kernel_btf())
+		return shared;
 	static const std::unique_ptr<btf, void (*)(btf *)> b{btf__load_vmlinux_btf(), btf__free};
 	return b.get();
 }

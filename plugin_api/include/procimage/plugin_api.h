@@ -27,7 +27,7 @@ extern "C" {
 #endif
 
 #define PI_API_MAJOR 1
-#define PI_API_MINOR 3
+#define PI_API_MINOR 4
 
 /* Test builds may override the version a plugin declares (to build mismatched plugins). */
 #ifndef PI_PLUGIN_API_MAJOR
@@ -137,6 +137,8 @@ static inline const char *pi_record_cgroup(const struct pi_record *r)
  * What the host hands to every plugin instance.
  * ---------------------------------------------------------------------------------------- */
 
+struct btf; /* libbpf's parsed BTF (bpf/btf.h); opaque here */
+
 struct pi_host {
 	uint32_t size;
 	uint32_t api_major;
@@ -171,6 +173,12 @@ struct pi_host {
 	 * filter. A probe applies them where it can, in the kernel (set_common_rodata() in
 	 * procimage/bpf.hpp copies the common ones into procimage.bpf.h's rodata). */
 	const struct pi_filters *filters;
+	/* Since 1.4 (read only when size covers it): the running kernel's BTF, parsed once by the
+	 * host (libbpf's struct btf, from /sys/kernel/btf/vmlinux), or NULL when the kernel has
+	 * none. Read only; shared by every plugin, possibly from several threads at once; valid
+	 * while the instance lives. A probe uses it for its kernel checks instead of parsing the
+	 * 5-6 MB file again (the SDK's vmlinux_btf() does). */
+	const struct btf *kernel_btf;
 };
 
 /* The filters of a run (pi_host.filters, since 1.3). Fixed-width fields only. */
@@ -252,7 +260,11 @@ struct pi_probe_ops {
 	/* Create an instance; nothing is loaded into the kernel yet. */
 	void *(*create)(const struct pi_host *host, const char *config_json, char *err,
 			size_t errlen);
-	/* Open and load the BPF object (verifier runs here), reusing the host's shared maps. */
+	/* Open and load the BPF object (verifier runs here), reusing the host's shared maps.
+	 * Since 1.4 the host loads the probes of a run at the same time, each load on a thread of
+	 * its own: a plugin built for 1.4 must not share unguarded state between its instances
+	 * in load (one plugin may be loaded twice, under two ids). A plugin built for an earlier
+	 * ABI is loaded alone, on the host's thread. */
 	int (*load)(void *inst, struct pi_probe_io *io, char *err, size_t errlen);
 	/* Attach the loaded programs for a target / detach them. The host calls attach when it
 	 * activates the probe and detach + attach when the target changes; the shared maps

@@ -339,6 +339,20 @@ template <typename T, typename F> int guard_logged(T *self, const char *what, F 
 	return rc;
 }
 
+// The kernel BTF the host shares (pi_host.kernel_btf, ABI 1.4), seen by this plugin's
+// vmlinux_btf() (procimage/kernel_features.hpp); null until a 1.4 host creates an instance.
+inline const struct btf *&shared_kernel_btf()
+{
+	static const struct btf *b = nullptr;
+	return b;
+}
+
+inline void take_shared_kernel_btf(const pi_host &host)
+{
+	if (host.size >= offsetof(pi_host, kernel_btf) + sizeof host.kernel_btf && host.kernel_btf)
+		shared_kernel_btf() = host.kernel_btf;
+}
+
 template <typename P> struct probe_tramp {
 	static int validate(const char *cfg, char *err, size_t len)
 	{
@@ -347,6 +361,7 @@ template <typename P> struct probe_tramp {
 	static void *create(const pi_host *host, const char *cfg, char *err, size_t len)
 	{
 		P *p = nullptr;
+		take_shared_kernel_btf(*host);
 		guard(err, len, [&] { p = new P(*host, cfg ? cfg : "{}"); });
 		return p;
 	}
