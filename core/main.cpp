@@ -401,6 +401,9 @@ int run_procimage(int argc, char **argv)
 		shorthand |= vm.count(k) > 0;
 
 	pipeline p;
+	// -a's plugins, found to check what the kernel offers them: held open until the host loads
+	// them again (a second dlopen of a loaded library is a reference count, not a load)
+	std::vector<plugin_ptr> found_for_all;
 	if (vm.count("pipeline")) {
 		for (const char *k : {"all", "keytime", "lock", "resource", "-s", "syscall", "schedule", "profile", "cpu", "stacks", "output", "batch", "set"})
 			if (vm.count(k) && !(std::string(k) == "syscall" && !syscall_lists.empty())) {
@@ -427,9 +430,13 @@ int run_procimage(int argc, char **argv)
 				dirs.push_back(d);
 			std::vector<std::string> missing;
 			for (const auto &[n, _] : SHORTHAND_PROBES) {
-				if (!find_plugin(PI_KIND_PROBE, n, dirs))
+				auto found = find_plugin(PI_KIND_PROBE, n, dirs);
+				if (!found) {
 					missing.push_back(n);
-				else if (auto why = procimage::sdk::missing_for(n); !why.empty())
+					continue;
+				}
+				found_for_all.push_back(*found);
+				if (auto why = procimage::sdk::missing_for(n); !why.empty())
 					spdlog::warn("-a: the {} probe is left out: it {}", n, why);
 				else
 					names.push_back(n);
