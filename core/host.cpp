@@ -600,6 +600,7 @@ result<void> host::load_probes()
 		p.io.lost_map_fd = -1;
 		char err[PI_ERRBUF_SIZE] = "";
 		int rc;
+		uint64_t t0 = boot_now_ns();
 		try {
 			rc = p.ops().load(p.inst, &p.io, err, sizeof err);
 		} catch (...) {
@@ -608,6 +609,8 @@ result<void> host::load_probes()
 		}
 		if (rc != PI_OK)
 			errs[i] = p.label() + " failed to load: " + (err[0] ? err : "no reason given");
+		else
+			p.log->debug("{} loaded in {:.1f} ms", p.label(), static_cast<double>(boot_now_ns() - t0) / 1e6);
 	};
 	std::vector<size_t> together;
 	for (size_t i = 0; i < probes_.size(); i++) {
