@@ -33,4 +33,6 @@ jq -r --argjson loop "$LOOP" 'select((.event == "activated") or (.probe == "keyt
 paste -d' ' "$OUT/ctl.txt" "$OUT/first.txt" | awk '
   { rt = ($2 - $1) / 1e6; d = ($3 - $2) / 1e6; printf "trial %2d: procimage-ctl round trip %7.2f ms, first record %+7.2f ms after it returned\n", NR, rt, d;
     if (NR == 1 || d > max) max = d; srt += rt; sd += d }
-  END { printf "mean round trip %.2f ms; mean first-record delay %+.2f ms; worst %+.2f ms\n", srt / NR, sd / NR, max }'
+  END { printf "mean round trip %.2f ms; mean first-record delay %+.2f ms; worst %+.2f ms\n", srt / NR, sd / NR, max }' | tee "$OUT/act.txt"
+summary "procimage-ctl -a to the first record" "$(tail -1 "$OUT/act.txt" | sed 's/.*mean first-record delay \([^ ]*\) ms;.*/\1 ms after the call returned (mean)/')" "" ""
+

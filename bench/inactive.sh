@@ -28,3 +28,6 @@ for w in "${order[@]}"; do
   report_line "$w: no procimage" "$OUT/none-$w.txt" "$OUT/none-$w.txt"
   report_line "$w: procimage -a (inactive)" "$OUT/none-$w.txt" "$OUT/inactive-$w.txt"
 done
+summary "loaded and inactive (procimage -a): getppid / fork+exec / pipe / mutex" \
+  "$(for w in "${order[@]}"; do med_ratio "$OUT/none-$w.txt" "$OUT/inactive-$w.txt"; echo -n ' '; done)" "" ""
+

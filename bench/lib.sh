@@ -63,6 +63,15 @@ report_line() {
 summary() {
   if [ -n "${BENCH_SUMMARY:-}" ]; then printf '| %s | %s | %s | %s |\n' "$@" >>"$BENCH_SUMMARY"; fi
 }
+# med_ratio BASELINE_FILE FILE: the ratio of the medians, "1.234x"
+med_ratio() { awk -v b="$(median <"$1")" -v m="$(median <"$2")" 'BEGIN {printf "%.3fx", (b > 0 ? m / b : 0)}'; }
+# summary_ratios WHAT BASELINE_FILE FILE PEER_NAME PEER_FILE: a summary row of two ratios
+# against one baseline, procimage's and the peer tool's, and procimage's against the peer's
+summary_ratios() {
+  local what=$1 base=$2 file=$3 peer=$4 pfile=$5
+  summary "$what" "$(med_ratio "$base" "$file")" "$peer $(med_ratio "$base" "$pfile")" \
+    "$(awk -v a="$(median <"$file")" -v b="$(median <"$pfile")" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}') of the peer's time"
+}
 # ms_stats FILE: "median min max spread%" of a file of seconds, in ms
 ms_stats() {
   sort -n "$1" | awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2;

@@ -98,3 +98,7 @@ report_line "no tool" "$OUT/none-long.txt" "$OUT/none-long.txt"
 report_line "procimage lock, full (uprobes + futex)" "$OUT/none-long.txt" "$OUT/full-long.txt"
 report_line "procimage lock, contention-only" "$OUT/none-long.txt" "$OUT/contention-long.txt"
 report_line "procimage lock on another process" "$OUT/none-long.txt" "$OUT/other-long.txt"
+summary_ratios "two-thread mutex loop, hold times (uprobes), procimage -l" "$OUT/none-short.txt" "$OUT/full-short.txt" \
+  "bpftrace" "$OUT/bpftrace-short.txt"
+summary "mutex loop, procimage -l contention-only / on another process" \
+  "$(med_ratio "$OUT/none-long.txt" "$OUT/contention-long.txt") / $(med_ratio "$OUT/none-long.txt" "$OUT/other-long.txt")" "" ""

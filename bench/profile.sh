@@ -89,6 +89,14 @@ if [ "${PROGSTATS:-0}" = 1 ]; then
   sed 's/^/  procimage --profile: /' "$OUT/ns_procimage.txt"
   echo "  at 99 Hz: $(echo "$ns * 99 / 10000000" | bc -l | cut -c1-6) % of each CPU"
 fi
+if [ -n "$PERF" ]; then
+  summary_ratios "busy loop sampled at 99 Hz with stacks, CPU time, procimage --profile -- CMD" "$OUT/one_none.cpu" \
+    "$OUT/one_target.cpu" "perf record -F 99 -g -a" "$OUT/one_perf.cpu"
+  summary_ratios "the same, every CPU busy, procimage --profile (all threads)" "$OUT/all_none.cpu" \
+    "$OUT/all_system.cpu" "perf record -F 99 -g -a" "$OUT/all_perf.cpu"
+else
+  summary "busy loop sampled at 99 Hz, procimage --profile -- CMD" "$(med_ratio "$OUT/one_none.cpu" "$OUT/one_target.cpu")" "" ""
+fi
 # the samples procimage took of the workload in its last round: the loop's frames are there
 echo "-- heaviest stack of the last target run:"
 head -1 "$OUT/target.folded"

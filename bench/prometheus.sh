@@ -94,5 +94,8 @@ report_header
 report_line "jsonl sink (/dev/null)" "$OUT/jsonl.host" "$OUT/jsonl.host"
 report_line "prometheus sink" "$OUT/jsonl.host" "$OUT/prom.host"
 report_line "prometheus sink, scraped every 1 s" "$OUT/jsonl.host" "$OUT/prom_scraped.host"
+summary "fork-heavy loop traced into the prometheus sink (never scraped / scraped every 1 s), against the same into jsonl" \
+  "$(med_ratio "$OUT/jsonl.txt" "$OUT/prom.txt") / $(med_ratio "$OUT/jsonl.txt" "$OUT/prom_scraped.txt") of the loop's time" "" \
+  "host thread CPU $(med_ratio "$OUT/jsonl.host" "$OUT/prom.host")"
 echo "scrapes: $(wc -l <"$OUT/scrapes.txt") in all; median $(cut -d' ' -f1 "$OUT/scrapes.txt" | median) s per scrape," \
   "median $(cut -d' ' -f2 "$OUT/scrapes.txt" | median) bytes; $(median <"$OUT/series.txt") series at the end of a round"

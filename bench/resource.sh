@@ -72,6 +72,9 @@ for w in "${workloads[@]}"; do
   done
 done
 
+summary "resource sampling of every thread, 1 s: ${workloads[*]}" \
+  "$(for w in "${workloads[@]}"; do printf "%.3fx " "$(ratio "$OUT/$w.none.cpu" "$OUT/$w.r1000.cpu")"; done)CPU time" "" ""
+
 # ---------------------------------------------------------------- 2. the host's own CPU
 SLEEPERS=()
 cleanup_sleepers() { [ ${#SLEEPERS[@]} -gt 0 ] && kill "${SLEEPERS[@]}" 2>/dev/null; wait 2>/dev/null || true; }

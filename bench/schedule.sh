@@ -81,6 +81,9 @@ for w in pp ct; do
   report_line "procimage -S -- workload (target)" "$OUT/${w}_none.txt" "$OUT/${w}_target.txt"
   report_line "procimage -S (system-wide)" "$OUT/${w}_none.txt" "$OUT/${w}_system.txt"
   report_line "runqlat (libbpf-tools)" "$OUT/${w}_none.txt" "$OUT/${w}_runqlat.txt"
+  what=$([ $w = pp ] && echo "pipe ping-pong" || echo "CPU contention")
+  summary_ratios "$what, run-queue delay, procimage -S (target)" "$OUT/${w}_none.txt" "$OUT/${w}_target.txt" runqlat "$OUT/${w}_runqlat.txt"
+  summary "$what, procimage -S (system-wide)" "$(med_ratio "$OUT/${w}_none.txt" "$OUT/${w}_system.txt")" "" ""
 done
 if [ "${PROGSTATS:-0}" = 1 ]; then
   echo; echo "time per program run during ping-pong (kernel.bpf_stats_enabled)"

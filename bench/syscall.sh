@@ -7,8 +7,8 @@
 #   procimage -s on the loop (-- CMD), default settings (latency, sequences of 10)
 #   procimage -s on the loop without sequences
 #   procimage -s on another process (a sleep), system figures "latency" (default), "counts", "off"
-#   procimage -k and -l on another process: what their exec / futex matching on the raw syscall
-#     tracepoints costs every other system call of the machine
+#   procimage -k and -l on another process: what their execve / futex syscall tracepoints cost
+#     every other system call of the machine (docs/start-and-stop.md: why not the raw ones)
 #   syscount -L (libbpf-tools, system-wide)
 #   execsnoop (libbpf-tools): the execve syscall tracepoints, for comparison with -k
 #   bpftrace one-liner: per-thread latency stats (tracepoint:raw_syscalls)
@@ -109,10 +109,16 @@ line "procimage -s on the loop, no sequences" target_noseq
 line "procimage -s on another pid (system latency)" other
 line "procimage -s on another pid (system counts)" other_counts
 line "procimage -s on another pid (system off)" other_off
-line "procimage -k on another pid (exec matching)" keytime_other
-line "procimage -l on another pid (futex matching)" lock_other
+line "procimage -k on another pid (execve tracepoints)" keytime_other
+line "procimage -l on another pid (futex tracepoints)" lock_other
 line "syscount -L (libbpf-tools, system-wide)" syscount
 line "execsnoop (libbpf-tools, execve tracepoints)" execsnoop
 line "bpftrace per-thread latency stats" bpftrace
 echo "ratio, ns/call+: best round against the best round with no tool; /floor, /clock: that added"
 echo "cost over the floor's and over the clock floor's"
+added() { awk -v t="$(m "$1")" -v b="$NONE" -v n="$N" 'BEGIN {printf "%.0f", (t - b) / n * 1e9}'; }
+summary "getppid loop, ns added per call: procimage -s on it (sequences / none)" \
+  "$(added target) / $(added target_noseq) ns" "syscount -L $(added syscount) ns" \
+  "$(awk -v a="$(added target)" -v b="$(added target_noseq)" -v s="$(added syscount)" 'BEGIN {printf "%.2fx / %.2fx", a / s, b / s}')"
+summary "the same loop, another process traced: procimage -k / -l" "$(added keytime_other) / $(added lock_other) ns" \
+  "execsnoop $(added execsnoop) ns" ""
