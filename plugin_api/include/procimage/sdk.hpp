@@ -339,19 +339,27 @@ template <typename T, typename F> int guard_logged(T *self, const char *what, F 
 	return rc;
 }
 
-// The kernel BTF the host shares (pi_host.kernel_btf, ABI 1.4), seen by this plugin's
-// vmlinux_btf() (procimage/kernel_features.hpp); null until a 1.4 host creates an instance.
+// The kernel BTF the host lends this thread's probe during its load (pi_host.kernel_btf, ABI
+// 1.4), seen by vmlinux_btf() (procimage/kernel_features.hpp); null outside a load. Per thread:
+// the host loads several probes at once, and frees its BTF once they are all loaded.
 inline const struct btf *&shared_kernel_btf()
 {
-	static const struct btf *b = nullptr;
+	static thread_local const struct btf *b = nullptr;
 	return b;
 }
 
-inline void take_shared_kernel_btf(const pi_host &host)
-{
-	if (host.size >= offsetof(pi_host, kernel_btf) + sizeof host.kernel_btf && host.kernel_btf)
-		shared_kernel_btf() = host.kernel_btf;
-}
+// For the length of a load: the host's BTF, when its pi_host has the field.
+class lent_kernel_btf {
+public:
+	explicit lent_kernel_btf(const pi_host &host)
+	{
+		if (host.size >= offsetof(pi_host, kernel_btf) + sizeof host.kernel_btf)
+			shared_kernel_btf() = host.kernel_btf;
+	}
+	~lent_kernel_btf() { shared_kernel_btf() = nullptr; }
+	lent_kernel_btf(const lent_kernel_btf &) = delete;
+	lent_kernel_btf &operator=(const lent_kernel_btf &) = delete;
+};
 
 template <typename P> struct probe_tramp {
 	static int validate(const char *cfg, char *err, size_t len)
@@ -361,13 +369,15 @@ template <typename P> struct probe_tramp {
 	static void *create(const pi_host *host, const char *cfg, char *err, size_t len)
 	{
 		P *p = nullptr;
-		take_shared_kernel_btf(*host);
+		lent_kernel_btf lent(*host);
 		guard(err, len, [&] { p = new P(*host, cfg ? cfg : "{}"); });
 		return p;
 	}
 	static int load(void *inst, pi_probe_io *io, char *err, size_t len)
 	{
-		return guard(err, len, [&] { static_cast<P *>(inst)->load(*io); });
+		auto *p = static_cast<P *>(inst);
+		lent_kernel_btf lent(p->host());
+		return guard(err, len, [&] { p->load(*io); });
 	}
 	static int attach(void *inst, const pi_target *target, char *err, size_t len)
 	{
