@@ -339,27 +339,19 @@ template <typename T, typename F> int guard_logged(T *self, const char *what, F 
 	return rc;
 }
 
-// The kernel BTF the host lends this thread's probe during its load (pi_host.kernel_btf, ABI
-// 1.4), seen by vmlinux_btf() (procimage/kernel_features.hpp); null outside a load. Per thread:
-// the host loads several probes at once, and frees its BTF once they are all loaded.
+// The kernel BTF the host shares (pi_host.kernel_btf, ABI 1.4), seen by this plugin's
+// vmlinux_btf() (procimage/kernel_features.hpp); null until a 1.4 host creates an instance.
 inline const struct btf *&shared_kernel_btf()
 {
-	static thread_local const struct btf *b = nullptr;
+	static const struct btf *b = nullptr;
 	return b;
 }
 
-// For the length of a load: the host's BTF, when its pi_host has the field.
-class lent_kernel_btf {
-public:
-	explicit lent_kernel_btf(const pi_host &host)
-	{
-		if (host.size >= offsetof(pi_host, kernel_btf) + sizeof host.kernel_btf)
-			shared_kernel_btf() = host.kernel_btf;
-	}
-	~lent_kernel_btf() { shared_kernel_btf() = nullptr; }
-	lent_kernel_btf(const lent_kernel_btf &) = delete;
-	lent_kernel_btf &operator=(const lent_kernel_btf &) = delete;
-};
+inline void take_shared_kernel_btf(const pi_host &host)
+{
+	if (host.size >= offsetof(pi_host, kernel_btf) + sizeof host.kernel_btf && host.kernel_btf)
+		shared_kernel_btf() = host.kernel_btf;
+}
 
 template <typename P> struct probe_tramp {
 	static int validate(const char *cfg, char *err, size_t len)
@@ -369,15 +361,13 @@ template <typename P> struct probe_tramp {
 	static void *create(const pi_host *host, const char *cfg, char *err, size_t len)
 	{
 		P *p = nullptr;
-		lent_kernel_btf lent(*host);
+		take_shared_kernel_btf(*host);
 		guard(err, len, [&] { p = new P(*host, cfg ? cfg : "{}"); });
 		return p;
 	}
 	static int load(void *inst, pi_probe_io *io, char *err, size_t len)
 	{
-		auto *p = static_cast<P *>(inst);
-		lent_kernel_btf lent(p->host());
-		return guard(err, len, [&] { p->load(*io); });
+		return guard(err, len, [&] { static_cast<P *>(inst)->load(*io); });
 	}
 	static int attach(void *inst, const pi_target *target, char *err, size_t len)
 	{
