@@ -342,6 +342,7 @@ private:
 		owners_.clear();
 		end_slots_.clear();
 		sys_slots_.clear();
+		sys_waiting_.clear();
 	}
 
 	static uint64_t key_of(const sc_key &k) { return (static_cast<uint64_t>(k.id) << 32) | k.nr; }
@@ -535,14 +536,22 @@ private:
 				counts[s] = d.count;
 			if (f.count)
 				cum_counts[s] = f.count;
-			bool want = system_rows_ == "all" ? d.count > 0
-				    : system_rows_ == "target" ? target_slots.count(s) > 0
-								     : false;
+			// With system rows for the target's syscalls: a call of the target that returned
+			// between the read of the system figures and the read of the target's counts in
+			// the target's interval and in the system's next one. A row has at least one call,
+			// so that syscall's system row waits for the interval that has its calls.
+			bool asked = system_rows_ == "all" ? d.count > 0
+				     : system_rows_ == "target" ? target_slots.count(s) > 0 || sys_waiting_.count(s) > 0
+								      : false;
+			bool want = asked && d.count > 0;
 			if (want) {
 				emit_row("system", "interval", system, ts, s, d, interval_ns);
 				sys_slots_.insert(s);
+				sys_waiting_.erase(s);
+			} else if (asked) {
+				sys_waiting_.insert(s);
 			}
-			if (f.count && (want || (!running && sys_slots_.count(s))))
+			if (f.count && (want || (!running && (sys_slots_.count(s) || sys_waiting_.count(s)))))
 				totals.emplace_back(s, f);
 		}
 		if (sum.count)
@@ -675,6 +684,7 @@ private:
 	uint64_t last_tick_ns_ = 0;
 	uint64_t start_ns_ = 0; // boot ns when the activation began: the window of `total` rows
 	std::set<uint32_t> sys_slots_; // syscalls with system rows in this activation
+	std::set<uint32_t> sys_waiting_; // the target's syscalls whose system row has no call yet
 	std::unordered_map<uint64_t, figures> prev_target_; // (id << 32 | slot) -> last cumulative
 	std::unordered_map<uint32_t, figures> prev_sys_;
 	std::unordered_map<uint32_t, owner> owners_;
