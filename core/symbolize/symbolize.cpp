@@ -66,9 +66,43 @@ std::string read_text(const std::string &path)
 
 // The start of a process, ns since boot, from /proc/PID/stat (in clock ticks: 10 ms steps).
 
+bool exists(const std::string &path)
+{
+	return access(path.c_str(), R_OK) == 0;
+}
+
+// libdw's standard search for a module's separate debug file, without its last resort when
+// nothing was found locally: asking a debuginfod server. That resort loads libdebuginfod and
+// its curl, GnuTLS and OpenSSL (about 4 MB of memory for the rest of the run) even when no
+// server is configured, which is the common case. So: with DEBUGINFOD_URLS set, libdw's search
+// as it is; without it, the build-id directory, and libdw's search only when one of the places
+// it looks in by .gnu_debuglink name holds that file.
+int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base, const char *file_name,
+		   const char *debuglink_file, GElf_Word debuglink_crc, char **debuginfo_file_name)
+{
+	const char *urls = std::getenv("DEBUGINFOD_URLS");
+	if (urls && *urls)
+		return dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
+						    debuglink_crc, debuginfo_file_name);
+	int fd = dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
+					      debuglink_crc, debuginfo_file_name);
+	if (fd >= 0 || !file_name)
+		return fd;
+	std::string dir(file_name);
+	auto slash = dir.rfind('/');
+	dir = slash == std::string::npos ? std::string(".") : dir.substr(0, slash);
+	std::string link = debuglink_file ? debuglink_file : base_name(file_name) + ".debug";
+	for (const std::string &candidate :
+	     {dir + "/" + link, dir + "/.debug/" + link, "/usr/lib/debug" + dir + "/" + link})
+		if (exists(candidate))
+			return dwfl_standard_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
+							    debuglink_crc, debuginfo_file_name);
+	return -1;
+}
+
 const Dwfl_Callbacks offline_callbacks = {
 	dwfl_build_id_find_elf,
-	dwfl_standard_find_debuginfo,
+	find_debuginfo,
 	dwfl_offline_section_address,
 	nullptr,
 };

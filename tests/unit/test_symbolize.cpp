@@ -11,6 +11,7 @@
 #include <link.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -277,4 +278,49 @@ TEST_CASE("symbolize: frames without a symbol name their module and offset")
 	s.offset = 0x2a1b0;
 	CHECK(sym::frame_text(s, 0x7f0000002a1b0ULL) == "[libfoo.so]+0x2a1b0");
 	CHECK(sym::frame_text(sym::symbol{}, 0x7f00deadbeefULL) == "0x7f00deadbeef");
+}
+
+TEST_CASE("symbolize: a separate debug file is found by its .gnu_debuglink name, and no debuginfod client is "
+	  "loaded when no server is set")
+{
+	// Two stripped copies of this test program: one with its debug file beside it, in .debug/ as
+	// the debuglink names it, one with none anywhere. Stripped, the marker has no symbol (it is
+	// not exported), so its name can only come from the debug file.
+	::unsetenv("DEBUGINFOD_URLS");
+	t::temp_dir d;
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	REQUIRE(n > 0);
+	self[n] = 0;
+	REQUIRE(mkdir(d.file(".debug").c_str(), 0755) == 0);
+	const std::string with = d.file("with_link"), without = d.file("without_debug");
+	const std::string debug = d.file(".debug/with_link.debug");
+	auto cmd = [](const std::vector<std::string> &argv) {
+		auto r = t::run(argv);
+		INFO(argv[0] << ": " << r.err);
+		REQUIRE(r.status == 0);
+	};
+	cmd({"objcopy", "--only-keep-debug", self, debug});
+	// a build-id that /usr/lib/debug/.build-id cannot know, so the search goes by the link
+	cmd({"objcopy", "--strip-all", "--remove-section=.note.gnu.build-id", "--add-gnu-debuglink=" + debug, self, with});
+	cmd({"objcopy", "--strip-all", self, without});
+
+	Dl_info info{};
+	REQUIRE(dladdr(reinterpret_cast<void *>(&pi_symbolize_marker), &info) != 0);
+	uint64_t vaddr = addr_of(reinterpret_cast<void *>(&pi_symbolize_marker)) - addr_of(info.dli_fbase);
+
+	std::string err;
+	auto img = sym::elf_image::open(with, "with_link", &err);
+	INFO(err);
+	REQUIRE(img);
+	auto r = img->resolve_vaddr(vaddr + 2);
+	CHECK(r.name == "pi_symbolize_marker");
+	CHECK(r.offset == 2);
+
+	auto bare = sym::elf_image::open(without, "without_debug", &err);
+	REQUIRE(bare);
+	CHECK(bare->resolve_vaddr(vaddr + 2).name != "pi_symbolize_marker");
+	// libdw's own search would have fallen back to a debuginfod client here, loading
+	// libdebuginfod (and curl, GnuTLS, OpenSSL) with no server to ask
+	CHECK(t::read_file("/proc/self/maps").find("libdebuginfod") == std::string::npos);
 }
