@@ -2,45 +2,123 @@
 //
 // lock probe, user side: where an entry uprobe goes inside a function (see placement.hpp), with
 // the instructions decoded by Capstone.
+//
+// Capstone is opened with dlopen while placements are computed and closed after: its tables
+// are about 5 MB of memory that a run would otherwise hold to its end for a few decodes per
+// library at its start.
 #include "placement.hpp"
 
 #include <capstone/capstone.h>
 
 #include <algorithm>
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <mutex>
+#include <string>
+#include <type_traits>
 #include <unistd.h>
 #include <vector>
+
+// The library's file name: its ABI version is the API's major number (libcapstone.so.4 for 4.x)
+#define PI_CS_STR2(x) #x
+#define PI_CS_STR(x) PI_CS_STR2(x)
+#define CAPSTONE_SONAME "libcapstone.so." PI_CS_STR(CS_API_MAJOR)
 
 namespace procimage::lock {
 
 namespace {
 
+// The Capstone functions this file calls, from the library opened while anyone holds it.
+struct capstone_lib {
+	void *so = nullptr;
+	decltype(&::cs_open) open = nullptr;
+	decltype(&::cs_option) option = nullptr;
+	decltype(&::cs_malloc) malloc = nullptr;
+	decltype(&::cs_free) free = nullptr;
+	decltype(&::cs_close) close = nullptr;
+	decltype(&::cs_disasm_iter) disasm_iter = nullptr;
+	decltype(&::cs_regs_access) regs_access = nullptr;
+	unsigned users = 0;
+	std::string error; // why the last dlopen failed
+};
+
+std::mutex capstone_mutex;
+capstone_lib capstone;
+
+// Opens the library for one more user: the functions, or nullptr when it cannot be loaded.
+const capstone_lib *capstone_hold()
+{
+	std::lock_guard<std::mutex> lock(capstone_mutex);
+	if (!capstone.so) {
+		void *so = dlopen(CAPSTONE_SONAME, RTLD_NOW | RTLD_LOCAL);
+		if (!so) {
+			const char *e = dlerror();
+			capstone.error = e ? e : CAPSTONE_SONAME ": cannot be opened";
+			return nullptr;
+		}
+		capstone_lib c;
+		c.so = so;
+		bool all = true;
+		auto sym = [&](auto &fn, const char *name) {
+			fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(so, name));
+			all = all && fn;
+		};
+		sym(c.open, "cs_open");
+		sym(c.option, "cs_option");
+		sym(c.malloc, "cs_malloc");
+		sym(c.free, "cs_free");
+		sym(c.close, "cs_close");
+		sym(c.disasm_iter, "cs_disasm_iter");
+		sym(c.regs_access, "cs_regs_access");
+		if (!all) {
+			dlclose(so);
+			capstone.error = CAPSTONE_SONAME ": a function is missing";
+			return nullptr;
+		}
+		capstone = c;
+	}
+	capstone.users++;
+	return &capstone;
+}
+
+void capstone_release()
+{
+	std::lock_guard<std::mutex> lock(capstone_mutex);
+	if (capstone.users && --capstone.users == 0) {
+		dlclose(capstone.so);
+		capstone = capstone_lib{};
+	}
+}
+
 // A Capstone handle for x86-64 with operand details, and one instruction buffer.
 class decoder {
 public:
-	decoder()
+	decoder() : cs_(capstone_hold())
 	{
-		if (cs_open(CS_ARCH_X86, CS_MODE_64, &h_) != CS_ERR_OK) {
+		if (!cs_)
+			return;
+		if (cs_->open(CS_ARCH_X86, CS_MODE_64, &h_) != CS_ERR_OK) {
 			h_ = 0;
 			return;
 		}
-		if (cs_option(h_, CS_OPT_DETAIL, CS_OPT_ON) != CS_ERR_OK || !(insn_ = cs_malloc(h_))) {
-			cs_close(&h_);
+		if (cs_->option(h_, CS_OPT_DETAIL, CS_OPT_ON) != CS_ERR_OK || !(insn_ = cs_->malloc(h_))) {
+			cs_->close(&h_);
 			h_ = 0;
 		}
 	}
 	~decoder()
 	{
 		if (insn_)
-			cs_free(insn_, 1);
+			cs_->free(insn_, 1);
 		if (h_)
-			cs_close(&h_);
+			cs_->close(&h_);
+		if (cs_)
+			capstone_release();
 	}
 	decoder(const decoder &) = delete;
 	decoder &operator=(const decoder &) = delete;
 
 	bool ok() const { return h_ != 0; }
-	csh handle() const { return h_; }
 
 	// The instruction at code[at] (the function's offsets are its addresses), or nullptr when
 	// the bytes there are no complete instruction.
@@ -49,10 +127,16 @@ public:
 		const uint8_t *p = code + at;
 		size_t n = size - at;
 		uint64_t addr = at;
-		return cs_disasm_iter(h_, &p, &n, &addr, insn_) ? insn_ : nullptr;
+		return cs_->disasm_iter(h_, &p, &n, &addr, insn_) ? insn_ : nullptr;
+	}
+
+	cs_err regs_access(const cs_insn &i, cs_regs read, uint8_t *nread, cs_regs written, uint8_t *nwritten) const
+	{
+		return cs_->regs_access(h_, &i, read, nread, written, nwritten);
 	}
 
 private:
+	const capstone_lib *cs_;
 	csh h_ = 0;
 	cs_insn *insn_ = nullptr;
 };
@@ -165,7 +249,7 @@ bool harmless(const decoder &d, const cs_insn &i, uint32_t keep)
 			return false; // a store: it may be the very thing being traced (an unlock)
 	cs_regs read, written;
 	uint8_t nread = 0, nwritten = 0;
-	if (cs_regs_access(d.handle(), &i, read, &nread, written, &nwritten) != CS_ERR_OK)
+	if (d.regs_access(i, read, &nread, written, &nwritten) != CS_ERR_OK)
 		return false;
 	for (uint8_t k = 0; k < nwritten; k++) {
 		if (written[k] == X86_REG_EFLAGS)
@@ -205,6 +289,20 @@ std::vector<uint8_t> read_at(const std::string &path, uint64_t off, size_t size)
 }
 
 } // namespace
+
+placement_session::placement_session() : held_(capstone_hold() != nullptr) {}
+
+placement_session::~placement_session()
+{
+	if (held_)
+		capstone_release();
+}
+
+std::string placement_session::decoder_error()
+{
+	std::lock_guard<std::mutex> lock(capstone_mutex);
+	return capstone.error;
+}
 
 size_t probe_place(const uint8_t *code, size_t size, uint32_t keep, size_t max_skip)
 {

@@ -33,6 +33,22 @@ namespace procimage::lock {
 enum x86_reg : uint32_t { RAX = 0, RCX, RDX, RBX, RSP, RBP, RSI, RDI };
 constexpr uint32_t reg_bit(uint32_t r) { return 1u << r; }
 
+// Keeps the instruction decoder (Capstone, loaded on demand) open while it lives, so that the
+// placements of one plan load it once; without one, each call loads and unloads it. ok() is
+// false when it cannot be loaded (every place is then the entry), decoder_error() says why.
+class placement_session {
+public:
+	placement_session();
+	~placement_session();
+	placement_session(const placement_session &) = delete;
+	placement_session &operator=(const placement_session &) = delete;
+	bool ok() const { return held_; }
+	static std::string decoder_error();
+
+private:
+	bool held_;
+};
+
 // The offset within a function (its code: size bytes from its first one) at which an entry
 // uprobe is cheapest while the registers in keep (reg_bit() mask; %rsp is always kept) still
 // hold their entry values; 0 (the entry) when no such place is known, or when the code cannot

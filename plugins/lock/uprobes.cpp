@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <chrono>
 #include <cstring>
 
@@ -112,6 +113,17 @@ const process_uprobes::probe_plan *process_uprobes::plan_for(uint32_t pid, const
 		return nullptr;
 	}
 	probe_plan plan;
+	// the decoder, loaded once for this plan's placements and unloaded after
+	std::optional<placement_session> decoding;
+	if (cfg_.uprobe_place != "entry") {
+		decoding.emplace();
+		if (!decoding->ok() && !decoder_warned_) {
+			decoder_warned_ = true;
+			sdk::log(host_, PI_LOG_WARN,
+				 "lock: no instruction decoder (" + placement_session::decoder_error() +
+					 "): every uprobe stays at its function's entry, which costs more per call");
+		}
+	}
 	for (const auto &f : FUNCS) {
 		auto it = where.find(f.name);
 		if (it == where.end())

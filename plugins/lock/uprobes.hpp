@@ -167,6 +167,7 @@ private:
 	bool multi_;
 	std::map<uint32_t, proc_state> procs_;
 	std::map<std::vector<file_id>, probe_plan> plans_; // per set of libraries, this activation
+	bool decoder_warned_ = false; // that the instruction decoder cannot be loaded, said once
 	link_reaper reaper_;
 };
 

@@ -14,8 +14,8 @@ CHECK is one of:
             by --check (exit 2, one line); manifests with one privilege or mount taken away are
             named by the checks of `command`.
   image     Dockerfile: built on debian:12 with scripts/install-deps.sh and cmake --install, run
-            on debian:12-slim; every library `ldd` finds for the binaries and plugins built here
-            (and nsenter, the pod's command) belongs to a Debian package the runtime stage
+            on debian:12-slim; every library `ldd` finds for the binaries and plugins built here,
+            every library they name for dlopen (a soname in their bytes: Capstone) (and nsenter, the pod's command) belongs to a Debian package the runtime stage
             installs (dpkg -S).
   scrape    prometheus-scrape.yaml and podmonitor.yaml select the DaemonSet's running pods, on
             the exporter's port, labelled with their node (Prometheus' own relabelling, through
@@ -418,6 +418,23 @@ def ldd(path):
     return libs
 
 
+def dlopened(path, linked):
+    """{soname: resolved path or None} of the libraries path names but does not link (opened with
+    dlopen, e.g. the lock probe's Capstone), resolved through the loader's cache."""
+    with open(path, "rb") as f:
+        names = {m.group(0).decode() for m in re.finditer(rb"lib[A-Za-z0-9_+-]+\.so(?:\.[0-9]+)+", f.read())}
+    names -= set(linked)
+    if not names:
+        return {}
+    r = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True)
+    cache = {}
+    for line in r.stdout.splitlines():
+        m = re.match(r"\s*(\S+) \((.*)\) => (\S+)", line)
+        if m and "x86-64" in m.group(2):
+            cache.setdefault(m.group(1), m.group(3))
+    return {n: cache.get(n) for n in names}
+
+
 def spellings(path):
     """A file's names under merged /usr: as given, resolved, with and without /usr."""
     cands = [path, os.path.realpath(path)]
@@ -481,7 +498,8 @@ def check_image(src, build, sanitized):
     plugins = sorted(os.path.join(build, "plugins", f) for f in os.listdir(os.path.join(build, "plugins")) if f.endswith(".so"))
     needs, missing = {}, []
     for binary in [os.path.join(build, "procimage"), os.path.join(build, "procimage-ctl")] + plugins:
-        for soname, path in ldd(binary).items():
+        linked = ldd(binary)
+        for soname, path in list(linked.items()) + list(dlopened(binary, linked).items()):
             if soname.startswith("linux-vdso"):
                 continue
             if sanitized and re.match(r"lib(asan|ubsan|lsan)\.so", soname):

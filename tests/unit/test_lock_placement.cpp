@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <fstream>
+#include <string>
 #include <vector>
 
 using namespace procimage::lock;
@@ -111,4 +113,31 @@ TEST_CASE("lock placement: what the kernel emulates, as Capstone decodes it")
 	code[40] = 0xe3;
 	code[41] = static_cast<uint8_t>(3 - 42);
 	CHECK(place(code) == 0);
+}
+
+TEST_CASE("lock placement: Capstone is loaded while placements are made, and unloaded after")
+{
+	auto mapped = [] {
+		std::ifstream in("/proc/self/maps");
+		std::string line;
+		while (std::getline(in, line))
+			if (line.find("libcapstone") != std::string::npos)
+				return true;
+		return false;
+	};
+	const std::vector<uint8_t> unlock = {0xbe, 0x01, 0x00, 0x00, 0x00, 0xe9, 0xf6, 0xfe, 0xff, 0xff};
+	REQUIRE_FALSE(mapped());
+	{
+		placement_session s;
+		INFO(placement_session::decoder_error());
+		REQUIRE(s.ok());
+		CHECK(mapped());
+		CHECK(place(unlock) == 5);
+		CHECK(place(unlock) == 5);
+		CHECK(mapped()); // the session holds it between placements
+	}
+	CHECK_FALSE(mapped());
+	// without a session, one placement loads and unloads it
+	CHECK(place(unlock) == 5);
+	CHECK_FALSE(mapped());
 }
