@@ -436,7 +436,6 @@ result<void> host::start()
 		s->api.self_tgid = self;
 		s->api.control_map_fd = s->api.targets_map_fd = -1;
 		s->api.record_schema = record_schema_.c_str();
-		s->api.kernel_btf = sdk::vmlinux_btf();
 		char err[PI_ERRBUF_SIZE] = "";
 		std::string cfg = s->spec.config.dump();
 		try {
@@ -488,6 +487,10 @@ result<void> host::start()
 	}
 	if (auto r = load_probes(); !r)
 		return r;
+	// the kernel's BTF was lent for create and load only: its 6 MB go back now
+	for (auto &p : probes_)
+		p->api.kernel_btf = nullptr;
+	sdk::release_vmlinux_btf();
 	for (auto &p : probes_) {
 		p->losses = std::make_unique<loss_ledger>(p->spec.id, p->io.lost_causes, PI_LOST_CAUSES);
 		if (p->io.n_ringbufs > PI_MAX_RINGBUFS)

@@ -190,10 +190,13 @@ TEST_CASE("host: probes of ABI 1.4 load at the same time and share the host's ke
 	const uint64_t host_pid = old["pid"];
 	// the host's thread is the process's first one: its tid is the pid
 	CHECK(old["load_tid"] == host_pid);
-	// one parse of the kernel's BTF, handed to both instances of the 1.4 plugin
+	// one parse of the kernel's BTF, lent to both instances of the 1.4 plugin for their load,
+	// and taken back once they are loaded
 	CHECK(a["kernel_btf"].get<uint64_t>() != 0);
 	CHECK(a["kernel_btf"] == b["kernel_btf"]);
 	CHECK(old["kernel_btf"] == 0);
+	CHECK(a["kernel_btf_after"] == 0);
+	CHECK(b["kernel_btf_after"] == 0);
 	// the 1.3 plugin's load ran before the others began
 	CHECK(old["load_end_ns"].get<uint64_t>() <= std::min(a["load_begin_ns"].get<uint64_t>(), b["load_begin_ns"].get<uint64_t>()));
 	if (std::thread::hardware_concurrency() < 2)

@@ -13,7 +13,8 @@
 //   8 a probe that tells how it was loaded (built for the current ABI as probe_loads, and for
 //     ABI 1.3 as probe_loads_1_3): its load sleeps 300 ms; at its first tick it emits one
 //     "loaded" record with the thread the load ran on, when it began and ended
-//     (CLOCK_MONOTONIC ns) and the kernel BTF the host handed it (its address, 0 for none)
+//     (CLOCK_MONOTONIC ns) and the kernel BTF the host lent it (its address, 0 for none),
+//     during the load and at the tick
 #include <procimage/plugin_api.h>
 
 #include <cstring>
@@ -103,7 +104,7 @@ uint64_t mono_ns()
 }
 struct instance {
 	const pi_host *host;
-	uint64_t tid = 0, begin = 0, end = 0;
+	uint64_t tid = 0, begin = 0, end = 0, btf = 0, btf_after = 0;
 	bool sent = false;
 };
 int validate(const char *, char *, size_t) { return PI_OK; }
@@ -112,6 +113,10 @@ int load(void *inst, pi_probe_io *, char *, size_t)
 {
 	auto *in = static_cast<instance *>(inst);
 	in->tid = static_cast<uint64_t>(gettid());
+#if PI_PLUGIN_API_MINOR >= 4
+	if (in->host->size >= offsetof(pi_host, kernel_btf) + sizeof in->host->kernel_btf)
+		in->btf = reinterpret_cast<uintptr_t>(in->host->kernel_btf);
+#endif
 	in->begin = mono_ns();
 	usleep(300 * 1000);
 	in->end = mono_ns();
@@ -123,21 +128,20 @@ int on_tick(void *inst, uint64_t, int)
 	if (in->sent)
 		return PI_OK;
 	in->sent = true;
-	uint64_t btf = 0;
 #if PI_PLUGIN_API_MINOR >= 4
 	if (in->host->size >= offsetof(pi_host, kernel_btf) + sizeof in->host->kernel_btf)
-		btf = reinterpret_cast<uintptr_t>(in->host->kernel_btf);
+		in->btf_after = reinterpret_cast<uintptr_t>(in->host->kernel_btf);
 #endif
-	const char *names[] = {"load_tid", "load_begin_ns", "load_end_ns", "kernel_btf"};
-	uint64_t values[] = {in->tid, in->begin, in->end, btf};
-	pi_field f[4];
-	for (int i = 0; i < 4; i++) {
+	const char *names[] = {"load_tid", "load_begin_ns", "load_end_ns", "kernel_btf", "kernel_btf_after"};
+	uint64_t values[] = {in->tid, in->begin, in->end, in->btf, in->btf_after};
+	pi_field f[5];
+	for (int i = 0; i < 5; i++) {
 		f[i] = pi_field{names[i], PI_FT_U64, PI_FMT_PLAIN, 0, {}};
 		f[i].v.u = values[i];
 	}
 	pi_record r{};
 	r.size = sizeof r;
-	r.nfields = 4;
+	r.nfields = 5;
 	r.probe = PLUGIN_NAME;
 	r.event = "loaded";
 	r.pid = in->host->self_tgid;
@@ -159,7 +163,8 @@ const char *const schema = R"({"records": {"loaded": {
 		"load_tid": {"type": "integer", "minimum": 1, "description": "The thread its load ran on."},
 		"load_begin_ns": {"type": "integer", "minimum": 0, "description": "CLOCK_MONOTONIC when the load began."},
 		"load_end_ns": {"type": "integer", "minimum": 0, "description": "CLOCK_MONOTONIC when the load ended."},
-		"kernel_btf": {"type": "integer", "minimum": 0, "description": "pi_host.kernel_btf, 0 when none."}}}}})";
+		"kernel_btf": {"type": "integer", "minimum": 0, "description": "pi_host.kernel_btf during the load, 0 when none."},
+		"kernel_btf_after": {"type": "integer", "minimum": 0, "description": "pi_host.kernel_btf at the first tick."}}}}})";
 const pi_plugin_desc desc = {sizeof(pi_plugin_desc), PI_PLUGIN_API_MAJOR, PI_PLUGIN_API_MINOR, PI_KIND_PROBE,
 			     PLUGIN_NAME, "0.0.1", "test plugin", &ops, nullptr, schema};
 const pi_plugin_desc *describe() { return &desc; }

@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include <memory>
+#include <thread>
 
 using namespace procimage::core;
 namespace t = procimage::test;
@@ -94,24 +95,41 @@ TEST_CASE("--list-plugins shows every plugin with its version, and why one is un
 	CHECK_THAT(r.out, Catch::Contains("sink_not_plugin.so"));
 }
 
-TEST_CASE("sdk: a plugin created by a host of ABI 1.4 or later checks the kernel with the host's BTF, not a parse of its own")
+TEST_CASE("sdk: a probe of ABI 1.4 checks the kernel with the BTF its host lends it for create and load, not a parse of its own")
 {
 	// a parse of the kernel's BTF standing in for the host's
 	std::unique_ptr<btf, void (*)(btf *)> hosts{btf__load_vmlinux_btf(), btf__free};
 	if (!hosts)
 		SKIP_TEST("this kernel has no BTF (/sys/kernel/btf/vmlinux)");
+	namespace sdk = procimage::sdk;
 	pi_host host{};
 	host.kernel_btf = hosts.get();
-	// a 1.3 host's pi_host ends before kernel_btf: the pointer is not read
-	host.size = offsetof(pi_host, kernel_btf);
-	procimage::sdk::detail::take_shared_kernel_btf(host);
-	CHECK(procimage::sdk::vmlinux_btf() != hosts.get());
-	host.size = sizeof host;
-	procimage::sdk::detail::take_shared_kernel_btf(host);
-	CHECK(procimage::sdk::vmlinux_btf() == hosts.get());
-	// and the checks read it
-	CHECK(procimage::sdk::kernel_has(procimage::sdk::KF_RINGBUF));
-	CHECK(procimage::sdk::missing_for("keytime").empty());
-	procimage::sdk::detail::shared_kernel_btf() = nullptr;
-	CHECK(procimage::sdk::vmlinux_btf() != hosts.get());
+	{
+		// a 1.3 host's pi_host ends before kernel_btf: the pointer is not read
+		host.size = offsetof(pi_host, kernel_btf);
+		sdk::detail::lent_kernel_btf lent(host);
+		CHECK(sdk::vmlinux_btf() != hosts.get());
+	}
+	{
+		host.size = sizeof host;
+		sdk::detail::lent_kernel_btf lent(host);
+		CHECK(sdk::vmlinux_btf() == hosts.get());
+		// and the checks read it
+		CHECK(sdk::kernel_has(sdk::KF_RINGBUF));
+		CHECK(sdk::missing_for("keytime").empty());
+		// the host loads probes on several threads: the loan holds on every one, and a
+		// second load that ends first does not take it back from the one still running
+		const btf *other = nullptr;
+		std::thread([&] {
+			sdk::detail::lent_kernel_btf second(host);
+			other = sdk::vmlinux_btf();
+		}).join();
+		CHECK(other == hosts.get());
+		CHECK(sdk::vmlinux_btf() == hosts.get());
+	}
+	// taken back at the end of the load
+	CHECK(sdk::vmlinux_btf() != hosts.get());
+	// the program's own parse can be given back, and is made again when asked
+	sdk::release_vmlinux_btf();
+	CHECK(sdk::vmlinux_btf() != nullptr);
 }

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <initializer_list>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -98,16 +99,51 @@ inline const std::vector<const kernel_feature *> &kernel_feature_catalogue()
 	return all;
 }
 
-// The running kernel's BTF (nullptr without CONFIG_DEBUG_INFO_BTF). In a plugin created by a
-// host of ABI 1.4 or later it is the host's (pi_host.kernel_btf): the 5-6 MB file is parsed
-// once per run, not once per plugin. Otherwise it is parsed here, once, and freed when the
-// program ends or the plugin is unloaded (a plugin's copy of this static goes with its .so).
+namespace detail {
+// This program's (or this plugin's) own parse, made when first asked for.
+struct own_btf {
+	std::mutex m;
+	btf *b = nullptr;
+	bool parsed = false;
+	own_btf() = default;
+	own_btf(const own_btf &) = delete;
+	own_btf &operator=(const own_btf &) = delete;
+	~own_btf() { btf__free(b); }
+};
+inline own_btf &own_kernel_btf()
+{
+	static own_btf o;
+	return o;
+}
+} // namespace detail
+
+// The running kernel's BTF (nullptr without CONFIG_DEBUG_INFO_BTF). Inside the create and load
+// of a probe whose host has ABI 1.4 or later it is the host's (pi_host.kernel_btf): the 5-6 MB
+// file is parsed once per run, not once per plugin. Elsewhere it is parsed here when first
+// asked for, and kept until release_vmlinux_btf() or the end of the program (or the unloading
+// of the plugin: its copy of this static goes with its .so).
 inline const btf *vmlinux_btf()
 {
 	if (const btf *shared = detail::shared_kernel_btf())
 		return shared;
-	static const std::unique_ptr<btf, void (*)(btf *)> b{btf__load_vmlinux_btf(), btf__free};
-	return b.get();
+	auto &o = detail::own_kernel_btf();
+	std::lock_guard<std::mutex> lock(o.m);
+	if (!o.parsed) {
+		o.b = btf__load_vmlinux_btf();
+		o.parsed = true;
+	}
+	return o.b;
+}
+
+// Free the parse vmlinux_btf() made (the host, once every probe is loaded: about 6 MB for the
+// rest of the run). A later vmlinux_btf() parses again.
+inline void release_vmlinux_btf()
+{
+	auto &o = detail::own_kernel_btf();
+	std::lock_guard<std::mutex> lock(o.m);
+	btf__free(o.b);
+	o.b = nullptr;
+	o.parsed = false;
 }
 
 inline bool btf_has_enum_value(const btf *b, const char *value)

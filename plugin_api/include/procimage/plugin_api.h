@@ -173,11 +173,12 @@ struct pi_host {
 	 * filter. A probe applies them where it can, in the kernel (set_common_rodata() in
 	 * procimage/bpf.hpp copies the common ones into procimage.bpf.h's rodata). */
 	const struct pi_filters *filters;
-	/* Since 1.4 (read only when size covers it): the running kernel's BTF, parsed once by the
-	 * host (libbpf's struct btf, from /sys/kernel/btf/vmlinux), or NULL when the kernel has
-	 * none. Read only; shared by every plugin, possibly from several threads at once; valid
-	 * while the instance lives. A probe uses it for its kernel checks instead of parsing the
-	 * 5-6 MB file again (the SDK's vmlinux_btf() does). */
+	/* Since 1.4 (read only when size covers it), probes only: the running kernel's BTF, parsed
+	 * once by the host (libbpf's struct btf, from /sys/kernel/btf/vmlinux), or NULL when the
+	 * kernel has none. Read only; shared by every probe, possibly from several threads at
+	 * once; valid during create and load only: the host frees it once every probe is loaded
+	 * (and sets this field to NULL). A probe uses it for its kernel checks instead of parsing
+	 * the 5-6 MB file again (the SDK's vmlinux_btf() does). */
 	const struct btf *kernel_btf;
 };
 

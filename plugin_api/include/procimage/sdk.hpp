@@ -12,8 +12,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <atomic>
 #include <exception>
 #include <initializer_list>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -339,19 +341,54 @@ template <typename T, typename F> int guard_logged(T *self, const char *what, F 
 	return rc;
 }
 
-// The kernel BTF the host shares (pi_host.kernel_btf, ABI 1.4), seen by this plugin's
-// vmlinux_btf() (procimage/kernel_features.hpp); null until a 1.4 host creates an instance.
-inline const struct btf *&shared_kernel_btf()
+// The kernel BTF the host lends this plugin's probes while any of them is being created or
+// loaded (pi_host.kernel_btf, ABI 1.4), seen by vmlinux_btf() (procimage/kernel_features.hpp);
+// null when none is. The host loads several probes at once, each on its thread, and frees its
+// BTF only once every load has returned: while a loan lasts the pointer is valid on any
+// thread, and the last loan to end takes it back.
+struct btf_loans {
+	std::mutex m;
+	unsigned open = 0;
+	std::atomic<const struct btf *> lent{nullptr};
+};
+inline btf_loans &kernel_btf_loans()
 {
-	static const struct btf *b = nullptr;
-	return b;
+	static btf_loans l;
+	return l;
+}
+inline const struct btf *shared_kernel_btf()
+{
+	return kernel_btf_loans().lent.load(std::memory_order_acquire);
 }
 
-inline void take_shared_kernel_btf(const pi_host &host)
-{
-	if (host.size >= offsetof(pi_host, kernel_btf) + sizeof host.kernel_btf && host.kernel_btf)
-		shared_kernel_btf() = host.kernel_btf;
-}
+// For the length of a create or load: the host's BTF, when its pi_host has the field.
+class lent_kernel_btf {
+public:
+	explicit lent_kernel_btf(const pi_host &host)
+	{
+		if (host.size < offsetof(pi_host, kernel_btf) + sizeof host.kernel_btf || !host.kernel_btf)
+			return;
+		auto &l = kernel_btf_loans();
+		std::lock_guard<std::mutex> lock(l.m);
+		if (l.open++ == 0)
+			l.lent.store(host.kernel_btf, std::memory_order_release);
+		held_ = true;
+	}
+	~lent_kernel_btf()
+	{
+		if (!held_)
+			return;
+		auto &l = kernel_btf_loans();
+		std::lock_guard<std::mutex> lock(l.m);
+		if (--l.open == 0)
+			l.lent.store(nullptr, std::memory_order_release);
+	}
+	lent_kernel_btf(const lent_kernel_btf &) = delete;
+	lent_kernel_btf &operator=(const lent_kernel_btf &) = delete;
+
+private:
+	bool held_ = false;
+};
 
 template <typename P> struct probe_tramp {
 	static int validate(const char *cfg, char *err, size_t len)
@@ -361,13 +398,15 @@ template <typename P> struct probe_tramp {
 	static void *create(const pi_host *host, const char *cfg, char *err, size_t len)
 	{
 		P *p = nullptr;
-		take_shared_kernel_btf(*host);
+		lent_kernel_btf lent(*host);
 		guard(err, len, [&] { p = new P(*host, cfg ? cfg : "{}"); });
 		return p;
 	}
 	static int load(void *inst, pi_probe_io *io, char *err, size_t len)
 	{
-		return guard(err, len, [&] { static_cast<P *>(inst)->load(*io); });
+		auto *p = static_cast<P *>(inst);
+		lent_kernel_btf lent(p->host());
+		return guard(err, len, [&] { p->load(*io); });
 	}
 	static int attach(void *inst, const pi_target *target, char *err, size_t len)
 	{
