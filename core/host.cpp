@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "host.hpp"
+#include "side_by_side.hpp"
 #include "cgroup_names.hpp"
 #include "losses.hpp"
 #include "schema.hpp"
@@ -623,23 +624,9 @@ result<void> host::load_probes()
 		else
 			together.push_back(i);
 	}
-	std::atomic<size_t> next{0};
-	auto worker = [&] {
-		for (size_t k; (k = next.fetch_add(1)) < together.size();)
-			load_one(together[k]);
-	};
-	size_t n = std::min<size_t>(together.size(), std::max(1u, std::thread::hardware_concurrency()));
-	std::vector<std::thread> helpers;
-	for (size_t t = 1; t < n; t++) {
-		try {
-			helpers.emplace_back(worker);
-		} catch (const std::system_error &) {
-			break; // no thread to spare: this one loads the rest
-		}
-	}
-	worker();
-	for (auto &t : helpers)
-		t.join();
+	// the verifier's work: one thread per CPU
+	side_by_side(together.size(), std::max(1u, std::thread::hardware_concurrency()),
+		     [&](size_t k) { load_one(together[k]); });
 	for (const auto &e : errs)
 		if (!e.empty())
 			return runtime_error(e);
@@ -1067,18 +1054,9 @@ void host::deactivate_all(const char *why)
 	for (auto *p : on)
 		last_interval(*p, off_ns);
 	std::vector<std::string> errs(on.size());
-	std::vector<std::thread> side;
 	parallel_detach_ = true;
-	for (size_t i = 1; i < on.size(); i++) {
-		try {
-			side.emplace_back([this, &errs, &on, i] { errs[i] = detach_probe(*on[i]); });
-		} catch (...) {
-			errs[i] = detach_probe(*on[i]); // no thread to spare: in turn
-		}
-	}
-	errs[0] = detach_probe(*on[0]);
-	for (auto &t : side)
-		t.join();
+	// a detach mostly waits for the kernel: one thread per probe
+	side_by_side(on.size(), on.size(), [&](size_t i) { errs[i] = detach_probe(*on[i]); });
 	parallel_detach_ = false;
 	for (size_t i = 0; i < on.size(); i++) {
 		if (!errs[i].empty())
