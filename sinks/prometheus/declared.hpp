@@ -34,9 +34,20 @@ public:
 	const pi_field *find(std::string_view key) const
 	{
 		for (uint32_t i = 0; i < r_.nfields; i++)
-			if (r_.fields[i].key && key == r_.fields[i].key)
+			if (same(r_.fields[i].key, key))
 				return &r_.fields[i];
 		return nullptr;
+	}
+	// A field's name is key (without measuring the name first: most differ at once).
+	static bool same(const char *name, std::string_view key)
+	{
+		if (!name)
+			return false;
+		size_t i = 0;
+		for (; i < key.size(); i++)
+			if (name[i] != key[i])
+				return false; // also at the name's end: its NUL differs from any key byte
+		return name[i] == 0;
 	}
 	bool has(std::string_view key) const { return find(key) != nullptr || header(key); }
 	// A number as a double: 0 when absent or not a number.

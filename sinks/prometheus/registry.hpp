@@ -11,6 +11,7 @@
 
 #include "../common/utf8.hpp"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cctype>
@@ -181,7 +182,9 @@ struct series {
 
 struct family {
 	std::shared_ptr<const family_meta> meta;
-	std::map<std::string, series> children; // by rendered labels: a stable, sorted output
+	// by rendered labels; hashed, for the lookup of every record: the exposition sorts them
+	// (render(), outside the exporter's lock) for a stable output
+	std::unordered_map<std::string, series> children;
 	uint64_t dropped = 0;                   // label sets refused at the series cap
 };
 
@@ -506,8 +509,11 @@ inline void append_sample(std::string &out, const std::string &name, const char 
 }
 
 // The text format 0.0.4 (openmetrics false) or OpenMetrics 1.0.0 (true, ends with "# EOF").
-inline std::string render(const snapshot &s, bool openmetrics)
+inline std::string render(snapshot &s, bool openmetrics)
 {
+	for (auto &f : s.families)
+		std::sort(f.children.begin(), f.children.end(),
+			  [](const snapshot::child &a, const snapshot::child &b) { return *a.labels < *b.labels; });
 	std::string out;
 	out.reserve(4096);
 	std::string v;
