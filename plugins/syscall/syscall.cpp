@@ -436,25 +436,41 @@ private:
 		if (bpf_map_lookup_elem(o_fd, &e.id, &k) != 0 || k.pid_start_ns != e.h.pid_start_ns)
 			return; // freed at a tick already, or the id is someone else's by now
 		per_owner po;
-		std::vector<sc_stats> stats(static_cast<size_t>(ncpu_));
-		std::vector<sc_key> keys;
+		end_stats_.resize(static_cast<size_t>(ncpu_));
 		for (uint32_t w = 0; w < SC_NR_SLOTS / 64; w++)
 			for (uint64_t bits = k.slots[w]; bits; bits &= bits - 1) {
 				sc_key key{e.id, w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits))};
-				if (bpf_map_lookup_elem(t_fd, &key, stats.data()) != 0)
+				if (take_key(t_fd, key, end_stats_.data()) != 0)
 					continue;
-				keys.push_back(key);
-				po.take(key.id, key.nr, merge(stats.data(), stats.size(), epoch_), prev_target_[key_of(key)]);
+				auto prev = prev_target_.find(key_of(key));
+				figures before = prev != prev_target_.end() ? prev->second : figures{};
+				if (prev != prev_target_.end())
+					prev_target_.erase(prev);
+				po.take(key.id, key.nr, merge(end_stats_.data(), end_stats_.size(), epoch_), before);
 			}
 		uint64_t now = e.h.ts_boot_ns;
 		emit_owner(e.id, po, now + host().boot_to_epoch_ns, now - std::min(now, last_tick_ns_),
 			   now - std::min(now, start_ns_), true, end_slots_);
-		for (const auto &key : keys) {
-			bpf_map_delete_elem(t_fd, &key);
-			prev_target_.erase(key_of(key));
-		}
 		bpf_map_delete_elem(o_fd, &e.id);
 		owners_.erase(e.id);
+	}
+
+	// An ended id's key: its figures into value (ncpu_ entries), and the key out of the map, in
+	// one call where the kernel has it for hash maps (Linux 5.14), else two. Non-zero when the
+	// key is not there.
+	int take_key(int fd, const sc_key &key, sc_stats *value)
+	{
+		if (lookup_and_delete_) {
+			if (bpf_map_lookup_and_delete_elem(fd, &key, value) == 0)
+				return 0;
+			if (errno == ENOENT)
+				return -1;
+			lookup_and_delete_ = false; // EINVAL or ENOTSUPP before 5.14: two calls from now on
+		}
+		if (bpf_map_lookup_elem(fd, &key, value) != 0)
+			return -1;
+		bpf_map_delete_elem(fd, &key);
+		return 0;
 	}
 
 	// Read every counter, emit what changed since the last report. `running`: the kernel is
@@ -686,6 +702,8 @@ private:
 	std::set<uint32_t> sys_slots_; // syscalls with system rows in this activation
 	std::set<uint32_t> sys_waiting_; // the target's syscalls whose system row has no call yet
 	std::unordered_map<uint64_t, figures> prev_target_; // (id << 32 | slot) -> last cumulative
+	std::vector<sc_stats> end_stats_;                   // on_end's per-CPU figures of one key
+	bool lookup_and_delete_ = true;                     // until the kernel refuses it for a hash
 	std::unordered_map<uint32_t, figures> prev_sys_;
 	std::unordered_map<uint32_t, owner> owners_;
 	std::set<uint32_t> end_slots_; // slots reported by ids that ended since the last report
