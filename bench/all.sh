@@ -15,11 +15,11 @@ export PROCIMAGE # measured as built above, not rebuilt by each script
 
 # script and its arguments (quick: fewer rounds)
 if [ "$QUICK" = quick ]; then
-  runs=("startup.sh 5" "forkloop.sh 3 1000" "eventpath.sh 2 300000" "keytime.sh 3 1000"
+  runs=("startup.sh 5" "memory.sh 3" "forkloop.sh 3 1000" "eventpath.sh 2 300000" "keytime.sh 3 1000"
         "syscall.sh 3 500000" "schedule.sh 3" "lock.sh 3" "profile.sh 3" "resource.sh 3"
         "inactive.sh 3" "activation.sh 5" "prometheus.sh 2")
 else
-  runs=("startup.sh" "forkloop.sh" "eventpath.sh" "keytime.sh" "syscall.sh" "schedule.sh" "lock.sh"
+  runs=("startup.sh" "memory.sh" "forkloop.sh" "eventpath.sh" "keytime.sh" "syscall.sh" "schedule.sh" "lock.sh"
         "profile.sh" "resource.sh" "inactive.sh" "activation.sh" "prometheus.sh")
 fi
 rows() { grep -c . "$BENCH_SUMMARY" || true; }
