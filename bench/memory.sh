@@ -15,13 +15,14 @@ ROUNDS=${1:-5}
 build_bench
 
 configs=(pi_a pi_k bpftrace)
+SLEEP=$(command -v sleep) # bpftrace -c wants one binary: /bin and /usr/bin both have sleep
 kb() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 for r in $(seq 1 "$ROUNDS"); do
   for c in "${configs[@]}"; do
     case $c in
       pi_a) "$PROCIMAGE" -a -o jsonl:/dev/null -- sleep 4 >/dev/null 2>&1 & ;;
       pi_k) "$PROCIMAGE" -k -o jsonl:/dev/null -- sleep 4 >/dev/null 2>&1 & ;;
-      bpftrace) bpftrace -e 'tracepoint:sched:sched_process_exec { }' -c 'sleep 4' >/dev/null 2>&1 & ;;
+      bpftrace) bpftrace -e 'tracepoint:sched:sched_process_exec { }' -c "$SLEEP 4" >/dev/null 2>&1 & ;;
     esac
     pid=$!
     # from the moment CMD runs (the tool has attached): CMD is the tool's child
@@ -30,6 +31,7 @@ for r in $(seq 1 "$ROUNDS"); do
       sleep 0.025
     done
     sleep 2
+    if ! kill -0 "$pid" 2>/dev/null; then echo "bench: $c ended before it could be measured" >&2; exit 1; fi
     kb "$pid" VmRSS >>"$OUT/$c.rss"
     kb "$pid" RssAnon >>"$OUT/$c.anon"
     wait "$pid" || true
